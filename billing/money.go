@@ -1,0 +1,82 @@
+package billing
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Money is an amount of US dollars counted in micro-dollars (1 USD = 1,000,000).
+// Every amount in forgebot is a Money; no float ever holds money.
+type Money int64
+
+// Micro is the number of Money units in one dollar.
+const Micro Money = 1_000_000
+
+// ErrInvalidAmount reports an amount that cannot be parsed or is not allowed where it was given.
+var ErrInvalidAmount = errors.New("invalid amount")
+
+// ParseMoney reads a dollar amount such as "1.25", "$0.000350", "0.5" or "-2".
+// It accepts at most six decimal places (one micro-dollar) and never rounds:
+// "0.0000001" is an error, not zero.
+func ParseMoney(s string) (Money, error) {
+	in := strings.TrimSpace(s)
+	neg := false
+	if strings.HasPrefix(in, "-") {
+		neg, in = true, in[1:]
+	}
+	in = strings.TrimPrefix(in, "$")
+	whole, frac, hasDot := strings.Cut(in, ".")
+	if whole == "" || !allDigits(whole) || (hasDot && (frac == "" || !allDigits(frac))) {
+		return 0, fmt.Errorf("%w: %q is not a dollar amount like 1.25", ErrInvalidAmount, s)
+	}
+	if len(frac) > 6 {
+		return 0, fmt.Errorf("%w: %q has more than 6 decimal places", ErrInvalidAmount, s)
+	}
+	dollars, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || dollars > int64(maxDollars) {
+		return 0, fmt.Errorf("%w: %q is too large", ErrInvalidAmount, s)
+	}
+	micros := int64(0)
+	if frac != "" {
+		micros, _ = strconv.ParseInt(frac+strings.Repeat("0", 6-len(frac)), 10, 64)
+	}
+	m := Money(dollars)*Micro + Money(micros)
+	if neg {
+		m = -m
+	}
+	return m, nil
+}
+
+// maxDollars bounds parsed amounts far below the int64 limit, so sums of many
+// amounts cannot overflow.
+const maxDollars = 1_000_000_000
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// String formats m as dollars with at least two decimals and as many more as
+// needed, up to six: $1.25, $0.00035, -$0.10.
+func (m Money) String() string {
+	sign := ""
+	u := uint64(m)
+	if m < 0 {
+		sign, u = "-", uint64(-m)
+	}
+	whole, frac := u/uint64(Micro), u%uint64(Micro)
+	digits := strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
+	if len(digits) < 2 {
+		digits += strings.Repeat("0", 2-len(digits))
+	}
+	return fmt.Sprintf("%s$%d.%s", sign, whole, digits)
+}
+
+// Micros returns m as a plain count of micro-dollars, for JSON and SQL.
+func (m Money) Micros() int64 { return int64(m) }

@@ -1,0 +1,113 @@
+package billing_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/tokensforge/forgebot/billing"
+)
+
+func TestParseMoney(t *testing.T) {
+	for in, want := range map[string]billing.Money{
+		"1.25":      1_250_000,
+		"$0.000350": 350,
+		"0.5":       500_000,
+		"5":         5_000_000,
+		"$5.00":     5_000_000,
+		"-2.1":      -2_100_000,
+		" 0.000001": 1,
+		"0":         0,
+	} {
+		got, err := billing.ParseMoney(in)
+		if err != nil || got != want {
+			t.Errorf("ParseMoney(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "$", "abc", "1.", ".5", "1.0000001", "1,25", "1e3", "--1", "$-1", "1.2.3", "0x10", "99999999999", "+1", "1 000"} {
+		if got, err := billing.ParseMoney(in); !errors.Is(err, billing.ErrInvalidAmount) {
+			t.Errorf("ParseMoney(%q) = %d, %v; want ErrInvalidAmount", in, got, err)
+		}
+	}
+}
+
+func TestMoneyString(t *testing.T) {
+	for m, want := range map[billing.Money]string{
+		350:        "$0.00035",
+		1_250_000:  "$1.25",
+		0:          "$0.00",
+		1:          "$0.000001",
+		-100_000:   "-$0.10",
+		12_345_678: "$12.345678",
+	} {
+		if got := m.String(); got != want {
+			t.Errorf("Money(%d).String() = %q, want %q", int64(m), got, want)
+		}
+	}
+}
+
+func FuzzParseMoney(f *testing.F) {
+	for _, s := range []string{"1.25", "$0.000350", "0.5", "-3", "1.0000001", "", "$", "9999999999.999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := billing.ParseMoney(s)
+		if err != nil {
+			if !errors.Is(err, billing.ErrInvalidAmount) {
+				t.Fatalf("ParseMoney(%q) error %v is not ErrInvalidAmount", s, err)
+			}
+			return
+		}
+		// Whatever parses prints back to the same amount.
+		back, err := billing.ParseMoney(m.String())
+		if err != nil || back != m {
+			t.Fatalf("ParseMoney(%q) = %d, printed %q, parsed back as %d, %v", s, m, m.String(), back, err)
+		}
+	})
+}
+
+func TestPriceCost(t *testing.T) {
+	p := billing.Price{InputPerM: 150_000, OutputPerM: 600_000} // $0.15 / $0.60 per 1M
+	for _, tc := range []struct {
+		in, out int64
+		want    billing.Money
+	}{
+		{0, 0, 0},
+		{1, 0, 1},               // 0.15 micro-dollars rounds up to 1
+		{1_000_000, 0, 150_000}, // exactly $0.15
+		{1_000_000, 1_000_000, 750_000},
+		{1234, 567, 526}, // 185.1 + 340.2 = 525.3 -> 526, rounded once on the sum
+		{3, 3, 3},        // 0.45 + 1.8 = 2.25 -> 3 (rounding each part would give 1 + 2)
+		{-5, 10, 6},      // negative counts are zero
+	} {
+		if got := p.Cost(tc.in, tc.out); got != tc.want {
+			t.Errorf("Cost(%d, %d) = %d, want %d", tc.in, tc.out, got, tc.want)
+		}
+	}
+	big := billing.Price{InputPerM: 100 * billing.Micro, OutputPerM: 100 * billing.Micro}
+	if got, want := big.Cost(2_000_000_000, 2_000_000_000), billing.Money(400_000)*billing.Micro; got != want {
+		t.Errorf("Cost of 2B+2B tokens at $100/M = %s, want %s", got, want)
+	}
+}
+
+func TestParseIdentity(t *testing.T) {
+	for _, ok := range []string{"telegram:123", "discord:456", "cli:alice", "telegram:-1001234"} {
+		if _, err := billing.ParseIdentity(ok); err != nil {
+			t.Errorf("ParseIdentity(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "telegram", ":1", "telegram:", "Telegram:1", "tele gram:1", "cli:a b", "cli:a:b"} {
+		if _, err := billing.ParseIdentity(bad); err == nil {
+			t.Errorf("ParseIdentity(%q) accepted it", bad)
+		}
+	}
+}
+
+func ExampleMoney_String() {
+	m, _ := billing.ParseMoney("$0.000350")
+	fmt.Println(m, m.Micros())
+	fmt.Println(billing.Price{InputPerM: 150_000, OutputPerM: 600_000}.Cost(1200, 350))
+	// Output:
+	// $0.00035 350
+	// $0.00039
+}

@@ -1,0 +1,82 @@
+package billing
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"time"
+)
+
+// UsageSource says where a token count came from.
+type UsageSource string
+
+const (
+	UsageProvider UsageSource = "provider" // reported by the model's API
+	UsageLocal    UsageSource = "local"    // counted by forgebot: an estimate
+)
+
+// RouteKind decides which bucket pays: official routes pay from Credit,
+// routed routes from the routed balance.
+type RouteKind string
+
+const (
+	RouteOfficial RouteKind = "official"
+	RouteRouted   RouteKind = "routed"
+)
+
+// BucketFor returns the bucket that pays for a route kind.
+func BucketFor(k RouteKind) Bucket {
+	if k == RouteRouted {
+		return BucketRouted
+	}
+	return BucketCredit
+}
+
+// Receipt is the public record of what one run cost and why. Its PublicID is
+// the unguessable token in the receipt link.
+type Receipt struct {
+	PublicID        string
+	RunID           string
+	AccountID       AccountID
+	HoldID          int64
+	Model           string
+	Route           string
+	RouteKind       RouteKind
+	Bucket          Bucket
+	TokensIn        int64
+	TokensOut       int64
+	TokensInSource  UsageSource
+	TokensOutSource UsageSource
+	Held            Money
+	Captured        Money
+	Released        Money
+	Status          string
+	Attempts        int
+	Notes           string // e.g. a cross-bucket fallback the user consented to
+	StartedAt       time.Time
+	FinishedAt      time.Time
+	CreatedAt       time.Time
+}
+
+// NewPublicID returns a receipt token of 144 random bits, URL-safe.
+func NewPublicID() string {
+	var b [18]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("billing: no randomness: " + err.Error()) // crypto/rand does not fail on supported systems
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// FailedRequest records one failed attempt to call a model route and what it
+// cost under the charge policy (by default nothing).
+type FailedRequest struct {
+	ID         int64
+	RunID      string
+	AccountID  AccountID
+	Route      string
+	Bucket     Bucket
+	HTTPStatus int    // 0 when no response came (timeout, broken connection)
+	ErrorClass string // rate_limited, server_error, timeout, broken_stream, ...
+	Charged    Money
+	Detail     string
+	At         time.Time
+}

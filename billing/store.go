@@ -1,0 +1,76 @@
+package billing
+
+import (
+	"context"
+	"time"
+)
+
+// Accounts maps identities to accounts.
+type Accounts interface {
+	// EnsureAccount returns the identity's account, creating it (with both
+	// buckets at zero) on first use.
+	EnsureAccount(ctx context.Context, id Identity) (AccountID, error)
+	// AccountOf returns the identity's account or ErrUnknownAccount.
+	AccountOf(ctx context.Context, id Identity) (AccountID, error)
+	// Account returns an account with its identities, or ErrUnknownAccount.
+	Account(ctx context.Context, id AccountID) (Account, error)
+	// LinkIdentity joins add to have's account. It returns ErrUnknownAccount
+	// when have has no account, and ErrLinkConflict when add already belongs to
+	// an account that has money or entries, or have's account already has an
+	// identity on add's platform.
+	LinkIdentity(ctx context.Context, have, add Identity) (AccountID, error)
+}
+
+// Ledger moves money. Every method that writes takes an idempotency key: the
+// same key with the same payload returns the first result (Replayed set),
+// with another payload ErrIdempotencyConflict; nothing is written either way.
+type Ledger interface {
+	// Post records a grant, top-up, refund or adjustment. It returns
+	// ErrInsufficientFunds when a negative adjustment would leave the bucket's
+	// available balance below zero.
+	Post(ctx context.Context, req PostRequest) (Entry, error)
+	// PlaceHold sets money aside, or returns ErrInsufficientFunds; the check is
+	// made atomically in the database.
+	PlaceHold(ctx context.Context, req HoldRequest) (Hold, error)
+	// CaptureHold charges up to the held amount and releases the rest. It
+	// returns ErrHoldResolved, ErrHoldExpired, ErrCaptureExceedsHold or ErrUnknownHold.
+	CaptureHold(ctx context.Context, req CaptureRequest) (Hold, error)
+	// ReleaseHold gives the whole hold back; ErrHoldResolved or ErrUnknownHold.
+	ReleaseHold(ctx context.Context, req ReleaseRequest) (Hold, error)
+	// ExpireHolds releases up to limit open holds past their time to live and
+	// returns them with status HoldExpired.
+	ExpireHolds(ctx context.Context, limit int) ([]Hold, error)
+	// Hold returns one hold or ErrUnknownHold.
+	Hold(ctx context.Context, id int64) (Hold, error)
+	// Balances returns both buckets of an account, or ErrUnknownAccount.
+	Balances(ctx context.Context, id AccountID) (Balances, error)
+	// Entries returns an account's newest entries first.
+	Entries(ctx context.Context, id AccountID, limit int) ([]Entry, error)
+	// Audit reads what Check needs to verify the ledger's invariants.
+	Audit(ctx context.Context) (Audit, error)
+}
+
+// Receipts stores receipts and failed-request records.
+type Receipts interface {
+	// SaveReceipt inserts or replaces the receipt with r.PublicID (a new
+	// public id is made when it is empty) and returns it as stored.
+	SaveReceipt(ctx context.Context, r Receipt) (Receipt, error)
+	// Receipt returns the receipt with that public id, or ErrNotFound.
+	Receipt(ctx context.Context, publicID string) (Receipt, error)
+	// RecordFailedRequest appends a failed-request record.
+	RecordFailedRequest(ctx context.Context, f FailedRequest) (FailedRequest, error)
+	// FailedRequests lists a run's failed requests, oldest first.
+	FailedRequests(ctx context.Context, runID string) ([]FailedRequest, error)
+}
+
+// Store is everything billing needs from a database.
+type Store interface {
+	Accounts
+	Ledger
+	Receipts
+	Close() error
+}
+
+// Clock returns the current time; stores and sweepers take one so tests can
+// move time.
+type Clock func() time.Time

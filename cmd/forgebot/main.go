@@ -1,0 +1,124 @@
+// Command forgebot runs forgebot: its store migrations, wallet and ledger
+// tools, and the demo. It only reads configuration and wires packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// Exit statuses.
+const (
+	exitOK       = 0
+	exitFailure  = 1 // something went wrong at run time, or ledger check found violations
+	exitBadInput = 2 // bad flags, values or configuration; nothing was written
+)
+
+const usage = `forgebot: LLM trading research from chat, with a wallet that shows what it costs.
+
+Usage:
+  forgebot migrate                      apply database migrations
+  forgebot wallet topup --user ID --bucket credit|routed --amount 5.00 --key KEY [--note TEXT]
+  forgebot wallet show --user ID [--json]
+  forgebot wallet ledger --user ID [--limit N] [--json]
+  forgebot ledger check                 verify the ledger's invariants (exit 1 on a violation)
+  forgebot ledger sweep                 release holds past their time to live
+  forgebot demo                         a walk through the wallet on the embedded store
+
+ID is platform:id, like telegram:42. DATABASE_URL selects the store:
+postgres://... or sqlite:PATH (default sqlite:./forgebot-data/forgebot.db).
+`
+
+// cliError carries the exit status a failure should produce.
+type cliError struct {
+	code int
+	err  error
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+// badInput marks an error as the user's input: exit 2, nothing written.
+func badInput(format string, args ...any) error {
+	return &cliError{code: exitBadInput, err: fmt.Errorf(format, args...)}
+}
+
+// run is main without the process: tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	cfg, err := loadConfig(getenv)
+	if err == nil {
+		err = dispatch(ctx, cfg, args, stdout, stderr)
+	}
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "forgebot: "+oneLine(err.Error()))
+	if ce := (*cliError)(nil); errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitFailure
+}
+
+func dispatch(ctx context.Context, cfg Config, args []string, stdout, stderr io.Writer) error {
+	cmd, rest := args[0], args[1:]
+	sub := ""
+	if len(rest) > 0 {
+		sub = rest[0]
+	}
+	switch {
+	case cmd == "migrate":
+		return cmdMigrate(ctx, cfg, rest, stdout)
+	case cmd == "wallet" && sub == "topup":
+		return cmdTopup(ctx, cfg, rest[1:], stdout)
+	case cmd == "wallet" && sub == "show":
+		return cmdShow(ctx, cfg, rest[1:], stdout)
+	case cmd == "wallet" && sub == "ledger":
+		return cmdLedger(ctx, cfg, rest[1:], stdout)
+	case cmd == "ledger" && sub == "check":
+		return cmdCheck(ctx, cfg, rest[1:], stdout)
+	case cmd == "ledger" && sub == "sweep":
+		return cmdSweep(ctx, cfg, rest[1:], stdout)
+	case cmd == "demo":
+		return cmdDemo(ctx, cfg, rest, stdout)
+	case cmd == "wallet" || cmd == "ledger":
+		return badInput("unknown %s command %q: see `forgebot help`", cmd, sub)
+	}
+	return badInput("unknown command %q: see `forgebot help`", cmd)
+}
+
+// oneLine folds a multi-line error (pgconn lists every address it tried) into
+// the one line a user reads.
+func oneLine(s string) string {
+	var b strings.Builder
+	for i, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if i > 0 && b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}

@@ -1,0 +1,174 @@
+// Package postgres is forgebot's PostgreSQL store, on pgx v5 (pgxpool). It
+// implements billing.Store; the SQL it shares with store/sqlite lives in
+// store/internal/sqlcore.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/migrations"
+	"github.com/tokensforge/forgebot/store/internal/sqlcore"
+)
+
+// Store is a billing.Store on PostgreSQL.
+type Store struct {
+	*sqlcore.Core
+	Pool *pgxpool.Pool
+}
+
+var _ billing.Store = (*Store)(nil)
+
+// Options tune a Store. The zero value is ready for production.
+type Options struct {
+	Now            func() time.Time          // default time.Now
+	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
+}
+
+// Open connects to the database at url (a postgres:// URL or key=value DSN)
+// and checks that it answers.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn's parse errors redact the password.
+		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)
+	}
+	return OpenConfig(ctx, cfg, opts)
+}
+
+// OpenConfig is Open with a parsed pool configuration.
+func OpenConfig(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Store, error) {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot reach PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return New(pool, opts), nil
+}
+
+// New wraps an open pool.
+func New(pool *pgxpool.Pool, opts Options) *Store {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		Pool: pool,
+		Core: &sqlcore.Core{
+			DB:             db{querier{pool}, pool},
+			Dialect:        Dialect,
+			Now:            now,
+			AfterStatement: opts.AfterStatement,
+		},
+	}
+}
+
+// Dialect is PostgreSQL's spelling of what differs from SQLite.
+var Dialect = sqlcore.Dialect{
+	Name:          "postgres",
+	ForUpdate:     " FOR UPDATE",
+	SkipLocked:    " SKIP LOCKED",
+	Time:          func(t time.Time) any { return t.UTC() },
+	MigrationLock: `SELECT pg_advisory_xact_lock(7146020411)`,
+	HasTable:      `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1`,
+}
+
+// Migrations returns the embedded PostgreSQL migrations.
+func Migrations() ([]sqlcore.Migration, error) {
+	return sqlcore.LoadMigrations(migrations.Postgres, "postgres")
+}
+
+// Migrate applies pending migrations and returns their names.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	return s.Core.Migrate(ctx, ms)
+}
+
+// CheckSchema returns billing.ErrSchemaBehind when `forgebot migrate` has not been run.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	return s.Core.CheckSchema(ctx, ms)
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.Pool.Close()
+	return nil
+}
+
+// conn is what a pool and a transaction share.
+type conn interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// querier adapts pgx to sqlcore's interfaces; it is the one place where
+// pgx.ErrNoRows becomes sqlcore.ErrNoRows.
+type querier struct{ c conn }
+
+func (q querier) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := q.c.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+func (q querier) QueryRow(ctx context.Context, sql string, args ...any) sqlcore.Row {
+	return row{q.c.QueryRow(ctx, sql, args...)}
+}
+
+func (q querier) Query(ctx context.Context, sql string, args ...any) (sqlcore.Rows, error) {
+	r, err := q.c.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+type row struct{ pgx.Row }
+
+func (r row) Scan(dest ...any) error {
+	err := r.Row.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sqlcore.ErrNoRows
+	}
+	return err
+}
+
+type db struct {
+	querier
+	pool *pgxpool.Pool
+}
+
+func (d db) Begin(ctx context.Context) (sqlcore.Tx, error) {
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return txq{querier{tx}, tx}, nil
+}
+
+type txq struct {
+	querier
+	tx pgx.Tx
+}
+
+func (t txq) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t txq) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }

@@ -1,0 +1,191 @@
+// Package sqlite is forgebot's embedded store: one SQLite file through
+// modernc.org/sqlite (pure Go), in WAL mode with a busy timeout. It implements
+// billing.Store with the SQL it shares with store/postgres (store/internal/sqlcore).
+//
+// The database/sql pool holds a single connection: SQLite has one writer
+// anyway, and River's SQLite driver deadlocks with more (see PLATFORMS.md).
+// Write transactions begin IMMEDIATE so that other processes on the same file
+// queue on the busy timeout instead of failing half-way.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/migrations"
+	"github.com/tokensforge/forgebot/store/internal/sqlcore"
+)
+
+// Store is a billing.Store in one SQLite file.
+type Store struct {
+	*sqlcore.Core
+	DB *sql.DB
+}
+
+var _ billing.Store = (*Store)(nil)
+
+// Options tune a Store. The zero value is ready for production.
+type Options struct {
+	Now            func() time.Time          // default time.Now
+	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
+}
+
+// Open opens (creating if needed) the database file at path; its folder is
+// created too.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create database folder: %w", err)
+		}
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		DB: db,
+		Core: &sqlcore.Core{
+			DB:             sqldb{querier{db}, db},
+			Dialect:        Dialect,
+			Now:            now,
+			AfterStatement: opts.AfterStatement,
+		},
+	}, nil
+}
+
+// Dialect is SQLite's spelling of what differs from PostgreSQL.
+var Dialect = sqlcore.Dialect{
+	Name:     "sqlite",
+	Time:     func(t time.Time) any { return t.UnixMicro() },
+	HasTable: `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1`,
+}
+
+// Migrations returns the embedded SQLite migrations.
+func Migrations() ([]sqlcore.Migration, error) {
+	return sqlcore.LoadMigrations(migrations.SQLite, "sqlite")
+}
+
+// Migrate applies pending migrations and returns their names.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	return s.Core.Migrate(ctx, ms)
+}
+
+// CheckSchema returns billing.ErrSchemaBehind when `forgebot migrate` has not been run.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	return s.Core.CheckSchema(ctx, ms)
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.DB.Close() }
+
+// conn is what *sql.DB and *sql.Tx share.
+type conn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// querier adapts database/sql to sqlcore's interfaces; it is the one place
+// where sql.ErrNoRows becomes sqlcore.ErrNoRows.
+type querier struct{ c conn }
+
+func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := q.c.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q querier) QueryRow(ctx context.Context, query string, args ...any) sqlcore.Row {
+	return row{q.c.QueryRowContext(ctx, query, args...)}
+}
+
+func (q querier) Query(ctx context.Context, query string, args ...any) (sqlcore.Rows, error) {
+	r, err := q.c.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows{r}, nil
+}
+
+type row struct{ *sql.Row }
+
+func (r row) Scan(dest ...any) error {
+	err := r.Row.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sqlcore.ErrNoRows
+	}
+	return err
+}
+
+type rows struct{ *sql.Rows }
+
+func (r rows) Close() { r.Rows.Close() }
+
+type sqldb struct {
+	querier
+	db *sql.DB
+}
+
+func (d sqldb) Begin(ctx context.Context) (sqlcore.Tx, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return sqltx{querier{tx}, tx}, nil
+}
+
+type sqltx struct {
+	querier
+	tx *sql.Tx
+}
+
+// Commit commits. database/sql rolls a transaction back by itself when its
+// context is cancelled; Commit then reports ErrTxDone, which is the cancel.
+func (t sqltx) Commit(ctx context.Context) error {
+	err := t.tx.Commit()
+	if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+		return fmt.Errorf("transaction rolled back: %w", context.Cause(ctx))
+	}
+	return err
+}
+
+func (t sqltx) Rollback(context.Context) error { return t.tx.Rollback() }
