@@ -83,7 +83,60 @@ var Dialect = sqlcore.Dialect{
 	Time:          func(t time.Time) any { return t.UTC() },
 	MigrationLock: `SELECT pg_advisory_xact_lock(7146020411)`,
 	HasTable:      `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1`,
+
+	FastPlaceHold: fastPlaceHold,
+	FastCapture:   fastCapture,
+	IsUniqueViolation: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505"
+	},
 }
+
+// fastPlaceHold places a hold in one statement: the funds check is the
+// UPDATE's WHERE clause on the locked balance row. No row comes back when the
+// funds are short or the account is unknown; a used key fails on a unique
+// index. Either way the core's general transaction takes over.
+const fastPlaceHold = `WITH b AS (
+	UPDATE balances SET held = held + $3, updated_at = $4
+	WHERE account_id = $1 AND bucket = $2 AND posted - held >= $3
+	RETURNING account_id, bucket
+), h AS (
+	INSERT INTO holds (account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at)
+	SELECT account_id, bucket, $3, 0, 'open', $5, $6, $4, $7 FROM b
+	RETURNING ` + holdCols + `
+), e AS (
+	INSERT INTO ledger_entries (account_id, bucket, kind, amount, posted_delta, held_delta, hold_id, reference, idem_key, actor, created_at)
+	SELECT account_id, bucket, 'hold', -amount, 0, amount, id, reference, $10, $9, $4 FROM h
+), k AS (
+	INSERT INTO idempotency_keys (idem_key, fingerprint, result_id, created_at)
+	SELECT $6, $8, id, $4 FROM h
+)
+SELECT ` + holdCols + ` FROM h`
+
+// fastCapture captures an open, unexpired hold in one statement, releasing
+// what it does not charge. No row comes back when the hold is resolved,
+// expired, missing or smaller than the capture; a used key fails on a unique index.
+const fastCapture = `WITH h AS (
+	UPDATE holds SET status = 'captured', captured = $2, resolved_at = $3
+	WHERE id = $1 AND status = 'open' AND expires_at > $3 AND amount >= $2
+	RETURNING ` + holdCols + `
+), b AS (
+	UPDATE balances SET posted = balances.posted - h.captured, held = balances.held - h.amount, updated_at = $3
+	FROM h WHERE balances.account_id = h.account_id AND balances.bucket = h.bucket
+), c AS (
+	INSERT INTO ledger_entries (account_id, bucket, kind, amount, posted_delta, held_delta, hold_id, reference, idem_key, actor, created_at)
+	SELECT account_id, bucket, 'capture', -captured, -captured, -captured, id, reference, $4 || '/capture', $5, $3 FROM h
+), r AS (
+	INSERT INTO ledger_entries (account_id, bucket, kind, amount, posted_delta, held_delta, hold_id, reference, idem_key, actor, created_at)
+	SELECT account_id, bucket, 'release', amount - captured, 0, captured - amount, id, reference, $4 || '/release', $5, $3 FROM h
+	WHERE amount > captured
+), k AS (
+	INSERT INTO idempotency_keys (idem_key, fingerprint, result_id, created_at)
+	SELECT $4, $6, id, $3 FROM h
+)
+SELECT ` + holdCols + ` FROM h`
+
+const holdCols = `id, account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at, resolved_at`
 
 // Migrations returns the embedded PostgreSQL migrations.
 func Migrations() ([]sqlcore.Migration, error) {

@@ -64,6 +64,17 @@ type Dialect struct {
 	MigrationLock string
 	// HasTable returns a query that yields one row with a count > 0 when the table $1 exists.
 	HasTable string
+
+	// FastPlaceHold and FastCapture, when set, are single statements that do
+	// the whole common case of PlaceHold and CaptureHold in one round trip
+	// (PostgreSQL's data-modifying CTEs). They return the hold's row, or no
+	// row, or fail on a unique key, whenever anything is unusual; the core
+	// then runs the general transaction, which decides every such case.
+	// Arguments are documented in fast.go.
+	FastPlaceHold string
+	FastCapture   string
+	// IsUniqueViolation reports a unique-constraint error (needed with the fast paths).
+	IsUniqueViolation func(error) bool
 }
 
 // Core is the shared implementation. Now is its clock; AfterStatement, when

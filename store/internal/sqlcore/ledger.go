@@ -139,6 +139,14 @@ func (c *Core) PlaceHold(ctx context.Context, req billing.HoldRequest) (billing.
 	if err := req.Validate(); err != nil {
 		return billing.Hold{}, err
 	}
+	if c.Dialect.FastPlaceHold != "" {
+		now := c.now()
+		h, ok, err := c.fast(ctx, c.Dialect.FastPlaceHold, req.AccountID, string(req.Bucket), int64(req.Amount), c.t(now),
+			req.Reference, req.Key, c.t(now.Add(req.TTL)), req.Fingerprint(), req.Actor, req.Key+"/hold")
+		if ok || err != nil {
+			return h, err
+		}
+	}
 	var out billing.Hold
 	err := c.inTx(ctx, func(tx Querier) error {
 		resultID, replayed, err := c.claimKey(ctx, tx, req.Key, req.Fingerprint())
@@ -182,6 +190,12 @@ func (c *Core) PlaceHold(ctx context.Context, req billing.HoldRequest) (billing.
 func (c *Core) CaptureHold(ctx context.Context, req billing.CaptureRequest) (billing.Hold, error) {
 	if err := req.Validate(); err != nil {
 		return billing.Hold{}, err
+	}
+	if c.Dialect.FastCapture != "" {
+		h, ok, err := c.fast(ctx, c.Dialect.FastCapture, req.HoldID, int64(req.Amount), c.t(c.now()), req.Key, req.Actor, req.Fingerprint())
+		if ok || err != nil {
+			return h, err
+		}
 	}
 	return c.resolve(ctx, req.HoldID, req.Key, req.Fingerprint(), req.Actor, billing.HoldCaptured, req.Amount)
 }
