@@ -30,6 +30,8 @@ var _ billing.Store = (*Store)(nil)
 type Options struct {
 	Now            func() time.Time          // default time.Now
 	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
+	// GeneralPathOnly turns the single-statement hold and capture off (tests).
+	GeneralPathOnly bool
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value DSN)
@@ -64,11 +66,15 @@ func New(pool *pgxpool.Pool, opts Options) *Store {
 	if now == nil {
 		now = time.Now
 	}
+	dialect := Dialect
+	if opts.GeneralPathOnly {
+		dialect.FastPlaceHold, dialect.FastCapture = "", ""
+	}
 	return &Store{
 		Pool: pool,
 		Core: &sqlcore.Core{
 			DB:             db{querier{pool}, pool},
-			Dialect:        Dialect,
+			Dialect:        dialect,
 			Now:            now,
 			AfterStatement: opts.AfterStatement,
 		},

@@ -11,11 +11,25 @@ import (
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, storetest.Harness{
+	storetest.Run(t, harness(false))
+}
+
+// TestConformanceGeneralPath runs the suite again with the single-statement
+// hold and capture turned off, so the shared transaction is proven on
+// PostgreSQL too.
+func TestConformanceGeneralPath(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, harness(true))
+}
+
+func harness(generalOnly bool) storetest.Harness {
+	return storetest.Harness{
 		Open: func(t *testing.T, opts storetest.Options) storetest.Store {
 			_, cfg := pgtest.Schema(t)
 			cfg.MaxConns = 20
-			s, err := postgres.OpenConfig(t.Context(), cfg, postgres.Options{Now: opts.Now, AfterStatement: opts.AfterStatement})
+			s, err := postgres.OpenConfig(t.Context(), cfg, postgres.Options{
+				Now: opts.Now, AfterStatement: opts.AfterStatement, GeneralPathOnly: generalOnly || opts.GeneralPathOnly,
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -27,5 +41,5 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("exec %q: %v", sql, err)
 			}
 		},
-	})
+	}
 }

@@ -21,7 +21,7 @@ func testCancelBetweenStatements(t *testing.T, h Harness) {
 		cancelAt int
 		cancel   context.CancelFunc
 	)
-	s := h.Open(t, Options{Now: clock.Now, AfterStatement: func(context.Context) {
+	s := h.Open(t, Options{Now: clock.Now, GeneralPathOnly: true, AfterStatement: func(context.Context) {
 		count++
 		if count == cancelAt {
 			cancel()

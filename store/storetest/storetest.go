@@ -22,6 +22,9 @@ type Store interface {
 type Options struct {
 	Now            func() time.Time
 	AfterStatement func(ctx context.Context)
+	// GeneralPathOnly turns off a store's single-statement fast paths, so a
+	// test can cancel between the statements of the general transaction.
+	GeneralPathOnly bool
 }
 
 // Harness opens fresh, empty (unmigrated) stores for one test each, and runs
