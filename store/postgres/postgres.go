@@ -7,24 +7,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/migrations"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/store/internal/riverqueue"
 	"github.com/tokensforge/forgebot/store/internal/sqlcore"
 )
 
 // Store is a billing.Store on PostgreSQL.
 type Store struct {
 	*sqlcore.Core
-	Pool *pgxpool.Pool
+	Pool   *pgxpool.Pool
+	queue  *riverqueue.Queue[pgx.Tx]
+	schema string
 }
 
-var _ billing.Store = (*Store)(nil)
+var (
+	_ billing.Store  = (*Store)(nil)
+	_ research.Store = (*Store)(nil)
+)
 
 // Options tune a Store. The zero value is ready for production.
 type Options struct {
@@ -32,6 +41,7 @@ type Options struct {
 	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
 	// GeneralPathOnly turns the single-statement hold and capture off (tests).
 	GeneralPathOnly bool
+	Logger          *slog.Logger
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value DSN)
@@ -57,11 +67,21 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config, opts Options) (*Store,
 		pool.Close()
 		return nil, fmt.Errorf("cannot reach PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	return New(pool, opts), nil
+	return New(ctx, pool, opts)
 }
 
 // New wraps an open pool.
-func New(pool *pgxpool.Pool, opts Options) *Store {
+func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) {
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("read current schema: %w", err)
+	}
+	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Logger: opts.Logger})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -71,14 +91,17 @@ func New(pool *pgxpool.Pool, opts Options) *Store {
 		dialect.FastPlaceHold, dialect.FastCapture = "", ""
 	}
 	return &Store{
-		Pool: pool,
+		Pool:   pool,
+		queue:  queue,
+		schema: schema,
 		Core: &sqlcore.Core{
 			DB:             db{querier{pool}, pool},
 			Dialect:        dialect,
 			Now:            now,
 			AfterStatement: opts.AfterStatement,
+			Queue:          queue,
 		},
-	}
+	}, nil
 }
 
 // Dialect is PostgreSQL's spelling of what differs from SQLite.
@@ -155,8 +178,23 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Core.Migrate(ctx, ms)
+	applied, err := s.Core.Migrate(ctx, ms)
+	if err != nil {
+		return applied, err
+	}
+	if err := riverqueue.Migrate(ctx, riverpgxv5.New(s.Pool), s.schema); err != nil {
+		return applied, fmt.Errorf("river migrations: %w", err)
+	}
+	return applied, nil
 }
+
+// StartWorkers works queued runs with exec until StopWorkers.
+func (s *Store) StartWorkers(ctx context.Context, exec research.Executor) error {
+	return s.queue.Start(ctx, exec)
+}
+
+// StopWorkers stops taking runs and waits for running ones until ctx ends.
+func (s *Store) StopWorkers(ctx context.Context) error { return s.queue.Stop(ctx) }
 
 // CheckSchema returns billing.ErrSchemaBehind when `forgebot migrate` has not been run.
 func (s *Store) CheckSchema(ctx context.Context) error {
@@ -164,7 +202,13 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.Core.CheckSchema(ctx, ms)
+	if err := s.Core.CheckSchema(ctx, ms); err != nil {
+		return err
+	}
+	if err := riverqueue.Validate(ctx, riverpgxv5.New(s.Pool), s.schema); err != nil {
+		return fmt.Errorf("%w (%v)", billing.ErrSchemaBehind, err)
+	}
+	return nil
 }
 
 // Close closes the pool.
@@ -229,5 +273,6 @@ type txq struct {
 	tx pgx.Tx
 }
 
+func (t txq) Native() any                        { return t.tx }
 func (t txq) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
 func (t txq) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }

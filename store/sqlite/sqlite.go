@@ -13,30 +13,39 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/riverqueue/river/riverdriver/riversqlite"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/migrations"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/store/internal/riverqueue"
 	"github.com/tokensforge/forgebot/store/internal/sqlcore"
 )
 
 // Store is a billing.Store in one SQLite file.
 type Store struct {
 	*sqlcore.Core
-	DB *sql.DB
+	DB    *sql.DB
+	queue *riverqueue.Queue[*sql.Tx]
 }
 
-var _ billing.Store = (*Store)(nil)
+var (
+	_ billing.Store  = (*Store)(nil)
+	_ research.Store = (*Store)(nil)
+)
 
 // Options tune a Store. The zero value is ready for production.
 type Options struct {
 	Now            func() time.Time          // default time.Now
 	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
+	Logger         *slog.Logger
 }
 
 // Open opens (creating if needed) the database file at path; its folder is
@@ -71,13 +80,22 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
+	// No LISTEN on SQLite: River polls, so poll often enough that a run
+	// starts (and a cancel lands) quickly.
+	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Logger: opts.Logger})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &Store{
-		DB: db,
+		DB:    db,
+		queue: queue,
 		Core: &sqlcore.Core{
 			DB:             sqldb{querier{db}, db},
 			Dialect:        Dialect,
 			Now:            now,
 			AfterStatement: opts.AfterStatement,
+			Queue:          queue,
 		},
 	}, nil
 }
@@ -100,8 +118,23 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Core.Migrate(ctx, ms)
+	applied, err := s.Core.Migrate(ctx, ms)
+	if err != nil {
+		return applied, err
+	}
+	if err := riverqueue.Migrate(ctx, riversqlite.New(s.DB), ""); err != nil {
+		return applied, fmt.Errorf("river migrations: %w", err)
+	}
+	return applied, nil
 }
+
+// StartWorkers works queued runs with exec until StopWorkers.
+func (s *Store) StartWorkers(ctx context.Context, exec research.Executor) error {
+	return s.queue.Start(ctx, exec)
+}
+
+// StopWorkers stops taking runs and waits for running ones until ctx ends.
+func (s *Store) StopWorkers(ctx context.Context) error { return s.queue.Stop(ctx) }
 
 // CheckSchema returns billing.ErrSchemaBehind when `forgebot migrate` has not been run.
 func (s *Store) CheckSchema(ctx context.Context) error {
@@ -109,7 +142,13 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.Core.CheckSchema(ctx, ms)
+	if err := s.Core.CheckSchema(ctx, ms); err != nil {
+		return err
+	}
+	if err := riverqueue.Validate(ctx, riversqlite.New(s.DB), ""); err != nil {
+		return fmt.Errorf("%w (%v)", billing.ErrSchemaBehind, err)
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -177,6 +216,9 @@ type sqltx struct {
 	querier
 	tx *sql.Tx
 }
+
+// Native returns the *sql.Tx.
+func (t sqltx) Native() any { return t.tx }
 
 // Commit commits. database/sql rolls a transaction back by itself when its
 // context is cancelled; Commit then reports ErrTxDone, which is the cancel.

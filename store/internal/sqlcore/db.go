@@ -39,6 +39,8 @@ type Tx interface {
 	Querier
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
+	// Native is the driver's own transaction (pgx.Tx or *sql.Tx), for River's InsertTx.
+	Native() any
 }
 
 // DB begins transactions and runs single statements.
@@ -85,6 +87,16 @@ type Core struct {
 	Dialect        Dialect
 	Now            func() time.Time
 	AfterStatement func(ctx context.Context)
+	// Queue enqueues and cancels run jobs; the store adapters set it (River).
+	Queue Queue
+}
+
+// Queue is the job queue as the core uses it.
+type Queue interface {
+	// EnqueueTx inserts a run's job inside tx (a Tx's Native value) and returns its id.
+	EnqueueTx(ctx context.Context, tx any, runID string, timeout time.Duration) (int64, error)
+	// Cancel cancels a job, wherever it runs.
+	Cancel(ctx context.Context, jobID int64) error
 }
 
 // tq wraps a transaction so every statement calls the AfterStatement hook.
@@ -98,6 +110,8 @@ func (t tq) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	t.after(ctx)
 	return n, err
 }
+
+func (t tq) Native() any { return t.Tx.Native() }
 
 func (t tq) QueryRow(ctx context.Context, q string, args ...any) Row {
 	return hookRow{Row: t.Tx.QueryRow(ctx, q, args...), after: func() { t.after(ctx) }}
@@ -122,6 +136,11 @@ func (r hookRow) Scan(dest ...any) error {
 
 // inTx runs fn in one transaction and commits it, or rolls it back on any error.
 func (c *Core) inTx(ctx context.Context, fn func(tx Querier) error) error {
+	return c.inNativeTx(ctx, func(tx Tx) error { return fn(tx) })
+}
+
+// inNativeTx is inTx for work that needs the driver's transaction too.
+func (c *Core) inNativeTx(ctx context.Context, fn func(tx Tx) error) error {
 	tx, err := c.DB.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

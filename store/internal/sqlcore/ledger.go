@@ -149,41 +149,48 @@ func (c *Core) PlaceHold(ctx context.Context, req billing.HoldRequest) (billing.
 	}
 	var out billing.Hold
 	err := c.inTx(ctx, func(tx Querier) error {
-		resultID, replayed, err := c.claimKey(ctx, tx, req.Key, req.Fingerprint())
-		if err != nil {
-			return err
-		}
-		if replayed {
-			out, err = scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`, resultID))
-			out.Replayed = true
-			return err
-		}
-		now := c.now()
-		n, err := tx.Exec(ctx, `UPDATE balances SET held = held + $3, updated_at = $4
-			WHERE account_id = $1 AND bucket = $2 AND posted - held >= $3`,
-			req.AccountID, string(req.Bucket), int64(req.Amount), c.t(now))
-		if err != nil {
-			return fmt.Errorf("reserve funds: %w", err)
-		}
-		if n == 0 {
-			return c.whyNoBalance(ctx, tx, req.AccountID)
-		}
-		out, err = scanHold(tx.QueryRow(ctx, `INSERT INTO holds
-			(account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at)
-			VALUES ($1, $2, $3, 0, 'open', $4, $5, $6, $7) RETURNING `+holdCols,
-			req.AccountID, string(req.Bucket), int64(req.Amount), req.Reference, req.Key, c.t(now), c.t(now.Add(req.TTL))))
-		if err != nil {
-			return fmt.Errorf("insert hold: %w", err)
-		}
-		if _, err := c.insertEntry(ctx, tx, billing.Entry{
-			AccountID: req.AccountID, Bucket: req.Bucket, Kind: billing.KindHold, Amount: -req.Amount,
-			HeldDelta: req.Amount, HoldID: out.ID, Reference: req.Reference, Key: req.Key + "/hold", Actor: req.Actor,
-		}); err != nil {
-			return err
-		}
-		return c.setKeyResult(ctx, tx, req.Key, out.ID)
+		var err error
+		out, err = c.placeHoldTx(ctx, tx, req)
+		return err
 	})
 	return out, err
+}
+
+// placeHoldTx places a hold inside the caller's transaction.
+func (c *Core) placeHoldTx(ctx context.Context, tx Querier, req billing.HoldRequest) (billing.Hold, error) {
+	resultID, replayed, err := c.claimKey(ctx, tx, req.Key, req.Fingerprint())
+	if err != nil {
+		return billing.Hold{}, err
+	}
+	if replayed {
+		out, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`, resultID))
+		out.Replayed = true
+		return out, err
+	}
+	now := c.now()
+	n, err := tx.Exec(ctx, `UPDATE balances SET held = held + $3, updated_at = $4
+		WHERE account_id = $1 AND bucket = $2 AND posted - held >= $3`,
+		req.AccountID, string(req.Bucket), int64(req.Amount), c.t(now))
+	if err != nil {
+		return billing.Hold{}, fmt.Errorf("reserve funds: %w", err)
+	}
+	if n == 0 {
+		return billing.Hold{}, c.whyNoBalance(ctx, tx, req.AccountID)
+	}
+	out, err := scanHold(tx.QueryRow(ctx, `INSERT INTO holds
+		(account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at)
+		VALUES ($1, $2, $3, 0, 'open', $4, $5, $6, $7) RETURNING `+holdCols,
+		req.AccountID, string(req.Bucket), int64(req.Amount), req.Reference, req.Key, c.t(now), c.t(now.Add(req.TTL))))
+	if err != nil {
+		return out, fmt.Errorf("insert hold: %w", err)
+	}
+	if _, err := c.insertEntry(ctx, tx, billing.Entry{
+		AccountID: req.AccountID, Bucket: req.Bucket, Kind: billing.KindHold, Amount: -req.Amount,
+		HeldDelta: req.Amount, HoldID: out.ID, Reference: req.Reference, Key: req.Key + "/hold", Actor: req.Actor,
+	}); err != nil {
+		return out, err
+	}
+	return out, c.setKeyResult(ctx, tx, req.Key, out.ID)
 }
 
 // CaptureHold implements billing.Ledger.
@@ -212,36 +219,44 @@ func (c *Core) ReleaseHold(ctx context.Context, req billing.ReleaseRequest) (bil
 func (c *Core) resolve(ctx context.Context, holdID int64, key, fingerprint, actor string, to billing.HoldStatus, capture billing.Money) (billing.Hold, error) {
 	var out billing.Hold
 	err := c.inTx(ctx, func(tx Querier) error {
-		_, replayed, err := c.claimKey(ctx, tx, key, fingerprint)
-		if err != nil {
-			return err
-		}
-		h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`+c.Dialect.ForUpdate, holdID))
-		if err != nil {
-			return err
-		}
-		if replayed {
-			out, out.Replayed = h, true
-			return nil
-		}
-		if h.Status != billing.HoldOpen {
-			return fmt.Errorf("%w: hold %d is %s", billing.ErrHoldResolved, h.ID, h.Status)
-		}
-		now := c.now()
-		if to == billing.HoldCaptured {
-			if !now.Before(h.ExpiresAt) {
-				return fmt.Errorf("%w: hold %d expired at %s", billing.ErrHoldExpired, h.ID, h.ExpiresAt.Format("2006-01-02 15:04:05Z07:00"))
-			}
-			if capture > h.Amount {
-				return fmt.Errorf("%w: %s of %s", billing.ErrCaptureExceedsHold, capture, h.Amount)
-			}
-		}
-		if out, err = c.resolveHold(ctx, tx, h, to, capture, key, actor, now); err != nil {
-			return err
-		}
-		return c.setKeyResult(ctx, tx, key, h.ID)
+		var err error
+		out, err = c.resolveTx(ctx, tx, holdID, key, fingerprint, actor, to, capture)
+		return err
 	})
 	return out, err
+}
+
+// resolveTx captures or releases one hold inside the caller's transaction.
+func (c *Core) resolveTx(ctx context.Context, tx Querier, holdID int64, key, fingerprint, actor string, to billing.HoldStatus, capture billing.Money) (billing.Hold, error) {
+	_, replayed, err := c.claimKey(ctx, tx, key, fingerprint)
+	if err != nil {
+		return billing.Hold{}, err
+	}
+	h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`+c.Dialect.ForUpdate, holdID))
+	if err != nil {
+		return h, err
+	}
+	if replayed {
+		h.Replayed = true
+		return h, nil
+	}
+	if h.Status != billing.HoldOpen {
+		return h, fmt.Errorf("%w: hold %d is %s", billing.ErrHoldResolved, h.ID, h.Status)
+	}
+	now := c.now()
+	if to == billing.HoldCaptured {
+		if !now.Before(h.ExpiresAt) {
+			return h, fmt.Errorf("%w: hold %d expired at %s", billing.ErrHoldExpired, h.ID, h.ExpiresAt.Format("2006-01-02 15:04:05Z07:00"))
+		}
+		if capture > h.Amount {
+			return h, fmt.Errorf("%w: %s of %s", billing.ErrCaptureExceedsHold, capture, h.Amount)
+		}
+	}
+	out, err := c.resolveHold(ctx, tx, h, to, capture, key, actor, now)
+	if err != nil {
+		return out, err
+	}
+	return out, c.setKeyResult(ctx, tx, key, h.ID)
 }
 
 // resolveHold moves an open hold, already locked, to its final status and

@@ -19,11 +19,19 @@ func (c *Core) SaveReceipt(ctx context.Context, r billing.Receipt) (billing.Rece
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = c.now()
 	}
+	if err := c.insertReceipt(ctx, c.DB, r); err != nil {
+		return r, err
+	}
+	return c.Receipt(ctx, r.PublicID)
+}
+
+// insertReceipt inserts or replaces a receipt with q (the pool or a transaction).
+func (c *Core) insertReceipt(ctx context.Context, q Querier, r billing.Receipt) error {
 	var holdID any
 	if r.HoldID != 0 {
 		holdID = r.HoldID
 	}
-	_, err := c.DB.Exec(ctx, `INSERT INTO receipts (`+receiptColsPlain+`)
+	_, err := q.Exec(ctx, `INSERT INTO receipts (`+receiptColsPlain+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 		ON CONFLICT (public_id) DO UPDATE SET
 			hold_id = excluded.hold_id, model = excluded.model, route = excluded.route, route_kind = excluded.route_kind,
@@ -35,9 +43,9 @@ func (c *Core) SaveReceipt(ctx context.Context, r billing.Receipt) (billing.Rece
 		string(r.TokensInSource), string(r.TokensOutSource), int64(r.Held), int64(r.Captured), int64(r.Released), r.Status,
 		r.Attempts, r.Notes, c.nullTime(r.StartedAt), c.nullTime(r.FinishedAt), c.t(r.CreatedAt))
 	if err != nil {
-		return r, fmt.Errorf("save receipt: %w", err)
+		return fmt.Errorf("save receipt: %w", err)
 	}
-	return c.Receipt(ctx, r.PublicID)
+	return nil
 }
 
 const receiptColsPlain = `public_id, run_id, account_id, hold_id, model, route, route_kind, bucket, tokens_in, tokens_out,

@@ -1,0 +1,19 @@
+package research
+
+import "errors"
+
+// Sentinel errors; the conversation layer maps them to what a user reads.
+var (
+	ErrBadRequest   = errors.New("bad request")
+	ErrQuoteExpired = errors.New("quote expired")
+	ErrQuoteChanged = errors.New("price changed since the quote")
+	ErrQuoteUsed    = errors.New("quote already used")
+	ErrNotFound     = errors.New("not found")
+	ErrForbidden    = errors.New("only the run's owner or an admin can do that")
+	ErrInsufficient = errors.New("insufficient balance")
+	ErrWrongState   = errors.New("not possible in the run's current state")
+	ErrNoRoute      = errors.New("no enabled route for that model")
+	ErrCancelled    = errors.New("cancelled by the user")
+	ErrShutdown     = errors.New("server shutting down")
+	ErrPaused       = errors.New("paused by the user")
+)

@@ -1,0 +1,39 @@
+package research
+
+import (
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+)
+
+// Event is a run's progress as a user sees it. Events of one run are
+// published in order; the last one has Final set.
+type Event struct {
+	Run        Run // a snapshot
+	Stage      int // 1-based index of the current stage
+	StageCount int
+	StageName  string
+	Percent    int
+	TokensIn   int64
+	TokensOut  int64
+	Cost       billing.Money
+	Elapsed    time.Duration
+	Remaining  time.Duration // estimate; 0 when unknown
+	Note       string        // e.g. "retrying after a 429", "paused"
+	Final      bool
+	Report     *Report // set on the final event of a run that produced one
+	Chart      []byte  // PNG, with the report
+	ReceiptURL string
+}
+
+// Sink receives events. Publish must not block for long: the conversation
+// layer's outbox coalesces them per message.
+type Sink interface {
+	Publish(ev Event)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(Event)
+
+// Publish calls f.
+func (f SinkFunc) Publish(ev Event) { f(ev) }

@@ -1,0 +1,82 @@
+package research
+
+import (
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+)
+
+// QuoteStatus is where a quote is in its life.
+type QuoteStatus string
+
+const (
+	QuoteOpen      QuoteStatus = "open"
+	QuoteConfirmed QuoteStatus = "confirmed"
+	QuoteDeclined  QuoteStatus = "declined"
+	QuoteExpired   QuoteStatus = "expired"
+)
+
+// Quote is the preview a user confirms: what will run, what it may cost,
+// which bucket pays and what happens if things go wrong. Its Hold is the top
+// of the cost range.
+type Quote struct {
+	ID        string            `json:"id"`
+	Request   Request           `json:"request"`
+	AccountID billing.AccountID `json:"account_id"`
+	Status    QuoteStatus       `json:"status"`
+	RunID     string            `json:"run_id,omitempty"`
+
+	RouteID   string            `json:"route_id"`
+	Model     string            `json:"model"`
+	RouteKind billing.RouteKind `json:"route_kind"`
+	KeyMasked string            `json:"key_masked"`
+	Offline   bool              `json:"offline"` // the rule-based offline analyst, not an LLM
+	Fallbacks []string          `json:"fallbacks,omitempty"`
+	Price     billing.Price     `json:"price"`
+
+	Bucket    billing.Bucket `json:"bucket"`
+	Available billing.Money  `json:"available"`
+	AfterHold billing.Money  `json:"after_hold"`
+	Shortfall billing.Money  `json:"shortfall"` // > 0: not enough to confirm
+
+	Symbols     []string `json:"symbols"`
+	SymbolNotes []string `json:"symbol_notes,omitempty"` // e.g. what a scan picked and why
+	DataSource  string   `json:"data_source"`
+	Synthetic   bool     `json:"synthetic"`
+	Stages      []Stage  `json:"stages"`
+
+	Calls       int           `json:"calls"`
+	TokensIn    int64         `json:"tokens_in"`
+	OutLow      int64         `json:"out_low"`
+	OutHigh     int64         `json:"out_high"`
+	Intensity   string        `json:"intensity"`
+	CostLow     billing.Money `json:"cost_low"`
+	CostHigh    billing.Money `json:"cost_high"`
+	Hold        billing.Money `json:"hold"`
+	RuntimeLow  time.Duration `json:"runtime_low"`
+	RuntimeHigh time.Duration `json:"runtime_high"`
+
+	RetryPolicy    string        `json:"retry_policy"`
+	FallbackPolicy string        `json:"fallback_policy"`
+	FailedCost     billing.Money `json:"failed_cost"`
+	CancelPolicy   string        `json:"cancel_policy"`
+	ReceiptWhere   string        `json:"receipt_where"`
+
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CanConfirm reports whether the balance covers the hold.
+func (q Quote) CanConfirm() bool { return q.Shortfall <= 0 && q.Status == QuoteOpen }
+
+// intensity labels the estimated total tokens for a user.
+func intensity(tokens int64) string {
+	switch {
+	case tokens < 10_000:
+		return "light"
+	case tokens < 40_000:
+		return "moderate"
+	default:
+		return "heavy"
+	}
+}

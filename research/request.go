@@ -1,0 +1,74 @@
+package research
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+)
+
+// Kind is what a run does.
+type Kind string
+
+const (
+	KindResearch Kind = "research" // research on the given symbols
+	KindScan     Kind = "scan"     // rank a watchlist by signals, write up the top ones
+)
+
+// Destination is where a run's progress and result go: opaque to the engine,
+// stored with the run so any instance can update the same message.
+type Destination struct {
+	Platform  string `json:"platform"`
+	ChatID    string `json:"chat_id"`
+	MessageID string `json:"message_id,omitempty"`
+	ThreadID  string `json:"thread_id,omitempty"`
+	// Token is a platform credential that lets the message be edited (a
+	// Discord interaction token) and When when it was issued.
+	Token string    `json:"token,omitempty"`
+	When  time.Time `json:"when,omitempty"`
+}
+
+// Request is what a user asked for.
+type Request struct {
+	Kind      Kind              `json:"kind"`
+	Symbols   []string          `json:"symbols,omitempty"`
+	Watchlist string            `json:"watchlist,omitempty"`
+	Depth     Depth             `json:"depth"`
+	Model     string            `json:"model,omitempty"`
+	RouteKind billing.RouteKind `json:"route_kind,omitempty"`
+	// Consent allows falling back to a route of the other bucket.
+	Consent bool             `json:"consent"`
+	Owner   billing.Identity `json:"owner"`
+	Dest    Destination      `json:"dest"`
+	// ScheduleID is set when a schedule made the request.
+	ScheduleID string `json:"schedule_id,omitempty"`
+}
+
+// Validate checks the shape of a request (symbols are checked against market
+// data when the quote is built).
+func (r Request) Validate() error {
+	if r.Kind != KindResearch && r.Kind != KindScan {
+		return fmt.Errorf("%w: unknown kind %q", ErrBadRequest, r.Kind)
+	}
+	plan, ok := Plans[r.Depth]
+	if !ok {
+		return fmt.Errorf("%w: depth %q: use quick, standard or deep", ErrBadRequest, r.Depth)
+	}
+	if err := r.Owner.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	switch r.Kind {
+	case KindResearch:
+		if len(r.Symbols) == 0 {
+			return fmt.Errorf("%w: name at least one symbol, like /research NVDA", ErrBadRequest)
+		}
+		if len(r.Symbols) > plan.MaxSymbols {
+			return fmt.Errorf("%w: %s research takes up to %d symbols, you gave %d", ErrBadRequest, r.Depth, plan.MaxSymbols, len(r.Symbols))
+		}
+	case KindScan:
+		if r.Watchlist == "" {
+			return fmt.Errorf("%w: name a watchlist, like /scan us-megacaps", ErrBadRequest)
+		}
+	}
+	return nil
+}

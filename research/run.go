@@ -1,0 +1,94 @@
+package research
+
+import (
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+)
+
+// State is where a run is. Exactly one terminal state ends every run.
+type State string
+
+const (
+	Queued     State = "queued"
+	Running    State = "running"
+	Pausing    State = "pausing"
+	Paused     State = "paused"
+	Cancelling State = "cancelling"
+	Succeeded  State = "succeeded"
+	Partial    State = "partial"
+	Failed     State = "failed"
+	Cancelled  State = "cancelled"
+	Expired    State = "expired"
+)
+
+// Terminal reports whether s ends a run.
+func (s State) Terminal() bool {
+	switch s {
+	case Succeeded, Partial, Failed, Cancelled, Expired:
+		return true
+	}
+	return false
+}
+
+// Run is one confirmed, paid piece of research.
+type Run struct {
+	ID        string            `json:"id"`
+	QuoteID   string            `json:"quote_id"`
+	AccountID billing.AccountID `json:"account_id"`
+	Owner     billing.Identity  `json:"owner"`
+	Request   Request           `json:"request"`
+	State     State             `json:"state"`
+
+	Symbols   []string          `json:"symbols"`
+	Stages    []Stage           `json:"stages"`
+	Done      int               `json:"done"`    // stages finished
+	Outputs   map[int]string    `json:"outputs"` // finished stages' text, by stage index, kept for resume
+	Chain     []string          `json:"chain"`   // route ids in fallback order
+	RouteID   string            `json:"route_id"`
+	Model     string            `json:"model"`
+	RouteKind billing.RouteKind `json:"route_kind"`
+	Offline   bool              `json:"offline"`
+	Price     billing.Price     `json:"price"`
+	Bucket    billing.Bucket    `json:"bucket"`
+	HoldID    int64             `json:"hold_id"`
+	Hold      billing.Money     `json:"hold"`
+	Synthetic bool              `json:"synthetic"`
+
+	// Usage of finished stages (and, when settled, of the interrupted one).
+	TokensIn     int64               `json:"tokens_in"`
+	TokensOut    int64               `json:"tokens_out"`
+	InSource     billing.UsageSource `json:"in_source"`
+	OutSource    billing.UsageSource `json:"out_source"`
+	Attempts     int                 `json:"attempts"`
+	Failures     int                 `json:"failures"`
+	CrossBucket  bool                `json:"cross_bucket"`
+	SymbolErrors map[string]string   `json:"symbol_errors,omitempty"`
+
+	Captured  billing.Money `json:"captured"`
+	ReceiptID string        `json:"receipt_id,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	JobID     int64         `json:"job_id"`
+
+	PauseRequested  bool `json:"pause_requested"`
+	CancelRequested bool `json:"cancel_requested"`
+
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at"`
+	PausedAt   time.Time `json:"paused_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Cost is what the run's usage costs so far, rounded up once.
+func (r Run) Cost() billing.Money { return r.Price.Cost(r.TokensIn, r.TokensOut) }
+
+// Transition is one stored change of a run's state.
+type Transition struct {
+	RunID  string    `json:"run_id"`
+	From   State     `json:"from"`
+	To     State     `json:"to"`
+	Actor  string    `json:"actor"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}

@@ -1,0 +1,47 @@
+package research
+
+import (
+	"context"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+)
+
+// Store keeps quotes and runs. store/postgres and store/sqlite implement it
+// next to billing.Store, on the same database, so a run's state and its money
+// move in one transaction.
+type Store interface {
+	// SaveQuote inserts or replaces a quote.
+	SaveQuote(ctx context.Context, q Quote) error
+	// Quote returns a quote or ErrNotFound.
+	Quote(ctx context.Context, id string) (Quote, error)
+	// ConfirmQuote, in one transaction: marks the quote confirmed (ErrQuoteUsed
+	// unless it was open), places the hold (billing.ErrInsufficientFunds),
+	// inserts the run as queued with its first transition, and enqueues its job.
+	ConfirmQuote(ctx context.Context, quoteID string, run Run, hold billing.HoldRequest, timeout time.Duration) (Run, error)
+	// Run returns a run or ErrNotFound.
+	Run(ctx context.Context, id string) (Run, error)
+	// UpdateRun applies fn to the locked run and stores it; a changed state is
+	// stored as a transition. fn's error aborts the update and is returned.
+	UpdateRun(ctx context.Context, id, actor, reason string, fn func(*Run) error) (Run, error)
+	// SettleRun, in one transaction: captures capture from the run's hold (or
+	// releases it all when capture is 0), lets fn set the terminal state and fill
+	// the receipt, saves both and the transition. A run already terminal is
+	// returned unchanged with ErrWrongState.
+	SettleRun(ctx context.Context, id, actor, reason string, capture billing.Money, fn func(*Run, *billing.Receipt) error) (Run, error)
+	// RequeueRun sets the run queued and enqueues a new job, in one transaction.
+	RequeueRun(ctx context.Context, id, actor, reason string, timeout time.Duration) (Run, error)
+	// CancelJob asks the queue to cancel a run's job wherever it runs.
+	CancelJob(ctx context.Context, jobID int64) error
+	// Transitions lists a run's state changes, oldest first.
+	Transitions(ctx context.Context, runID string) ([]Transition, error)
+	// StaleRuns lists runs in one of states not updated since before.
+	StaleRuns(ctx context.Context, states []State, before time.Time, limit int) ([]Run, error)
+	// RunsOf lists an account's newest runs.
+	RunsOf(ctx context.Context, account billing.AccountID, limit int) ([]Run, error)
+}
+
+// Executor runs a queued run; the queue's workers call it. attempt counts from 1.
+type Executor interface {
+	Execute(ctx context.Context, runID string, attempt, maxAttempts int) error
+}

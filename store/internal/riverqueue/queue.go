@@ -1,0 +1,189 @@
+// Package riverqueue runs forgebot's research runs as River jobs, on whichever
+// driver a store uses (riverpgxv5 for PostgreSQL, riversqlite for SQLite).
+// A run's job is inserted in the same transaction as its hold and run row; a
+// cancel through any instance reaches the instance running the job.
+package riverqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tokensforge/forgebot/research"
+)
+
+// queueName is the River queue runs go to.
+const queueName = "runs"
+
+// MaxAttempts is how often River tries a run's job: a second attempt resumes
+// a run whose instance died, from its last finished stage.
+const MaxAttempts = 3
+
+// RunArgs is a run job's payload.
+type RunArgs struct {
+	RunID          string `json:"run_id"`
+	TimeoutSeconds int    `json:"timeout_seconds"`
+}
+
+// Kind implements river.JobArgs.
+func (RunArgs) Kind() string { return "research_run" }
+
+type runWorker struct {
+	river.WorkerDefaults[RunArgs]
+	exec atomic.Pointer[research.Executor]
+}
+
+// Timeout comes from the run's depth: its longest expected runtime plus a margin.
+func (w *runWorker) Timeout(job *river.Job[RunArgs]) time.Duration {
+	return time.Duration(job.Args.TimeoutSeconds)*time.Second + time.Minute
+}
+
+func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
+	exec := w.exec.Load()
+	if exec == nil {
+		return errors.New("no executor: workers not started")
+	}
+	return (*exec).Execute(ctx, job.Args.RunID, job.Attempt, job.MaxAttempts)
+}
+
+// Config tunes a Queue.
+type Config struct {
+	Schema            string // PostgreSQL schema of River's tables ("" = search_path)
+	MaxWorkers        int    // concurrent runs per instance; default 100
+	FetchPollInterval time.Duration
+	// RescueStuckJobsAfter must exceed the longest run; default 20 min.
+	RescueStuckJobsAfter time.Duration
+	Logger               *slog.Logger
+}
+
+// Queue is a River client for run jobs.
+type Queue[TTx any] struct {
+	client  *river.Client[TTx]
+	worker  *runWorker
+	driver  riverdriver.Driver[TTx]
+	schema  string
+	started atomic.Bool
+}
+
+// New makes a client that can insert jobs at once and work them after Start.
+func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], error) {
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = 100
+	}
+	if cfg.RescueStuckJobsAfter <= 0 {
+		cfg.RescueStuckJobsAfter = 20 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	w := &runWorker{}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, w); err != nil {
+		return nil, err
+	}
+	client, err := river.NewClient(driver, &river.Config{
+		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: cfg.MaxWorkers}},
+		Workers:              workers,
+		MaxAttempts:          MaxAttempts,
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		FetchPollInterval:    cfg.FetchPollInterval,
+		FetchCooldown:        min(cfg.FetchPollInterval, 100*time.Millisecond),
+		Schema:               cfg.Schema,
+		Logger:               cfg.Logger,
+		// A run settles itself; River's retries exist for crashes, soon.
+		RetryPolicy: retryPolicy{},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return &Queue[TTx]{client: client, worker: w, driver: driver, schema: cfg.Schema}, nil
+}
+
+type retryPolicy struct{}
+
+func (retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
+	return time.Now().Add(time.Duration(job.Attempt) * time.Second)
+}
+
+// EnqueueTx inserts a run's job in tx, which must be the driver's transaction type.
+func (q *Queue[TTx]) EnqueueTx(ctx context.Context, tx any, runID string, timeout time.Duration) (int64, error) {
+	t, ok := tx.(TTx)
+	if !ok {
+		return 0, fmt.Errorf("enqueue: transaction is %T", tx)
+	}
+	res, err := q.client.InsertTx(ctx, t, RunArgs{RunID: runID, TimeoutSeconds: int(timeout / time.Second)},
+		&river.InsertOpts{Queue: queueName, MaxAttempts: MaxAttempts})
+	if err != nil {
+		return 0, err
+	}
+	return res.Job.ID, nil
+}
+
+// Cancel cancels a job: at once if it has not started, else through the
+// instance running it (its context is cancelled with ErrJobCancelledRemotely).
+func (q *Queue[TTx]) Cancel(ctx context.Context, jobID int64) error {
+	_, err := q.client.JobCancel(ctx, jobID)
+	if errors.Is(err, river.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Start works jobs with exec until Stop.
+func (q *Queue[TTx]) Start(ctx context.Context, exec research.Executor) error {
+	q.worker.exec.Store(&exec)
+	if err := q.client.Start(ctx); err != nil {
+		return err
+	}
+	q.started.Store(true)
+	return nil
+}
+
+// Stop stops fetching jobs and waits for running ones until ctx ends, then
+// cancels them (their runs persist progress and are resumed by a retry).
+func (q *Queue[TTx]) Stop(ctx context.Context) error {
+	if !q.started.Load() {
+		return nil
+	}
+	err := q.client.Stop(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		hard, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return q.client.StopAndCancel(hard)
+	}
+	return err
+}
+
+// Migrate applies River's own migrations.
+func Migrate[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], schema string) error {
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	return err
+}
+
+// Validate returns an error when River's migrations are behind.
+func Validate[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], schema string) error {
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	res, err := m.Validate(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if !res.OK {
+		return fmt.Errorf("river queue tables: %v", res.Messages)
+	}
+	return nil
+}

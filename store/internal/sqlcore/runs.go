@@ -1,0 +1,307 @@
+package sqlcore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
+)
+
+// SaveQuote implements research.Store.
+func (c *Core) SaveQuote(ctx context.Context, q research.Quote) error {
+	body, err := json.Marshal(q)
+	if err != nil {
+		return err
+	}
+	_, err = c.DB.Exec(ctx, `INSERT INTO quotes (id, account_id, status, created_at, expires_at, body)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET status = excluded.status, expires_at = excluded.expires_at, body = excluded.body`,
+		q.ID, q.AccountID, string(q.Status), c.t(q.CreatedAt), c.t(q.ExpiresAt), string(body))
+	if err != nil {
+		return fmt.Errorf("save quote: %w", err)
+	}
+	return nil
+}
+
+// Quote implements research.Store.
+func (c *Core) Quote(ctx context.Context, id string) (research.Quote, error) {
+	return quoteIn(ctx, c.DB, id, "")
+}
+
+func quoteIn(ctx context.Context, q Querier, id, lock string) (research.Quote, error) {
+	var body []byte
+	var quote research.Quote
+	err := q.QueryRow(ctx, `SELECT body FROM quotes WHERE id = $1`+lock, id).Scan(&body)
+	if errors.Is(err, ErrNoRows) {
+		return quote, fmt.Errorf("%w: quote %q", research.ErrNotFound, id)
+	}
+	if err != nil {
+		return quote, fmt.Errorf("read quote: %w", err)
+	}
+	return quote, json.Unmarshal(body, &quote)
+}
+
+// ConfirmQuote implements research.Store.
+func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Run, hold billing.HoldRequest, timeout time.Duration) (research.Run, error) {
+	if c.Queue == nil {
+		return run, errors.New("confirm: no job queue configured")
+	}
+	err := c.inNativeTx(ctx, func(tx Tx) error {
+		q, err := quoteIn(ctx, tx, quoteID, c.Dialect.ForUpdate)
+		if err != nil {
+			return err
+		}
+		if q.Status != research.QuoteOpen {
+			return fmt.Errorf("%w: quote is %s", research.ErrQuoteUsed, q.Status)
+		}
+		h, err := c.placeHoldTx(ctx, tx, hold)
+		if err != nil {
+			return err
+		}
+		now := c.now()
+		run.HoldID, run.Hold, run.State = h.ID, h.Amount, research.Queued
+		run.CreatedAt, run.UpdatedAt = now, now
+		if run.JobID, err = c.Queue.EnqueueTx(ctx, tx.Native(), run.ID, timeout); err != nil {
+			return fmt.Errorf("enqueue run: %w", err)
+		}
+		if err := c.insertRun(ctx, tx, run); err != nil {
+			return err
+		}
+		if err := c.insertTransition(ctx, tx, run.ID, "", research.Queued, run.Owner.String(), "confirmed", now); err != nil {
+			return err
+		}
+		q.Status, q.RunID = research.QuoteConfirmed, run.ID
+		body, err := json.Marshal(q)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE quotes SET status = $2, body = $3 WHERE id = $1`, q.ID, string(q.Status), string(body))
+		return err
+	})
+	return run, err
+}
+
+func (c *Core) insertRun(ctx context.Context, tx Querier, r research.Run) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO runs (id, quote_id, account_id, state, hold_id, job_id, created_at, updated_at, body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		r.ID, r.QuoteID, r.AccountID, string(r.State), r.HoldID, r.JobID, c.t(r.CreatedAt), c.t(r.UpdatedAt), string(body))
+	if err != nil {
+		return fmt.Errorf("insert run: %w", err)
+	}
+	return nil
+}
+
+func (c *Core) storeRun(ctx context.Context, tx Querier, r research.Run) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE runs SET state = $2, job_id = $3, updated_at = $4, body = $5 WHERE id = $1`,
+		r.ID, string(r.State), r.JobID, c.t(r.UpdatedAt), string(body))
+	if err != nil {
+		return fmt.Errorf("update run: %w", err)
+	}
+	return nil
+}
+
+func (c *Core) insertTransition(ctx context.Context, tx Querier, runID string, from, to research.State, actor, reason string, at time.Time) error {
+	_, err := tx.Exec(ctx, `INSERT INTO run_transitions (run_id, from_state, to_state, actor, reason, at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		runID, string(from), string(to), actor, reason, c.t(at))
+	if err != nil {
+		return fmt.Errorf("record transition: %w", err)
+	}
+	return nil
+}
+
+// Run implements research.Store.
+func (c *Core) Run(ctx context.Context, id string) (research.Run, error) {
+	return runIn(ctx, c.DB, id, "")
+}
+
+func runIn(ctx context.Context, q Querier, id, lock string) (research.Run, error) {
+	var body []byte
+	var r research.Run
+	err := q.QueryRow(ctx, `SELECT body FROM runs WHERE id = $1`+lock, id).Scan(&body)
+	if errors.Is(err, ErrNoRows) {
+		return r, fmt.Errorf("%w: run %q", research.ErrNotFound, id)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read run: %w", err)
+	}
+	return r, json.Unmarshal(body, &r)
+}
+
+// UpdateRun implements research.Store.
+func (c *Core) UpdateRun(ctx context.Context, id, actor, reason string, fn func(*research.Run) error) (research.Run, error) {
+	var out research.Run
+	err := c.inTx(ctx, func(tx Querier) error {
+		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
+		if err != nil {
+			return err
+		}
+		from := r.State
+		if err := fn(&r); err != nil {
+			return err
+		}
+		r.UpdatedAt = c.now()
+		if err := c.storeRun(ctx, tx, r); err != nil {
+			return err
+		}
+		if r.State != from {
+			if err := c.insertTransition(ctx, tx, r.ID, from, r.State, actor, reason, r.UpdatedAt); err != nil {
+				return err
+			}
+		}
+		out = r
+		return nil
+	})
+	return out, err
+}
+
+// SettleRun implements research.Store.
+func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture billing.Money, fn func(*research.Run, *billing.Receipt) error) (research.Run, error) {
+	var out research.Run
+	err := c.inTx(ctx, func(tx Querier) error {
+		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
+		if err != nil {
+			return err
+		}
+		if r.State.Terminal() {
+			out = r
+			return fmt.Errorf("%w: run %s is already %s", research.ErrWrongState, r.ID, r.State)
+		}
+		from := r.State
+		capture = min(max(capture, 0), r.Hold)
+		var h billing.Hold
+		if capture > 0 {
+			h, err = c.resolveTx(ctx, tx, r.HoldID, "run:"+r.ID+":settle", fmt.Sprintf("capture|%d|%d", r.HoldID, capture), actor, billing.HoldCaptured, capture)
+		} else {
+			h, err = c.resolveTx(ctx, tx, r.HoldID, "run:"+r.ID+":settle", fmt.Sprintf("release|%d", r.HoldID), actor, billing.HoldReleased, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("settle hold: %w", err)
+		}
+		now := c.now()
+		rc := billing.Receipt{
+			PublicID: billing.NewPublicID(), RunID: r.ID, AccountID: r.AccountID, HoldID: r.HoldID,
+			Model: r.Model, Route: r.RouteID, RouteKind: r.RouteKind, Bucket: r.Bucket,
+			Held: h.Amount, Captured: h.Captured, Released: h.Released(), Attempts: r.Attempts,
+			StartedAt: r.StartedAt, FinishedAt: now, CreatedAt: now,
+		}
+		r.Captured, r.FinishedAt, r.UpdatedAt = h.Captured, now, now
+		if err := fn(&r, &rc); err != nil {
+			return err
+		}
+		if !r.State.Terminal() {
+			return fmt.Errorf("settle: %s is not a terminal state", r.State)
+		}
+		rc.Status = string(r.State)
+		r.ReceiptID = rc.PublicID
+		if err := c.insertReceipt(ctx, tx, rc); err != nil {
+			return err
+		}
+		if err := c.storeRun(ctx, tx, r); err != nil {
+			return err
+		}
+		out = r
+		return c.insertTransition(ctx, tx, r.ID, from, r.State, actor, reason, now)
+	})
+	return out, err
+}
+
+// RequeueRun implements research.Store.
+func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout time.Duration) (research.Run, error) {
+	var out research.Run
+	err := c.inNativeTx(ctx, func(tx Tx) error {
+		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
+		if err != nil {
+			return err
+		}
+		if r.State != research.Paused {
+			return fmt.Errorf("%w: run is %s", research.ErrWrongState, r.State)
+		}
+		if r.JobID, err = c.Queue.EnqueueTx(ctx, tx.Native(), r.ID, timeout); err != nil {
+			return fmt.Errorf("enqueue run: %w", err)
+		}
+		r.State, r.PauseRequested, r.UpdatedAt = research.Queued, false, c.now()
+		if err := c.storeRun(ctx, tx, r); err != nil {
+			return err
+		}
+		out = r
+		return c.insertTransition(ctx, tx, r.ID, research.Paused, research.Queued, actor, reason, r.UpdatedAt)
+	})
+	return out, err
+}
+
+// CancelJob implements research.Store.
+func (c *Core) CancelJob(ctx context.Context, jobID int64) error {
+	if c.Queue == nil || jobID == 0 {
+		return nil
+	}
+	return c.Queue.Cancel(ctx, jobID)
+}
+
+// Transitions implements research.Store.
+func (c *Core) Transitions(ctx context.Context, runID string) ([]research.Transition, error) {
+	rows, err := c.DB.Query(ctx, `SELECT run_id, from_state, to_state, actor, reason, at FROM run_transitions WHERE run_id = $1 ORDER BY id`, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []research.Transition
+	for rows.Next() {
+		var t research.Transition
+		if err := rows.Scan(&t.RunID, &t.From, &t.To, &t.Actor, &t.Reason, tc(&t.At)); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// StaleRuns implements research.Store.
+func (c *Core) StaleRuns(ctx context.Context, states []research.State, before time.Time, limit int) ([]research.Run, error) {
+	var out []research.Run
+	for _, st := range states {
+		rs, err := c.runsWhere(ctx, `state = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3`, string(st), c.t(before), limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// RunsOf implements research.Store.
+func (c *Core) RunsOf(ctx context.Context, account billing.AccountID, limit int) ([]research.Run, error) {
+	return c.runsWhere(ctx, `account_id = $1 ORDER BY created_at DESC LIMIT $2`, account, limit)
+}
+
+func (c *Core) runsWhere(ctx context.Context, where string, args ...any) ([]research.Run, error) {
+	rows, err := c.DB.Query(ctx, `SELECT body FROM runs WHERE `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []research.Run
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&body); err != nil {
+			return nil, err
+		}
+		var r research.Run
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
