@@ -16,6 +16,8 @@ type Report struct {
 	Model      string            `json:"model"`
 	Sections   []Section         `json:"sections"`
 	Synthesis  string            `json:"synthesis,omitempty"`
+	Bull       string            `json:"bull,omitempty"`
+	Bear       string            `json:"bear,omitempty"`
 	Risks      string            `json:"risks,omitempty"`
 	Failed     map[string]string `json:"failed,omitempty"` // symbol -> why it is missing
 	Notice     string            `json:"notice"`

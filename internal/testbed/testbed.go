@@ -1,0 +1,195 @@
+// Package testbed wires a real store (a fresh SQLite file or a fresh
+// PostgreSQL schema), River workers and the research engine for tests of the
+// engine, the conversation layer and the commands. It is imported by tests only.
+package testbed
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/llm/llmtest"
+	"github.com/tokensforge/forgebot/research/market"
+	"github.com/tokensforge/forgebot/store/postgres"
+	"github.com/tokensforge/forgebot/store/postgres/pgtest"
+	"github.com/tokensforge/forgebot/store/sqlite"
+)
+
+// Store is everything the engine and the commands need of a store.
+type Store interface {
+	billing.Store
+	research.Store
+	Migrate(ctx context.Context) ([]string, error)
+	CheckSchema(ctx context.Context) error
+	StartWorkers(ctx context.Context, exec research.Executor) error
+	StopWorkers(ctx context.Context) error
+}
+
+// Options shape a bed. The zero value is SQLite, the offline analyst at full
+// speed, demo market data and workers running.
+type Options struct {
+	Postgres bool
+	Pace     time.Duration // offline analyst's time per token
+	// RoutesFor adds catalog routes; it gets the base URL of the bed's fake LLM API.
+	RoutesFor func(baseURL string) []llm.Route
+	NoWorkers bool // do not start River workers
+	Admins    []billing.Identity
+}
+
+// Bed is one wired engine on one fresh database.
+type Bed struct {
+	Store  Store
+	Engine *research.Engine
+	Events *Recorder
+	LLM    *llmtest.Server
+	Market market.Provider
+	Clock  *Clock
+
+	t        testing.TB
+	opts     Options
+	pgConfig *pgxpool.Config
+	sqlPath  string
+}
+
+// Clock is the bed's settable clock (it starts at the real time so River's
+// own timing is unaffected; tests move the engine's view forward).
+type Clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now is the real time plus the offset.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// New builds a bed; everything is closed when the test ends.
+func New(t testing.TB, opts Options) *Bed {
+	t.Helper()
+	b := &Bed{t: t, opts: opts, Clock: &Clock{}, Events: NewRecorder(), LLM: llmtest.NewServer(t)}
+	b.Market = market.NewDemo(func() time.Time { return time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC) })
+	if opts.Postgres {
+		_, b.pgConfig = pgtest.Schema(t)
+	} else {
+		b.sqlPath = filepath.Join(t.TempDir(), "forgebot.db")
+	}
+	b.Store, b.Engine = b.instance(!opts.NoWorkers)
+	return b
+}
+
+// InstanceWithWorkers opens another store on the same database with its own
+// River client, engine and running workers, as a second process would.
+func (b *Bed) InstanceWithWorkers() (Store, *research.Engine) { return b.instance(true) }
+
+func (b *Bed) instance(workers bool) (Store, *research.Engine) {
+	t := b.t
+	t.Helper()
+	ctx := context.Background()
+	var (
+		s   Store
+		err error
+	)
+	if b.pgConfig != nil {
+		cfg := b.pgConfig.Copy()
+		cfg.MaxConns = 20
+		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: b.Clock.Now})
+	} else {
+		s, err = sqlite.Open(ctx, b.sqlPath, sqlite.Options{Now: b.Clock.Now})
+	}
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	cat, err := research.ParseCatalog(research.DefaultCatalog, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.opts.RoutesFor != nil {
+		for _, r := range b.opts.RoutesFor(b.LLM.URL()) {
+			if err := cat.Add(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	health := llm.NewHealth(llm.HealthOptions{})
+	e := &research.Engine{
+		Store: s, Ledger: s, Catalog: cat, Market: b.Market, Health: health, Sink: b.Events,
+		LLM: &llm.Client{HTTPClient: b.LLM.Client(), Health: health, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+			Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }},
+		Offline:    &research.OfflineAnalyst{Pace: b.opts.Pace},
+		Now:        b.Clock.Now,
+		ReceiptURL: func(id string) string { return "http://forgebot.test/r/" + id },
+		Admins:     b.opts.Admins,
+		Log:        slog.New(slog.DiscardHandler),
+	}
+	if workers {
+		if err := s.StartWorkers(ctx, e); err != nil {
+			t.Fatalf("start workers: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.StopWorkers(stop)
+		s.Close()
+	})
+	return s, e
+}
+
+// Fund tops a user's bucket up.
+func (b *Bed) Fund(who billing.Identity, bucket billing.Bucket, amount billing.Money) billing.AccountID {
+	b.t.Helper()
+	e, err := b.Store.Post(context.Background(), billing.PostRequest{Identity: who, Bucket: bucket, Kind: billing.KindTopup,
+		Amount: amount, Key: "fund:" + who.String() + ":" + string(bucket) + ":" + amount.String(), Actor: "test"})
+	if err != nil {
+		b.t.Fatalf("fund: %v", err)
+	}
+	return e.AccountID
+}
+
+// CheckLedger fails the test on any broken ledger invariant, and on any open hold.
+func (b *Bed) CheckLedger() {
+	b.t.Helper()
+	a, err := b.Store.Audit(context.Background())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, v := range billing.Check(a) {
+		b.t.Errorf("ledger check: %s", v)
+	}
+}
+
+// OpenHolds counts holds still open.
+func (b *Bed) OpenHolds() int {
+	b.t.Helper()
+	a, err := b.Store.Audit(context.Background())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	n := 0
+	for _, h := range a.Holds {
+		if h.Status == billing.HoldOpen {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,450 @@
+package research
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/market"
+)
+
+// Ledger is what the engine needs of billing: accounts and balances. Money
+// moves only through Store's transactions.
+type Ledger interface {
+	EnsureAccount(ctx context.Context, id billing.Identity) (billing.AccountID, error)
+	AccountOf(ctx context.Context, id billing.Identity) (billing.AccountID, error)
+	Balances(ctx context.Context, id billing.AccountID) (billing.Balances, error)
+	RecordFailedRequest(ctx context.Context, f billing.FailedRequest) (billing.FailedRequest, error)
+}
+
+// Engine quotes, confirms, executes, cancels, pauses and settles runs.
+type Engine struct {
+	Store   Store
+	Ledger  Ledger
+	Catalog *Catalog
+	Market  market.Provider
+	LLM     Writer // API routes
+	Offline Writer // the offline route
+	Health  *llm.Health
+	Sink    Sink
+
+	Now        func() time.Time
+	QuoteTTL   time.Duration // default 10 min
+	PauseTTL   time.Duration // a paused run expires after this; default 1 h
+	ReceiptURL func(publicID string) string
+	Admins     []billing.Identity
+	// Watchlist resolves a scan's watchlist name for an account.
+	Watchlist func(ctx context.Context, account billing.AccountID, name string) ([]string, error)
+	Log       *slog.Logger
+
+	mu     sync.Mutex
+	active map[string]context.CancelCauseFunc // runs executing in this process
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (e *Engine) publish(ev Event) {
+	if e.Sink != nil {
+		e.Sink.Publish(ev)
+	}
+}
+
+// newID returns an opaque, unguessable id with a prefix.
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// MayAct reports whether who may confirm, cancel or pause what owner started.
+func (e *Engine) MayAct(who, owner billing.Identity) bool {
+	return who == owner || slices.Contains(e.Admins, who)
+}
+
+// maySpend checks that who acts for the account that pays (linked identities
+// of the owner count as the owner).
+func (e *Engine) maySpend(ctx context.Context, who billing.Identity, owner billing.Identity, account billing.AccountID) bool {
+	if e.MayAct(who, owner) {
+		return true
+	}
+	acc, err := e.Ledger.AccountOf(ctx, who)
+	return err == nil && acc == account
+}
+
+// holdTTL outlives every way a run can end on its own, so the sweeper only
+// ever releases holds of runs whose process vanished.
+func (e *Engine) holdTTL(p Plan) time.Duration {
+	return p.RuntimeHigh*3 + e.pauseTTL() + 15*time.Minute
+}
+
+func (e *Engine) pauseTTL() time.Duration {
+	if e.PauseTTL > 0 {
+		return e.PauseTTL
+	}
+	return time.Hour
+}
+
+// writer returns the Writer for a run's routes.
+func (e *Engine) writer(offline bool) Writer {
+	if offline {
+		return e.Offline
+	}
+	return e.LLM
+}
+
+// Confirm turns an open quote into a queued run: the hold, the run and its
+// job commit together. An expired quote, or one whose price or balance
+// changed, is not run: a fresh quote comes back with ErrQuoteExpired,
+// ErrQuoteChanged or ErrInsufficient.
+func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identity, dest *Destination) (Run, Quote, error) {
+	q, err := e.Store.Quote(ctx, quoteID)
+	if err != nil {
+		return Run{}, Quote{}, err
+	}
+	if !e.maySpend(ctx, who, q.Request.Owner, q.AccountID) {
+		return Run{}, q, ErrForbidden
+	}
+	if q.Status == QuoteConfirmed {
+		r, err := e.Store.Run(ctx, q.RunID)
+		if err != nil {
+			return Run{}, q, err
+		}
+		return r, q, fmt.Errorf("%w: already confirmed", ErrQuoteUsed)
+	}
+	if q.Status != QuoteOpen {
+		return Run{}, q, fmt.Errorf("%w: quote is %s", ErrQuoteUsed, q.Status)
+	}
+	requote := func(cause error) (Run, Quote, error) {
+		q.Status = QuoteExpired
+		_ = e.Store.SaveQuote(ctx, q)
+		req := q.Request
+		if dest != nil {
+			req.Dest = *dest
+		}
+		nq, err := e.Quote(ctx, req)
+		if err != nil {
+			return Run{}, q, err
+		}
+		return Run{}, nq, cause
+	}
+	if !e.now().Before(q.ExpiresAt) {
+		return requote(ErrQuoteExpired)
+	}
+	route := e.Catalog.Route(q.RouteID)
+	if route == nil || !route.Enabled || route.Price != q.Price {
+		return requote(ErrQuoteChanged)
+	}
+	chain, err := e.Catalog.Chain(q.Model, q.RouteKind, q.Request.Consent)
+	if err != nil {
+		return requote(ErrQuoteChanged)
+	}
+	plan := Plans[q.Request.Depth]
+	run := Run{
+		ID: newID("r"), QuoteID: q.ID, AccountID: q.AccountID, Owner: q.Request.Owner, Request: q.Request,
+		Symbols: q.Symbols, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
+		RouteKind: q.RouteKind, Offline: q.Offline, Price: q.Price, Bucket: q.Bucket, Synthetic: q.Synthetic,
+	}
+	for _, r := range chain {
+		run.Chain = append(run.Chain, r.ID)
+	}
+	if dest != nil {
+		run.Request.Dest = *dest
+	}
+	run, err = e.Store.ConfirmQuote(ctx, q.ID, run, billing.HoldRequest{
+		AccountID: q.AccountID, Bucket: q.Bucket, Amount: q.Hold, TTL: e.holdTTL(plan),
+		Key: "run:" + run.ID + ":hold", Reference: "run:" + run.ID, Actor: who.String(),
+	}, plan.RuntimeHigh)
+	if errors.Is(err, billing.ErrInsufficientFunds) {
+		return requote(ErrInsufficient)
+	}
+	if err != nil {
+		return Run{}, q, err
+	}
+	e.log().Info("run confirmed", "run_id", run.ID, "hold", run.Hold.String(), "bucket", string(run.Bucket))
+	e.publish(e.event(run, "queued"))
+	return run, q, nil
+}
+
+// Decline closes an open quote without running it.
+func (e *Engine) Decline(ctx context.Context, quoteID string, who billing.Identity) (Quote, error) {
+	q, err := e.Store.Quote(ctx, quoteID)
+	if err != nil {
+		return q, err
+	}
+	if !e.maySpend(ctx, who, q.Request.Owner, q.AccountID) {
+		return q, ErrForbidden
+	}
+	if q.Status != QuoteOpen {
+		return q, fmt.Errorf("%w: quote is %s", ErrQuoteUsed, q.Status)
+	}
+	q.Status = QuoteDeclined
+	return q, e.Store.SaveQuote(ctx, q)
+}
+
+// event builds a progress event from a stored run.
+func (e *Engine) event(r Run, note string) Event {
+	ev := Event{Run: r, StageCount: len(r.Stages), TokensIn: r.TokensIn, TokensOut: r.TokensOut, Cost: r.Cost(), Note: note}
+	ev.Stage = min(r.Done+1, len(r.Stages))
+	if ev.Stage > 0 {
+		ev.StageName = r.Stages[ev.Stage-1].Name
+	}
+	if len(r.Stages) > 0 {
+		ev.Percent = 100 * r.Done / len(r.Stages)
+	}
+	if !r.StartedAt.IsZero() {
+		end := e.now()
+		if !r.FinishedAt.IsZero() {
+			end = r.FinishedAt
+		}
+		ev.Elapsed = end.Sub(r.StartedAt)
+		if r.Done > 0 && r.Done < len(r.Stages) {
+			ev.Remaining = ev.Elapsed * time.Duration(len(r.Stages)-r.Done) / time.Duration(r.Done)
+		}
+	}
+	if r.State.Terminal() {
+		ev.Final, ev.Percent = true, 100
+		if r.ReceiptID != "" && e.ReceiptURL != nil {
+			ev.ReceiptURL = e.ReceiptURL(r.ReceiptID)
+		}
+	}
+	return ev
+}
+
+// Cancel stops a run for its owner or an admin. A queued or paused run is
+// settled at once; a running one has its stream closed (in this process at
+// once, elsewhere through the queue) and settles as it stops.
+func (e *Engine) Cancel(ctx context.Context, runID string, who billing.Identity) (Run, error) {
+	r, err := e.Store.Run(ctx, runID)
+	if err != nil {
+		return r, err
+	}
+	if !e.maySpend(ctx, who, r.Owner, r.AccountID) {
+		return r, ErrForbidden
+	}
+	if r.State.Terminal() {
+		return r, fmt.Errorf("%w: the run already %s", ErrWrongState, r.State)
+	}
+	if r.State == Queued || r.State == Paused {
+		if err := e.Store.CancelJob(ctx, r.JobID); err != nil {
+			e.log().Warn("cancel job", "run_id", r.ID, "err", err)
+		}
+		r, err = e.settle(ctx, r.ID, Cancelled, who.String(), "cancelled before running", nil, "")
+		if err == nil {
+			e.publish(e.event(r, "cancelled"))
+		}
+		if !errors.Is(err, ErrWrongState) {
+			return r, err
+		}
+		// It started meanwhile: cancel it as a running run.
+	}
+	r, err = e.Store.UpdateRun(ctx, runID, who.String(), "cancel requested", func(r *Run) error {
+		if r.State.Terminal() {
+			return fmt.Errorf("%w: the run already %s", ErrWrongState, r.State)
+		}
+		r.CancelRequested, r.State = true, Cancelling
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	e.publish(e.event(r, "cancelling"))
+	if !e.interrupt(runID, ErrCancelled) {
+		if err := e.Store.CancelJob(ctx, r.JobID); err != nil {
+			return r, fmt.Errorf("cancel job: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Pause asks a running run to stop at its next stage boundary, keeping its hold.
+func (e *Engine) Pause(ctx context.Context, runID string, who billing.Identity) (Run, error) {
+	r, err := e.Store.Run(ctx, runID)
+	if err != nil {
+		return r, err
+	}
+	if !e.maySpend(ctx, who, r.Owner, r.AccountID) {
+		return r, ErrForbidden
+	}
+	r, err = e.Store.UpdateRun(ctx, runID, who.String(), "pause requested", func(r *Run) error {
+		if r.State != Running && r.State != Queued {
+			return fmt.Errorf("%w: a %s run cannot be paused", ErrWrongState, r.State)
+		}
+		r.PauseRequested, r.State = true, Pausing
+		return nil
+	})
+	if err == nil {
+		e.publish(e.event(r, "pausing at the next stage"))
+	}
+	return r, err
+}
+
+// Resume continues a paused run from its last finished stage (or withdraws a
+// pause request that has not taken effect yet).
+func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity) (Run, error) {
+	r, err := e.Store.Run(ctx, runID)
+	if err != nil {
+		return r, err
+	}
+	if !e.maySpend(ctx, who, r.Owner, r.AccountID) {
+		return r, ErrForbidden
+	}
+	switch r.State {
+	case Pausing:
+		r, err = e.Store.UpdateRun(ctx, runID, who.String(), "pause withdrawn", func(r *Run) error {
+			if r.State != Pausing {
+				return fmt.Errorf("%w: run is %s", ErrWrongState, r.State)
+			}
+			r.PauseRequested, r.State = false, Running
+			return nil
+		})
+	case Paused:
+		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", Plans[r.Request.Depth].RuntimeHigh)
+	default:
+		return r, fmt.Errorf("%w: a %s run cannot be resumed", ErrWrongState, r.State)
+	}
+	if err == nil {
+		e.publish(e.event(r, "resumed"))
+	}
+	return r, err
+}
+
+// interrupt cancels a run executing in this process.
+func (e *Engine) interrupt(runID string, cause error) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cancel, ok := e.active[runID]
+	if ok {
+		cancel(cause)
+	}
+	return ok
+}
+
+func (e *Engine) track(runID string, cancel context.CancelCauseFunc) func() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.active == nil {
+		e.active = map[string]context.CancelCauseFunc{}
+	}
+	e.active[runID] = cancel
+	return func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.active, runID)
+	}
+}
+
+// Reap settles runs that nobody will finish: paused runs past PauseTTL expire;
+// live runs untouched for staleAfter (their process died and the queue gave
+// up) fail as interrupted. It returns how many it settled.
+func (e *Engine) Reap(ctx context.Context, staleAfter time.Duration) (int, error) {
+	n := 0
+	paused, err := e.Store.StaleRuns(ctx, []State{Paused}, e.now().Add(-e.pauseTTL()), 100)
+	if err != nil {
+		return n, err
+	}
+	for _, r := range paused {
+		if r, err := e.settle(ctx, r.ID, Expired, "reaper", "paused too long", nil, ""); err == nil {
+			e.publish(e.event(r, "expired while paused"))
+			n++
+		}
+	}
+	stale, err := e.Store.StaleRuns(ctx, []State{Queued, Running, Pausing, Cancelling}, e.now().Add(-staleAfter), 100)
+	if err != nil {
+		return n, err
+	}
+	for _, r := range stale {
+		to, why := Failed, "interrupted: the run stopped making progress"
+		if r.CancelRequested {
+			to, why = Cancelled, "cancelled"
+		}
+		if r, err := e.settle(ctx, r.ID, to, "reaper", why, nil, ""); err == nil {
+			e.publish(e.event(r, why))
+			n++
+		}
+	}
+	return n, nil
+}
+
+// settle ends a run: it captures the usage recorded on the run plus extra
+// (the interrupted stage's delivered tokens), releases the rest of the hold,
+// and writes the receipt and the terminal state in one transaction. The
+// caller publishes the final event.
+func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reason string, extra *llm.Usage, errText string) (Run, error) {
+	ctx = context.WithoutCancel(ctx) // settling must finish even when the run was cancelled
+	cur, err := e.Store.Run(ctx, runID)
+	if err != nil {
+		return cur, err
+	}
+	in, out := cur.TokensIn, cur.TokensOut
+	inSrc, outSrc := cur.InSource, cur.OutSource
+	if extra != nil {
+		in += extra.PromptTokens
+		out += extra.CompletionTokens
+		inSrc, outSrc = worseSource(inSrc, extra.PromptSource), worseSource(outSrc, extra.CompletionSource)
+	}
+	capture := cur.Price.Cost(in, out)
+	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, func(r *Run, rc *billing.Receipt) error {
+		r.State, r.Error = to, errText
+		r.TokensIn, r.TokensOut, r.InSource, r.OutSource = in, out, inSrc, outSrc
+		rc.TokensIn, rc.TokensOut = in, out
+		rc.TokensInSource, rc.TokensOutSource = orLocal(inSrc), orLocal(outSrc)
+		var notes []string
+		if r.CrossBucket {
+			notes = append(notes, "fell back to a route of the other bucket, with the consent given in the quote")
+		}
+		if capture > r.Hold {
+			notes = append(notes, fmt.Sprintf("usage cost %s exceeded the hold; only the hold was charged", capture))
+		}
+		if len(r.SymbolErrors) > 0 {
+			notes = append(notes, fmt.Sprintf("%d symbol(s) failed and were not charged", len(r.SymbolErrors)))
+		}
+		if reason != "" {
+			notes = append(notes, reason)
+		}
+		rc.Notes = strings.Join(notes, "; ")
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	e.log().Info("run settled", "run_id", r.ID, "state", string(r.State), "captured", r.Captured.String())
+	return r, nil
+}
+
+func worseSource(a, b billing.UsageSource) billing.UsageSource {
+	if a == billing.UsageLocal || b == billing.UsageLocal {
+		return billing.UsageLocal
+	}
+	if a == "" {
+		return b
+	}
+	return a
+}
+
+func orLocal(s billing.UsageSource) billing.UsageSource {
+	if s == "" {
+		return billing.UsageProvider
+	}
+	return s
+}

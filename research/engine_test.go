@@ -1,0 +1,434 @@
+package research_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image/png"
+	"testing"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/internal/testbed"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/llm/llmtest"
+)
+
+var (
+	alice = billing.Identity{Platform: "telegram", ExternalID: "42"}
+	bob   = billing.Identity{Platform: "telegram", ExternalID: "43"}
+	admin = billing.Identity{Platform: "discord", ExternalID: "1"}
+)
+
+const wait = 20 * time.Second
+
+func both(t *testing.T, fn func(t *testing.T, pg bool)) {
+	t.Run("sqlite", func(t *testing.T) { t.Parallel(); fn(t, false) })
+	t.Run("postgres", func(t *testing.T) { t.Parallel(); fn(t, true) })
+}
+
+func quote(t *testing.T, b *testbed.Bed, req research.Request) research.Quote {
+	t.Helper()
+	if req.Kind == "" {
+		req.Kind = research.KindResearch
+	}
+	if req.Owner == (billing.Identity{}) {
+		req.Owner = alice
+	}
+	q, err := b.Engine.Quote(t.Context(), req)
+	if err != nil {
+		t.Fatalf("quote: %v", err)
+	}
+	return q
+}
+
+func confirm(t *testing.T, b *testbed.Bed, q research.Quote) research.Run {
+	t.Helper()
+	r, _, err := b.Engine.Confirm(t.Context(), q.ID, q.Request.Owner, nil)
+	if err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	return r
+}
+
+func TestOfflineRunToCompletion(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := testbed.New(t, testbed.Options{Postgres: pg})
+		acc := b.Fund(alice, billing.BucketCredit, billing.Micro)
+		q := quote(t, b, research.Request{Symbols: []string{"aapl", "MSFT"}, Depth: research.Standard})
+		if q.Bucket != billing.BucketCredit || !q.Offline || q.Calls != 3 || q.TokensIn <= 0 || q.OutHigh != 3*700 ||
+			q.CostLow <= 0 || q.CostLow >= q.CostHigh || q.Hold != q.CostHigh || q.Available != billing.Micro ||
+			q.AfterHold != billing.Micro-q.Hold || !q.CanConfirm() || !q.Synthetic || q.Symbols[0] != "AAPL" {
+			t.Fatalf("quote = %+v", q)
+		}
+		run := confirm(t, b, q)
+		if run.State != research.Queued || run.Hold != q.Hold {
+			t.Fatalf("confirmed run = %+v", run)
+		}
+		final := b.Events.WaitFinal(t, run.ID, wait)
+		if final.Run.State != research.Succeeded || final.Report == nil || len(final.Report.Sections) != 2 ||
+			final.Report.Synthesis == "" || !final.Report.RuleBased || !final.Report.Synthetic || final.ReceiptURL == "" {
+			t.Fatalf("final event = %+v", final)
+		}
+		if img, err := png.Decode(bytes.NewReader(final.Chart)); err != nil || img.Bounds().Dx() < 400 {
+			t.Fatalf("chart: %v", err)
+		}
+		r := final.Run
+		if want := r.Price.Cost(r.TokensIn, r.TokensOut); r.Captured != want || r.Captured <= 0 || r.Captured > r.Hold {
+			t.Fatalf("captured %s, want %s (tokens %d/%d)", r.Captured, want, r.TokensIn, r.TokensOut)
+		}
+		rc, err := b.Store.Receipt(t.Context(), r.ReceiptID)
+		if err != nil || rc.Captured != r.Captured || rc.Released != r.Hold-r.Captured || rc.Status != "succeeded" ||
+			rc.TokensIn != r.TokensIn || rc.Bucket != billing.BucketCredit || rc.Route != "offline" {
+			t.Fatalf("receipt = %+v, %v", rc, err)
+		}
+		bal, _ := b.Store.Balances(t.Context(), acc)
+		if c := bal[billing.BucketCredit]; c.Posted != billing.Micro-r.Captured || c.Held != 0 {
+			t.Fatalf("credit after the run = %+v", c)
+		}
+		// Events arrive in order and the percentages never go back.
+		last := -1
+		for _, ev := range b.Events.Of(run.ID) {
+			if ev.Percent < last {
+				t.Fatalf("progress went back: %d after %d", ev.Percent, last)
+			}
+			last = ev.Percent
+		}
+		trs, err := b.Store.Transitions(t.Context(), run.ID)
+		if err != nil || len(trs) != 3 || trs[0].To != research.Queued || trs[1].To != research.Running || trs[2].To != research.Succeeded {
+			t.Fatalf("transitions = %+v, %v", trs, err)
+		}
+		b.CheckLedger()
+	})
+}
+
+func TestQuoteRefusals(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{NoWorkers: true})
+	ctx := t.Context()
+	for name, req := range map[string]research.Request{
+		"no symbols":     {Kind: research.KindResearch, Depth: research.Quick, Owner: alice},
+		"too many":       {Kind: research.KindResearch, Symbols: []string{"A", "B", "C", "D"}, Depth: research.Quick, Owner: alice},
+		"bad symbol":     {Kind: research.KindResearch, Symbols: []string{"../etc"}, Depth: research.Quick, Owner: alice},
+		"bad depth":      {Kind: research.KindResearch, Symbols: []string{"AAPL"}, Depth: "epic", Owner: alice},
+		"unknown model":  {Kind: research.KindResearch, Symbols: []string{"AAPL"}, Depth: research.Quick, Model: "gpt-9", Owner: alice},
+		"empty scan":     {Kind: research.KindScan, Depth: research.Quick, Owner: alice},
+		"unknown preset": {Kind: research.KindScan, Watchlist: "nope", Depth: research.Quick, Owner: alice},
+	} {
+		if _, err := b.Engine.Quote(ctx, req); !errors.Is(err, research.ErrBadRequest) && !errors.Is(err, research.ErrNoRoute) {
+			t.Errorf("%s: quote error = %v, want a bad request", name, err)
+		}
+	}
+	a, _ := b.Store.Audit(ctx)
+	if len(a.Holds) != 0 {
+		t.Fatalf("refused quotes placed holds: %+v", a.Holds)
+	}
+}
+
+func TestQuoteExpiryPriceChangeAndBalance(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{NoWorkers: true})
+	ctx := t.Context()
+
+	// Too little balance: the quote says so and offers no confirm.
+	b.Fund(alice, billing.BucketCredit, 10)
+	q := quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick})
+	if q.CanConfirm() || q.Shortfall != q.Hold-10 {
+		t.Fatalf("quote with $0.00001 = %+v", q)
+	}
+	if _, nq, err := b.Engine.Confirm(ctx, q.ID, alice, nil); !errors.Is(err, research.ErrInsufficient) || nq.ID == q.ID {
+		t.Fatalf("confirm without funds = %v (new quote %q)", err, nq.ID)
+	}
+	if b.OpenHolds() != 0 {
+		t.Fatal("a refused confirm left a hold")
+	}
+
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	q = quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick})
+	if _, _, err := b.Engine.Confirm(ctx, q.ID, bob, nil); !errors.Is(err, research.ErrForbidden) {
+		t.Fatalf("bob confirming alice's quote = %v", err)
+	}
+	b.Clock.Advance(11 * time.Minute)
+	_, nq, err := b.Engine.Confirm(ctx, q.ID, alice, nil)
+	if !errors.Is(err, research.ErrQuoteExpired) || nq.ID == q.ID || nq.Status != research.QuoteOpen {
+		t.Fatalf("confirm after expiry = %v, new quote %+v", err, nq)
+	}
+	// The price moves between quote and confirm.
+	b.Engine.Catalog.Route("offline").Price.OutputPerM++
+	_, nq2, err := b.Engine.Confirm(ctx, nq.ID, alice, nil)
+	if !errors.Is(err, research.ErrQuoteChanged) || nq2.Price == nq.Price {
+		t.Fatalf("confirm after a price change = %v, new quote %+v", err, nq2)
+	}
+	if b.OpenHolds() != 0 {
+		t.Fatal("refused confirms left a hold")
+	}
+	// The fresh quote confirms; a second press does not run twice.
+	r := confirm(t, b, nq2)
+	r2, _, err := b.Engine.Confirm(ctx, nq2.ID, alice, nil)
+	if !errors.Is(err, research.ErrQuoteUsed) || r2.ID != r.ID {
+		t.Fatalf("second confirm = %v, run %s", err, r2.ID)
+	}
+	if b.OpenHolds() != 1 {
+		t.Fatalf("%d open holds, want 1", b.OpenHolds())
+	}
+	// Cancelling the queued run releases the whole hold.
+	if _, err := b.Engine.Cancel(ctx, r.ID, bob); !errors.Is(err, research.ErrForbidden) {
+		t.Fatalf("bob cancelling = %v", err)
+	}
+	c, err := b.Engine.Cancel(ctx, r.ID, alice)
+	if err != nil || c.State != research.Cancelled || c.Captured != 0 {
+		t.Fatalf("cancel queued = %+v, %v", c, err)
+	}
+	b.CheckLedger()
+	if b.OpenHolds() != 0 {
+		t.Fatal("cancelled run kept its hold")
+	}
+}
+
+func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := testbed.New(t, testbed.Options{Postgres: pg, Pace: 200 * time.Microsecond})
+		b.Fund(alice, billing.BucketCredit, billing.Micro)
+		run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL", "NVDA"}, Depth: research.Standard}))
+		b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.Run.State == research.Running })
+		if _, err := b.Engine.Pause(t.Context(), run.ID, bob); !errors.Is(err, research.ErrForbidden) {
+			t.Fatalf("bob pausing = %v", err)
+		}
+		if _, err := b.Engine.Pause(t.Context(), run.ID, alice); err != nil {
+			t.Fatal(err)
+		}
+		paused := b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.Run.State == research.Paused })
+		if paused.Run.Done >= len(paused.Run.Stages) || b.OpenHolds() != 1 {
+			t.Fatalf("paused run = %+v, %d open holds", paused.Run, b.OpenHolds())
+		}
+		if _, err := b.Engine.Resume(t.Context(), run.ID, alice); err != nil {
+			t.Fatal(err)
+		}
+		final := b.Events.WaitFinal(t, run.ID, wait)
+		if final.Run.State != research.Succeeded || final.Run.Captured != final.Run.Cost() {
+			t.Fatalf("after resume: %+v", final.Run)
+		}
+		b.CheckLedger()
+		if b.OpenHolds() != 0 {
+			t.Fatal("hold left open")
+		}
+	})
+}
+
+// apiRoutes are two official routes and one routed route on the fake API.
+func apiRoutes(url string) []llm.Route {
+	price := billing.Price{InputPerM: 1 * billing.Micro, OutputPerM: 4 * billing.Micro}
+	return []llm.Route{
+		{ID: "api-a", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-aaaa1111", Price: price, Enabled: true},
+		{ID: "api-b", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-bbbb2222", Price: price, Enabled: true},
+		{ID: "cheap-c", Kind: billing.RouteRouted, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-cccc3333", Price: price, Enabled: true},
+	}
+}
+
+func apiBed(t *testing.T, pg bool) *testbed.Bed {
+	return testbed.New(t, testbed.Options{Postgres: pg, RoutesFor: apiRoutes})
+}
+
+func TestModelRoutes(t *testing.T) {
+	t.Parallel()
+	type check func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest)
+	for _, tc := range []struct {
+		name    string
+		consent bool
+		script  []llmtest.Response
+		want    research.State
+		check   check
+	}{
+		{"provider usage", false, []llmtest.Response{llmtest.Stream("Bull: ", "RSI 14 = 55.").WithUsage(1234, 56)}, research.Succeeded,
+			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
+				if rc.TokensIn != 1234 || rc.TokensOut != 56 || rc.TokensInSource != billing.UsageProvider || rc.Captured != final.Run.Price.Cost(1234, 56) {
+					t.Fatalf("receipt = %+v", rc)
+				}
+			}},
+		{"no usage sent", false, []llmtest.Response{llmtest.Stream("one ", "two ", "three").WithoutUsage()}, research.Succeeded,
+			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
+				if rc.TokensOutSource != billing.UsageLocal || rc.TokensOut <= 0 || rc.TokensIn <= 0 {
+					t.Fatalf("receipt = %+v", rc)
+				}
+			}},
+		{"error object in a 200 stream, then success", false, []llmtest.Response{llmtest.StreamError("overloaded", "par"), llmtest.Stream("fine")}, research.Succeeded,
+			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
+				if len(fails) != 1 || fails[0].ErrorClass != "stream_error" || fails[0].Charged != 0 || rc.Attempts != 2 {
+					t.Fatalf("failed requests = %+v, receipt %+v", fails, rc)
+				}
+			}},
+		{"429 then success", false, []llmtest.Response{llmtest.Error(429, "slow down").WithRetryAfter("1"), llmtest.Stream("ok")}, research.Succeeded,
+			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
+				if len(fails) != 1 || fails[0].HTTPStatus != 429 || fails[0].Route != "api-a" {
+					t.Fatalf("failed requests = %+v", fails)
+				}
+			}},
+		{"5xx until fallback", false, []llmtest.Response{llmtest.Error(500, "x"), llmtest.Error(502, "x"), llmtest.HTML(503, "<html>bad gateway</html>"), llmtest.Stream("from b")}, research.Succeeded,
+			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
+				if len(fails) != 3 || rc.Route != "api-b" || final.Run.CrossBucket {
+					t.Fatalf("route %s, failed requests = %+v", rc.Route, fails)
+				}
+				if reqs := b.LLM.Requests(); reqs[len(reqs)-1].BearerToken != "sk-test-bbbb2222" {
+					t.Fatalf("the fallback did not use route b's key")
+				}
+			}},
+		{"cross-bucket fallback refused without consent", false, repeat(llmtest.Error(500, "down"), 6), research.Failed,
+			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
+				if len(fails) != 6 || rc.Captured != 0 || rc.Released != final.Run.Hold {
+					t.Fatalf("receipt %+v, %d failed requests", rc, len(fails))
+				}
+				for _, r := range b.LLM.Requests() {
+					if r.BearerToken == "sk-test-cccc3333" {
+						t.Fatal("the routed route was used without consent")
+					}
+				}
+			}},
+		{"cross-bucket fallback with consent", true, append(repeat(llmtest.Error(500, "down"), 6), llmtest.Stream("routed answer")), research.Succeeded,
+			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
+				if rc.Route != "cheap-c" || !final.Run.CrossBucket || !bytes.Contains([]byte(rc.Notes), []byte("other bucket")) {
+					t.Fatalf("receipt = %+v", rc)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := apiBed(t, false)
+			b.LLM.Enqueue(tc.script...)
+			b.Fund(alice, billing.BucketCredit, billing.Micro)
+			q := quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick, Model: "gpt-test", Consent: tc.consent})
+			if q.KeyMasked != "sk-...1111" || q.Offline {
+				t.Fatalf("quote key %q offline %v", q.KeyMasked, q.Offline)
+			}
+			run := confirm(t, b, q)
+			final := b.Events.WaitFinal(t, run.ID, wait)
+			if final.Run.State != tc.want {
+				t.Fatalf("state %s (%s), want %s", final.Run.State, final.Run.Error, tc.want)
+			}
+			rc, err := b.Store.Receipt(t.Context(), final.Run.ReceiptID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fails, err := b.Store.FailedRequests(t.Context(), run.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, b, final, rc, fails)
+			b.CheckLedger()
+			if b.OpenHolds() != 0 {
+				t.Fatal("hold left open")
+			}
+		})
+	}
+}
+
+func repeat(r llmtest.Response, n int) []llmtest.Response {
+	out := make([]llmtest.Response, n)
+	for i := range out {
+		out[i] = r
+	}
+	return out
+}
+
+// TestCancelMidStream: the owner's cancel closes the upstream stream within
+// 200 ms and the run pays for the prompt and the tokens delivered.
+func TestCancelMidStream(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := apiBed(t, pg)
+		gate := make(chan struct{})
+		b.LLM.Enqueue(llmtest.Stream("one ", "two ", "three ", "four ", "five ").WithGate(gate).WithoutUsage())
+		b.Fund(alice, billing.BucketCredit, billing.Micro)
+		run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick, Model: "gpt-test"}))
+		gate <- struct{}{}
+		gate <- struct{}{}
+		b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.TokensOut > 0 })
+		if _, err := b.Engine.Cancel(t.Context(), run.ID, bob); !errors.Is(err, research.ErrForbidden) {
+			t.Fatalf("bob cancelling = %v", err)
+		}
+		start := time.Now()
+		if _, err := b.Engine.Cancel(t.Context(), run.ID, alice); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-b.LLM.Disconnected():
+			if took := time.Since(start); took > 200*time.Millisecond {
+				t.Fatalf("upstream closed after %s", took)
+			}
+			if d.Chunks < 2 {
+				t.Fatalf("disconnect after %d chunks", d.Chunks)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("the upstream connection was not closed")
+		}
+		final := b.Events.WaitFinal(t, run.ID, wait)
+		r := final.Run
+		if r.State != research.Cancelled || r.TokensOut < 2 || r.TokensIn <= 0 || r.Captured != r.Price.Cost(r.TokensIn, r.TokensOut) || r.Captured >= r.Hold {
+			t.Fatalf("cancelled run = %+v", r)
+		}
+		b.CheckLedger()
+		if b.OpenHolds() != 0 {
+			t.Fatal("hold left open")
+		}
+	})
+}
+
+// TestCancelAcrossInstances: two instances on one PostgreSQL; the run
+// executes on the second, the cancel is requested through the first.
+func TestCancelAcrossInstances(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{Postgres: true, NoWorkers: true, Pace: time.Millisecond})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL", "NVDA", "MSFT"}, Depth: research.Standard}))
+	b.InstanceWithWorkers() // the run can only execute there
+	b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.Run.State == research.Running && ev.TokensOut > 0 })
+	start := time.Now()
+	if _, err := b.Engine.Cancel(context.Background(), run.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	final := b.Events.WaitFinal(t, run.ID, wait)
+	if final.Run.State != research.Cancelled {
+		t.Fatalf("state %s", final.Run.State)
+	}
+	t.Logf("cancel across instances settled in %s", time.Since(start))
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("cross-instance cancel took %s", took)
+	}
+	b.CheckLedger()
+	if b.OpenHolds() != 0 {
+		t.Fatal("hold left open")
+	}
+}
+
+// TestWorkerStoppedMidRun: the instance running a run stops; a new one
+// resumes the run from its last finished stage and no hold is left open.
+func TestWorkerStoppedMidRun(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := testbed.New(t, testbed.Options{Postgres: pg, Pace: 2 * time.Millisecond})
+		b.Fund(alice, billing.BucketCredit, billing.Micro)
+		run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL", "NVDA"}, Depth: research.Standard}))
+		b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.Run.Done >= 3 })
+		stop, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_ = b.Store.StopWorkers(stop)
+		r, err := b.Store.Run(t.Context(), run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != research.Running || r.Done >= len(r.Stages) {
+			t.Fatalf("after the stop the run is %s at stage %d: the test needs it interrupted", r.State, r.Done)
+		}
+		b.InstanceWithWorkers()
+		final := b.Events.WaitFinal(t, run.ID, wait)
+		if final.Run.State != research.Succeeded {
+			t.Fatalf("resumed run ended %s: %s", final.Run.State, final.Run.Error)
+		}
+		b.CheckLedger()
+		if b.OpenHolds() != 0 {
+			t.Fatal("hold left open")
+		}
+	})
+}

@@ -1,0 +1,346 @@
+package research
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/market"
+)
+
+// progressEvery bounds how often a streaming stage publishes progress; the
+// outbox coalesces further per message.
+const progressEvery = 250 * time.Millisecond
+
+// Execute runs a queued run to its end. The queue calls it; a second attempt
+// (after a crash or a shutdown) resumes from the last finished stage. Every
+// way out settles the hold exactly once, except a shutdown with attempts
+// left, which keeps the run for the next attempt.
+func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
+	r, err := e.Store.Run(ctx, runID)
+	if errors.Is(err, ErrNotFound) {
+		return nil // nothing to do; a job without a run must not retry forever
+	}
+	if err != nil {
+		return err
+	}
+	switch r.State {
+	case Succeeded, Partial, Failed, Cancelled, Expired, Paused:
+		return nil
+	case Cancelling:
+		return e.finish(ctx, r.ID, Cancelled, "cancelled", nil, "")
+	case Pausing:
+		return e.pauseNow(ctx, r.ID)
+	}
+	resumed := r.State == Running
+	r, err = e.Store.UpdateRun(ctx, runID, "worker", "started", func(r *Run) error {
+		if r.State != Queued && r.State != Running {
+			return fmt.Errorf("%w: run is %s", ErrWrongState, r.State)
+		}
+		r.State = Running
+		if r.StartedAt.IsZero() {
+			r.StartedAt = e.now()
+		}
+		return nil
+	})
+	if errors.Is(err, ErrWrongState) {
+		return e.Execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	note := "running"
+	if resumed {
+		note = fmt.Sprintf("resuming from stage %d after an interruption", r.Done+1)
+	}
+	e.publish(e.event(r, note))
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.track(runID, cancel)()
+
+	plan := Plans[r.Request.Depth]
+	g := e.gatherRun(runCtx, r, plan)
+	if len(g.failed) > 0 {
+		r, err = e.Store.UpdateRun(ctx, runID, "worker", "market data", func(r *Run) error {
+			if r.SymbolErrors == nil {
+				r.SymbolErrors = map[string]string{}
+			}
+			maps.Copy(r.SymbolErrors, g.failed)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(g.series) == 0 {
+		return e.finish(ctx, runID, Failed, "no market data for any symbol", nil, "no market data: "+joinErrors(g.failed))
+	}
+	routes := e.routes(r)
+	writer := e.writer(r.Offline)
+
+	for i := r.Done; i < len(r.Stages); i++ {
+		cur, err := e.Store.Run(ctx, runID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur.CancelRequested:
+			return e.finish(ctx, runID, Cancelled, "cancelled", nil, "")
+		case cur.PauseRequested:
+			return e.pauseNow(ctx, runID)
+		}
+		st := r.Stages[i]
+		var res llm.Result
+		var text string
+		if st.Kind == StageLLM && !(st.Symbol != "" && g.failed[st.Symbol] != "") {
+			d := g.data
+			for j := 0; j < i; j++ {
+				if out := r.Outputs[j]; out != "" && r.Stages[j].Kind == StageLLM {
+					d.Prior = append(d.Prior, r.Stages[j].Name+": "+out)
+				}
+			}
+			res, err = e.call(runCtx, r, writer, routes, buildPrompt(st, d, plan.OutputLimit))
+			e.recordFailures(ctx, r, res)
+			if err != nil {
+				if runCtx.Err() != nil {
+					return e.interrupted(ctx, runCtx, r, res.Usage, attempt, maxAttempts)
+				}
+				if st.Symbol != "" && len(r.Symbols) > 1 {
+					g.failed[st.Symbol] = err.Error() // partial: the other symbols go on
+				} else {
+					return e.finish(ctx, runID, Failed, "model call failed", &res.Usage, "model call failed: "+err.Error())
+				}
+			}
+			text = res.Text
+		}
+		r, err = e.Store.UpdateRun(ctx, runID, "worker", "stage done", func(r *Run) error {
+			r.Done = i + 1
+			if r.Outputs == nil {
+				r.Outputs = map[int]string{}
+			}
+			r.Outputs[i] = text
+			if res.Attempts > 0 {
+				r.TokensIn += res.Usage.PromptTokens
+				r.TokensOut += res.Usage.CompletionTokens
+				r.InSource = worseSource(r.InSource, res.Usage.PromptSource)
+				r.OutSource = worseSource(r.OutSource, res.Usage.CompletionSource)
+				r.Attempts += res.Attempts
+				r.Failures += len(res.Failures)
+				r.CrossBucket = r.CrossBucket || res.CrossBucket
+				if res.Route.ID != "" {
+					r.RouteID = res.Route.ID
+				}
+			}
+			if st.Symbol != "" && g.failed[st.Symbol] != "" {
+				if r.SymbolErrors == nil {
+					r.SymbolErrors = map[string]string{}
+				}
+				r.SymbolErrors[st.Symbol] = g.failed[st.Symbol]
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		e.publish(e.event(r, ""))
+	}
+
+	report := e.report(r, g)
+	var chart []byte
+	var ok []market.Series
+	for _, s := range r.Symbols {
+		if ser, found := g.series[s]; found && g.failed[s] == "" {
+			ok = append(ok, ser)
+		}
+	}
+	if c, err := market.Chart(ok, market.ChartOptions{Window: plan.Window}); err == nil {
+		chart = c
+	} else {
+		e.log().Warn("chart failed", "run_id", runID, "err", err)
+	}
+	to := Succeeded
+	if len(r.SymbolErrors) > 0 {
+		to = Partial
+	}
+	if len(ok) == 0 {
+		to = Failed
+	}
+	final, err := e.settle(ctx, runID, to, "worker", "", nil, "")
+	if err != nil {
+		if errors.Is(err, ErrWrongState) {
+			return nil // settled elsewhere (a cancel won the race)
+		}
+		return err
+	}
+	ev := e.event(final, "")
+	ev.Report, ev.Chart = &report, chart
+	e.publish(ev)
+	return nil
+}
+
+// call streams one model call, publishing progress as tokens arrive.
+func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, req llm.Request) (llm.Result, error) {
+	last := time.Time{}
+	return w.Stream(ctx, routes, req, func(_ string, out int64) {
+		if now := time.Now(); now.Sub(last) >= progressEvery {
+			last = now
+			snap := r
+			snap.TokensIn += llm.CountPromptTokens(req.Messages)
+			snap.TokensOut += out
+			e.publish(e.event(snap, "writing"))
+		}
+	})
+}
+
+// recordFailures stores one failed-request record per failed attempt.
+func (e *Engine) recordFailures(ctx context.Context, r Run, res llm.Result) {
+	for _, f := range res.Failures {
+		_, err := e.Ledger.RecordFailedRequest(context.WithoutCancel(ctx), billingFailure(r, f))
+		if err != nil {
+			e.log().Error("record failed request", "run_id", r.ID, "err", err)
+		}
+	}
+}
+
+// interrupted handles a model call whose context ended: a cancel settles at
+// once with the delivered tokens; a timeout fails the run; a shutdown leaves
+// the run to the next attempt (or fails it on the last one).
+func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial llm.Usage, attempt, maxAttempts int) error {
+	cur, err := e.Store.Run(context.WithoutCancel(ctx), r.ID)
+	if err != nil {
+		return err
+	}
+	cause := context.Cause(runCtx)
+	switch {
+	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
+		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", &partial, "")
+	case errors.Is(cause, context.DeadlineExceeded):
+		return e.finish(ctx, r.ID, Failed, "timed out", &partial, "the run took longer than its depth allows")
+	case attempt < maxAttempts:
+		e.publish(e.event(cur, "interrupted: the server is restarting; the run resumes from its last finished stage"))
+		return fmt.Errorf("run %s interrupted: %w", r.ID, cause)
+	default:
+		return e.finish(ctx, r.ID, Failed, "interrupted", &partial, "interrupted and out of attempts")
+	}
+}
+
+// finish settles and publishes the final event; a run already settled is fine.
+func (e *Engine) finish(ctx context.Context, runID string, to State, reason string, extra *llm.Usage, errText string) error {
+	r, err := e.settle(ctx, runID, to, "worker", reason, extra, errText)
+	if errors.Is(err, ErrWrongState) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.publish(e.event(r, reason))
+	return nil
+}
+
+// pauseNow moves a run that was asked to pause into Paused.
+func (e *Engine) pauseNow(ctx context.Context, runID string) error {
+	r, err := e.Store.UpdateRun(context.WithoutCancel(ctx), runID, "worker", "paused at a stage boundary", func(r *Run) error {
+		if r.State != Pausing && r.State != Running {
+			return fmt.Errorf("%w: run is %s", ErrWrongState, r.State)
+		}
+		r.State, r.PausedAt = Paused, e.now()
+		return nil
+	})
+	if errors.Is(err, ErrWrongState) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.publish(e.event(r, "paused"))
+	return nil
+}
+
+// gatherRun fetches a run's data; failures are per symbol.
+func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
+	g := gathered{symbols: r.Symbols, failed: map[string]string{}, ind: map[string]market.Indicators{}}
+	series, errs := market.FetchAll(ctx, e.Market, r.Symbols, plan.Lookback)
+	for s, err := range errs {
+		g.failed[s] = err.Error()
+	}
+	maps.Copy(g.failed, r.SymbolErrors)
+	g.series = series
+	for s, ser := range series {
+		g.ind[s] = market.Compute(ser, plan.Window)
+	}
+	g.data = e.promptData(g, plan)
+	return g
+}
+
+// routes resolves a run's fallback chain against the current catalog.
+func (e *Engine) routes(r Run) []llm.Route {
+	var out []llm.Route
+	for _, id := range r.Chain {
+		if rt := e.Catalog.Route(id); rt != nil && rt.Enabled {
+			out = append(out, *rt)
+		}
+	}
+	return out
+}
+
+// report assembles the structured report from the finished stages.
+func (e *Engine) report(r Run, g gathered) Report {
+	rep := Report{
+		Title: titleFor(r), DataSource: e.Market.Name(), Synthetic: r.Synthetic, RuleBased: r.Offline,
+		Model: r.Model, Notice: Notice,
+	}
+	if len(r.SymbolErrors) > 0 {
+		rep.Failed = maps.Clone(r.SymbolErrors)
+	}
+	for _, s := range r.Symbols {
+		ind, ok := g.ind[s]
+		if !ok || r.SymbolErrors[s] != "" {
+			continue
+		}
+		if ind.AsOf.After(rep.AsOf) {
+			rep.AsOf = ind.AsOf
+		}
+		sec := Section{Symbol: s, Figures: figures(ind)}
+		for i, st := range r.Stages {
+			if st.Symbol == s {
+				sec.Text = r.Outputs[i]
+			}
+		}
+		rep.Sections = append(rep.Sections, sec)
+	}
+	for i, st := range r.Stages {
+		switch st.Role {
+		case "report", "synthesis":
+			rep.Synthesis = r.Outputs[i]
+		case "bull":
+			rep.Bull = r.Outputs[i]
+		case "bear":
+			rep.Bear = r.Outputs[i]
+		case "risk":
+			rep.Risks = r.Outputs[i]
+		}
+	}
+	return rep
+}
+
+func titleFor(r Run) string {
+	if r.Request.Kind == KindScan {
+		return fmt.Sprintf("Scan of %s: %s", r.Request.Watchlist, strings.Join(r.Symbols, ", "))
+	}
+	return "Research: " + strings.Join(r.Symbols, ", ")
+}
+
+func joinErrors(m map[string]string) string {
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ": " + m[k]
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,265 @@
+package research
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/market"
+)
+
+// Quote builds and stores the preview of a request: it resolves the symbols
+// against market data, sizes every prompt for real, prices the run on the
+// chosen route and reads the paying bucket. Bad requests fail here, before
+// any money is held, with ErrBadRequest or ErrNoRoute.
+func (e *Engine) Quote(ctx context.Context, req Request) (Quote, error) {
+	if req.Depth == "" {
+		req.Depth = Quick
+	}
+	if err := req.Validate(); err != nil {
+		return Quote{}, err
+	}
+	plan := Plans[req.Depth]
+	model := req.Model
+	if model == "" {
+		model = e.Catalog.DefaultModel
+	}
+	chain, err := e.Catalog.Chain(model, req.RouteKind, req.Consent)
+	if err != nil {
+		return Quote{}, err
+	}
+	acc, err := e.Ledger.EnsureAccount(ctx, req.Owner)
+	if err != nil {
+		return Quote{}, err
+	}
+	in, err := e.gather(ctx, acc, req, plan)
+	if err != nil {
+		return Quote{}, err
+	}
+	route := chain[0]
+	q := Quote{
+		ID: newID("q"), Request: req, AccountID: acc, Status: QuoteOpen,
+		RouteID: route.ID, Model: route.Model, RouteKind: route.Kind, KeyMasked: llm.MaskKey(route.APIKey),
+		Offline: route.BaseURL == OfflineBaseURL, Price: route.Price, Bucket: route.Bucket(),
+		Symbols: in.symbols, SymbolNotes: in.notes, DataSource: e.Market.Name(), Synthetic: e.Market.Synthetic(),
+		CreatedAt: e.now(),
+	}
+	if q.Offline {
+		q.KeyMasked = "none needed (offline analyst)"
+	}
+	for _, r := range chain[1:] {
+		q.Fallbacks = append(q.Fallbacks, r.ID)
+	}
+	q.Stages = plan.Stages(in.symbols)
+	for i, st := range q.Stages {
+		if st.Kind != StageLLM {
+			continue
+		}
+		q.Calls++
+		// Earlier model outputs feed the synthesis: count them at their limit.
+		prior := int64(0)
+		if st.Role == "synthesis" || st.Role == "bull" || st.Role == "bear" || st.Role == "risk" {
+			prior = int64(plan.OutputLimit) * int64(countLLM(q.Stages[:i]))
+		}
+		q.TokensIn += llm.CountPromptTokens(buildPrompt(st, in.data, plan.OutputLimit).Messages) + prior
+	}
+	q.OutHigh = int64(q.Calls * plan.OutputLimit)
+	q.OutLow = q.OutHigh * 35 / 100
+	q.Intensity = intensity(q.TokensIn + q.OutHigh)
+	q.CostLow = route.Price.Cost(q.TokensIn, q.OutLow)
+	for _, r := range chain {
+		if r.Bucket() == q.Bucket {
+			q.CostHigh = max(q.CostHigh, r.Price.Cost(q.TokensIn, q.OutHigh))
+		}
+	}
+	q.Hold = q.CostHigh
+	bal, err := e.Ledger.Balances(ctx, acc)
+	if err != nil {
+		return Quote{}, err
+	}
+	q.Available = bal[q.Bucket].Available
+	q.AfterHold = q.Available - q.Hold
+	if q.AfterHold < 0 {
+		q.Shortfall = -q.AfterHold
+	}
+	q.RuntimeLow, q.RuntimeHigh = e.runtime(route, q, plan)
+	q.RetryPolicy = "429, 5xx, timeouts and broken streams are retried up to 2 times per route with backoff, honouring Retry-After"
+	q.FallbackPolicy = fallbackPolicy(chain, req.Consent)
+	q.FailedCost = 0
+	q.CancelPolicy = "cancel any time: you pay for the prompt and the tokens delivered so far, the rest of the hold is released"
+	q.ReceiptWhere = "a receipt link in the final message, also shown by /receipt"
+	if quoteTTL := e.QuoteTTL; quoteTTL > 0 {
+		q.ExpiresAt = q.CreatedAt.Add(quoteTTL)
+	} else {
+		q.ExpiresAt = q.CreatedAt.Add(10 * time.Minute)
+	}
+	if err := e.Store.SaveQuote(ctx, q); err != nil {
+		return Quote{}, err
+	}
+	return q, nil
+}
+
+func countLLM(st []Stage) int {
+	n := 0
+	for _, s := range st {
+		if s.Kind == StageLLM {
+			n++
+		}
+	}
+	return n
+}
+
+func fallbackPolicy(chain []llm.Route, consent bool) string {
+	if len(chain) == 1 {
+		if consent {
+			return "no other route serves this model"
+		}
+		return "no fallback route in this bucket (other bucket only with your consent)"
+	}
+	var same, other []string
+	for _, r := range chain[1:] {
+		if r.Bucket() == chain[0].Bucket() {
+			same = append(same, r.ID)
+		} else {
+			other = append(other, r.ID)
+		}
+	}
+	var parts []string
+	if len(same) > 0 {
+		parts = append(parts, "falls back to "+strings.Join(same, ", ")+" (same bucket)")
+	}
+	if len(other) > 0 {
+		parts = append(parts, "then, with your consent, to "+strings.Join(other, ", ")+" (other bucket, noted on the receipt)")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// runtime estimates the run's duration from the route's recent health when
+// known, else from the plan.
+func (e *Engine) runtime(route llm.Route, q Quote, plan Plan) (time.Duration, time.Duration) {
+	if q.Offline {
+		if a, ok := e.Offline.(*OfflineAnalyst); ok && a.Pace > 0 {
+			return time.Duration(q.OutLow) * a.Pace, time.Duration(q.OutHigh) * a.Pace
+		}
+	}
+	if e.Health != nil {
+		st := e.Health.Stats(route.ID)
+		if st.Samples > 0 && st.TokensPerSecond > 0 {
+			per := func(out int64) time.Duration {
+				return time.Duration(q.Calls)*st.P50FirstToken + time.Duration(float64(out)/st.TokensPerSecond*float64(time.Second))
+			}
+			return per(q.OutLow), per(q.OutHigh)
+		}
+	}
+	return plan.RuntimeLow, plan.RuntimeHigh
+}
+
+// gathered is the data a quote or a run writes from.
+type gathered struct {
+	symbols []string
+	notes   []string
+	series  map[string]market.Series
+	ind     map[string]market.Indicators
+	failed  map[string]string
+	data    promptData
+}
+
+// gather resolves a request's symbols and fetches and computes their data.
+// In a quote (failHard) any failed symbol is a bad request; in a run a
+// failed symbol is recorded and the rest go on.
+func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request, plan Plan) (gathered, error) {
+	g := gathered{failed: map[string]string{}}
+	switch req.Kind {
+	case KindResearch:
+		for _, raw := range req.Symbols {
+			s, err := market.NormalizeSymbol(raw)
+			if err != nil {
+				return g, fmt.Errorf("%w: %v", ErrBadRequest, err)
+			}
+			if !slices.Contains(g.symbols, s) {
+				g.symbols = append(g.symbols, s)
+			}
+		}
+	case KindScan:
+		var list []string
+		var err error
+		if e.Watchlist != nil {
+			list, err = e.Watchlist(ctx, acc, req.Watchlist)
+		} else if preset, ok := market.Presets[req.Watchlist]; ok {
+			list = preset
+		} else {
+			err = fmt.Errorf("%w: unknown watchlist %q", ErrBadRequest, req.Watchlist)
+		}
+		if err != nil {
+			return g, err
+		}
+		if len(list) == 0 {
+			return g, fmt.Errorf("%w: watchlist %q is empty", ErrBadRequest, req.Watchlist)
+		}
+		g.symbols = list
+	}
+	series, errs := market.FetchAll(ctx, e.Market, g.symbols, plan.Lookback)
+	for _, s := range g.symbols {
+		if err := errs[s]; err != nil {
+			if req.Kind == KindResearch {
+				if errors.Is(err, market.ErrUnknownSymbol) || errors.Is(err, market.ErrInvalidSymbol) {
+					return g, fmt.Errorf("%w: unknown symbol %s", ErrBadRequest, s)
+				}
+				return g, fmt.Errorf("market data for %s: %w", s, err)
+			}
+			g.failed[s] = err.Error()
+		}
+	}
+	g.series, g.ind = series, map[string]market.Indicators{}
+	for s, ser := range series {
+		g.ind[s] = market.Compute(ser, plan.Window)
+	}
+	if req.Kind == KindScan {
+		var sigs []market.Signal
+		for _, s := range g.symbols {
+			if ser, ok := series[s]; ok {
+				sigs = append(sigs, market.Signals(ser, g.ind[s])...)
+			}
+		}
+		var top []string
+		for _, sg := range market.Rank(sigs) {
+			if !slices.Contains(top, sg.Symbol) && len(top) < plan.MaxSymbols {
+				top = append(top, sg.Symbol)
+			}
+			if slices.Contains(top, sg.Symbol) {
+				g.notes = append(g.notes, sg.Symbol+": "+sg.Detail)
+			}
+		}
+		if len(top) == 0 {
+			return g, fmt.Errorf("%w: no signals in watchlist %q right now", ErrBadRequest, req.Watchlist)
+		}
+		g.symbols = top
+	}
+	g.data = e.promptData(g, plan)
+	return g, nil
+}
+
+func (e *Engine) promptData(g gathered, plan Plan) promptData {
+	d := promptData{Source: e.Market.Name(), Synthetic: e.Market.Synthetic(), Window: fmt.Sprintf("%d days", int(plan.Window.Hours()/24)), Signals: g.notes}
+	var asOf time.Time
+	for _, s := range g.symbols {
+		ind, ok := g.ind[s]
+		if !ok {
+			continue
+		}
+		d.Symbols = append(d.Symbols, symbolFor(ind))
+		if ind.AsOf.After(asOf) {
+			asOf = ind.AsOf
+		}
+	}
+	d.AsOf = asOf.Format("2006-01-02")
+	if len(g.failed) > 0 {
+		d.Failed = g.failed
+	}
+	return d
+}
