@@ -20,18 +20,68 @@ const DefaultDatabaseURL = "sqlite:./forgebot-data/forgebot.db"
 // Config is everything forgebot reads from its environment, parsed once here.
 type Config struct {
 	DatabaseURL string
+	Market      string // demo, yahoo or csv:DIR ("" = the command's default)
+	YahooURL    string
+	CatalogPath string
+	HTTPAddr    string
+	PublicURL   string
+	Admins      []billing.Identity
+	QuoteTTL    time.Duration
+	PauseTTL    time.Duration
+
+	// getenv resolves the API keys named in the catalog; kept so that keys
+	// are read where routes are built and nowhere else.
+	getenv func(string) string
 }
 
 func loadConfig(getenv func(string) string) (Config, error) {
-	c := Config{DatabaseURL: strings.TrimSpace(getenv("DATABASE_URL"))}
+	c := Config{
+		DatabaseURL: strings.TrimSpace(getenv("DATABASE_URL")),
+		Market:      strings.TrimSpace(getenv("FORGE_MARKET")),
+		YahooURL:    strings.TrimSpace(getenv("FORGE_YAHOO_URL")),
+		CatalogPath: strings.TrimSpace(getenv("FORGE_CATALOG")),
+		HTTPAddr:    strings.TrimSpace(getenv("FORGE_HTTP_ADDR")),
+		PublicURL:   strings.TrimRight(strings.TrimSpace(getenv("FORGE_PUBLIC_URL")), "/"),
+		QuoteTTL:    10 * time.Minute,
+		PauseTTL:    time.Hour,
+		getenv:      getenv,
+	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = DefaultDatabaseURL
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.HTTPAddr
+	}
+	for _, a := range strings.Split(getenv("FORGE_ADMINS"), ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		id, err := billing.ParseIdentity(a)
+		if err != nil {
+			return c, badInput("FORGE_ADMINS: %v", err)
+		}
+		c.Admins = append(c.Admins, id)
+	}
+	for name, dst := range map[string]*time.Duration{"FORGE_QUOTE_TTL": &c.QuoteTTL, "FORGE_PAUSE_TTL": &c.PauseTTL} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return c, badInput("%s: want a positive duration like 10m, got %q", name, v)
+			}
+			*dst = d
+		}
 	}
 	return c, c.Validate()
 }
 
 // Validate checks the configuration without touching the network or disk.
 func (c Config) Validate() error {
+	if m := c.Market; m != "" && m != "demo" && m != "yahoo" && (!strings.HasPrefix(m, "csv:") || len(m) == 4) {
+		return badInput("FORGE_MARKET must be demo, yahoo or csv:DIR (got %q)", m)
+	}
 	u := c.DatabaseURL
 	switch {
 	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,16 +13,18 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr, interrupts: sig}))
 }
 
 // Exit statuses.
 const (
-	exitOK       = 0
-	exitFailure  = 1 // something went wrong at run time, or ledger check found violations
-	exitBadInput = 2 // bad flags, values or configuration; nothing was written
+	exitOK           = 0
+	exitFailure      = 1 // something went wrong at run time, or ledger check found violations
+	exitBadInput     = 2 // bad flags, values or configuration; nothing was written
+	exitCancelled    = 3 // the run was cancelled
+	exitInsufficient = 4 // the balance does not cover the quote
 )
 
 const usage = `forgebot: LLM trading research from chat, with a wallet that shows what it costs.
@@ -35,7 +36,9 @@ Usage:
   forgebot wallet ledger --user ID [--limit N] [--json]
   forgebot ledger check                 verify the ledger's invariants (exit 1 on a violation)
   forgebot ledger sweep                 release holds past their time to live
-  forgebot demo                         a walk through the wallet on the embedded store
+  forgebot demo                         the console chat on the embedded store (offline analyst, demo data)
+  forgebot research SYMBOLS... [--depth quick|standard|deep] [--model M] [--user ID] [--yes] [--json]
+  forgebot serve                        HTTP server (receipts, health, metrics), run workers and chat adapters
 
 ID is platform:id, like telegram:42. DATABASE_URL selects the store:
 postgres://... or sqlite:PATH (default sqlite:./forgebot-data/forgebot.db).
@@ -56,27 +59,46 @@ func badInput(format string, args ...any) error {
 }
 
 // run is main without the process: tests call it directly.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, io_ stdio) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(io_.out, usage)
 		return exitOK
 	}
 	cfg, err := loadConfig(getenv)
 	if err == nil {
-		err = dispatch(ctx, cfg, args, stdout, stderr)
+		err = dispatch(ctx, cfg, args, io_)
 	}
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "forgebot: "+oneLine(err.Error()))
+	fmt.Fprintln(io_.err, "forgebot: "+oneLine(err.Error()))
 	if ce := (*cliError)(nil); errors.As(err, &ce) {
 		return ce.code
 	}
 	return exitFailure
 }
 
-func dispatch(ctx context.Context, cfg Config, args []string, stdout, stderr io.Writer) error {
+func dispatch(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	cmd, rest := args[0], args[1:]
+	stdout := io_.out
+	switch cmd {
+	case "demo":
+		return cmdDemo(ctx, cfg, rest, io_)
+	case "research":
+		return cmdResearch(ctx, cfg, rest, io_)
+	case "serve":
+		return cmdServe(ctx, cfg, rest, io_)
+	}
+	// The other commands stop at the first interrupt.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-io_.interrupts:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	sub := ""
 	if len(rest) > 0 {
 		sub = rest[0]
@@ -94,8 +116,6 @@ func dispatch(ctx context.Context, cfg Config, args []string, stdout, stderr io.
 		return cmdCheck(ctx, cfg, rest[1:], stdout)
 	case cmd == "ledger" && sub == "sweep":
 		return cmdSweep(ctx, cfg, rest[1:], stdout)
-	case cmd == "demo":
-		return cmdDemo(ctx, cfg, rest, stdout)
 	case cmd == "wallet" || cmd == "ledger":
 		return badInput("unknown %s command %q: see `forgebot help`", cmd, sub)
 	}

@@ -34,7 +34,7 @@ func (c cli) run(args ...string) result {
 		}
 		return ""
 	}
-	code := run(c.t.Context(), args, env, &out, &errb)
+	code := run(c.t.Context(), args, env, stdio{in: strings.NewReader(""), out: &out, err: &errb})
 	return result{code, out.String(), errb.String()}
 }
 

@@ -1,0 +1,197 @@
+package bots
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
+)
+
+// quoteView is the quote card: everything a user needs before money is held.
+func (c *Conversation) quoteView(q research.Quote) View {
+	what := strings.Join(q.Symbols, ", ")
+	if q.Request.Kind == research.KindScan {
+		what = "scan of " + q.Request.Watchlist + ": " + what
+	}
+	model := q.Model
+	if q.Offline {
+		model += " (rule-based offline analyst, not an LLM)"
+	}
+	data := q.DataSource
+	if q.Synthetic {
+		data += " (SYNTHETIC demo data, not real prices)"
+	}
+	v := View{Kind: KindQuote, Title: fmt.Sprintf("Quote: %s research on %s", q.Request.Depth, what), Private: true, Fields: []Field{
+		{"Model", model},
+		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
+		{"Paid from", fmt.Sprintf("%s: %s available, %s left after the hold", bucketName(q.Bucket), q.Available, max(q.AfterHold, 0))},
+		{"Estimated tokens", fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)},
+		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
+		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
+		{"Market data", data},
+		{"Retries", q.RetryPolicy},
+		{"Fallback", q.FallbackPolicy},
+		{"A failed request costs", q.FailedCost.String()},
+		{"Cancelling", q.CancelPolicy},
+		{"Receipt", q.ReceiptWhere},
+	}}
+	if len(q.SymbolNotes) > 0 {
+		v.Fields = append(v.Fields, Field{"Signals", strings.Join(q.SymbolNotes, "\n")})
+	}
+	if !q.CanConfirm() {
+		v.Text = fmt.Sprintf("Not enough in your %s: this run holds up to %s and you have %s (short by %s). %s",
+			bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, c.TopUpHint)
+		v.Buttons = [][]Button{{{Label: "Close", Data: quoteButton(q.ID, "decline")}}}
+		return v
+	}
+	v.Text = fmt.Sprintf("Confirm to hold %s from your %s. The quote expires at %s UTC.", q.Hold, bucketName(q.Bucket), q.ExpiresAt.UTC().Format("15:04"))
+	v.Buttons = [][]Button{
+		{{Label: "Confirm " + q.Hold.String(), Data: quoteButton(q.ID, "confirm"), Style: "primary"}, {Label: "Cancel", Data: quoteButton(q.ID, "decline"), Style: "danger"}},
+	}
+	var depths []Button
+	for _, d := range []research.Depth{research.Quick, research.Standard, research.Deep} {
+		if d != q.Request.Depth {
+			depths = append(depths, Button{Label: strings.ToUpper(string(d[:1])) + string(d[1:]), Data: quoteButton(q.ID, string(d))})
+		}
+	}
+	if q.Request.Consent {
+		depths = append(depths, Button{Label: "No other-bucket fallback", Data: quoteButton(q.ID, "noconsent")})
+	} else {
+		depths = append(depths, Button{Label: "Allow other-bucket fallback", Data: quoteButton(q.ID, "consent")})
+	}
+	v.Buttons = append(v.Buttons, depths)
+	return v
+}
+
+func bucketName(b billing.Bucket) string {
+	switch string(b) {
+	case "credit":
+		return "Credit"
+	case "routed":
+		return "routed balance"
+	}
+	return string(b)
+}
+
+func roundDur(d time.Duration) string {
+	if d < time.Second {
+		return "under 1s"
+	}
+	return d.Round(time.Second).String()
+}
+
+// bar draws a 10-cell progress bar.
+func bar(percent int) string {
+	n := max(0, min(10, percent/10))
+	return "[" + strings.Repeat("█", n) + strings.Repeat("░", 10-n) + "]"
+}
+
+// progressView is the card a running run's message shows.
+func (c *Conversation) progressView(ev research.Event) View {
+	r := ev.Run
+	v := View{Kind: KindProgress, Title: fmt.Sprintf("%s (%s): %s", titleOf(r), r.Request.Depth, r.State)}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %d%%  stage %d/%d: %s\n", bar(ev.Percent), ev.Percent, ev.Stage, ev.StageCount, ev.StageName)
+	fmt.Fprintf(&b, "tokens %d in / %d out, cost so far %s of %s held from %s\n", ev.TokensIn, ev.TokensOut, ev.Cost, r.Hold, bucketName(r.Bucket))
+	fmt.Fprintf(&b, "elapsed %s", roundDur(ev.Elapsed))
+	if ev.Remaining > 0 {
+		fmt.Fprintf(&b, ", about %s left", roundDur(ev.Remaining))
+	}
+	if r.Failures > 0 {
+		fmt.Fprintf(&b, "\n%d failed request(s) so far (retried; not charged)", r.Failures)
+	}
+	for sym, why := range r.SymbolErrors {
+		fmt.Fprintf(&b, "\n%s failed: %s", sym, why)
+	}
+	if ev.Note != "" {
+		fmt.Fprintf(&b, "\n%s", ev.Note)
+	}
+	v.Text = b.String()
+	switch r.State {
+	case research.Paused:
+		v.Buttons = [][]Button{{{Label: "Resume", Data: runButton(r.ID, "resume"), Style: "primary"}, {Label: "Cancel", Data: runButton(r.ID, "cancel"), Style: "danger"}}}
+	case research.Queued, research.Running, research.Pausing:
+		v.Buttons = [][]Button{{{Label: "Cancel", Data: runButton(r.ID, "cancel"), Style: "danger"}, {Label: "Pause", Data: runButton(r.ID, "pause")}}}
+	}
+	return v
+}
+
+func titleOf(r research.Run) string {
+	if r.Request.Kind == research.KindScan {
+		return "Scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
+	}
+	return "Research " + strings.Join(r.Symbols, ", ")
+}
+
+// finalView is the last state of a run's message: the report, the chart,
+// the charge and its ledger entry, the receipt link and the notice.
+func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
+	r := ev.Run
+	v := View{Kind: KindFinal, Final: true, Title: fmt.Sprintf("%s: %s", titleOf(r), r.State), Report: ev.Report, Notice: research.Notice}
+	var b strings.Builder
+	if ev.Report != nil {
+		b.WriteString(RenderReport(*ev.Report))
+	} else if r.Error != "" {
+		b.WriteString(r.Error + "\n")
+	}
+	charge := fmt.Sprintf("Charged %s from your %s", r.Captured, bucketName(r.Bucket))
+	if captureEntry != 0 {
+		charge += fmt.Sprintf(" (ledger entry %d)", captureEntry)
+	}
+	charge += fmt.Sprintf("; %s released. %d tokens in, %d out (%s count).", r.Hold-r.Captured, r.TokensIn, r.TokensOut, orProvider(string(r.OutSource)))
+	v.Fields = []Field{{"Cost", charge}}
+	if r.CrossBucket {
+		v.Fields = append(v.Fields, Field{"Fallback", "answered by a route of the other bucket, as you allowed"})
+	}
+	v.Text = strings.TrimSpace(b.String())
+	if ev.Chart != nil {
+		v.Image, v.ImageName = ev.Chart, "chart-"+r.ID+".png"
+	}
+	if ev.ReceiptURL != "" {
+		v.Buttons = [][]Button{{{Label: "Receipt", URL: ev.ReceiptURL}}}
+	}
+	return v
+}
+
+func orProvider(s string) string {
+	if s == "" || s == "provider" {
+		return "provider"
+	}
+	return "local estimate"
+}
+
+// RenderReport writes a report as plain text; adapters split or attach it.
+func RenderReport(rep research.Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nData: %s as of %s", rep.Title, rep.DataSource, rep.AsOf.Format("2006-01-02"))
+	if rep.Synthetic {
+		b.WriteString(" (SYNTHETIC demo data, not real prices)")
+	}
+	if rep.RuleBased {
+		b.WriteString("; written by the rule-based offline analyst")
+	} else {
+		b.WriteString("; model " + rep.Model)
+	}
+	b.WriteString("\n")
+	for _, s := range rep.Sections {
+		fmt.Fprintf(&b, "\n%s\n", s.Symbol)
+		for _, f := range s.Figures {
+			fmt.Fprintf(&b, "  %s: %s\n", f.Label, f.Value)
+		}
+		if s.Text != "" {
+			fmt.Fprintf(&b, "%s\n", s.Text)
+		}
+	}
+	for _, part := range []struct{ name, text string }{{"Bull case", rep.Bull}, {"Bear case", rep.Bear}, {"Risks", rep.Risks}, {"Synthesis", rep.Synthesis}} {
+		if part.text != "" {
+			fmt.Fprintf(&b, "\n%s\n%s\n", part.name, part.text)
+		}
+	}
+	for sym, why := range rep.Failed {
+		fmt.Fprintf(&b, "\n%s could not be analysed: %s", sym, why)
+	}
+	fmt.Fprintf(&b, "\n\n%s", rep.Notice)
+	return b.String()
+}

@@ -1,0 +1,481 @@
+package bots
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/market"
+)
+
+// Ledger is what the conversation reads of billing.
+type Ledger interface {
+	EnsureAccount(ctx context.Context, id billing.Identity) (billing.AccountID, error)
+	AccountOf(ctx context.Context, id billing.Identity) (billing.AccountID, error)
+	Balances(ctx context.Context, id billing.AccountID) (billing.Balances, error)
+	Entries(ctx context.Context, id billing.AccountID, limit int) ([]billing.Entry, error)
+	Receipt(ctx context.Context, publicID string) (billing.Receipt, error)
+}
+
+// Conversation is the chat flow every platform shares.
+type Conversation struct {
+	Engine *research.Engine
+	Ledger Ledger
+	Runs   research.Store
+	Outbox *Outbox
+	// TopUpHint tells a user how to add money (shown with a shortfall).
+	TopUpHint string
+	Log       *slog.Logger
+}
+
+// Commands lists the commands with a one-line description each, for /help and
+// for platforms that publish a command list.
+var Commands = []struct{ Name, Args, Help string }{
+	{"research", "SYMBOLS [quick|standard|deep] [model]", "quote and run research on up to 10 symbols"},
+	{"scan", "WATCHLIST [quick|standard|deep]", "rank a watchlist by signals and write up the top ones"},
+	{"balance", "", "your Credit and routed balances"},
+	{"usage", "", "your recent runs and what they cost"},
+	{"receipt", "ID", "show a receipt"},
+	{"models", "", "models, routes, prices and route health"},
+	{"cancel", "[RUN]", "cancel your running research"},
+	{"help", "", "this list"},
+}
+
+func (c *Conversation) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Handle answers one incoming command or button press. It never returns an
+// internal error's text to the user: those are logged with a reference.
+func (c *Conversation) Handle(ctx context.Context, in Incoming) []Reply {
+	var replies []Reply
+	var err error
+	if in.Button != "" {
+		replies, err = c.press(ctx, in)
+	} else {
+		replies, err = c.command(ctx, in)
+	}
+	if err != nil {
+		return []Reply{c.errorReply(err, in.Button != "")}
+	}
+	return replies
+}
+
+// errorReply maps domain errors to words and hides the rest behind a reference.
+func (c *Conversation) errorReply(err error, alert bool) Reply {
+	msg := ""
+	var user *userError
+	switch {
+	case errors.As(err, &user):
+		msg = user.msg
+	case errors.Is(err, research.ErrBadRequest), errors.Is(err, research.ErrNoRoute):
+		msg = strings.TrimPrefix(strings.TrimPrefix(err.Error(), research.ErrBadRequest.Error()+": "), "")
+	case errors.Is(err, research.ErrForbidden):
+		msg = "Only the person who started this (or an admin) can do that."
+	case errors.Is(err, research.ErrWrongState):
+		msg = "That is no longer possible: " + err.Error()
+	case errors.Is(err, research.ErrNotFound), errors.Is(err, billing.ErrNotFound):
+		msg = "Not found (it may have expired)."
+	default:
+		ref := newRef()
+		c.log().Error("conversation failed", "ref", ref, "err", err)
+		msg = "Something went wrong (ref " + ref + "). Nothing was charged for it."
+	}
+	if alert {
+		return Reply{Alert: msg}
+	}
+	return Reply{View: View{Kind: KindError, Text: msg, Private: true}}
+}
+
+type userError struct{ msg string }
+
+func (e *userError) Error() string { return e.msg }
+
+func sayf(format string, args ...any) error { return &userError{fmt.Sprintf(format, args...)} }
+
+func newRef() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// parseCommand splits "/research@botname NVDA quick" into "research" and its arguments.
+func parseCommand(text string) (string, []string, bool) {
+	f := strings.Fields(text)
+	if len(f) == 0 || !strings.HasPrefix(f[0], "/") {
+		return "", nil, false
+	}
+	name, _, _ := strings.Cut(strings.TrimPrefix(f[0], "/"), "@")
+	return strings.ToLower(name), f[1:], true
+}
+
+func (c *Conversation) command(ctx context.Context, in Incoming) ([]Reply, error) {
+	name, args, ok := parseCommand(in.Text)
+	if !ok {
+		return nil, sayf("Commands start with /. Try /help.")
+	}
+	switch name {
+	case "start", "help":
+		return []Reply{{View: helpView()}}, nil
+	case "research":
+		return c.research(ctx, in, args)
+	case "scan":
+		return c.scan(ctx, in, args)
+	case "balance":
+		return c.balance(ctx, in)
+	case "usage":
+		return c.usage(ctx, in)
+	case "receipt":
+		return c.receipt(ctx, in, args)
+	case "models":
+		return []Reply{{View: c.modelsView()}}, nil
+	case "cancel":
+		return c.cancelCommand(ctx, in, args)
+	}
+	return nil, sayf("Unknown command /%s. Try /help.", name)
+}
+
+func helpView() View {
+	var b strings.Builder
+	b.WriteString("forgebot runs paid LLM research on market data. You always see a quote first.\n\n")
+	for _, cmd := range Commands {
+		fmt.Fprintf(&b, "/%s %s: %s\n", cmd.Name, cmd.Args, cmd.Help)
+	}
+	b.WriteString("\n" + research.Notice)
+	return View{Kind: KindInfo, Title: "forgebot", Text: b.String()}
+}
+
+// research parses "/research SYMBOLS [depth] [model]" and answers with a quote.
+func (c *Conversation) research(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
+	req := research.Request{Kind: research.KindResearch, Depth: research.Quick, Owner: in.Identity, Dest: dest(in)}
+	for _, a := range args {
+		if d, err := research.ParseDepth(a); err == nil {
+			req.Depth = d
+			continue
+		}
+		if c.Engine.Catalog.Route(a) == nil && !hasModel(c.Engine.Catalog, a) {
+			for _, s := range strings.Split(a, ",") {
+				if s != "" {
+					req.Symbols = append(req.Symbols, s)
+				}
+			}
+			continue
+		}
+		req.Model = a
+	}
+	if len(req.Symbols) == 0 {
+		return nil, sayf("Name at least one symbol: /research NVDA [quick|standard|deep] [model]")
+	}
+	return c.quote(ctx, req)
+}
+
+func hasModel(cat *research.Catalog, name string) bool {
+	for _, m := range cat.Models() {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Conversation) scan(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
+	if len(args) == 0 || len(args) > 2 {
+		return nil, sayf("Usage: /scan WATCHLIST [quick|standard|deep]. Presets: %s", strings.Join(presetNames(), ", "))
+	}
+	req := research.Request{Kind: research.KindScan, Watchlist: args[0], Depth: research.Quick, Owner: in.Identity, Dest: dest(in)}
+	if len(args) == 2 {
+		d, err := research.ParseDepth(args[1])
+		if err != nil {
+			return nil, err
+		}
+		req.Depth = d
+	}
+	return c.quote(ctx, req)
+}
+
+func presetNames() []string {
+	var out []string
+	for k := range market.Presets {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func dest(in Incoming) research.Destination {
+	return research.Destination{Platform: in.Chat.Platform, ChatID: in.Chat.ID, MessageID: in.MessageID, Token: in.Token}
+}
+
+func (c *Conversation) quote(ctx context.Context, req research.Request) ([]Reply, error) {
+	q, err := c.Engine.Quote(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return []Reply{{View: c.quoteView(q)}}, nil
+}
+
+// QuoteView renders a quote card (for front ends outside a chat, like the
+// one-shot command).
+func (c *Conversation) QuoteView(q research.Quote) View { return c.quoteView(q) }
+
+// ProgressView renders a run's progress card.
+func (c *Conversation) ProgressView(ev research.Event) View { return c.progressView(ev) }
+
+// press handles a button.
+func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) {
+	p, ok := parsePayload(in.Button)
+	if !ok {
+		return nil, sayf("That button is not valid any more.")
+	}
+	if p.kind == 'r' {
+		return c.pressRun(ctx, in, p)
+	}
+	q, err := c.Runs.Quote(ctx, p.id)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Engine.MayAct(in.Identity, q.Request.Owner) {
+		if acc, err := c.Ledger.AccountOf(ctx, in.Identity); err != nil || acc != q.AccountID {
+			return nil, research.ErrForbidden
+		}
+	}
+	switch p.action {
+	case "confirm":
+		d := dest(in)
+		run, nq, err := c.Engine.Confirm(ctx, q.ID, in.Identity, &d)
+		switch {
+		case errors.Is(err, research.ErrQuoteExpired):
+			return []Reply{{View: c.quoteView(nq), Edit: true, Alert: "That quote expired: here is a fresh one."}}, nil
+		case errors.Is(err, research.ErrQuoteChanged):
+			return []Reply{{View: c.quoteView(nq), Edit: true, Alert: "The price changed: here is a new quote."}}, nil
+		case errors.Is(err, research.ErrInsufficient):
+			return []Reply{{View: c.quoteView(nq), Edit: true, Alert: "Your balance no longer covers this run."}}, nil
+		case errors.Is(err, research.ErrQuoteUsed):
+			return []Reply{{Alert: "Already confirmed."}}, nil
+		case err != nil:
+			return nil, err
+		}
+		return []Reply{{View: c.progressView(c.Engine.Snapshot(run, "queued")), Edit: true, Alert: "Confirmed: " + run.Hold.String() + " held from " + string(run.Bucket) + "."}}, nil
+	case "decline":
+		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
+			return nil, err
+		}
+		return []Reply{{View: View{Kind: KindInfo, Text: "Cancelled. Nothing was held or charged.", Final: true}, Edit: true}}, nil
+	default: // a different depth or consent: quote again
+		if q.Status != research.QuoteOpen {
+			return []Reply{{Alert: "This quote is no longer open."}}, nil
+		}
+		req := q.Request
+		switch p.action {
+		case "consent":
+			req.Consent = true
+		case "noconsent":
+			req.Consent = false
+		default:
+			req.Depth = research.Depth(p.action)
+		}
+		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
+			return nil, err
+		}
+		nq, err := c.Engine.Quote(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return []Reply{{View: c.quoteView(nq), Edit: true}}, nil
+	}
+}
+
+func (c *Conversation) pressRun(ctx context.Context, in Incoming, p payload) ([]Reply, error) {
+	var (
+		r   research.Run
+		err error
+	)
+	switch p.action {
+	case "cancel":
+		r, err = c.Engine.Cancel(ctx, p.id, in.Identity)
+	case "pause":
+		r, err = c.Engine.Pause(ctx, p.id, in.Identity)
+	case "resume":
+		r, err = c.Engine.Resume(ctx, p.id, in.Identity)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The outbox shows the new state on the progress message; the presser gets
+	// an immediate acknowledgement.
+	return []Reply{{Alert: map[string]string{"cancel": "Cancelling…", "pause": "Pausing at the next stage…", "resume": "Resuming…"}[p.action] + " (" + string(r.State) + ")"}}, nil
+}
+
+func (c *Conversation) cancelCommand(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
+	acc, err := c.Ledger.AccountOf(ctx, in.Identity)
+	if err != nil {
+		return nil, sayf("You have no runs.")
+	}
+	var target string
+	if len(args) == 1 {
+		target = args[0]
+	} else {
+		runs, err := c.Runs.RunsOf(ctx, acc, 20)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range runs {
+			if !r.State.Terminal() {
+				target = r.ID
+				break
+			}
+		}
+		if target == "" {
+			return nil, sayf("You have no run in progress.")
+		}
+	}
+	r, err := c.Engine.Cancel(ctx, target, in.Identity)
+	if err != nil {
+		return nil, err
+	}
+	return []Reply{{View: View{Kind: KindInfo, Text: fmt.Sprintf("Cancelling run %s (%s). The final message shows what it cost.", r.ID, r.State)}}}, nil
+}
+
+func (c *Conversation) balance(ctx context.Context, in Incoming) ([]Reply, error) {
+	acc, err := c.Ledger.EnsureAccount(ctx, in.Identity)
+	if err != nil {
+		return nil, err
+	}
+	bal, err := c.Ledger.Balances(ctx, acc)
+	if err != nil {
+		return nil, err
+	}
+	v := View{Kind: KindInfo, Title: "Your balance"}
+	for _, b := range billing.Buckets {
+		name := map[billing.Bucket]string{billing.BucketCredit: "Credit (official routes)", billing.BucketRouted: "Routed balance (routed routes)"}[b]
+		v.Fields = append(v.Fields, Field{name, fmt.Sprintf("%s available (%s posted, %s held)", bal[b].Available, bal[b].Posted, bal[b].Held)})
+	}
+	if c.TopUpHint != "" {
+		v.Text = c.TopUpHint
+	}
+	return []Reply{{View: v}}, nil
+}
+
+func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) {
+	acc, err := c.Ledger.AccountOf(ctx, in.Identity)
+	if err != nil {
+		return []Reply{{View: View{Kind: KindInfo, Text: "No runs yet."}}}, nil
+	}
+	runs, err := c.Runs.RunsOf(ctx, acc, 10)
+	if err != nil {
+		return nil, err
+	}
+	if len(runs) == 0 {
+		return []Reply{{View: View{Kind: KindInfo, Text: "No runs yet."}}}, nil
+	}
+	var b strings.Builder
+	for _, r := range runs {
+		fmt.Fprintf(&b, "%s  %s  %s  %s: %s of %s held, %d in / %d out tokens",
+			r.CreatedAt.UTC().Format("2006-01-02 15:04"), r.ID, strings.Join(r.Symbols, ","), r.State,
+			r.Captured, r.Hold, r.TokensIn, r.TokensOut)
+		if r.ReceiptID != "" {
+			fmt.Fprintf(&b, ", receipt %s", r.ReceiptID)
+		}
+		b.WriteString("\n")
+	}
+	return []Reply{{View: View{Kind: KindInfo, Title: "Recent runs", Text: b.String(), Private: true}}}, nil
+}
+
+func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
+	if len(args) != 1 {
+		return nil, sayf("Usage: /receipt ID")
+	}
+	rc, err := c.Ledger.Receipt(ctx, args[0])
+	if err != nil {
+		return nil, err
+	}
+	// A receipt link is a bearer secret, but the chat view is for its owner.
+	if acc, err := c.Ledger.AccountOf(ctx, in.Identity); (err != nil || acc != rc.AccountID) && !c.Engine.IsAdmin(in.Identity) {
+		return nil, research.ErrNotFound
+	}
+	v := View{Kind: KindInfo, Title: "Receipt " + rc.PublicID, Private: true, Fields: []Field{
+		{"Run", rc.RunID}, {"Status", rc.Status}, {"Model / route", fmt.Sprintf("%s via %s (%s)", rc.Model, rc.Route, rc.RouteKind)},
+		{"Paid from", string(rc.Bucket)},
+		{"Tokens", fmt.Sprintf("%d in (%s) / %d out (%s)", rc.TokensIn, rc.TokensInSource, rc.TokensOut, rc.TokensOutSource)},
+		{"Held / charged / released", fmt.Sprintf("%s / %s / %s", rc.Held, rc.Captured, rc.Released)},
+		{"Attempts", fmt.Sprint(rc.Attempts)},
+	}}
+	if rc.Notes != "" {
+		v.Fields = append(v.Fields, Field{"Notes", rc.Notes})
+	}
+	if c.Engine.ReceiptURL != nil {
+		v.Buttons = [][]Button{{{Label: "Open receipt", URL: c.Engine.ReceiptURL(rc.PublicID)}}}
+	}
+	return []Reply{{View: v}}, nil
+}
+
+func (c *Conversation) modelsView() View {
+	cat := c.Engine.Catalog
+	var b strings.Builder
+	for _, m := range cat.Models() {
+		fmt.Fprintf(&b, "%s\n", m)
+		for _, r := range cat.Routes {
+			if r.Model != m {
+				continue
+			}
+			state := "enabled"
+			if !r.Enabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(&b, "  %s: %s route, pays from %s, %s, %s", r.ID, r.Kind, r.Bucket(), r.Price, state)
+			if c.Engine.Health != nil {
+				if st := c.Engine.Health.Stats(r.ID); st.Samples > 0 {
+					fmt.Fprintf(&b, ", health %.0f%% ok over %d calls, %.0f tok/s", st.SuccessRate*100, st.Samples, st.TokensPerSecond)
+					if !st.CoolingUntil.IsZero() && st.CoolingUntil.After(time.Now()) {
+						b.WriteString(", cooling down")
+					}
+				}
+			}
+			if n := cat.Notes[r.ID]; n != "" {
+				b.WriteString(" (" + n + ")")
+			}
+			b.WriteString("\n")
+		}
+	}
+	return View{Kind: KindInfo, Title: "Models and routes", Text: b.String()}
+}
+
+// Publish implements research.Sink: it renders a run's event and hands it to
+// the outbox for the run's message.
+func (c *Conversation) Publish(ev research.Event) {
+	if c.Outbox == nil {
+		return
+	}
+	var v View
+	if ev.Final {
+		v = c.finalView(ev, c.captureEntry(ev.Run))
+	} else {
+		v = c.progressView(ev)
+	}
+	c.Outbox.Submit(ev.Run.Request.Dest, v)
+}
+
+// captureEntry finds the ledger entry that charged a run, for the final card.
+func (c *Conversation) captureEntry(r research.Run) int64 {
+	entries, err := c.Ledger.Entries(context.Background(), r.AccountID, 50)
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		if e.HoldID == r.HoldID && e.Kind == billing.KindCapture {
+			return e.ID
+		}
+	}
+	return 0
+}

@@ -1,0 +1,269 @@
+package bots
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tokensforge/forgebot/research"
+)
+
+// Sender delivers views on one platform.
+type Sender interface {
+	// Send posts a new message and returns its id.
+	Send(ctx context.Context, d research.Destination, v View) (string, error)
+	// Edit replaces message d.MessageID with v. A "not modified" answer is
+	// success. A final view may also post its attachments.
+	Edit(ctx context.Context, d research.Destination, v View) error
+}
+
+// RetryAfterError is what a Sender returns when the platform says to wait.
+type RetryAfterError struct{ Wait time.Duration }
+
+func (e *RetryAfterError) Error() string { return fmt.Sprintf("rate limited: retry after %s", e.Wait) }
+
+// Limits are a platform's rate budgets for edits and messages.
+type Limits struct {
+	PerChat      rate.Limit // sustained per chat
+	PerChatBurst int
+	Global       rate.Limit // sustained over all chats
+	GlobalBurst  int
+}
+
+// Outbox delivers views to chat messages: per message only the latest view
+// is kept, final views go first and are never dropped, every send waits for
+// its chat's and its platform's budget, and a platform's retry-after blocks
+// that chat until it passes.
+type Outbox struct {
+	Log *slog.Logger
+
+	mu        sync.Mutex
+	platforms map[string]*platform
+	pending   map[msgKey]*item
+	seq       uint64
+	wake      chan struct{}
+	idle      chan struct{} // closed while nothing is pending
+
+	sent, limited, coalesced, failed atomic.Int64
+}
+
+type platform struct {
+	sender  Sender
+	limits  Limits
+	global  *rate.Limiter
+	chats   map[string]*rate.Limiter
+	blocked map[string]time.Time
+}
+
+type msgKey struct{ platform, chat, message string }
+
+type item struct {
+	dest     research.Destination
+	view     View
+	seq      uint64 // order of first submission
+	attempts int
+}
+
+// NewOutbox makes an empty outbox; Register platforms, then Run it.
+func NewOutbox(log *slog.Logger) *Outbox {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	idle := make(chan struct{})
+	close(idle)
+	return &Outbox{Log: log, platforms: map[string]*platform{}, pending: map[msgKey]*item{}, wake: make(chan struct{}, 1), idle: idle}
+}
+
+// Register adds a platform's sender and limits.
+func (o *Outbox) Register(name string, s Sender, l Limits) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if l.Global == 0 {
+		l.Global, l.GlobalBurst = rate.Inf, 1
+	}
+	if l.PerChat == 0 {
+		l.PerChat, l.PerChatBurst = rate.Inf, 1
+	}
+	o.platforms[name] = &platform{sender: s, limits: l, global: rate.NewLimiter(l.Global, max(l.GlobalBurst, 1)),
+		chats: map[string]*rate.Limiter{}, blocked: map[string]time.Time{}}
+}
+
+// Submit queues v for the message at d. A newer view of the same message
+// replaces an older one not yet sent; a final view is never replaced by a
+// non-final one.
+func (o *Outbox) Submit(d research.Destination, v View) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.platforms[d.Platform]; !ok {
+		o.Log.Warn("outbox: no sender for platform", "platform", d.Platform)
+		return
+	}
+	k := msgKey{d.Platform, d.ChatID, d.MessageID}
+	if old, ok := o.pending[k]; ok {
+		if old.view.Final && !v.Final {
+			return
+		}
+		o.coalesced.Add(1)
+		old.dest, old.view = d, v
+	} else {
+		if len(o.pending) == 0 {
+			o.idle = make(chan struct{})
+		}
+		o.seq++
+		o.pending[k] = &item{dest: d, view: v, seq: o.seq}
+	}
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats reports deliveries: sent, answered with a rate limit, replaced before
+// sending, and given up.
+func (o *Outbox) Stats() (sent, limited, coalesced, failed int64) {
+	return o.sent.Load(), o.limited.Load(), o.coalesced.Load(), o.failed.Load()
+}
+
+// Flush waits until nothing is pending or ctx ends.
+func (o *Outbox) Flush(ctx context.Context) error {
+	o.mu.Lock()
+	idle := o.idle
+	o.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run delivers until ctx ends.
+func (o *Outbox) Run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		it, k, p, wait := o.next(time.Now())
+		if it == nil {
+			if wait <= 0 {
+				wait = time.Hour
+			}
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-o.wake:
+			case <-timer.C:
+			}
+			continue
+		}
+		o.deliver(ctx, it, k, p)
+	}
+}
+
+// next picks the next item whose budgets allow sending now: finals first,
+// then oldest first. With none ready it returns how long until one may be.
+func (o *Outbox) next(now time.Time) (*item, msgKey, *platform, time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var (
+		best    *item
+		bestKey msgKey
+		soonest time.Duration
+	)
+	for k, it := range o.pending {
+		p := o.platforms[k.platform]
+		if until := p.blocked[k.chat]; now.Before(until) {
+			soonest = minPositive(soonest, until.Sub(now))
+			continue
+		}
+		if best == nil || (it.view.Final && !best.view.Final) || (it.view.Final == best.view.Final && it.seq < best.seq) {
+			best, bestKey = it, k
+		}
+	}
+	if best == nil {
+		return nil, msgKey{}, nil, soonest
+	}
+	p := o.platforms[bestKey.platform]
+	chat := p.chats[bestKey.chat]
+	if chat == nil {
+		chat = rate.NewLimiter(p.limits.PerChat, max(p.limits.PerChatBurst, 1))
+		p.chats[bestKey.chat] = chat
+	}
+	rc, rg := chat.ReserveN(now, 1), p.global.ReserveN(now, 1)
+	if d := max(rc.DelayFrom(now), rg.DelayFrom(now)); d > 0 {
+		rc.CancelAt(now)
+		rg.CancelAt(now)
+		return nil, msgKey{}, nil, minPositive(soonest, d)
+	}
+	delete(o.pending, bestKey)
+	return best, bestKey, p, 0
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var err error
+	if it.dest.MessageID == "" {
+		_, err = p.sender.Send(sendCtx, it.dest, it.view)
+	} else {
+		err = p.sender.Edit(sendCtx, it.dest, it.view)
+	}
+	var ra *RetryAfterError
+	switch {
+	case err == nil:
+		o.sent.Add(1)
+	case errors.As(err, &ra):
+		o.limited.Add(1)
+		o.mu.Lock()
+		p.blocked[k.chat] = time.Now().Add(ra.Wait)
+		o.mu.Unlock()
+		o.requeue(k, it)
+	default:
+		it.attempts++
+		if it.view.Final && it.attempts < 4 {
+			o.Log.Warn("outbox: final message failed, retrying", "platform", k.platform, "chat_id", k.chat, "err", err)
+			o.mu.Lock()
+			p.blocked[k.chat] = time.Now().Add(time.Duration(it.attempts) * time.Second)
+			o.mu.Unlock()
+			o.requeue(k, it)
+		} else {
+			o.failed.Add(1)
+			o.Log.Error("outbox: delivery failed", "platform", k.platform, "chat_id", k.chat, "final", it.view.Final, "err", err)
+		}
+	}
+	o.mu.Lock()
+	if len(o.pending) == 0 {
+		select {
+		case <-o.idle:
+		default:
+			close(o.idle)
+		}
+	}
+	o.mu.Unlock()
+}
+
+// requeue puts an unsent item back unless a newer view took its place.
+func (o *Outbox) requeue(k msgKey, it *item) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, newer := o.pending[k]; !newer {
+		o.pending[k] = it
+	}
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}

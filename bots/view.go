@@ -1,0 +1,78 @@
+package bots
+
+import (
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
+)
+
+// Incoming is one thing a user did on a platform: a command or a button press.
+type Incoming struct {
+	Identity  billing.Identity
+	Chat      Chat
+	Text      string // a command line, e.g. "/research NVDA quick"
+	Button    string // an opaque button payload; untrusted
+	MessageID string // the message the button was on (for edits)
+	// Token and When carry a platform credential for editing later (a
+	// Discord interaction token) and when it was issued.
+	Token string
+}
+
+// Chat is where something happened.
+type Chat struct {
+	Platform string
+	ID       string
+	Group    bool
+}
+
+// Kind names what a view shows, so adapters can style it.
+type Kind string
+
+const (
+	KindInfo     Kind = "info"
+	KindQuote    Kind = "quote"
+	KindProgress Kind = "progress"
+	KindFinal    Kind = "final"
+	KindError    Kind = "error"
+)
+
+// View is a platform-neutral message: adapters render it within their limits
+// and markup. Text never carries markup: adapters escape it.
+type View struct {
+	Kind    Kind
+	Title   string
+	Text    string
+	Fields  []Field
+	Buttons [][]Button
+	// Image is a PNG to attach (the chart); File a document (a long report).
+	Image     []byte
+	ImageName string
+	File      []byte
+	FileName  string
+	Report    *research.Report // with KindFinal, for adapters that render it richly
+	Notice    string           // the not-financial-advice notice, on final views
+	Final     bool             // the last state of a message: the outbox never drops it
+	Private   bool             // show only to the user who asked, where the platform can
+}
+
+// Field is a labelled value.
+type Field struct {
+	Name, Value string
+}
+
+// Button is a button: an action with an opaque payload, or a link.
+type Button struct {
+	Label string
+	Data  string // payload; at most 60 bytes, verified against the store when pressed
+	URL   string // a link button instead
+	Style string // "primary", "danger" or ""
+}
+
+// Reply is what the conversation answers to an Incoming.
+type Reply struct {
+	View View
+	// Edit replaces the message the button was on instead of sending a new one.
+	Edit bool
+	// Alert is a short note for the presser alone (a callback answer or an
+	// ephemeral message), e.g. a refusal.
+	Alert string
+}

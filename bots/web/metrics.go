@@ -1,0 +1,108 @@
+package web
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm"
+)
+
+// Metrics are forgebot's Prometheus metrics, fed by observing run events.
+type Metrics struct {
+	reg       *prometheus.Registry
+	runs      *prometheus.CounterVec
+	tokens    *prometheus.CounterVec
+	captured  *prometheus.CounterVec
+	cancelLat prometheus.Histogram
+
+	mu       sync.Mutex
+	cancelAt map[string]time.Time
+}
+
+// NewMetrics registers the metrics; health feeds the route gauges.
+func NewMetrics(health *llm.Health) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "forgebot_runs_total",
+			Help: "Runs that reached a final state, by state."}, []string{"state"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "forgebot_tokens_total",
+			Help: "Tokens of settled runs, by direction."}, []string{"direction"}),
+		captured: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "forgebot_captured_micros_total",
+			Help: "Money captured from holds, in micro-USD, by bucket."}, []string{"bucket"}),
+		cancelLat: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "forgebot_cancel_latency_seconds",
+			Help: "From a cancel request seen here to the run's settlement.", Buckets: []float64{.01, .05, .1, .2, .5, 1, 2, 5}}),
+		cancelAt: map[string]time.Time{},
+	}
+	m.reg.MustRegister(m.runs, m.tokens, m.captured, m.cancelLat, collectors.NewGoCollector())
+	if health != nil {
+		m.reg.MustRegister(&healthCollector{h: health,
+			rate: prometheus.NewDesc("forgebot_route_success_ratio", "Route success rate over its window.", []string{"route"}, nil),
+			tps:  prometheus.NewDesc("forgebot_route_tokens_per_second", "Route output tokens per second.", []string{"route"}, nil),
+			cool: prometheus.NewDesc("forgebot_route_cooling", "1 while the route cools down after failures.", []string{"route"}, nil)})
+	}
+	return m
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// Observe wraps a sink: every event is counted, then passed on.
+func (m *Metrics) Observe(next research.Sink) research.Sink {
+	return research.SinkFunc(func(ev research.Event) {
+		m.observe(ev)
+		if next != nil {
+			next.Publish(ev)
+		}
+	})
+}
+
+func (m *Metrics) observe(ev research.Event) {
+	r := ev.Run
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.State == research.Cancelling {
+		if _, ok := m.cancelAt[r.ID]; !ok {
+			m.cancelAt[r.ID] = time.Now()
+		}
+	}
+	if !ev.Final {
+		return
+	}
+	m.runs.WithLabelValues(string(r.State)).Inc()
+	m.tokens.WithLabelValues("in").Add(float64(r.TokensIn))
+	m.tokens.WithLabelValues("out").Add(float64(r.TokensOut))
+	m.captured.WithLabelValues(string(r.Bucket)).Add(float64(r.Captured))
+	if at, ok := m.cancelAt[r.ID]; ok {
+		m.cancelLat.Observe(time.Since(at).Seconds())
+		delete(m.cancelAt, r.ID)
+	}
+}
+
+type healthCollector struct {
+	h               *llm.Health
+	rate, tps, cool *prometheus.Desc
+}
+
+func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.rate
+	ch <- c.tps
+	ch <- c.cool
+}
+
+func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
+	for route, st := range c.h.All() {
+		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, st.SuccessRate, route)
+		ch <- prometheus.MustNewConstMetric(c.tps, prometheus.GaugeValue, st.TokensPerSecond, route)
+		cooling := 0.0
+		if st.CoolingUntil.After(time.Now()) {
+			cooling = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.cool, prometheus.GaugeValue, cooling, route)
+	}
+}

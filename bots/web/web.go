@@ -1,0 +1,121 @@
+// Package web is forgebot's HTTP front door: receipt pages, health and
+// metrics; the chat adapters' webhooks mount here too.
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"context"
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
+)
+
+// ReceiptStore finds receipts by their public token.
+type ReceiptStore interface {
+	Receipt(ctx context.Context, publicID string) (billing.Receipt, error)
+}
+
+// Deps is what the handler serves from.
+type Deps struct {
+	Receipts ReceiptStore
+	Metrics  *Metrics
+	Log      *slog.Logger
+	// Mount adds more routes (chat webhooks) to the mux.
+	Mount func(mux *http.ServeMux)
+}
+
+// tokenRE matches receipt tokens (billing.NewPublicID): anything else is a
+// 404 without a database read.
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{22,64}$`)
+
+// Handler serves GET /r/{token}, GET /healthz and GET /metrics.
+func Handler(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if d.Metrics != nil {
+		mux.Handle("GET /metrics", d.Metrics.Handler())
+	}
+	mux.HandleFunc("GET /r/{token}", func(w http.ResponseWriter, r *http.Request) {
+		token := r.PathValue("token")
+		if !tokenRE.MatchString(token) {
+			http.NotFound(w, r)
+			return
+		}
+		rc, err := d.Receipts.Receipt(r.Context(), token)
+		if errors.Is(err, billing.ErrNotFound) {
+			http.NotFound(w, r) // the same answer whether or not it ever existed
+			return
+		}
+		if err != nil {
+			d.Log.Error("read receipt", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Cache-Control", "private, no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		if strings.Contains(r.Header.Get("Accept"), "application/json") {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(receiptJSON(rc))
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		if err := page.Execute(w, struct {
+			R      billing.Receipt
+			Notice string
+		}{rc, research.Notice}); err != nil {
+			d.Log.Error("render receipt", "err", err)
+		}
+	})
+	if d.Mount != nil {
+		d.Mount(mux)
+	}
+	return mux
+}
+
+func receiptJSON(rc billing.Receipt) map[string]any {
+	return map[string]any{
+		"id": rc.PublicID, "run_id": rc.RunID, "status": rc.Status, "model": rc.Model, "route": rc.Route,
+		"route_kind": rc.RouteKind, "bucket": rc.Bucket, "tokens_in": rc.TokensIn, "tokens_out": rc.TokensOut,
+		"tokens_in_source": rc.TokensInSource, "tokens_out_source": rc.TokensOutSource,
+		"held_micros": rc.Held.Micros(), "captured_micros": rc.Captured.Micros(), "released_micros": rc.Released.Micros(),
+		"attempts": rc.Attempts, "notes": rc.Notes, "started_at": rc.StartedAt, "finished_at": rc.FinishedAt,
+	}
+}
+
+var page = template.Must(template.New("receipt").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="robots" content="noindex"><title>forgebot receipt</title>
+<style>body{font:15px system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}td{padding:.2em .8em .2em 0}th{text-align:left;padding-right:1em}</style>
+</head><body>
+<h1>Receipt</h1>
+<table>
+<tr><th>Run</th><td>{{.R.RunID}}</td></tr>
+<tr><th>Status</th><td>{{.R.Status}}</td></tr>
+<tr><th>Model</th><td>{{.R.Model}} via {{.R.Route}} ({{.R.RouteKind}} route)</td></tr>
+<tr><th>Paid from</th><td>{{.R.Bucket}}</td></tr>
+<tr><th>Tokens in</th><td>{{.R.TokensIn}} ({{.R.TokensInSource}})</td></tr>
+<tr><th>Tokens out</th><td>{{.R.TokensOut}} ({{.R.TokensOutSource}})</td></tr>
+<tr><th>Held</th><td>{{.R.Held}}</td></tr>
+<tr><th>Charged</th><td>{{.R.Captured}}</td></tr>
+<tr><th>Released</th><td>{{.R.Released}}</td></tr>
+<tr><th>Attempts</th><td>{{.R.Attempts}}</td></tr>
+<tr><th>Started</th><td>{{.R.StartedAt.UTC.Format "2006-01-02 15:04:05 UTC"}}</td></tr>
+<tr><th>Finished</th><td>{{.R.FinishedAt.UTC.Format "2006-01-02 15:04:05 UTC"}}</td></tr>
+{{if .R.Notes}}<tr><th>Notes</th><td>{{.R.Notes}}</td></tr>{{end}}
+</table>
+<p><small>{{.Notice}}</small></p>
+</body></html>
+`))

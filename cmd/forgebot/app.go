@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/market"
+)
+
+// runStore is a store that can also execute runs.
+type runStore interface {
+	appStore
+	research.Store
+	StartWorkers(ctx context.Context, exec research.Executor) error
+	StopWorkers(ctx context.Context) error
+}
+
+// app is forgebot wired: store, engine, conversation and outbox.
+type app struct {
+	stopOutbox context.CancelFunc
+	cfg        Config
+	store      runStore
+	engine     *research.Engine
+	conv       *bots.Conversation
+	outbox     *bots.Outbox
+	health     *llm.Health
+	log        *slog.Logger
+}
+
+// knownPrices are list prices per 1M tokens for the quick-start shortcuts;
+// OPENAI_PRICE / ROUTED_PRICE ("in/out" in dollars) override them.
+var knownPrices = map[string][2]string{
+	"gpt-4o-mini":  {"0.15", "0.60"},
+	"gpt-4o":       {"2.50", "10.00"},
+	"gpt-4.1-mini": {"0.40", "1.60"},
+	"gpt-4.1":      {"2.00", "8.00"},
+}
+
+// catalog loads FORGE_CATALOG (or the embedded default) and adds the
+// OPENAI_* and ROUTED_* shortcut routes.
+func (c Config) catalog() (*research.Catalog, error) {
+	data := research.DefaultCatalog
+	if c.CatalogPath != "" {
+		b, err := os.ReadFile(c.CatalogPath)
+		if err != nil {
+			return nil, badInput("FORGE_CATALOG: %v", err)
+		}
+		data = b
+	}
+	cat, err := research.ParseCatalog(data, c.getenv)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	for _, sc := range []struct {
+		prefix, id string
+		kind       billing.RouteKind
+	}{{"OPENAI", "openai", billing.RouteOfficial}, {"ROUTED", "routed", billing.RouteRouted}} {
+		base, key := c.getenv(sc.prefix+"_BASE_URL"), c.getenv(sc.prefix+"_API_KEY")
+		if base == "" && key == "" {
+			continue
+		}
+		if base == "" || key == "" {
+			return nil, badInput("%s_BASE_URL and %s_API_KEY go together", sc.prefix, sc.prefix)
+		}
+		model := c.getenv(sc.prefix + "_MODEL")
+		if model == "" {
+			model = c.getenv("OPENAI_MODEL")
+		}
+		if model == "" {
+			model = "gpt-4o-mini"
+		}
+		price, ok := knownPrices[model]
+		if p := c.getenv(sc.prefix + "_PRICE"); p != "" {
+			in, out, found := strings.Cut(p, "/")
+			price, ok = [2]string{in, out}, found
+		}
+		if !ok {
+			return nil, badInput("%s_PRICE is needed for model %q, like 0.15/0.60 (dollars per 1M input/output tokens)", sc.prefix, model)
+		}
+		in, err1 := billing.ParseMoney(price[0])
+		out, err2 := billing.ParseMoney(price[1])
+		if err1 != nil || err2 != nil {
+			return nil, badInput("%s_PRICE: want in/out dollars per 1M tokens, like 0.15/0.60", sc.prefix)
+		}
+		if err := cat.Add(llm.Route{ID: sc.id, Kind: sc.kind, Model: model, BaseURL: base, APIKey: key, KeyEnv: sc.prefix + "_API_KEY",
+			Price: billing.Price{InputPerM: in, OutputPerM: out}, MaxContext: 128000, Enabled: true}); err != nil {
+			return nil, badInput("%v", err)
+		}
+		if sc.kind == billing.RouteOfficial {
+			cat.DefaultModel = model
+		}
+	}
+	return cat, nil
+}
+
+// marketProvider builds the market data source; def applies when FORGE_MARKET is unset.
+func (c Config) marketProvider(def string) market.Provider {
+	m := c.Market
+	if m == "" {
+		m = def
+	}
+	switch {
+	case m == "demo":
+		return market.NewDemo(time.Now)
+	case strings.HasPrefix(m, "csv:"):
+		return market.NewCSV(strings.TrimPrefix(m, "csv:"))
+	}
+	opts := []market.YahooOption{}
+	if c.YahooURL != "" {
+		opts = append(opts, market.WithBaseURL(c.YahooURL))
+	}
+	return market.NewYahoo(opts...)
+}
+
+// newApp wires forgebot on the configured store. marketDefault is the market
+// data used when FORGE_MARKET is unset; migrate applies migrations first
+// (the demo sets itself up), otherwise a schema that is behind is refused.
+func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool, log *slog.Logger) (*app, error) {
+	cat, err := cfg.catalog()
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStore(ctx, cfg, migrate)
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		if _, err := s.Migrate(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+	}
+	rs, ok := s.(runStore)
+	if !ok {
+		s.Close()
+		return nil, fmt.Errorf("store %T cannot run research", s)
+	}
+	health := llm.NewHealth(llm.HealthOptions{})
+	a := &app{cfg: cfg, store: rs, health: health, log: log, outbox: bots.NewOutbox(log)}
+	a.engine = &research.Engine{
+		Store: rs, Ledger: rs, Catalog: cat, Market: cfg.marketProvider(marketDefault), Health: health,
+		LLM:      &llm.Client{HTTPClient: &http.Client{}, Health: health, Log: log},
+		Offline:  &research.OfflineAnalyst{Pace: 4 * time.Millisecond},
+		QuoteTTL: cfg.QuoteTTL, PauseTTL: cfg.PauseTTL, Admins: cfg.Admins, Log: log,
+		ReceiptURL: func(id string) string { return cfg.PublicURL + "/r/" + id },
+	}
+	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
+		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
+	a.engine.Sink = a.conv
+	return a, nil
+}
+
+// start runs the workers, the outbox and the sweepers until ctx ends.
+func (a *app) start(ctx context.Context) error {
+	// The outbox and the workers outlive ctx: stop drains them in order.
+	octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopOutbox = cancel
+	go a.outbox.Run(octx)
+	go (&billing.Sweeper{Ledger: a.store, Log: a.log}).Run(ctx)
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := a.engine.Reap(ctx, time.Hour); err != nil && ctx.Err() == nil {
+					a.log.Error("reap runs", "err", err)
+				}
+			}
+		}
+	}()
+	return a.store.StartWorkers(context.WithoutCancel(ctx), a.engine)
+}
+
+// stop drains: no new runs, running runs get grace to finish, then are
+// interrupted (and resumed by the next instance), and finals are flushed.
+func (a *app) stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := a.store.StopWorkers(ctx); err != nil {
+		a.log.Warn("stop workers", "err", err)
+	}
+	flush, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	_ = a.outbox.Flush(flush)
+	if a.stopOutbox != nil {
+		a.stopOutbox()
+	}
+	a.store.Close()
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/bots/console"
+	"github.com/tokensforge/forgebot/research"
+)
+
+// cmdResearch is the one-shot command: quote, confirm (or --yes), progress on
+// stderr, the report on stdout. SIGINT cancels the run and settles it.
+func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) error {
+	fs := flags("research")
+	depth := fs.String("depth", "quick", "quick, standard or deep")
+	model := fs.String("model", "", "model (see /models); default: the catalog's")
+	user := fs.String("user", "cli:local", "who pays: platform:id")
+	yes := fs.Bool("yes", false, "confirm without asking")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	var symbols []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return badInput("research: %v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		symbols = append(symbols, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(symbols) == 0 {
+		return badInput("research: name at least one symbol, like forgebot research AAPL --depth quick")
+	}
+	d, err := research.ParseDepth(*depth)
+	if err != nil {
+		return badInput("research: --depth: use quick, standard or deep")
+	}
+	who, err := parseUser("research", *user)
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, cfg, "yahoo", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return err
+	}
+	defer a.stop(10 * time.Second)
+	sink := &oneShotSink{conv: a.conv, progress: io_.err, final: make(chan research.Event, 1)}
+	a.engine.Sink = sink
+
+	q, err := a.engine.Quote(ctx, research.Request{Kind: research.KindResearch, Symbols: symbols, Depth: d, Model: *model,
+		Owner: who, Dest: research.Destination{Platform: "cli", ChatID: who.String()}})
+	if errors.Is(err, research.ErrBadRequest) || errors.Is(err, research.ErrNoRoute) {
+		return badInput("research: %s", strings.TrimPrefix(err.Error(), "bad request: "))
+	}
+	if err != nil {
+		return err
+	}
+	console.Render(io_.err, a.conv.QuoteView(q))
+	if !q.CanConfirm() {
+		return &cliError{code: exitInsufficient, err: fmt.Errorf("research: not enough in %s: short by %s; top up with forgebot wallet topup --user %s --bucket %s --amount 5.00 --key KEY",
+			q.Bucket, q.Shortfall, who, q.Bucket)}
+	}
+	if !*yes {
+		fmt.Fprintf(io_.err, "Confirm and hold %s? [y/N] ", q.Hold)
+		line, _ := bufio.NewReader(io_.in).ReadString('\n')
+		if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
+			_, _ = a.engine.Decline(ctx, q.ID, who)
+			return &cliError{code: exitCancelled, err: errors.New("research: not confirmed; nothing was held")}
+		}
+	}
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	run, nq, err := a.engine.Confirm(ctx, q.ID, who, nil)
+	switch {
+	case errors.Is(err, research.ErrInsufficient):
+		return &cliError{code: exitInsufficient, err: fmt.Errorf("research: the balance no longer covers %s", nq.Hold)}
+	case err != nil:
+		return err
+	}
+	var final research.Event
+	for done := false; !done; {
+		select {
+		case final = <-sink.final:
+			done = true
+		case <-io_.interrupts:
+			fmt.Fprintln(io_.err, "\ncancelling… (settling what was used)")
+			if _, err := a.engine.Cancel(context.WithoutCancel(ctx), run.ID, who); err != nil && !errors.Is(err, research.ErrWrongState) {
+				fmt.Fprintln(io_.err, "cancel: "+err.Error())
+			}
+		}
+	}
+	r := final.Run
+	if *asJSON {
+		out := map[string]any{"run_id": r.ID, "state": r.State, "captured_micros": r.Captured.Micros(), "bucket": r.Bucket,
+			"tokens_in": r.TokensIn, "tokens_out": r.TokensOut, "receipt_url": final.ReceiptURL, "report": final.Report, "notice": research.Notice}
+		if err := json.NewEncoder(io_.out).Encode(out); err != nil {
+			return err
+		}
+	} else {
+		if final.Report != nil {
+			fmt.Fprintln(io_.out, bots.RenderReport(*final.Report))
+		} else if r.Error != "" {
+			fmt.Fprintln(io_.out, r.Error)
+		}
+		fmt.Fprintf(io_.out, "\n%s: charged %s from %s (held %s). Receipt: %s\n", r.State, r.Captured, r.Bucket, r.Hold, final.ReceiptURL)
+		if final.Report == nil {
+			fmt.Fprintln(io_.out, research.Notice)
+		}
+	}
+	switch r.State {
+	case research.Succeeded, research.Partial:
+		return nil
+	case research.Cancelled:
+		return &cliError{code: exitCancelled, err: errors.New("research: cancelled; you paid for what was used")}
+	}
+	return &cliError{code: exitFailure, err: fmt.Errorf("research: run %s: %s", r.State, r.Error)}
+}
+
+// oneShotSink prints a run's progress on one terminal line and hands over the final event.
+type oneShotSink struct {
+	conv     *bots.Conversation
+	progress io.Writer
+	final    chan research.Event
+	mu       sync.Mutex
+	last     time.Time
+}
+
+func (s *oneShotSink) Publish(ev research.Event) {
+	if ev.Final {
+		fmt.Fprintln(s.progress)
+		select {
+		case s.final <- ev:
+		default:
+		}
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.last) < 200*time.Millisecond && ev.Note == "writing" {
+		return
+	}
+	s.last = time.Now()
+	v := s.conv.ProgressView(ev)
+	fmt.Fprintf(s.progress, "\r\033[K%s", strings.SplitN(v.Text, "\n", 2)[0]+fmt.Sprintf("  %s", ev.Cost))
+}
