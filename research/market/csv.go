@@ -17,7 +17,7 @@ import (
 // header row naming at least Date, Open, High, Low, Close and Volume (any order, any case; an "Adj Close"
 // column is tolerated and ignored, because mixing adjusted closes with unadjusted open/high/low would make
 // bars inconsistent). Dates are YYYY-MM-DD. Rows whose prices are "null" or empty (as in Yahoo's own CSV
-// downloads) are skipped.
+// downloads) are skipped. Rows must be in ascending date order, one per day.
 //
 // A file's as-of is its last bar, so lookback counts back from there, not from today.
 type CSV struct {

@@ -17,6 +17,9 @@ import (
 // Yahoo reads daily history from Yahoo Finance's keyless chart API (v8). It retries what is worth retrying
 // (429, 5xx, network errors) a bounded number of times and keeps recent answers in a small in-memory cache,
 // because a chat run asks for the same symbols again within minutes and the keyless API rate-limits eagerly.
+//
+// Prices are Yahoo's quote values (adjusted for splits, not for dividends); the adjclose series is not used,
+// so that open, high, low and close stay on one basis.
 type Yahoo struct {
 	base       string
 	client     *http.Client
@@ -32,6 +35,39 @@ type Yahoo struct {
 
 	mu    sync.Mutex
 	cache map[string]yahooEntry
+}
+
+// NewYahoo returns a Yahoo provider with the defaults documented on each option.
+func NewYahoo(opts ...YahooOption) *Yahoo {
+	y := &Yahoo{
+		base:       "https://query1.finance.yahoo.com",
+		client:     &http.Client{Timeout: 20 * time.Second},
+		now:        time.Now,
+		sleep:      sleepContext,
+		attempts:   3,
+		backoff:    time.Second,
+		maxWait:    30 * time.Second,
+		timeout:    10 * time.Second,
+		ttl:        5 * time.Minute,
+		maxEntries: 256,
+		// Yahoo answers 429 to Go's default User-Agent far sooner than to a browser-like one.
+		userAgent: "Mozilla/5.0 (compatible; forgebot market research)",
+		cache:     make(map[string]yahooEntry),
+	}
+	for _, o := range opts {
+		o(y)
+	}
+	// A nil from an option means "the default", not a panic on the first request.
+	if y.client == nil {
+		y.client = &http.Client{Timeout: 20 * time.Second}
+	}
+	if y.now == nil {
+		y.now = time.Now
+	}
+	if y.sleep == nil {
+		y.sleep = sleepContext
+	}
+	return y
 }
 
 var _ Provider = (*Yahoo)(nil)
@@ -74,29 +110,6 @@ func WithAttemptTimeout(d time.Duration) YahooOption { return func(y *Yahoo) { y
 // WithCacheTTL sets how long a successful answer is reused (default 5 minutes; 0 disables the cache).
 func WithCacheTTL(ttl time.Duration) YahooOption { return func(y *Yahoo) { y.ttl = ttl } }
 
-// NewYahoo returns a Yahoo provider with the defaults documented on each option.
-func NewYahoo(opts ...YahooOption) *Yahoo {
-	y := &Yahoo{
-		base:       "https://query1.finance.yahoo.com",
-		client:     &http.Client{Timeout: 20 * time.Second},
-		now:        time.Now,
-		sleep:      sleepContext,
-		attempts:   3,
-		backoff:    time.Second,
-		maxWait:    30 * time.Second,
-		timeout:    10 * time.Second,
-		ttl:        5 * time.Minute,
-		maxEntries: 256,
-		// Yahoo answers 429 to Go's default User-Agent far sooner than to a browser-like one.
-		userAgent: "Mozilla/5.0 (compatible; forgebot market research)",
-		cache:     make(map[string]yahooEntry),
-	}
-	for _, o := range opts {
-		o(y)
-	}
-	return y
-}
-
 // Name implements Provider.
 func (y *Yahoo) Name() string { return "yahoo" }
 
@@ -127,8 +140,12 @@ func (y *Yahoo) History(ctx context.Context, symbol string, lookback time.Durati
 			y.store(key, s, now)
 			return cloneSeries(s), nil
 		}
+		if ctx.Err() != nil {
+			// The caller stopped the run; its cause (cancel, pause, shutdown) is the story, not the provider.
+			return Series{}, fmt.Errorf("yahoo: %s: %w", sym, context.Cause(ctx))
+		}
 		// A negative retryAfter marks an answer that another try would not change.
-		if ctx.Err() != nil || attempt >= y.attempts || retryAfter < 0 {
+		if attempt >= y.attempts || retryAfter < 0 {
 			return Series{}, err
 		}
 		if retryAfter > y.maxWait {

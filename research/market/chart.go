@@ -1,0 +1,245 @@
+package market
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// ChartOptions shape a chart. The zero value draws every bar given at 1000x560 pixels.
+type ChartOptions struct {
+	// Window is the span shown, ending at the latest as-of among the series; 0 shows every bar. Moving
+	// averages are still computed from all the bars, so SMA 200 is drawn from the window's first day when
+	// the series has the history for it.
+	Window time.Duration
+	// Width and Height in pixels; 0 means 1000 and 560.
+	Width, Height int
+	// Title replaces the generated description of what is drawn. The as-of date, the sources and, for
+	// synthetic data, "SYNTHETIC DATA" are always added.
+	Title string
+}
+
+// chartColors are distinct on white and survive being shrunk in a chat client.
+var chartColors = []color.RGBA{
+	{R: 31, G: 119, B: 180, A: 255},
+	{R: 255, G: 127, B: 14, A: 255},
+	{R: 44, G: 160, B: 44, A: 255},
+	{R: 214, G: 39, B: 40, A: 255},
+	{R: 148, G: 103, B: 189, A: 255},
+	{R: 140, G: 86, B: 75, A: 255},
+	{R: 227, G: 119, B: 194, A: 255},
+	{R: 127, G: 127, B: 127, A: 255},
+	{R: 188, G: 189, B: 34, A: 255},
+	{R: 23, G: 190, B: 207, A: 255},
+}
+
+// Chart draws series as a PNG. One series is drawn as its close with SMA 50 and SMA 200; several are drawn as
+// performance rebased to 100 on each one's first bar in the window, so that different price levels compare.
+// The title carries the as-of date and the source, and starts with "SYNTHETIC DATA" when any series is
+// synthetic, so the picture cannot travel without its caveat.
+func Chart(series []Series, opts ChartOptions) ([]byte, error) {
+	if len(series) == 0 {
+		return nil, errors.New("chart: no series")
+	}
+	w, h := opts.Width, opts.Height
+	if w == 0 {
+		w = 1000
+	}
+	if h == 0 {
+		h = 560
+	}
+	if w < 100 || h < 100 || w > 4000 || h > 4000 {
+		return nil, fmt.Errorf("chart: size %dx%d outside 100..4000 pixels", w, h)
+	}
+
+	var asOf time.Time
+	synthetic := false
+	for _, s := range series {
+		if len(s.Bars) == 0 {
+			return nil, fmt.Errorf("chart: %s: no bars", s.Symbol)
+		}
+		if s.AsOf().After(asOf) {
+			asOf = s.AsOf()
+		}
+		synthetic = synthetic || s.Synthetic
+	}
+	from := time.Time{}
+	if opts.Window > 0 {
+		from = asOf.Add(-opts.Window)
+	}
+
+	p := plot.New()
+	p.X.Tick.Marker = monthTicks{}
+	p.Title.TextStyle.Font.Size = vg.Points(13)
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
+	p.Legend.Left = true
+
+	desc := opts.Title
+	if len(series) == 1 {
+		s := series[0]
+		if desc == "" {
+			desc = s.Symbol + " close with SMA 50 and SMA 200"
+		}
+		p.Y.Label.Text = "price"
+		if s.Currency != "" {
+			p.Y.Label.Text += " (" + s.Currency + ")"
+		}
+		c := s.Closes()
+		lines := []struct {
+			name  string
+			ys    []float64
+			width vg.Length
+			col   color.Color
+		}{
+			{s.Symbol + " close", c, 1.6, color.RGBA{R: 20, G: 20, B: 20, A: 255}},
+			{"SMA 50", SMA(c, 50), 1.4, chartColors[0]},
+			{"SMA 200", SMA(c, 200), 1.4, chartColors[3]},
+		}
+		drawn := 0
+		for _, ln := range lines {
+			xys := windowXYs(s.Bars, ln.ys, from)
+			if len(xys) == 0 {
+				continue // not enough history for this average in the window
+			}
+			if err := addLine(p, xys, ln.name, ln.width, ln.col); err != nil {
+				return nil, err
+			}
+			drawn++
+		}
+		if drawn == 0 {
+			return nil, fmt.Errorf("chart: %s: no bars in the window", s.Symbol)
+		}
+	} else {
+		if desc == "" {
+			syms := make([]string, len(series))
+			for i, s := range series {
+				syms[i] = s.Symbol
+			}
+			desc = strings.Join(syms, ", ") + ": performance, first bar = 100"
+		}
+		p.Y.Label.Text = "performance (first bar in window = 100)"
+		for i, s := range series {
+			c := s.Closes()
+			xys := windowXYs(s.Bars, c, from)
+			if len(xys) == 0 {
+				return nil, fmt.Errorf("chart: %s: no bars in the window", s.Symbol)
+			}
+			base := xys[0].Y
+			for j := range xys {
+				xys[j].Y = xys[j].Y / base * 100
+			}
+			name := s.Symbol
+			if s.Synthetic {
+				name += " (synthetic)"
+			}
+			if err := addLine(p, xys, name, 1.5, chartColors[i%len(chartColors)]); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	p.Title.Text = chartTitle(desc, series)
+	if synthetic {
+		p.Title.TextStyle.Color = color.RGBA{R: 200, A: 255}
+	}
+
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	canvas := vgimg.NewWith(vgimg.UseImage(img))
+	p.Draw(draw.New(canvas))
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, canvas.Image()); err != nil {
+		return nil, fmt.Errorf("chart: encoding png: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// chartTitle says what is drawn, as of when and from where, and puts the synthetic warning at both ends so
+// that cropping cannot remove it.
+func chartTitle(desc string, series []Series) string {
+	var asOf time.Time
+	var sources []string
+	synthetic := false
+	for _, s := range series {
+		if s.AsOf().After(asOf) {
+			asOf = s.AsOf()
+		}
+		if !slices.Contains(sources, s.Source) {
+			sources = append(sources, s.Source)
+		}
+		synthetic = synthetic || s.Synthetic
+	}
+	title := fmt.Sprintf("%s\nas of %s, source: %s", desc, asOf.Format(time.DateOnly), strings.Join(sources, ", "))
+	if synthetic {
+		title = "SYNTHETIC DATA - " + title + " - NOT REAL PRICES"
+	}
+	return title
+}
+
+// windowXYs pairs bar dates (as Unix seconds, which TimeTicks expects) with ys for the bars dated after
+// from (all bars when from is zero, the same rule as Compute's window), skipping values not yet defined.
+func windowXYs(bars []Bar, ys []float64, from time.Time) plotter.XYs {
+	var xys plotter.XYs
+	for i, b := range bars {
+		if (!from.IsZero() && !b.Date.After(from)) || math.IsNaN(ys[i]) || math.IsInf(ys[i], 0) {
+			continue
+		}
+		xys = append(xys, plotter.XY{X: float64(b.Date.Unix()), Y: ys[i]})
+	}
+	return xys
+}
+
+func addLine(p *plot.Plot, xys plotter.XYs, name string, width vg.Length, col color.Color) error {
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return fmt.Errorf("chart: %s: %w", name, err)
+	}
+	l.LineStyle.Width = vg.Points(float64(width))
+	l.LineStyle.Color = col
+	p.Add(l)
+	p.Legend.Add(name, l)
+	return nil
+}
+
+// monthTicks labels the first day of every month, or of every second, third, sixth or twelfth month on
+// longer spans, because dates on a price chart are read by month ("since October"), and gonum's default
+// ticks fall on arbitrary days.
+type monthTicks struct{}
+
+// Ticks implements plot.Ticker over Unix seconds.
+func (monthTicks) Ticks(lo, hi float64) []plot.Tick {
+	from, to := time.Unix(int64(lo), 0).UTC(), time.Unix(int64(hi), 0).UTC()
+	months := (to.Year()-from.Year())*12 + int(to.Month()-from.Month())
+	step := 1
+	for _, s := range []int{1, 2, 3, 6, 12, 24, 60} {
+		step = s
+		if months/s <= 10 {
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(to); m = m.AddDate(0, 1, 0) {
+		if m.Before(from) {
+			continue
+		}
+		t := plot.Tick{Value: float64(m.Unix())}
+		if (m.Year()*12+int(m.Month())-1)%step == 0 {
+			t.Label = m.Format("Jan 2006")
+		}
+		ticks = append(ticks, t)
+	}
+	return ticks
+}
