@@ -148,7 +148,8 @@ func runOf(v bots.View) string {
 func (c *Console) print(v bots.View) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if choices := c.render(c.Out, v); len(choices) > 0 {
+	// A final view ends the run's choices; its links are not choices.
+	if choices := c.render(c.Out, v); len(choices) > 0 || v.Final {
 		c.choices = choices
 	}
 	if v.Final {

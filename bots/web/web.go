@@ -3,6 +3,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -11,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 
-	"context"
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research"
 )
@@ -112,8 +112,8 @@ var page = template.Must(template.New("receipt").Parse(`<!doctype html>
 <tr><th>Charged</th><td>{{.R.Captured}}</td></tr>
 <tr><th>Released</th><td>{{.R.Released}}</td></tr>
 <tr><th>Attempts</th><td>{{.R.Attempts}}</td></tr>
-<tr><th>Started</th><td>{{.R.StartedAt.UTC.Format "2006-01-02 15:04:05 UTC"}}</td></tr>
-<tr><th>Finished</th><td>{{.R.FinishedAt.UTC.Format "2006-01-02 15:04:05 UTC"}}</td></tr>
+{{if not .R.StartedAt.IsZero}}<tr><th>Started</th><td>{{.R.StartedAt.UTC.Format "2006-01-02 15:04:05 UTC"}}</td></tr>{{end}}
+{{if not .R.FinishedAt.IsZero}}<tr><th>Finished</th><td>{{.R.FinishedAt.UTC.Format "2006-01-02 15:04:05 UTC"}}</td></tr>{{end}}
 {{if .R.Notes}}<tr><th>Notes</th><td>{{.R.Notes}}</td></tr>{{end}}
 </table>
 <p><small>{{.Notice}}</small></p>

@@ -189,7 +189,12 @@ func TestLedgerCheckAfterWorkload(t *testing.T) {
 	stores(t, func(t *testing.T, c cli) {
 		c.ok("migrate")
 		c.ok("wallet", "topup", "--user", "telegram:42", "--bucket", "credit", "--amount", "1.00", "--key", "seed")
-		cfg, err := loadConfig(func(string) string { return c.dbURL })
+		cfg, err := loadConfig(func(k string) string {
+			if k == "DATABASE_URL" {
+				return c.dbURL
+			}
+			return ""
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 // context. RoundTrip runs on the caller's goroutine and the body is read there
 // too, so no locking is needed.
 type exchange struct {
+	sent       bool // the request reached the transport
 	status     int
 	retryAfter string
 	sawDone    bool // the body carried the "data: [DONE]" line
@@ -29,6 +30,8 @@ type exchangeKey struct{}
 func withExchange(ctx context.Context, x *exchange) context.Context {
 	return context.WithValue(ctx, exchangeKey{}, x)
 }
+
+var _ http.RoundTripper = (*captureTransport)(nil)
 
 // captureTransport records status and Retry-After for the exchange in the
 // request's context, buffers error bodies (so the connection is released
@@ -42,8 +45,11 @@ type captureTransport struct {
 const maxErrorBody = 64 << 10
 
 func (t *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
 	x, _ := req.Context().Value(exchangeKey{}).(*exchange)
+	if x != nil {
+		x.sent = true
+	}
+	resp, err := t.base.RoundTrip(req)
 	if err != nil || x == nil {
 		return resp, err
 	}

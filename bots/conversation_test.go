@@ -1,0 +1,283 @@
+package bots_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/internal/testbed"
+	"github.com/tokensforge/forgebot/research"
+)
+
+var (
+	alice = billing.Identity{Platform: "telegram", ExternalID: "42"}
+	bob   = billing.Identity{Platform: "telegram", ExternalID: "43"}
+	group = bots.Chat{Platform: "test", ID: "-100", Group: true}
+)
+
+// screen is a bots.Sender that records what each message shows.
+type screen struct {
+	mu      sync.Mutex
+	views   map[string][]bots.View // by message id
+	changed chan struct{}
+	nextID  int
+}
+
+func newScreen() *screen {
+	return &screen{views: map[string][]bots.View{}, changed: make(chan struct{})}
+}
+
+func (s *screen) Send(_ context.Context, d research.Destination, v bots.View) (string, error) {
+	s.mu.Lock()
+	s.nextID++
+	id := "new-" + string(rune('0'+s.nextID))
+	s.mu.Unlock()
+	return id, s.Edit(context.Background(), research.Destination{MessageID: id}, v)
+}
+
+func (s *screen) Edit(_ context.Context, d research.Destination, v bots.View) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.views[d.MessageID] = append(s.views[d.MessageID], v)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}
+
+// waitFinal waits for the final view of a message.
+func (s *screen) waitFinal(t *testing.T, msg string) bots.View {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		s.mu.Lock()
+		for _, v := range s.views[msg] {
+			if v.Final {
+				s.mu.Unlock()
+				return v
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("no final view on message %s", msg)
+		}
+	}
+}
+
+type chat struct {
+	b      *testbed.Bed
+	conv   *bots.Conversation
+	screen *screen
+}
+
+func newChat(t *testing.T, opts testbed.Options) *chat {
+	b := testbed.New(t, opts)
+	ob := bots.NewOutbox(nil)
+	scr := newScreen()
+	ob.Register("test", scr, bots.Limits{})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go ob.Run(ctx)
+	conv := &bots.Conversation{Engine: b.Engine, Ledger: b.Store, Runs: b.Store, Outbox: ob, TopUpHint: "Top up at example.test."}
+	b.Engine.Sink = conv
+	return &chat{b: b, conv: conv, screen: scr}
+}
+
+func (c *chat) say(t *testing.T, who billing.Identity, text string) []bots.Reply {
+	t.Helper()
+	return c.conv.Handle(t.Context(), bots.Incoming{Identity: who, Chat: group, Text: text, MessageID: "m1"})
+}
+
+func (c *chat) press(t *testing.T, who billing.Identity, data, msg string) []bots.Reply {
+	t.Helper()
+	return c.conv.Handle(t.Context(), bots.Incoming{Identity: who, Chat: group, Button: data, MessageID: msg})
+}
+
+func button(t *testing.T, v bots.View, label string) string {
+	t.Helper()
+	for _, row := range v.Buttons {
+		for _, b := range row {
+			if strings.HasPrefix(b.Label, label) {
+				if len(b.Data) > 60 {
+					t.Fatalf("payload %q is %d bytes", b.Data, len(b.Data))
+				}
+				return b.Data
+			}
+		}
+	}
+	t.Fatalf("no %q button in %+v", label, v.Buttons)
+	return ""
+}
+
+func one(t *testing.T, rs []bots.Reply) bots.Reply {
+	t.Helper()
+	if len(rs) != 1 {
+		t.Fatalf("%d replies, want 1: %+v", len(rs), rs)
+	}
+	return rs[0]
+}
+
+func TestResearchConversation(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{})
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+
+	quote := one(t, c.say(t, alice, "/research@forgebot_bot NVDA,amd quick"))
+	if quote.View.Kind != bots.KindQuote || !strings.Contains(quote.View.Title, "NVDA, AMD") {
+		t.Fatalf("quote = %+v", quote.View)
+	}
+	fields := map[string]string{}
+	for _, f := range quote.View.Fields {
+		fields[f.Name] = f.Value
+	}
+	for _, name := range []string{"Model", "Route", "Paid from", "Estimated tokens", "Estimated cost", "Expected runtime", "Retries", "Fallback", "A failed request costs", "Cancelling", "Receipt"} {
+		if fields[name] == "" {
+			t.Errorf("quote has no %q", name)
+		}
+	}
+	if !strings.Contains(fields["Paid from"], "Credit: $1.00 available") || !strings.Contains(fields["Market data"], "SYNTHETIC") {
+		t.Errorf("quote fields = %v", fields)
+	}
+
+	// Bob cannot confirm Alice's quote; nothing is held.
+	if r := one(t, c.press(t, bob, button(t, quote.View, "Confirm"), "m1")); !strings.Contains(r.Alert, "Only the person") {
+		t.Fatalf("bob's confirm = %+v", r)
+	}
+	if c.b.OpenHolds() != 0 {
+		t.Fatal("bob's press placed a hold")
+	}
+	// Changing depth re-quotes.
+	deep := one(t, c.press(t, alice, button(t, quote.View, "Standard"), "m1"))
+	if !deep.Edit || !strings.Contains(deep.View.Title, "standard") {
+		t.Fatalf("depth change = %+v", deep)
+	}
+	// The old quote is closed.
+	if r := one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1")); r.Alert == "" || c.b.OpenHolds() != 0 {
+		t.Fatalf("confirming a replaced quote = %+v", r)
+	}
+	conf := one(t, c.press(t, alice, button(t, deep.View, "Confirm"), "m1"))
+	if !conf.Edit || conf.View.Kind != bots.KindProgress || !strings.Contains(conf.Alert, "held from credit") {
+		t.Fatalf("confirm = %+v", conf)
+	}
+	// A second press does not run twice.
+	if r := one(t, c.press(t, alice, button(t, deep.View, "Confirm"), "m1")); r.Alert != "Already confirmed." {
+		t.Fatalf("second confirm = %+v", r)
+	}
+	final := c.screen.waitFinal(t, "m1")
+	if !strings.Contains(final.Title, "succeeded") || final.Image == nil || final.Notice != research.Notice ||
+		!strings.Contains(final.Text, "NVDA") || !strings.Contains(final.Text, research.Notice) {
+		t.Fatalf("final view = %+v", final)
+	}
+	if !strings.Contains(final.Fields[0].Value, "ledger entry") || !strings.Contains(final.Fields[0].Value, "from your Credit") {
+		t.Fatalf("cost field = %q", final.Fields[0].Value)
+	}
+	if final.Buttons[0][0].URL == "" {
+		t.Fatal("no receipt link")
+	}
+	// Progress views came before, with Cancel and Pause buttons.
+	c.screen.mu.Lock()
+	views := c.screen.views["m1"]
+	c.screen.mu.Unlock()
+	if len(views) < 2 || views[0].Kind != bots.KindProgress || views[0].Buttons[0][0].Label != "Cancel" {
+		t.Fatalf("progress views = %+v", views)
+	}
+
+	usage := one(t, c.say(t, alice, "/usage"))
+	if !strings.Contains(usage.View.Text, "succeeded") {
+		t.Fatalf("/usage = %q", usage.View.Text)
+	}
+	id := usage.View.Text[strings.Index(usage.View.Text, "receipt ")+8:]
+	id = strings.TrimSpace(id)
+	if r := one(t, c.say(t, alice, "/receipt "+id)); r.View.Title != "Receipt "+id {
+		t.Fatalf("/receipt = %+v", r)
+	}
+	if r := one(t, c.say(t, bob, "/receipt "+id)); !strings.Contains(r.View.Text, "Not found") {
+		t.Fatalf("bob reading alice's receipt = %+v", r)
+	}
+	bal := one(t, c.say(t, alice, "/balance"))
+	if !strings.Contains(bal.View.Fields[0].Value, "held") || bal.View.Fields[0].Value == "" {
+		t.Fatalf("/balance = %+v", bal.View)
+	}
+	c.b.CheckLedger()
+}
+
+func TestCancelButtons(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{Pace: 2 * time.Millisecond})
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	quote := one(t, c.say(t, alice, "/research AAPL MSFT standard"))
+	conf := one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1"))
+	cancel := button(t, conf.View, "Cancel")
+	if r := one(t, c.press(t, bob, cancel, "m1")); !strings.Contains(r.Alert, "Only the person") {
+		t.Fatalf("bob's cancel = %+v", r)
+	}
+	if r := one(t, c.press(t, alice, cancel, "m1")); !strings.Contains(r.Alert, "Cancelling") {
+		t.Fatalf("alice's cancel = %+v", r)
+	}
+	final := c.screen.waitFinal(t, "m1")
+	if !strings.Contains(final.Title, "cancelled") {
+		t.Fatalf("final = %+v", final)
+	}
+	c.b.CheckLedger()
+	if c.b.OpenHolds() != 0 {
+		t.Fatal("hold left open")
+	}
+}
+
+func TestGarbageAndRefusals(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{NoWorkers: true})
+	c.b.Fund(alice, billing.BucketCredit, 50) // $0.00005: not enough for a run
+	quote := one(t, c.say(t, alice, "/research AAPL"))
+	if !strings.Contains(quote.View.Text, "Not enough") || strings.Contains(quote.View.Text, "Confirm to hold") {
+		t.Fatalf("short quote = %+v", quote.View)
+	}
+	for _, row := range quote.View.Buttons {
+		for _, b := range row {
+			if strings.HasPrefix(b.Label, "Confirm") {
+				t.Fatal("a quote without funds offers Confirm")
+			}
+		}
+	}
+	for _, data := range []string{"", "x", "q:short:confirm", "q:qAAAAAAAAAAAAAAAA:confirm", "r:rAAAAAAAAAAAAAAAA:cancel",
+		"q:qAAAAAAAAAAAAAAAA:drop", "r:qAAAAAAAAAAAAAAAA:cancel", strings.Repeat("q", 80), "q:../../etc:confirm"} {
+		rs := c.press(t, alice, data, "m1")
+		if data == "" {
+			rs = c.conv.Handle(t.Context(), bots.Incoming{Identity: alice, Chat: group, Button: "\x00", MessageID: "m1"})
+		}
+		if r := one(t, rs); r.Alert == "" || strings.Contains(r.Alert, "ref ") {
+			t.Errorf("payload %q: %+v, want a plain refusal", data, r)
+		}
+	}
+	for text, want := range map[string]string{
+		"/research":               "Name at least one symbol",
+		"/research A B C D quick": "up to 3 symbols",
+		"/research '; DROP TABLE": "symbol",
+		"/scan":                   "Usage: /scan",
+		"/scan nowhere":           "unknown watchlist",
+		"/receipt":                "Usage: /receipt",
+		"/receipt abc":            "Not found",
+		"/cancel":                 "no run in progress",
+		"/frobnicate":             "Unknown command",
+		"hello":                   "Commands start with /",
+	} {
+		r := one(t, c.say(t, alice, text))
+		if r.View.Kind != bots.KindError || !strings.Contains(r.View.Text, want) {
+			t.Errorf("%q = %+v, want an error with %q", text, r.View, want)
+		}
+	}
+	for _, cmd := range []string{"/help", "/models"} {
+		if r := one(t, c.say(t, bob, cmd)); r.View.Kind != bots.KindInfo || r.View.Text == "" {
+			t.Errorf("%s = %+v", cmd, r.View)
+		}
+	}
+	if c.b.OpenHolds() != 0 {
+		t.Fatal("refusals placed a hold")
+	}
+}

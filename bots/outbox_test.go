@@ -1,0 +1,149 @@
+package bots_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/research"
+)
+
+// wire is a Sender that records deliveries and answers from a script.
+type wire struct {
+	mu     sync.Mutex
+	sent   []delivery
+	script []error // answers to the next sends, in order; then nil
+	got    chan delivery
+}
+
+type delivery struct {
+	msg  string
+	text string
+	at   time.Time
+}
+
+func newWire(script ...error) *wire { return &wire{script: script, got: make(chan delivery, 100)} }
+
+func (w *wire) Send(ctx context.Context, d research.Destination, v bots.View) (string, error) {
+	return "", w.Edit(ctx, d, v)
+}
+
+func (w *wire) Edit(_ context.Context, d research.Destination, v bots.View) error {
+	w.mu.Lock()
+	var err error
+	if len(w.script) > 0 {
+		err, w.script = w.script[0], w.script[1:]
+	}
+	dl := delivery{msg: d.MessageID, text: v.Text, at: time.Now()}
+	if err == nil {
+		w.sent = append(w.sent, dl)
+	}
+	w.mu.Unlock()
+	if err == nil {
+		w.got <- dl
+	}
+	return err
+}
+
+func (w *wire) next(t *testing.T) delivery {
+	t.Helper()
+	select {
+	case d := <-w.got:
+		return d
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing delivered")
+		return delivery{}
+	}
+}
+
+func dest(msg string) research.Destination {
+	return research.Destination{Platform: "p", ChatID: "c1", MessageID: msg}
+}
+
+func start(t *testing.T, ob *bots.Outbox) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go ob.Run(ctx)
+}
+
+func TestOutboxLatestWinsAndFinalFirst(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	w := newWire()
+	ob.Register("p", w, bots.Limits{})
+	for i := range 10 {
+		ob.Submit(dest("a"), bots.View{Text: fmt.Sprint("progress ", i)})
+	}
+	ob.Submit(dest("b"), bots.View{Text: "b final", Final: true})
+	ob.Submit(dest("b"), bots.View{Text: "b late progress"}) // never replaces a final
+	start(t, ob)
+	if d := w.next(t); d.text != "b final" {
+		t.Fatalf("first delivery %q, want the final one", d.text)
+	}
+	if d := w.next(t); d.text != "progress 9" {
+		t.Fatalf("second delivery %q, want only the latest progress", d.text)
+	}
+	if err := ob.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sent, _, coalesced, _ := ob.Stats()
+	if sent != 2 || coalesced != 9 {
+		t.Fatalf("sent %d coalesced %d, want 2 and 9", sent, coalesced)
+	}
+}
+
+func TestOutboxHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	w := newWire(&bots.RetryAfterError{Wait: 300 * time.Millisecond})
+	ob.Register("p", w, bots.Limits{})
+	start(t, ob)
+	began := time.Now()
+	ob.Submit(dest("a"), bots.View{Text: "one"})
+	ob.Submit(dest("a"), bots.View{Text: "final", Final: true})
+	d := w.next(t)
+	if d.text != "final" || d.at.Sub(began) < 300*time.Millisecond {
+		t.Fatalf("delivered %q after %s; want the final view after the 300ms retry-after", d.text, d.at.Sub(began))
+	}
+	if _, limited, _, _ := ob.Stats(); limited != 1 {
+		t.Fatalf("limited = %d", limited)
+	}
+}
+
+func TestOutboxRetriesFinalAfterErrors(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	w := newWire(errors.New("502 from the platform"))
+	ob.Register("p", w, bots.Limits{})
+	start(t, ob)
+	ob.Submit(dest("a"), bots.View{Text: "final", Final: true})
+	if d := w.next(t); d.text != "final" {
+		t.Fatalf("delivered %q", d.text)
+	}
+}
+
+func TestOutboxPerChatBudget(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	w := newWire()
+	ob.Register("p", w, bots.Limits{PerChat: rate.Every(100 * time.Millisecond), PerChatBurst: 1})
+	start(t, ob)
+	for i := range 4 {
+		ob.Submit(dest(fmt.Sprint("m", i)), bots.View{Text: "x"})
+	}
+	var times []time.Time
+	for range 4 {
+		times = append(times, w.next(t).at)
+	}
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < 90*time.Millisecond {
+			t.Fatalf("sends %d and %d were %s apart, budget is one per 100ms", i-1, i, gap)
+		}
+	}
+}

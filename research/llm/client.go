@@ -1,0 +1,576 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/tokensforge/forgebot/billing"
+)
+
+// Client streams chat completions across routes with retries, fallback and
+// route health. The zero value is ready to use; set fields before the first
+// call and do not change them while calls are running. One Client serves
+// concurrent calls.
+type Client struct {
+	// HTTPClient carries the calls; nil = a shared default with dial and
+	// TLS timeouts but no overall timeout, because streams are long.
+	HTTPClient *http.Client
+	// Health, when set, skips routes that are cooling down and is told the
+	// outcome of every attempt. nil = no health tracking.
+	Health *Health
+
+	MaxRetries    int           // retries per route after the first attempt; 0 = the default 2, negative = none
+	BaseBackoff   time.Duration // the first retry's wait; default 500ms, doubled per retry, with jitter
+	MaxBackoff    time.Duration // cap on the backoff; default 8s
+	MaxRetryAfter time.Duration // cap on an honoured Retry-After; default 30s; a longer one moves on to the next route
+	IdleTimeout   time.Duration // waiting this long for headers or the next chunk fails the attempt as a timeout; default 30s
+
+	// Sleep waits between retries; tests inject it. The default waits on a
+	// timer or ctx, whichever ends first, and returns ctx's cause.
+	Sleep func(ctx context.Context, d time.Duration) error
+	Now   func() time.Time // default time.Now
+	Log   *slog.Logger     // nil = no logging; keys are snake_case, API keys never logged
+
+	// OnFailure is called synchronously for every failed attempt, as it
+	// happens, before any backoff. It runs on the streaming goroutine, so it
+	// should be quick: a cancel is not seen while it runs.
+	OnFailure func(Failure)
+}
+
+// Result is what one Stream call produced, success or not.
+type Result struct {
+	Text  string // the answer; on cancel, the text of the attempt in flight so far
+	Usage Usage  // what the answering (or cancelled) attempt used, with each figure's source
+	// Route produced the answer, or was streaming when cancelled, or failed last.
+	Route    Route
+	Attempts int       // HTTP attempts made in all, over every route
+	Failures []Failure // every failed attempt, in order, a cancelled one included
+	// CrossBucket: the answer (or the cancelled stream) came from a route
+	// whose bucket differs from routes[0]'s. Always false on ErrAllRoutesFailed.
+	CrossBucket bool
+	// FirstToken runs from the Stream call to the answer's first text, so it
+	// includes failed attempts and backoffs: what the user waited. Health
+	// records each attempt's own time to first token.
+	FirstToken   time.Duration
+	Duration     time.Duration // the whole Stream call
+	FinishReason string        // the provider's finish_reason: "stop", "length", "content_filter", ...
+	Skipped      []string      // ids of routes skipped because Health had them cooling down
+}
+
+// Defaults for the Client's zero fields.
+const (
+	DefaultMaxRetries    = 2
+	DefaultBaseBackoff   = 500 * time.Millisecond
+	DefaultMaxBackoff    = 8 * time.Second
+	DefaultMaxRetryAfter = 30 * time.Second
+	DefaultIdleTimeout   = 30 * time.Second
+)
+
+// errIdleTimeout is the cause set on an attempt's context when no byte came
+// for IdleTimeout.
+var errIdleTimeout = errors.New("no data from the server within the idle timeout")
+
+// errBrokenStream reports a stream that ended without a finish_reason and
+// without [DONE] (or with [DONE] but no text): the answer is incomplete.
+var errBrokenStream = errors.New("stream ended before the answer finished")
+
+// Stream sends req to routes in order: each route is tried, retried on 429,
+// 5xx, timeouts, broken streams and in-stream errors (backoff honouring
+// Retry-After, seconds or HTTP-date), then the next route is tried. The
+// caller decides the order and which routes are allowed (same bucket first;
+// the other bucket only with the user's consent). Disabled routes are
+// skipped; so are routes Health has cooling down, unless every route is
+// cooling down: then they are all tried anyway, in order. A 4xx other than
+// 408 and 429 is not retried on the same route but falls back.
+//
+// onDelta(text, outTokens) is called for every text delta with the local
+// estimate of output tokens streamed so far by this attempt. When an attempt
+// fails after streaming, OnFailure reports it and the next attempt starts
+// again from empty text and zero tokens: a live display should reset.
+//
+// On ctx cancellation it returns at once with the partial Result (Text so
+// far, Usage with the prompt and the delivered output tokens counted locally)
+// and an error wrapping context.Cause(ctx); the HTTP connection is closed so
+// the upstream stops generating. When every route fails it returns an error
+// wrapping ErrAllRoutesFailed and the last Failure; with no enabled route,
+// ErrNoRoutes.
+func (c *Client) Stream(ctx context.Context, routes []Route, req Request, onDelta func(text string, outTokens int64)) (Result, error) {
+	s := &call{c: c, ctx: ctx, req: req, onDelta: onDelta, start: c.now(), log: c.logger()}
+	return s.run(routes)
+}
+
+// call is the state of one Stream call.
+type call struct {
+	c       *Client
+	ctx     context.Context
+	req     Request
+	onDelta func(string, int64)
+	start   time.Time
+	log     *slog.Logger
+	res     Result
+	prompt  int64 // local estimate, for cancels and missing usage
+}
+
+func (s *call) run(routes []Route) (Result, error) {
+	s.prompt = CountPromptTokens(s.req.Messages)
+	order := s.plan(routes)
+	if len(order) == 0 {
+		return s.done(ErrNoRoutes)
+	}
+	firstBucket := routes[0].Bucket()
+	if s.ctx.Err() != nil {
+		s.res.Route = order[0]
+		return s.canceled(0, nil)
+	}
+	hc := s.c.httpClient()
+	msgs := make([]openai.ChatCompletionMessage, len(s.req.Messages))
+	for i, m := range s.req.Messages {
+		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Content}
+	}
+	var last Failure
+	for i, route := range order {
+		if i > 0 {
+			s.log.Info("llm falling back", "from", order[i-1].ID, "to", route.ID, "bucket", string(route.Bucket()))
+		}
+		api := newAPI(route, hc)
+		creq := chatRequest(route, msgs, s.req.MaxTokens)
+		for try := 0; ; try++ {
+			s.res.Route = route
+			s.res.CrossBucket = route.Bucket() != firstBucket
+			s.res.Attempts++
+			o := s.attempt(api, route, creq)
+			if o.err == nil {
+				s.succeed(route, o)
+				return s.done(nil)
+			}
+			f := s.fail(route, o)
+			if f.Class == ClassCanceled {
+				s.res.Text = o.text
+				if !o.firstTokenAt.IsZero() {
+					s.res.FirstToken = o.firstTokenAt.Sub(s.start)
+				}
+				return s.canceled(o.outTokens(), nil)
+			}
+			last = f
+			if !f.Class.Retryable() || try >= s.c.maxRetries() {
+				break
+			}
+			wait := s.c.backoff(try)
+			if ra, ok := parseRetryAfter(o.retryAfter, s.c.now()); ok {
+				if ra > s.c.maxRetryAfter() {
+					s.log.Info("llm retry-after too long, moving on", "route", route.ID, "retry_after", ra)
+					break
+				}
+				wait = ra
+			}
+			s.log.Info("llm retrying", "route", route.ID, "attempt", try+2, "wait", wait)
+			if err := s.c.sleep(s.ctx, wait); err != nil || s.ctx.Err() != nil {
+				return s.canceled(0, err)
+			}
+		}
+	}
+	s.res.CrossBucket = false // no answer came from any bucket
+	return s.done(fmt.Errorf("%w: %w", ErrAllRoutesFailed, last))
+}
+
+// plan returns the routes to try: enabled ones, without those cooling down
+// unless all of them are.
+func (s *call) plan(routes []Route) []Route {
+	var enabled []Route
+	for _, r := range routes {
+		if r.Enabled {
+			enabled = append(enabled, r)
+		}
+	}
+	h := s.c.Health
+	if h == nil {
+		return enabled
+	}
+	var avail []Route
+	var skipped []string
+	for _, r := range enabled {
+		if h.Available(r.ID) {
+			avail = append(avail, r)
+		} else {
+			skipped = append(skipped, r.ID)
+		}
+	}
+	if len(avail) == 0 {
+		if len(enabled) > 0 {
+			s.log.Warn("llm every route is cooling down, trying them anyway", "routes", skipped)
+		}
+		return enabled
+	}
+	if len(skipped) > 0 {
+		s.log.Info("llm skipping routes cooling down", "routes", skipped)
+	}
+	s.res.Skipped = skipped
+	return avail
+}
+
+func (s *call) done(err error) (Result, error) {
+	s.res.Duration = s.c.now().Sub(s.start)
+	return s.res, err
+}
+
+// canceled finishes a call whose context ended: the text so far stays, and
+// usage is the local count of the prompt and of the output delivered by the
+// attempt in flight (0 when the cancel came during a backoff). sleepErr is
+// the error of an injected Sleep that failed without the context ending.
+func (s *call) canceled(delivered int64, sleepErr error) (Result, error) {
+	s.res.Usage = localUsage(s.prompt, delivered)
+	cause := context.Cause(s.ctx)
+	if cause == nil {
+		cause = sleepErr
+	}
+	return s.done(fmt.Errorf("llm: stream canceled: %w", cause))
+}
+
+func (s *call) succeed(route Route, o outcome) {
+	s.res.Text = o.text
+	s.res.FinishReason = o.finishReason
+	if !o.firstTokenAt.IsZero() {
+		s.res.FirstToken = o.firstTokenAt.Sub(s.start)
+	}
+	if u := o.usage; u != nil && (u.PromptTokens > 0 || u.CompletionTokens > 0) {
+		s.res.Usage = Usage{
+			PromptTokens: int64(u.PromptTokens), CompletionTokens: int64(u.CompletionTokens),
+			PromptSource: billing.UsageProvider, CompletionSource: billing.UsageProvider,
+		}
+	} else {
+		// No usage, or an all-zero one (some servers send that for "unknown"):
+		// an estimate is more honest than charging nothing.
+		s.res.Usage = localUsage(s.prompt, o.outTokens())
+	}
+	if h := s.c.Health; h != nil {
+		h.Record(route.ID, true, o.ttft(), s.res.Usage.CompletionTokens, o.ended.Sub(o.started))
+	}
+	s.log.Debug("llm answered", "route", route.ID, "attempts", s.res.Attempts,
+		"prompt_tokens", s.res.Usage.PromptTokens, "completion_tokens", s.res.Usage.CompletionTokens,
+		"usage_source", string(s.res.Usage.CompletionSource))
+}
+
+// fail records a failed attempt everywhere it must go: the Result, OnFailure,
+// the log and Health.
+func (s *call) fail(route Route, o outcome) Failure {
+	f := Failure{
+		Route: route.ID, Bucket: route.Bucket(), HTTPStatus: o.status, Class: o.class,
+		Err: redact(o.err, route.APIKey), At: s.c.now(), DeliveredTokens: o.outTokens(),
+	}
+	if ra, ok := parseRetryAfter(o.retryAfter, f.At); ok {
+		f.RetryAfter = ra
+	}
+	s.res.Failures = append(s.res.Failures, f)
+	if s.c.OnFailure != nil {
+		s.c.OnFailure(f)
+	}
+	level := slog.LevelWarn
+	if f.Class == ClassCanceled {
+		level = slog.LevelInfo
+	}
+	s.log.Log(context.WithoutCancel(s.ctx), level, "llm attempt failed", "route", f.Route, "bucket", string(f.Bucket),
+		"class", string(f.Class), "http_status", f.HTTPStatus, "attempt", s.res.Attempts,
+		"delivered_tokens", f.DeliveredTokens, "err", f.Err.Error())
+	if h := s.c.Health; h != nil && f.Class != ClassCanceled && !requestFault(f.HTTPStatus) {
+		h.Record(route.ID, false, o.ttft(), f.DeliveredTokens, o.ended.Sub(o.started))
+	}
+	return f
+}
+
+// requestFault reports statuses that blame the request (too long, malformed)
+// rather than the route, so they do not count against its health.
+func requestFault(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge ||
+		status == http.StatusUnprocessableEntity
+}
+
+// outcome is one attempt's result.
+type outcome struct {
+	text         string
+	outBytes     int64 // text plus reasoning bytes streamed
+	usage        *openai.Usage
+	finishReason string
+	started      time.Time
+	firstTokenAt time.Time
+	ended        time.Time
+	status       int
+	retryAfter   string
+	err          error
+	class        ErrorClass
+}
+
+// outTokens is the local estimate of output tokens streamed so far.
+func (o *outcome) outTokens() int64 { return tokensForBytes(o.outBytes) }
+
+func (o *outcome) ttft() time.Duration {
+	if o.firstTokenAt.IsZero() {
+		return 0
+	}
+	return o.firstTokenAt.Sub(o.started)
+}
+
+// attempt makes one HTTP call and streams it to the end, a failure or a cancel.
+func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompletionRequest) (o outcome) {
+	x := &exchange{}
+	actx, cancel := context.WithCancelCause(withExchange(s.ctx, x))
+	defer cancel(nil)
+	idle := s.c.idleTimeout()
+	// The idle timer cancels the attempt's context: that closes the
+	// connection, which ends a blocked Recv at once.
+	timer := time.AfterFunc(idle, func() { cancel(errIdleTimeout) })
+	defer timer.Stop()
+
+	o.started = s.c.now()
+	var text strings.Builder
+	defer func() {
+		o.ended = s.c.now()
+		o.text = text.String()
+		o.status = x.status
+		o.retryAfter = x.retryAfter
+		if o.err != nil {
+			o.class = classify(s.ctx, actx, o.err, x)
+			// go-openai reports both as "context canceled": say what happened.
+			switch {
+			case o.class == ClassCanceled:
+				o.err = fmt.Errorf("canceled: %w", context.Cause(s.ctx))
+			case errors.Is(context.Cause(actx), errIdleTimeout):
+				o.err = fmt.Errorf("%w (%v)", errIdleTimeout, idle)
+			}
+		}
+	}()
+
+	stream, err := api.CreateChatCompletionStream(actx, creq)
+	if err != nil {
+		o.err = err
+		return o
+	}
+	defer stream.Close()
+	for {
+		// Rearmed before each read, not after: time spent in onDelta (a
+		// chat platform's rate limit, say) is ours, not the server's.
+		timer.Reset(idle)
+		chunk, err := stream.Recv()
+		if err != nil {
+			switch {
+			case s.ctx.Err() != nil || actx.Err() != nil:
+				o.err = err
+			case o.finishReason != "":
+				// The answer finished; only the usage chunk (or [DONE]) was
+				// lost. Usage will be counted locally.
+				if !errors.Is(err, io.EOF) {
+					s.log.Debug("llm stream cut after finish", "route", route.ID, "err", redact(err, route.APIKey).Error())
+				}
+			case errors.Is(err, io.EOF) && x.sawDone && text.Len() > 0:
+				// [DONE] without a finish_reason: some servers omit it.
+			case errors.Is(err, io.EOF):
+				o.err = errBrokenStream
+			default:
+				o.err = err
+			}
+			return o
+		}
+		if chunk.Usage != nil {
+			o.usage = chunk.Usage
+		}
+		for _, ch := range chunk.Choices {
+			if ch.Index != 0 {
+				continue // n > 1 is never asked for
+			}
+			if ch.FinishReason != "" {
+				o.finishReason = string(ch.FinishReason)
+			}
+			// Reasoning text is billed as output but is not the answer.
+			o.outBytes += int64(len(ch.Delta.ReasoningContent))
+			if d := ch.Delta.Content; d != "" {
+				if text.Len() == 0 {
+					o.firstTokenAt = s.c.now()
+				}
+				text.WriteString(d)
+				o.outBytes += int64(len(d))
+				if s.onDelta != nil {
+					s.onDelta(d, o.outTokens())
+				}
+			}
+		}
+	}
+}
+
+// classify names why an attempt failed. The caller's context is checked
+// first: once it ended, every error is a consequence of the cancel.
+func classify(ctx, actx context.Context, err error, x *exchange) ErrorClass {
+	if ctx.Err() != nil {
+		return ClassCanceled
+	}
+	if errors.Is(context.Cause(actx), errIdleTimeout) {
+		return ClassTimeout
+	}
+	var apiErr *openai.APIError
+	if errors.As(err, &apiErr) {
+		if apiErr.HTTPStatusCode == 0 {
+			return ClassStreamError // go-openai leaves it 0 for an error object inside a 200 stream
+		}
+		return classifyStatus(apiErr.HTTPStatusCode)
+	}
+	var reqErr *openai.RequestError
+	if errors.As(err, &reqErr) && reqErr.HTTPStatusCode != 0 {
+		return classifyStatus(reqErr.HTTPStatusCode)
+	}
+	if !x.sent {
+		// go-openai refused the request before sending it (unknown
+		// parameter for that model, say): trying again cannot help.
+		return ClassClient
+	}
+	if x.status != 0 {
+		// The headers came and the body went wrong: cut, garbled, or too
+		// many empty lines.
+		return ClassBroken
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ClassTimeout
+	}
+	return ClassConnection
+}
+
+func classifyStatus(status int) ErrorClass {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return ClassRateLimited
+	case status == http.StatusRequestTimeout:
+		return ClassTimeout
+	case status >= 400 && status < 500:
+		return ClassClient
+	default:
+		// 5xx, and any other status go-openai treats as failure (1xx): the
+		// server side is at fault, so retrying is reasonable.
+		return ClassServerError
+	}
+}
+
+func newAPI(route Route, hc *http.Client) *openai.Client {
+	cfg := openai.DefaultConfig(route.APIKey)
+	if route.BaseURL != "" {
+		cfg.BaseURL = route.BaseURL
+	}
+	cfg.HTTPClient = hc
+	return openai.NewClientWithConfig(cfg)
+}
+
+// chatRequest builds the streaming request for a route. Usage is always asked
+// for; servers that ignore it are handled by counting locally.
+func chatRequest(route Route, msgs []openai.ChatCompletionMessage, maxTokens int) openai.ChatCompletionRequest {
+	r := openai.ChatCompletionRequest{
+		Model:         route.Model,
+		Messages:      msgs,
+		Stream:        true,
+		StreamOptions: &openai.StreamOptions{IncludeUsage: true},
+	}
+	if maxTokens > 0 {
+		r.MaxTokens = maxTokens
+		// OpenAI's reasoning models refuse max_tokens; go-openai knows which
+		// they are. Everyone else, compatible servers included, takes max_tokens.
+		if errors.Is(openai.NewReasoningValidator().Validate(r), openai.ErrReasoningModelMaxTokensDeprecated) {
+			r.MaxTokens, r.MaxCompletionTokens = 0, maxTokens
+		}
+	}
+	return r
+}
+
+func (c *Client) httpClient() *http.Client {
+	base := c.HTTPClient
+	if base == nil {
+		base = defaultHTTPClient()
+	}
+	hc := *base
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	hc.Transport = &captureTransport{base: rt}
+	return &hc
+}
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Client) logger() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (c *Client) maxRetries() int {
+	switch {
+	case c.MaxRetries < 0:
+		return 0
+	case c.MaxRetries == 0:
+		return DefaultMaxRetries
+	}
+	return c.MaxRetries
+}
+
+func (c *Client) maxRetryAfter() time.Duration {
+	if c.MaxRetryAfter > 0 {
+		return c.MaxRetryAfter
+	}
+	return DefaultMaxRetryAfter
+}
+
+func (c *Client) idleTimeout() time.Duration {
+	if c.IdleTimeout > 0 {
+		return c.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+// backoff is the wait before retry number try+1 on a route: BaseBackoff
+// doubled per retry, capped at MaxBackoff, with "equal jitter" (half fixed,
+// half random) so concurrent runs hitting the same limit spread out but
+// never retry at once.
+func (c *Client) backoff(try int) time.Duration {
+	base, ceiling := c.BaseBackoff, c.MaxBackoff
+	if base <= 0 {
+		base = DefaultBaseBackoff
+	}
+	if ceiling <= 0 {
+		ceiling = DefaultMaxBackoff
+	}
+	d := ceiling
+	if try < 30 && base<<try > 0 && base<<try < ceiling {
+		d = base << try
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	if c.Sleep != nil {
+		return c.Sleep(ctx, d)
+	}
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,365 @@
+// Package llmtest is an httptest fake of an OpenAI-compatible streaming chat
+// completions API, for the tests of research/llm and of everything that
+// calls models through it.
+//
+// A Server answers POST {URL}/chat/completions with scripted Responses taken
+// from a queue in arrival order, and a default when the queue is empty. It
+// records every request, counts the chunks it actually wrote and signals
+// when a client goes away in the middle of a stream. It never sleeps to
+// synchronise: slow streams use a Delay timer or a Gate channel the test
+// controls, and every wait also ends when the client disconnects or the
+// server closes.
+package llmtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Server is the fake API. Create it with NewServer.
+type Server struct {
+	srv  *httptest.Server
+	quit chan struct{}
+	once sync.Once
+
+	mu    sync.Mutex
+	queue []Response
+	def   Response
+	reqs  []Request
+
+	disconnects chan Disconnect
+	chunks      atomic.Int64
+	dropped     atomic.Int64
+}
+
+// Request is what the fake received.
+type Request struct {
+	Index               int // 0 for the first request this server saw
+	Method, Path        string
+	Model               string
+	Messages            []Message
+	MaxTokens           int
+	MaxCompletionTokens int
+	Stream              bool
+	StreamOptions       *StreamOptions // nil when the request sent none
+	Authorization       bool           // an Authorization header was present
+	BearerToken         string         // the token after "Bearer ", so tests can check which key a route used
+	Body                []byte
+}
+
+// IncludeUsage reports whether the request asked for a final usage chunk.
+func (r Request) IncludeUsage() bool { return r.StreamOptions != nil && r.StreamOptions.IncludeUsage }
+
+// Message is one chat message of a request.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// StreamOptions is the request's stream_options.
+type StreamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// Disconnect reports a client that went away before its stream ended.
+type Disconnect struct {
+	Request int // the Request.Index
+	Chunks  int // text chunks written to it before it left
+}
+
+// disconnectBuffer bounds unread disconnect signals; more are counted and dropped
+// rather than block a handler.
+const disconnectBuffer = 64
+
+// NewServer starts a fake and closes it when the test ends. Its default
+// response is Stream("Hello", " from", " llmtest.").
+func NewServer(tb testing.TB) *Server {
+	s := &Server{
+		quit:        make(chan struct{}),
+		def:         Stream("Hello", " from", " llmtest."),
+		disconnects: make(chan Disconnect, disconnectBuffer),
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
+	if tb != nil {
+		tb.Cleanup(s.Close)
+	}
+	return s
+}
+
+// URL is the OpenAI-compatible base URL, ending in /v1.
+func (s *Server) URL() string { return s.srv.URL + "/v1" }
+
+// Client is an *http.Client for the server.
+func (s *Server) Client() *http.Client { return s.srv.Client() }
+
+// Close releases every waiting handler and stops the server. It is safe to
+// call more than once.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		close(s.quit)
+		s.srv.CloseClientConnections()
+		s.srv.Close()
+	})
+}
+
+// Enqueue adds responses for the next requests, in order.
+func (s *Server) Enqueue(rs ...Response) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = append(s.queue, rs...)
+}
+
+// SetDefault sets the response used when the queue is empty.
+func (s *Server) SetDefault(r Response) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.def = r
+}
+
+// Pending is the number of queued responses not yet used.
+func (s *Server) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
+// Requests returns a copy of every request received so far, in arrival order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, len(s.reqs))
+	copy(out, s.reqs)
+	return out
+}
+
+// Disconnected delivers a Disconnect each time a client leaves in the middle
+// of a stream (its connection closed while the fake was waiting or writing).
+// Up to 64 unread signals are kept; see Dropped.
+func (s *Server) Disconnected() <-chan Disconnect { return s.disconnects }
+
+// Dropped counts disconnect signals lost because nobody read Disconnected.
+func (s *Server) Dropped() int64 { return s.dropped.Load() }
+
+// ChunksWritten counts the text chunks written and flushed to clients, over
+// all requests. A chunk being written is already counted (and uncounted if the
+// write fails), so a client that received a chunk always finds it counted.
+func (s *Server) ChunksWritten() int64 { return s.chunks.Load() }
+
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+		writeError(w, Response{Status: http.StatusNotFound, Body: ErrorJSON("invalid_request_error", "unknown endpoint "+r.URL.Path)})
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	var in struct {
+		Model               string         `json:"model"`
+		Messages            []Message      `json:"messages"`
+		MaxTokens           int            `json:"max_tokens"`
+		MaxCompletionTokens int            `json:"max_completion_tokens"`
+		Stream              bool           `json:"stream"`
+		StreamOptions       *StreamOptions `json:"stream_options"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		writeError(w, Response{Status: http.StatusBadRequest, Body: ErrorJSON("invalid_request_error", "body is not JSON")})
+		return
+	}
+	auth := r.Header.Get("Authorization")
+	rec := Request{
+		Method: r.Method, Path: r.URL.Path, Model: in.Model, Messages: in.Messages,
+		MaxTokens: in.MaxTokens, MaxCompletionTokens: in.MaxCompletionTokens,
+		Stream: in.Stream, StreamOptions: in.StreamOptions,
+		Authorization: auth != "", BearerToken: strings.TrimPrefix(auth, "Bearer "), Body: body,
+	}
+	s.mu.Lock()
+	rec.Index = len(s.reqs)
+	s.reqs = append(s.reqs, rec)
+	resp := s.def
+	if len(s.queue) > 0 {
+		resp, s.queue = s.queue[0], s.queue[1:]
+	}
+	s.mu.Unlock()
+
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	if resp.Status >= 400 {
+		writeError(w, resp)
+		return
+	}
+	s.stream(w, r, rec, resp)
+}
+
+func writeError(w http.ResponseWriter, resp Response) {
+	ct := resp.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(resp.Status)
+	io.WriteString(w, resp.Body)
+}
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, resp Response) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	written := 0
+	left := func() { s.disconnected(Disconnect{Request: rec.Index, Chunks: written}) }
+	if rc.Flush() != nil {
+		left()
+		return
+	}
+	id := fmt.Sprintf("chatcmpl-llmtest-%d", rec.Index)
+	created := time.Now().Unix()
+	send := func(c chunk) error {
+		c.ID, c.Object, c.Created, c.Model = id, "chat.completion.chunk", created, rec.Model
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		return s.event(w, rc, b)
+	}
+	for i, text := range resp.Chunks {
+		if !s.wait(r, resp) {
+			left()
+			return
+		}
+		d := delta{Content: text}
+		if i == 0 {
+			d.Role = "assistant"
+		}
+		// Counted before the write, so a client that has seen the chunk
+		// always finds it counted; taken back if the write fails.
+		written++
+		s.chunks.Add(1)
+		if send(chunk{Choices: []choice{{Delta: d}}}) != nil {
+			written--
+			s.chunks.Add(-1)
+			left()
+			return
+		}
+	}
+	switch {
+	case resp.ErrorEvent != "":
+		s.event(w, rc, []byte(resp.ErrorEvent))
+		return
+	case resp.Break && resp.CleanEOF:
+		return
+	case resp.Break:
+		// The documented way to abort a response: net/http closes the
+		// connection without the chunked terminator, so the client reads
+		// an unexpected EOF, as when a proxy drops the connection.
+		panic(http.ErrAbortHandler)
+	}
+	if !resp.NoFinish {
+		reason := resp.FinishReason
+		if reason == "" {
+			reason = "stop"
+		}
+		if send(chunk{Choices: []choice{{Delta: delta{}, FinishReason: &reason}}}) != nil {
+			left()
+			return
+		}
+	}
+	if rec.IncludeUsage() && !resp.NoUsage {
+		u := DefaultUsage(len(rec.Messages), len(resp.Chunks))
+		if resp.Usage != nil {
+			u = *resp.Usage
+		}
+		if send(chunk{Choices: []choice{}, Usage: &u}) != nil {
+			left()
+			return
+		}
+	}
+	if s.event(w, rc, []byte("[DONE]")) != nil {
+		left()
+	}
+}
+
+// event writes one SSE data line and flushes it, so the client sees it now.
+func (s *Server) event(w io.Writer, rc *http.ResponseController, data []byte) error {
+	buf := make([]byte, 0, len(data)+8)
+	buf = append(buf, "data: "...)
+	buf = append(buf, data...)
+	buf = append(buf, "\n\n"...)
+	if _, err := w.Write(buf); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+// wait holds the next chunk for the response's Delay and Gate. It returns
+// false when the client went away (the request's context ends when its
+// connection closes) or the server is closing.
+func (s *Server) wait(r *http.Request, resp Response) bool {
+	if resp.Delay > 0 {
+		t := time.NewTimer(resp.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return false
+		case <-s.quit:
+			return false
+		}
+	}
+	if resp.Gate != nil {
+		select {
+		case <-resp.Gate:
+		case <-r.Context().Done():
+			return false
+		case <-s.quit:
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) disconnected(d Disconnect) {
+	select {
+	case <-s.quit:
+		return // the server is closing: nobody left
+	default:
+	}
+	select {
+	case s.disconnects <- d:
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+type chunk struct {
+	ID      string   `json:"id"`
+	Object  string   `json:"object"`
+	Created int64    `json:"created"`
+	Model   string   `json:"model"`
+	Choices []choice `json:"choices"`
+	Usage   *Usage   `json:"usage,omitempty"`
+}
+
+type choice struct {
+	Index        int     `json:"index"`
+	Delta        delta   `json:"delta"`
+	FinishReason *string `json:"finish_reason"`
+}
+
+type delta struct {
+	Role    string `json:"role,omitempty"`
+	Content string `json:"content,omitempty"`
+}
