@@ -82,6 +82,12 @@ func (e *Engine) MayAct(who, owner billing.Identity) bool {
 	return who == owner || slices.Contains(e.Admins, who)
 }
 
+// IsAdmin reports whether who is a configured admin.
+func (e *Engine) IsAdmin(who billing.Identity) bool { return slices.Contains(e.Admins, who) }
+
+// Snapshot is the progress event a stored run shows now.
+func (e *Engine) Snapshot(r Run, note string) Event { return e.event(r, note) }
+
 // maySpend checks that who acts for the account that pays (linked identities
 // of the owner count as the owner).
 func (e *Engine) maySpend(ctx context.Context, who billing.Identity, owner billing.Identity, account billing.AccountID) bool {

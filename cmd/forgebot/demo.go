@@ -23,7 +23,18 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	if err := parseFlags(flags("demo"), args); err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, "demo", true, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// The terminal is the chat; logs (and the references in error messages)
+	// go to a file next to the database.
+	dataDir := filepath.Dir(sqlitePath(cfg.DatabaseURL))
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(dataDir, "demo.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer logFile.Close()
+	a, err := newApp(ctx, cfg, "demo", true, slog.New(slog.NewTextHandler(logFile, nil)))
 	if err != nil {
 		return err
 	}
@@ -41,7 +52,6 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 			fmt.Fprintf(io_.out, "Granted %s of %s to %s (once).\n", g.amount, g.bucket, consoleUser)
 		}
 	}
-	dataDir := filepath.Dir(sqlitePath(cfg.DatabaseURL))
 	con := &console.Console{Conv: a.conv, User: consoleUser, Out: io_.out, ChartDir: filepath.Join(dataDir, "charts")}
 	a.outbox.Register(console.Platform, con, console.Limits)
 	if err := a.start(ctx); err != nil {

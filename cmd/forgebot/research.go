@@ -64,7 +64,9 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	if err != nil {
 		return err
 	}
-	console.Render(io_.err, a.conv.QuoteView(q))
+	qv := a.conv.QuoteView(q)
+	qv.Buttons = nil // the prompt below is the confirm button
+	console.Render(io_.err, qv)
 	if !q.CanConfirm() {
 		return &cliError{code: exitInsufficient, err: fmt.Errorf("research: not enough in %s: short by %s; top up with forgebot wallet topup --user %s --bucket %s --amount 5.00 --key KEY",
 			q.Bucket, q.Shortfall, who, q.Bucket)}

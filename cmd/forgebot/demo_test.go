@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// screen is a terminal the test can watch: writes signal the waiters.
+type screen struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newScreen() *screen { return &screen{changed: make(chan struct{})} }
+
+func (s *screen) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.buf.Write(p)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return n, err
+}
+
+func (s *screen) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// waitFor waits until the screen shows want count times, and returns the screen.
+func (s *screen) waitFor(t *testing.T, want string, count int) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		s.mu.Lock()
+		text, ch := s.buf.String(), s.changed
+		s.mu.Unlock()
+		if strings.Count(text, want) >= count {
+			return text
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("screen never showed %q %d times; it shows:\n%s", want, count, text)
+		}
+	}
+}
+
+// TestDemoConsole drives `forgebot demo` through its stdin like a user: a
+// run to completion, then a run cancelled with Ctrl-C, then quit.
+func TestDemoConsole(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "data", "forgebot.db")
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "data", "demo.log"))
+			t.Logf("demo.log:\n%s", log)
+		}
+	})
+	env := func(k string) string {
+		if k == "DATABASE_URL" {
+			return db
+		}
+		return ""
+	}
+	in, typist := io.Pipe()
+	out := newScreen()
+	sig := make(chan os.Signal, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"demo"}, env, stdio{in: in, out: out, err: out, interrupts: sig})
+	}()
+	typ := func(line string) { _, _ = io.WriteString(typist, line+"\n") }
+
+	out.waitFor(t, "Granted $5.00 of credit", 1)
+	typ("/research AAPL quick")
+	out.waitFor(t, "[1] Confirm", 1)
+	typ("1")
+	screen := out.waitFor(t, "Research AAPL: succeeded", 1)
+	for _, want := range []string{"RSI 14", "Not financial advice", "Charged $0.0", "Receipt: http", "Chart: ", "SYNTHETIC"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the final message lacks %q", want)
+		}
+	}
+	typ("/research MSFT NVDA AMZN deep")
+	out.waitFor(t, "[1] Confirm", 2)
+	seen := strings.Count(out.String(), "writing")
+	typ("1")
+	out.waitFor(t, "writing", seen+1) // the deep run is streaming
+
+	sig <- os.Interrupt
+	screen = out.waitFor(t, ": cancelled ==", 1)
+	if !strings.Contains(screen, "Cancelling the run") {
+		t.Errorf("no cancel notice")
+	}
+	typ("/usage")
+	out.waitFor(t, "cancelled: $0.", 1)
+	typ("quit")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("demo exited %d:\n%s", code, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not exit")
+	}
+	// The wallet story is consistent afterwards.
+	c := cli{t, db}
+	if r := c.run("ledger", "check"); r.code != 0 || !strings.Contains(r.stdout, "ok (2 buckets, 2 holds)") {
+		t.Fatalf("ledger check: %+v", r)
+	}
+	var w map[string]map[string]int64
+	_ = json.Unmarshal([]byte(c.ok("wallet", "show", "--user", "console:you", "--json")), &w)
+	if w["credit"]["held_micros"] != 0 || w["credit"]["posted_micros"] >= 5_000_000 || w["routed"]["posted_micros"] != 2_000_000 {
+		t.Fatalf("wallet after the demo: %v", w)
+	}
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// aaplData is the real AAPL CSV the market package tests against.
+var aaplData, _ = filepath.Abs("../../research/market/testdata")
+
+func researchEnv(db string) func(string) string {
+	return func(k string) string {
+		switch k {
+		case "DATABASE_URL":
+			return db
+		case "FORGE_MARKET":
+			return "csv:" + aaplData
+		}
+		return ""
+	}
+}
+
+func TestResearchCommand(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
+	c := cli{t, db}
+	c.ok("migrate")
+	research := func(stdin string, args ...string) result {
+		out, errb := newScreen(), newScreen()
+		code := run(t.Context(), append([]string{"research"}, args...), researchEnv(db),
+			stdio{in: strings.NewReader(stdin), out: out, err: errb, interrupts: make(chan os.Signal)})
+		return result{code, out.String(), errb.String()}
+	}
+	if r := research("", "AAPL", "--depth", "quick", "--yes", "--user", "cli:ann"); r.code != exitInsufficient || !strings.Contains(r.stderr, "top up") {
+		t.Fatalf("without money: %+v", r)
+	}
+	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	for _, bad := range [][]string{{"--user", "cli:ann"}, {"--depth", "quick", "--user", "cli:ann"}, {"AAPL", "--depth", "huge", "--user", "cli:ann"},
+		{"MSFT", "--yes", "--user", "cli:ann"}, {"AAPL", "--user", "nobody"}, {"A", "B", "C", "D", "--depth", "quick", "--user", "cli:ann"}} {
+		if r := research("", bad...); r.code != exitBadInput || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("research %v = exit %d, %s", bad, r.code, r.stderr)
+		}
+	}
+	if r := research("n\n", "AAPL", "--user", "cli:ann"); r.code != exitCancelled || !strings.Contains(r.stderr, "Confirm and hold") {
+		t.Fatalf("declined: %+v", r)
+	}
+	r := research("y\n", "AAPL", "--depth", "quick", "--user", "cli:ann")
+	if r.code != 0 {
+		t.Fatalf("research: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	// The report's key figures are the indicator tests' figures for AAPL as of 2017-02-16.
+	for _, want := range []string{"as of 2017-02-16", "Close: 135.35", "SMA 20 / 50 / 200: 127.64 / 120.96 / 109.13", "RSI 14: 88.72",
+		"MACD (12,26,9) line / signal / hist: 4.35 / 3.80 / 0.55", "ATR 14: 1.58", "Return 3M / YTD: +26.4% / +16.9%",
+		"Not financial advice", "succeeded: charged $0.0", "Receipt: http://127.0.0.1:8080/r/"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = research("", "AAPL", "--depth", "quick", "--user", "cli:ann", "--yes", "--json")
+	var out struct {
+		State    string `json:"state"`
+		Captured int64  `json:"captured_micros"`
+		Receipt  string `json:"receipt_url"`
+		Report   struct {
+			Sections []struct{ Symbol string } `json:"sections"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || out.State != "succeeded" || out.Captured <= 0 || len(out.Report.Sections) != 1 {
+		t.Fatalf("--json: %v %+v\n%s", err, out, r.stdout)
+	}
+	if r := c.run("ledger", "check"); r.code != 0 {
+		t.Fatalf("ledger check: %+v", r)
+	}
+}
+
+// TestResearchCommandInterrupted: SIGINT cancels the run, settles it, exits 3.
+func TestResearchCommandInterrupted(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
+	c := cli{t, db}
+	c.ok("migrate")
+	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	out, errb := newScreen(), newScreen()
+	sig := make(chan os.Signal, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"research", "AAPL", "--depth", "standard", "--yes", "--user", "cli:ann"}, researchEnv(db),
+			stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: sig})
+	}()
+	errb.waitFor(t, "stage 3/4", 1)
+	sig <- os.Interrupt
+	select {
+	case code := <-done:
+		if code != exitCancelled || !strings.Contains(out.String(), "cancelled: charged $0.0") {
+			t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("research did not stop")
+	}
+	var w map[string]map[string]int64
+	_ = json.Unmarshal([]byte(c.ok("wallet", "show", "--user", "cli:ann", "--json")), &w)
+	if w["credit"]["held_micros"] != 0 || w["credit"]["posted_micros"] >= 1_000_000 {
+		t.Fatalf("wallet after the cancel: %v", w)
+	}
+	if r := c.run("ledger", "check"); r.code != 0 {
+		t.Fatalf("ledger check: %+v", r)
+	}
+}
