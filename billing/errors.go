@@ -24,6 +24,8 @@ var (
 	ErrLinkConflict = errors.New("identities cannot be linked")
 	// ErrNotFound: a receipt or record does not exist (or is not visible to the caller).
 	ErrNotFound = errors.New("not found")
+	// ErrRateLimited: too many attempts; try later.
+	ErrRateLimited = errors.New("too many attempts, try again later")
 	// ErrSchemaBehind: the database schema is older than this build; run `forgebot migrate`.
 	ErrSchemaBehind = errors.New("database schema is behind: run `forgebot migrate`")
 )

@@ -19,6 +19,13 @@ type Accounts interface {
 	// an account that has money or entries, or have's account already has an
 	// identity on add's platform.
 	LinkIdentity(ctx context.Context, have, add Identity) (AccountID, error)
+	// CreateLinkCode stores a one-time code for owner, valid for ttl. It
+	// returns ErrRateLimited when owner made more than max codes in the last hour.
+	CreateLinkCode(ctx context.Context, owner Identity, code string, ttl time.Duration, max int) error
+	// RedeemLinkCode links who to the account of the code's owner, in one
+	// transaction with using the code up. ErrNotFound for an unknown, used or
+	// expired code; ErrLinkConflict as LinkIdentity.
+	RedeemLinkCode(ctx context.Context, code string, who Identity) (AccountID, error)
 }
 
 // Ledger moves money. Every method that writes takes an idempotency key: the

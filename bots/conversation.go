@@ -9,7 +9,10 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research"
@@ -23,6 +26,8 @@ type Ledger interface {
 	Balances(ctx context.Context, id billing.AccountID) (billing.Balances, error)
 	Entries(ctx context.Context, id billing.AccountID, limit int) ([]billing.Entry, error)
 	Receipt(ctx context.Context, publicID string) (billing.Receipt, error)
+	CreateLinkCode(ctx context.Context, owner billing.Identity, code string, ttl time.Duration, max int) error
+	RedeemLinkCode(ctx context.Context, code string, who billing.Identity) (billing.AccountID, error)
 }
 
 // Conversation is the chat flow every platform shares.
@@ -34,6 +39,9 @@ type Conversation struct {
 	// TopUpHint tells a user how to add money (shown with a shortfall).
 	TopUpHint string
 	Log       *slog.Logger
+
+	mu      sync.Mutex
+	guesses map[billing.Identity]*rate.Limiter
 }
 
 // Commands lists the commands with a one-line description each, for /help and
@@ -46,6 +54,7 @@ var Commands = []struct{ Name, Args, Help string }{
 	{"receipt", "ID", "show a receipt"},
 	{"models", "", "models, routes, prices and route health"},
 	{"cancel", "[RUN]", "cancel your running research"},
+	{"link", "[CODE]", "join this chat account to your account on another platform"},
 	{"help", "", "this list"},
 }
 
@@ -87,6 +96,10 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 		msg = "That is no longer possible: " + err.Error()
 	case errors.Is(err, research.ErrNotFound), errors.Is(err, billing.ErrNotFound):
 		msg = "Not found (it may have expired)."
+	case errors.Is(err, billing.ErrRateLimited):
+		msg = "Too many attempts: try again in an hour."
+	case errors.Is(err, billing.ErrLinkConflict):
+		msg = "Cannot link: " + strings.TrimPrefix(err.Error(), billing.ErrLinkConflict.Error()+": ")
 	default:
 		ref := newRef()
 		c.log().Error("conversation failed", "ref", ref, "err", err)
@@ -142,6 +155,8 @@ func (c *Conversation) command(ctx context.Context, in Incoming) ([]Reply, error
 		return []Reply{{View: c.modelsView()}}, nil
 	case "cancel":
 		return c.cancelCommand(ctx, in, args)
+	case "link":
+		return c.link(ctx, in, args)
 	}
 	return nil, sayf("Unknown command /%s. Try /help.", name)
 }
@@ -214,7 +229,13 @@ func presetNames() []string {
 }
 
 func dest(in Incoming) research.Destination {
-	return research.Destination{Platform: in.Chat.Platform, ChatID: in.Chat.ID, MessageID: in.MessageID, Token: in.Token}
+	return research.Destination{Platform: in.Chat.Platform, ChatID: in.Chat.ID, MessageID: in.MessageID, Token: in.Token, When: in.At}
+}
+
+// MoveRun points a run's progress at another message (an adapter that
+// answers a confirm in a new public message calls it with Reply.RunID).
+func (c *Conversation) MoveRun(ctx context.Context, runID string, who billing.Identity, d research.Destination) error {
+	return c.Engine.Redirect(ctx, runID, who, d)
 }
 
 func (c *Conversation) quote(ctx context.Context, req research.Request) ([]Reply, error) {
@@ -266,7 +287,8 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		case err != nil:
 			return nil, err
 		}
-		return []Reply{{View: c.progressView(c.Engine.Snapshot(run, "queued")), Edit: true, Alert: "Confirmed: " + run.Hold.String() + " held from " + string(run.Bucket) + "."}}, nil
+		return []Reply{{View: c.progressView(c.Engine.Snapshot(run, "queued")), Edit: true, RunID: run.ID,
+			Alert: "Confirmed: " + run.Hold.String() + " held from " + string(run.Bucket) + "."}}, nil
 	case "decline":
 		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
 			return nil, err
@@ -478,4 +500,68 @@ func (c *Conversation) captureEntry(r research.Run) int64 {
 		}
 	}
 	return 0
+}
+
+// Link codes: 8 characters from an alphabet without look-alikes, valid for
+// 10 minutes, single use, at most 5 made per hour; wrong guesses are limited
+// per identity so the 40-bit space cannot be searched.
+const (
+	linkAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	linkTTL      = 10 * time.Minute
+	linkPerHour  = 5
+)
+
+func newLinkCode() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	for i := range b {
+		b[i] = linkAlphabet[int(b[i])%len(linkAlphabet)]
+	}
+	return string(b[:])
+}
+
+func (c *Conversation) link(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
+	switch len(args) {
+	case 0:
+		if _, err := c.Ledger.EnsureAccount(ctx, in.Identity); err != nil {
+			return nil, err
+		}
+		code := newLinkCode()
+		if err := c.Ledger.CreateLinkCode(ctx, in.Identity, code, linkTTL, linkPerHour); err != nil {
+			return nil, err
+		}
+		return []Reply{{View: View{Kind: KindInfo, Private: true, Title: "Link your accounts",
+			Text: fmt.Sprintf("On your other platform, send: /link %s\nThe code works once, for 10 minutes. Both accounts will then share one wallet.", code)}}}, nil
+	case 1:
+		if !c.linkGuess(in.Identity) {
+			return nil, billing.ErrRateLimited
+		}
+		code := strings.ToUpper(strings.TrimSpace(args[0]))
+		if len(code) != 8 || strings.Trim(code, linkAlphabet) != "" {
+			return nil, sayf("That is not a link code. Send /link on your other platform to get one.")
+		}
+		if _, err := c.Ledger.RedeemLinkCode(ctx, code, in.Identity); err != nil {
+			if errors.Is(err, billing.ErrNotFound) {
+				return nil, sayf("That code is unknown, used or expired.")
+			}
+			return nil, err
+		}
+		return []Reply{{View: View{Kind: KindInfo, Private: true, Text: "Linked: this account now shares its wallet with your other platform's. Check with /balance."}}}, nil
+	}
+	return nil, sayf("Usage: /link to get a code, /link CODE to use one.")
+}
+
+// linkGuess allows 10 redemption attempts per identity per hour in this process.
+func (c *Conversation) linkGuess(who billing.Identity) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.guesses == nil {
+		c.guesses = map[billing.Identity]*rate.Limiter{}
+	}
+	l := c.guesses[who]
+	if l == nil {
+		l = rate.NewLimiter(rate.Every(6*time.Minute), 10)
+		c.guesses[who] = l
+	}
+	return l.Allow()
 }

@@ -281,3 +281,49 @@ func TestGarbageAndRefusals(t *testing.T) {
 		t.Fatal("refusals placed a hold")
 	}
 }
+
+func TestLinkAcrossPlatforms(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{NoWorkers: true})
+	c.b.Fund(alice, billing.BucketCredit, 3*billing.Micro)
+	onDiscord := billing.Identity{Platform: "discord", ExternalID: "9001"}
+	r := one(t, c.say(t, alice, "/link"))
+	text := r.View.Text
+	code := strings.Fields(text[strings.Index(text, "/link ")+6:])[0]
+	if len(code) != 8 {
+		t.Fatalf("code %q from %q", code, text)
+	}
+	if r := one(t, c.say(t, bob, "/link "+code)); !strings.Contains(r.View.Text, "other platform") {
+		t.Fatalf("same-platform redeem = %+v", r.View)
+	}
+	if r := one(t, c.say(t, onDiscord, "/link ZZZZZZZZ")); !strings.Contains(r.View.Text, "unknown, used or expired") {
+		t.Fatalf("wrong code = %+v", r.View)
+	}
+	if r := one(t, c.say(t, onDiscord, "/link "+strings.ToLower(code))); !strings.Contains(r.View.Text, "Linked") {
+		t.Fatalf("redeem = %+v", r.View)
+	}
+	if r := one(t, c.say(t, onDiscord, "/link "+code)); !strings.Contains(r.View.Text, "unknown, used or expired") {
+		t.Fatalf("second use = %+v", r.View)
+	}
+	bal := one(t, c.say(t, onDiscord, "/balance"))
+	if !strings.Contains(bal.View.Fields[0].Value, "$3.00 available") {
+		t.Fatalf("linked balance = %+v", bal.View.Fields)
+	}
+	// The linked identity pays from the same wallet.
+	q := one(t, c.say(t, onDiscord, "/research AAPL"))
+	if !strings.Contains(q.View.Text, "Confirm to hold") {
+		t.Fatalf("linked quote = %+v", q.View)
+	}
+	one(t, c.press(t, onDiscord, button(t, q.View, "Confirm"), "m1"))
+	acc, _ := c.b.Store.AccountOf(t.Context(), alice)
+	bals, _ := c.b.Store.Balances(t.Context(), acc)
+	if bals[billing.BucketCredit].Held == 0 {
+		t.Fatal("the linked identity's run did not hold from the shared wallet")
+	}
+	for range 10 {
+		c.say(t, onDiscord, "/link AAAAAAAA")
+	}
+	if r := one(t, c.say(t, onDiscord, "/link AAAAAAAA")); !strings.Contains(r.View.Text, "Too many attempts") {
+		t.Fatalf("guessing not limited: %+v", r.View)
+	}
+}

@@ -1,6 +1,8 @@
 package bots
 
 import (
+	"time"
+
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research"
 )
@@ -12,9 +14,10 @@ type Incoming struct {
 	Text      string // a command line, e.g. "/research NVDA quick"
 	Button    string // an opaque button payload; untrusted
 	MessageID string // the message the button was on (for edits)
-	// Token and When carry a platform credential for editing later (a
+	// Token and At carry a platform credential for editing later (a
 	// Discord interaction token) and when it was issued.
 	Token string
+	At    time.Time
 }
 
 // Chat is where something happened.
@@ -75,4 +78,7 @@ type Reply struct {
 	// Alert is a short note for the presser alone (a callback answer or an
 	// ephemeral message), e.g. a refusal.
 	Alert string
+	// RunID is set on the reply that confirmed a run: an adapter that shows
+	// progress in another message than the quote's calls MoveRun with it.
+	RunID string
 }

@@ -283,6 +283,22 @@ func (e *Engine) Cancel(ctx context.Context, runID string, who billing.Identity)
 	return r, nil
 }
 
+// Redirect points a live run's progress at another message.
+func (e *Engine) Redirect(ctx context.Context, runID string, who billing.Identity, d Destination) error {
+	r, err := e.Store.Run(ctx, runID)
+	if err != nil {
+		return err
+	}
+	if !e.maySpend(ctx, who, r.Owner, r.AccountID) {
+		return ErrForbidden
+	}
+	_, err = e.Store.UpdateRun(ctx, runID, who.String(), "progress moved", func(r *Run) error {
+		r.Request.Dest = d
+		return nil
+	})
+	return err
+}
+
 // Pause asks a running run to stop at its next stage boundary, keeping its hold.
 func (e *Engine) Pause(ctx context.Context, runID string, who billing.Identity) (Run, error) {
 	r, err := e.Store.Run(ctx, runID)

@@ -422,3 +422,38 @@ func testBucketsNeverLeak(t *testing.T, h Harness) {
 	}
 	b.mustCheck(t)
 }
+
+func testLinkCodes(t *testing.T, h Harness) {
+	b := setup(t, h)
+	tg := billing.Identity{Platform: "telegram", ExternalID: "1"}
+	dc := billing.Identity{Platform: "discord", ExternalID: "2"}
+	acc := b.fund(t, "telegram:1", billing.BucketRouted, billing.Micro)
+	if err := b.store.CreateLinkCode(b.ctx, dc, "NOACCOUNT", time.Minute, 5); !errors.Is(err, billing.ErrUnknownAccount) {
+		t.Fatalf("code for an identity without account = %v", err)
+	}
+	for i := range 5 {
+		if err := b.store.CreateLinkCode(b.ctx, tg, fmt.Sprintf("CODE%04d", i), time.Minute, 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.store.CreateLinkCode(b.ctx, tg, "CODE9999", time.Minute, 5); !errors.Is(err, billing.ErrRateLimited) {
+		t.Fatalf("sixth code in an hour = %v", err)
+	}
+	if _, err := b.store.RedeemLinkCode(b.ctx, "NOPE", dc); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("unknown code = %v", err)
+	}
+	got, err := b.store.RedeemLinkCode(b.ctx, "CODE0000", dc)
+	if err != nil || got != acc {
+		t.Fatalf("redeem = %d, %v", got, err)
+	}
+	if _, err := b.store.RedeemLinkCode(b.ctx, "CODE0000", billing.Identity{Platform: "cli", ExternalID: "x"}); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("second use = %v", err)
+	}
+	b.clock.Advance(2 * time.Minute)
+	if _, err := b.store.RedeemLinkCode(b.ctx, "CODE0001", billing.Identity{Platform: "cli", ExternalID: "y"}); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("expired code = %v", err)
+	}
+	if a, _ := b.store.AccountOf(b.ctx, dc); a != acc {
+		t.Fatalf("discord:2 is on account %d, want %d", a, acc)
+	}
+}

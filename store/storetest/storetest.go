@@ -124,6 +124,7 @@ func Run(t *testing.T, h Harness) {
 		{"Migrations", testMigrations},
 		{"Accounts", testAccounts},
 		{"Link", testLink},
+		{"LinkCodes", testLinkCodes},
 		{"PostIdempotency", testPostIdempotency},
 		{"ConcurrentSameKey", testConcurrentSameKey},
 		{"NegativeAdjustment", testNegativeAdjustment},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tokensforge/forgebot/billing"
 )
@@ -123,39 +124,93 @@ func (c *Core) LinkIdentity(ctx context.Context, have, add billing.Identity) (bi
 	var acc billing.AccountID
 	err := c.inTx(ctx, func(tx Querier) error {
 		var err error
-		if acc, err = accountOf(ctx, tx, have); err != nil {
+		acc, err = c.linkTx(ctx, tx, have, add)
+		return err
+	})
+	return acc, err
+}
+
+// linkTx joins add to have's account inside the caller's transaction.
+func (c *Core) linkTx(ctx context.Context, tx Querier, have, add billing.Identity) (billing.AccountID, error) {
+	acc, err := accountOf(ctx, tx, have)
+	if err != nil {
+		return 0, err
+	}
+	var samePlatform int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM identities WHERE account_id = $1 AND platform = $2 AND external_id <> $3`,
+		acc, add.Platform, add.ExternalID).Scan(&samePlatform); err != nil {
+		return 0, err
+	}
+	if samePlatform > 0 {
+		return 0, fmt.Errorf("%w: this account already has a %s identity", billing.ErrLinkConflict, add.Platform)
+	}
+	other, err := accountOf(ctx, tx, add)
+	switch {
+	case err == nil && other == acc:
+		return acc, nil // already linked
+	case err == nil:
+		var entries int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE account_id = $1`, other).Scan(&entries); err != nil {
+			return 0, err
+		}
+		if entries > 0 {
+			return 0, fmt.Errorf("%w: %s already has its own wallet with activity", billing.ErrLinkConflict, add)
+		}
+		_, err = tx.Exec(ctx, `UPDATE identities SET account_id = $1 WHERE platform = $2 AND external_id = $3`,
+			acc, add.Platform, add.ExternalID)
+		return acc, err
+	case errors.Is(err, billing.ErrUnknownAccount):
+		_, err = tx.Exec(ctx, `INSERT INTO identities (platform, external_id, account_id, created_at) VALUES ($1, $2, $3, $4)`,
+			add.Platform, add.ExternalID, acc, c.t(c.now()))
+		return acc, err
+	default:
+		return 0, err
+	}
+}
+
+// CreateLinkCode implements billing.Accounts.
+func (c *Core) CreateLinkCode(ctx context.Context, owner billing.Identity, code string, ttl time.Duration, maxPerHour int) error {
+	return c.inTx(ctx, func(tx Querier) error {
+		if _, err := accountOf(ctx, tx, owner); err != nil {
 			return err
 		}
-		var samePlatform int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM identities WHERE account_id = $1 AND platform = $2 AND external_id <> $3`,
-			acc, add.Platform, add.ExternalID).Scan(&samePlatform); err != nil {
+		now := c.now()
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM link_codes WHERE platform = $1 AND external_id = $2 AND created_at > $3`,
+			owner.Platform, owner.ExternalID, c.t(now.Add(-time.Hour))).Scan(&n); err != nil {
 			return err
 		}
-		if samePlatform > 0 {
-			return fmt.Errorf("%w: this account already has a %s identity", billing.ErrLinkConflict, add.Platform)
+		if n >= maxPerHour {
+			return billing.ErrRateLimited
 		}
-		other, err := accountOf(ctx, tx, add)
-		switch {
-		case err == nil && other == acc:
-			return nil // already linked
-		case err == nil:
-			var entries int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE account_id = $1`, other).Scan(&entries); err != nil {
-				return err
-			}
-			if entries > 0 {
-				return fmt.Errorf("%w: %s already has its own wallet with activity", billing.ErrLinkConflict, add)
-			}
-			_, err = tx.Exec(ctx, `UPDATE identities SET account_id = $1 WHERE platform = $2 AND external_id = $3`,
-				acc, add.Platform, add.ExternalID)
-			return err
-		case errors.Is(err, billing.ErrUnknownAccount):
-			_, err = tx.Exec(ctx, `INSERT INTO identities (platform, external_id, account_id, created_at) VALUES ($1, $2, $3, $4)`,
-				add.Platform, add.ExternalID, acc, c.t(c.now()))
-			return err
-		default:
+		_, err := tx.Exec(ctx, `INSERT INTO link_codes (code, platform, external_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+			code, owner.Platform, owner.ExternalID, c.t(now), c.t(now.Add(ttl)))
+		return err
+	})
+}
+
+// RedeemLinkCode implements billing.Accounts.
+func (c *Core) RedeemLinkCode(ctx context.Context, code string, who billing.Identity) (billing.AccountID, error) {
+	var acc billing.AccountID
+	err := c.inTx(ctx, func(tx Querier) error {
+		now := c.now()
+		var owner billing.Identity
+		err := tx.QueryRow(ctx, `SELECT platform, external_id FROM link_codes WHERE code = $1 AND used_at IS NULL AND expires_at > $2`+c.Dialect.ForUpdate,
+			code, c.t(now)).Scan(&owner.Platform, &owner.ExternalID)
+		if errors.Is(err, ErrNoRows) {
+			return billing.ErrNotFound
+		}
+		if err != nil {
 			return err
 		}
+		if owner.Platform == who.Platform {
+			return fmt.Errorf("%w: enter the code on your other platform, not on %s", billing.ErrLinkConflict, who.Platform)
+		}
+		if acc, err = c.linkTx(ctx, tx, owner, who); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE link_codes SET used_at = $2, used_by = $3 WHERE code = $1`, code, c.t(now), who.String())
+		return err
 	})
 	return acc, err
 }
