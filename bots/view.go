@@ -18,6 +18,10 @@ type Incoming struct {
 	// Discord interaction token) and when it was issued.
 	Token string
 	At    time.Time
+	// Admin is set by an adapter when the platform itself says the user is an
+	// admin (a configured Discord role, a Telegram chat administrator when so
+	// configured): they may act on others' runs.
+	Admin bool
 }
 
 // Chat is where something happened.
