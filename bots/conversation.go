@@ -49,6 +49,7 @@ type Conversation struct {
 var Commands = []struct{ Name, Args, Help string }{
 	{"research", "SYMBOLS [quick|standard|deep] [model]", "quote and run research on up to 10 symbols"},
 	{"scan", "WATCHLIST [quick|standard|deep]", "rank a watchlist by signals and write up the top ones"},
+	{"watchlist", "add|remove|show [NAME] [SYMBOLS]", "your watchlists for /scan (presets too)"},
 	{"balance", "", "your Credit and routed balances"},
 	{"usage", "", "your recent runs and what they cost"},
 	{"receipt", "ID", "show a receipt"},
@@ -160,6 +161,8 @@ func (c *Conversation) command(ctx context.Context, in Incoming) ([]Reply, error
 		return c.cancelCommand(ctx, in, args)
 	case "link":
 		return c.link(ctx, in, args)
+	case "watchlist":
+		return c.watchlist(ctx, in, args)
 	}
 	return nil, sayf("Unknown command /%s. Try /help.", name)
 }
@@ -183,11 +186,7 @@ func (c *Conversation) research(ctx context.Context, in Incoming, args []string)
 			continue
 		}
 		if c.Engine.Catalog.Route(a) == nil && !hasModel(c.Engine.Catalog, a) {
-			for _, s := range strings.Split(a, ",") {
-				if s != "" {
-					req.Symbols = append(req.Symbols, s)
-				}
-			}
+			req.Symbols = append(req.Symbols, splitSymbols([]string{a})...)
 			continue
 		}
 		req.Model = a
@@ -567,4 +566,70 @@ func (c *Conversation) linkGuess(who billing.Identity) bool {
 		c.guesses[who] = l
 	}
 	return l.Allow()
+}
+
+func (c *Conversation) watchlist(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
+	usage := sayf("Usage: /watchlist show | /watchlist add NAME SYMBOLS... | /watchlist remove NAME [SYMBOLS...]")
+	if len(args) == 0 || args[0] == "show" {
+		own, presets, err := c.Engine.WatchlistsOf(ctx, in.Identity)
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		for _, group := range []struct {
+			title string
+			lists map[string][]string
+		}{{"Yours", own}, {"Presets", presets}} {
+			fmt.Fprintf(&b, "%s:\n", group.title)
+			if len(group.lists) == 0 {
+				b.WriteString("  none yet: /watchlist add NAME SYMBOLS...\n")
+			}
+			names := make([]string, 0, len(group.lists))
+			for n := range group.lists {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			for _, n := range names {
+				fmt.Fprintf(&b, "  %s: %s\n", n, strings.Join(group.lists[n], " "))
+			}
+		}
+		return []Reply{{View: View{Kind: KindInfo, Title: "Watchlists", Text: b.String()}}}, nil
+	}
+	if len(args) < 2 {
+		return nil, usage
+	}
+	var (
+		syms []string
+		err  error
+	)
+	switch args[0] {
+	case "add":
+		if len(args) < 3 {
+			return nil, usage
+		}
+		syms, err = c.Engine.WatchlistAdd(ctx, in.Identity, args[1], splitSymbols(args[2:]))
+	case "remove":
+		syms, err = c.Engine.WatchlistRemove(ctx, in.Identity, args[1], splitSymbols(args[2:]))
+	default:
+		return nil, usage
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(syms) == 0 {
+		return []Reply{{View: View{Kind: KindInfo, Text: "Watchlist " + args[1] + " removed."}}}, nil
+	}
+	return []Reply{{View: View{Kind: KindInfo, Text: fmt.Sprintf("Watchlist %s: %s", args[1], strings.Join(syms, " "))}}}, nil
+}
+
+func splitSymbols(args []string) []string {
+	var out []string
+	for _, a := range args {
+		for _, s := range strings.Split(a, ",") {
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }

@@ -327,3 +327,46 @@ func TestLinkAcrossPlatforms(t *testing.T) {
 		t.Fatalf("guessing not limited: %+v", r.View)
 	}
 }
+
+func TestWatchlistsAndScan(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{})
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	if r := one(t, c.say(t, alice, "/watchlist add chips NVDA,amd AVGO")); !strings.Contains(r.View.Text, "chips: NVDA AMD AVGO") {
+		t.Fatalf("add = %+v", r.View)
+	}
+	if r := one(t, c.say(t, alice, "/watchlist remove chips AMD")); !strings.Contains(r.View.Text, "chips: NVDA AVGO") {
+		t.Fatalf("remove = %+v", r.View)
+	}
+	show := one(t, c.say(t, alice, "/watchlist show"))
+	if !strings.Contains(show.View.Text, "chips: NVDA AVGO") || !strings.Contains(show.View.Text, "us-megacaps") {
+		t.Fatalf("show = %+v", show.View)
+	}
+	if r := one(t, c.say(t, bob, "/watchlist show")); strings.Contains(r.View.Text, "chips") {
+		t.Fatal("bob sees alice's watchlist")
+	}
+	for text, want := range map[string]string{
+		"/watchlist add Bad_Name AAPL":   "lowercase",
+		"/watchlist add us-megacaps X":   "is a preset",
+		"/watchlist add x ../etc":        "symbol",
+		"/watchlist remove nothing AAPL": "no watchlist",
+		"/watchlist frob":                "Usage",
+	} {
+		if r := one(t, c.say(t, alice, text)); r.View.Kind != bots.KindError || !strings.Contains(r.View.Text, want) {
+			t.Errorf("%q = %+v, want %q", text, r.View, want)
+		}
+	}
+	q := one(t, c.say(t, alice, "/scan chips quick"))
+	if q.View.Kind != bots.KindQuote || !strings.Contains(q.View.Title, "scan of chips") {
+		t.Fatalf("scan quote = %+v", q.View)
+	}
+	one(t, c.press(t, alice, button(t, q.View, "Confirm"), "m1"))
+	final := c.screen.waitFinal(t, "m1")
+	if !strings.Contains(final.Title, "Scan chips") || !strings.Contains(final.Title, "succeeded") {
+		t.Fatalf("scan final = %+v", final.Title)
+	}
+	if r := one(t, c.say(t, alice, "/watchlist remove chips")); !strings.Contains(r.View.Text, "removed") {
+		t.Fatalf("delete = %+v", r.View)
+	}
+	c.b.CheckLedger()
+}

@@ -42,9 +42,7 @@ type Engine struct {
 	PauseTTL   time.Duration // a paused run expires after this; default 1 h
 	ReceiptURL func(publicID string) string
 	Admins     []billing.Identity
-	// Watchlist resolves a scan's watchlist name for an account.
-	Watchlist func(ctx context.Context, account billing.AccountID, name string) ([]string, error)
-	Log       *slog.Logger
+	Log        *slog.Logger
 
 	mu     sync.Mutex
 	active map[string]context.CancelCauseFunc // runs executing in this process

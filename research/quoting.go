@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -186,15 +187,7 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 			}
 		}
 	case KindScan:
-		var list []string
-		var err error
-		if e.Watchlist != nil {
-			list, err = e.Watchlist(ctx, acc, req.Watchlist)
-		} else if preset, ok := market.Presets[req.Watchlist]; ok {
-			list = preset
-		} else {
-			err = fmt.Errorf("%w: unknown watchlist %q", ErrBadRequest, req.Watchlist)
-		}
+		list, err := e.resolveWatchlist(ctx, acc, req.Watchlist)
 		if err != nil {
 			return g, err
 		}
@@ -236,7 +229,21 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 			}
 		}
 		if len(top) == 0 {
-			return g, fmt.Errorf("%w: no signals in watchlist %q right now", ErrBadRequest, req.Watchlist)
+			// No signal fired: cover the biggest one-month movers instead, and say so.
+			var fetched []string
+			for _, s := range g.symbols {
+				if _, ok := series[s]; ok {
+					fetched = append(fetched, s)
+				}
+			}
+			slices.SortStableFunc(fetched, func(a, b string) int {
+				return cmpAbs(g.ind[b].Return1M, g.ind[a].Return1M)
+			})
+			top = fetched[:min(len(fetched), plan.MaxSymbols)]
+			if len(top) == 0 {
+				return g, fmt.Errorf("%w: no market data for watchlist %q", ErrBadRequest, req.Watchlist)
+			}
+			g.notes = append(g.notes, "no signal fired; covering the largest 1-month moves")
 		}
 		g.symbols = top
 	}
@@ -262,4 +269,22 @@ func (e *Engine) promptData(g gathered, plan Plan) promptData {
 		d.Failed = g.failed
 	}
 	return d
+}
+
+// cmpAbs orders two returns by size, unknown ones last.
+func cmpAbs(a, b market.Value) int {
+	av, bv := -1.0, -1.0
+	if a.OK {
+		av = math.Abs(a.V)
+	}
+	if b.OK {
+		bv = math.Abs(b.V)
+	}
+	switch {
+	case av < bv:
+		return -1
+	case av > bv:
+		return 1
+	}
+	return 0
 }

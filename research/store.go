@@ -39,6 +39,12 @@ type Store interface {
 	StaleRuns(ctx context.Context, states []State, before time.Time, limit int) ([]Run, error)
 	// RunsOf lists an account's newest runs.
 	RunsOf(ctx context.Context, account billing.AccountID, limit int) ([]Run, error)
+	// Watchlists returns an account's watchlists by name.
+	Watchlists(ctx context.Context, account billing.AccountID) (map[string][]string, error)
+	// UpdateWatchlist applies fn to one list (its symbols, whether it exists,
+	// how many lists the account has) under a lock and stores the result; an
+	// empty result deletes the list.
+	UpdateWatchlist(ctx context.Context, account billing.AccountID, name string, fn func(symbols []string, exists bool, count int) ([]string, error)) ([]string, error)
 }
 
 // Executor runs a queued run; the queue's workers call it. attempt counts from 1.

@@ -457,3 +457,37 @@ func testLinkCodes(t *testing.T, h Harness) {
 		t.Fatalf("discord:2 is on account %d, want %d", a, acc)
 	}
 }
+
+func testWatchlists(t *testing.T, h Harness) {
+	b := setup(t, h)
+	acc := b.fund(t, "telegram:1", billing.BucketCredit, 1)
+	upd := func(name string, fn func([]string, bool, int) ([]string, error)) []string {
+		t.Helper()
+		out, err := b.store.UpdateWatchlist(b.ctx, acc, name, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	upd("chips", func(s []string, exists bool, n int) ([]string, error) {
+		if exists || n != 0 {
+			t.Fatalf("new list exists=%v count=%d", exists, n)
+		}
+		return []string{"NVDA", "AMD"}, nil
+	})
+	upd("banks", func(s []string, exists bool, n int) ([]string, error) { return []string{"JPM"}, nil })
+	upd("chips", func(s []string, exists bool, n int) ([]string, error) {
+		if !exists || n != 2 || fmt.Sprint(s) != "[NVDA AMD]" {
+			t.Fatalf("existing list = %v %v %d", s, exists, n)
+		}
+		return append(s, "AVGO"), nil
+	})
+	if _, err := b.store.UpdateWatchlist(b.ctx, acc, "banks", func([]string, bool, int) ([]string, error) { return nil, errors.New("refused") }); err == nil {
+		t.Fatal("fn's error was swallowed")
+	}
+	upd("banks", func([]string, bool, int) ([]string, error) { return nil, nil }) // delete
+	got, err := b.store.Watchlists(b.ctx, acc)
+	if err != nil || len(got) != 1 || fmt.Sprint(got["chips"]) != "[NVDA AMD AVGO]" {
+		t.Fatalf("watchlists = %v, %v", got, err)
+	}
+}

@@ -125,6 +125,7 @@ func Run(t *testing.T, h Harness) {
 		{"Accounts", testAccounts},
 		{"Link", testLink},
 		{"LinkCodes", testLinkCodes},
+		{"Watchlists", testWatchlists},
 		{"PostIdempotency", testPostIdempotency},
 		{"ConcurrentSameKey", testConcurrentSameKey},
 		{"NegativeAdjustment", testNegativeAdjustment},
