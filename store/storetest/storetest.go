@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
 )
 
 // Store is a billing.Store that can migrate its own schema.
 type Store interface {
 	billing.Store
+	research.Store
 	Migrate(ctx context.Context) ([]string, error)
 	CheckSchema(ctx context.Context) error
 }
