@@ -69,6 +69,12 @@ func testCancelBetweenStatements(t *testing.T, h Harness) {
 		{"expire", func(ctx context.Context) error {
 			clock.Advance(2 * time.Minute)
 			hs, err := s.ExpireHolds(ctx, 10)
+			if err == nil && len(hs) == 0 {
+				// The previous try's connection was cut by its cancel and the
+				// server has not yet released its row lock: SKIP LOCKED passes
+				// the hold over, as a real sweeper would until the next sweep.
+				return errStillLocked
+			}
 			if err == nil && (len(hs) != 1 || hs[0].ID != short.ID) {
 				return fmt.Errorf("expired %v, want hold %d", hs, short.ID)
 			}
@@ -76,7 +82,11 @@ func testCancelBetweenStatements(t *testing.T, h Harness) {
 		}},
 	}
 	for _, op := range ops {
+		tries := 0
 		for cancelAt = 1; ; cancelAt++ {
+			if tries++; tries > 500 {
+				t.Fatalf("%s: too many tries", op.name)
+			}
 			before := snapshot(t, s)
 			var opCtx context.Context
 			opCtx, cancel = context.WithCancel(ctx)
@@ -93,6 +103,13 @@ func testCancelBetweenStatements(t *testing.T, h Harness) {
 				t.Logf("%s: cancelled after each of its %d statements, no partial state", op.name, cancelAt-1)
 				break
 			}
+			if errors.Is(err, errStillLocked) {
+				if !reflect.DeepEqual(before, snapshot(t, s)) {
+					t.Fatalf("%s: changed state without expiring", op.name)
+				}
+				cancelAt-- // the same cut again
+				continue
+			}
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("%s cancelled after statement %d: %v, want context.Canceled", op.name, cancelAt, err)
 			}
@@ -106,6 +123,8 @@ func testCancelBetweenStatements(t *testing.T, h Harness) {
 		b.mustCheck(t)
 	}
 }
+
+var errStillLocked = errors.New("hold still locked by a cut connection")
 
 // state is everything a money operation can change.
 type state struct {
