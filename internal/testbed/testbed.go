@@ -42,6 +42,8 @@ type Options struct {
 	RoutesFor func(baseURL string) []llm.Route
 	NoWorkers bool // do not start River workers
 	Admins    []billing.Identity
+	// MaxWorkers bounds concurrent runs per instance (default 100).
+	MaxWorkers int
 }
 
 // Bed is one wired engine on one fresh database.
@@ -108,10 +110,10 @@ func (b *Bed) instance(workers bool) (Store, *research.Engine) {
 	)
 	if b.pgConfig != nil {
 		cfg := b.pgConfig.Copy()
-		cfg.MaxConns = 20
-		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: b.Clock.Now})
+		cfg.MaxConns = int32(min(80, max(20, b.opts.MaxWorkers/4))) // PostgreSQL allows 100 by default
+		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers})
 	} else {
-		s, err = sqlite.Open(ctx, b.sqlPath, sqlite.Options{Now: b.Clock.Now})
+		s, err = sqlite.Open(ctx, b.sqlPath, sqlite.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers})
 	}
 	if err != nil {
 		t.Fatalf("open store: %v", err)

@@ -42,6 +42,7 @@ type Options struct {
 	// GeneralPathOnly turns the single-statement hold and capture off (tests).
 	GeneralPathOnly bool
 	Logger          *slog.Logger
+	MaxWorkers      int // runs this instance executes at once; default 100
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value DSN)
@@ -77,7 +78,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		pool.Close()
 		return nil, fmt.Errorf("read current schema: %w", err)
 	}
-	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Logger: opts.Logger})
+	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -46,6 +46,7 @@ type Options struct {
 	Now            func() time.Time          // default time.Now
 	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
 	Logger         *slog.Logger
+	MaxWorkers     int // runs this instance executes at once; default 100
 }
 
 // Open opens (creating if needed) the database file at path; its folder is
@@ -82,7 +83,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	// No LISTEN on SQLite: River polls, so poll often enough that a run
 	// starts (and a cancel lands) quickly.
-	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Logger: opts.Logger})
+	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers})
 	if err != nil {
 		db.Close()
 		return nil, err

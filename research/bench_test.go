@@ -1,0 +1,171 @@
+package research_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/internal/testbed"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm/llmtest"
+)
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+func reportLatency(b *testing.B, ds []time.Duration) {
+	b.ReportMetric(float64(percentile(ds, 0.50).Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(percentile(ds, 0.99).Microseconds())/1000, "p99_ms")
+}
+
+// BenchmarkQuote: a quick quote on two symbols, demo data, the store on this machine.
+func BenchmarkQuote(b *testing.B) {
+	for _, pg := range []bool{false, true} {
+		b.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(b *testing.B) {
+			bed := testbed.New(b, testbed.Options{Postgres: pg, NoWorkers: true})
+			bed.Fund(alice, billing.BucketCredit, billing.Micro)
+			var ds []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				if _, err := bed.Engine.Quote(context.Background(), research.Request{Kind: research.KindResearch,
+					Symbols: []string{"AAPL", "MSFT"}, Depth: research.Quick, Owner: alice}); err != nil {
+					b.Fatal(err)
+				}
+				ds = append(ds, time.Since(start))
+			}
+			reportLatency(b, ds)
+		})
+	}
+}
+
+// BenchmarkConcurrentRuns: 1,000 runs at once on PostgreSQL, each streaming
+// 500 tokens from the fake. Every stream is held open until all 1,000 have
+// started, to measure the heap per running run; then they finish.
+func BenchmarkConcurrentRuns(b *testing.B) {
+	const runs, tokens = 1000, 500
+	for b.Loop() {
+		b.StopTimer()
+		bed := testbed.New(b, testbed.Options{Postgres: true, MaxWorkers: runs, RoutesFor: apiRoutes})
+		gate := make(chan struct{})
+		chunks := make([]string, tokens)
+		for i := range chunks {
+			chunks[i] = "tok "
+		}
+		// The first chunk of each stream waits on the gate; closing it releases all.
+		bed.LLM.SetDefault(llmtest.Stream(chunks...).WithGate(gateOnce(gate)))
+		var quotes []research.Quote
+		for i := range runs {
+			who := billing.Identity{Platform: "bench", ExternalID: fmt.Sprint(i % 50)}
+			bed.Fund(who, billing.BucketCredit, 10*billing.Micro)
+			q, err := bed.Engine.Quote(context.Background(), research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL"},
+				Depth: research.Quick, Model: "gpt-test", Owner: who})
+			if err != nil {
+				b.Fatal(err)
+			}
+			quotes = append(quotes, q)
+		}
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		start := time.Now()
+		ids := make([]string, runs)
+		var wg sync.WaitGroup
+		for i, q := range quotes {
+			wg.Go(func() {
+				r, _, err := bed.Engine.Confirm(context.Background(), q.ID, q.Request.Owner, nil)
+				if err != nil {
+					b.Error(err)
+				}
+				ids[i] = r.ID
+			})
+		}
+		wg.Wait()
+		// Wait until every run streams, then read the heap.
+		for _, id := range ids {
+			bed.Events.Wait(b, id, 2*time.Minute, func(ev research.Event) bool { return ev.Run.State == research.Running })
+		}
+		waitStreams(b, bed, runs)
+		var during runtime.MemStats
+		runtime.ReadMemStats(&during)
+		close(gate)
+		for _, id := range ids {
+			if ev := bed.Events.WaitFinal(b, id, 2*time.Minute); ev.Run.State != research.Succeeded {
+				b.Fatalf("run %s: %s %s", id, ev.Run.State, ev.Run.Error)
+			}
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(runs)/elapsed.Seconds(), "runs/s")
+		b.ReportMetric(float64(int64(during.HeapAlloc)-int64(before.HeapAlloc))/runs/1024, "heap_KiB/running_run")
+		bed.CheckLedger()
+		b.StartTimer()
+	}
+}
+
+// gateOnce returns a channel that yields forever once gate is closed: every
+// chunk of every stream passes after the release.
+func gateOnce(gate chan struct{}) <-chan struct{} { return gate }
+
+// waitStreams waits until the fake has n requests in flight.
+func waitStreams(b *testing.B, bed *testbed.Bed, n int) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(bed.LLM.Requests()) < n {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d streams started", len(bed.LLM.Requests()))
+		}
+		runtime.Gosched()
+	}
+}
+
+// BenchmarkCancelLatency: from Cancel to the settled final event, for a run
+// streaming in this instance, and for one streaming on a second instance
+// sharing the PostgreSQL database.
+func BenchmarkCancelLatency(b *testing.B) {
+	for _, tc := range []struct {
+		name        string
+		pg, crossed bool
+	}{{"sqlite_one_instance", false, false}, {"postgres_one_instance", true, false}, {"postgres_across_instances", true, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			bed := testbed.New(b, testbed.Options{Postgres: tc.pg, NoWorkers: tc.crossed, RoutesFor: apiRoutes})
+			engine := bed.Engine
+			if tc.crossed {
+				_, engine = bed.InstanceWithWorkers()
+				_ = engine // the run executes there; the cancel goes through bed.Engine
+			}
+			bed.Fund(alice, billing.BucketCredit, 100*billing.Micro)
+			var ds []time.Duration
+			for b.Loop() {
+				gate := make(chan struct{}, 1)
+				bed.LLM.Enqueue(llmtest.Stream("a ", "b ", "c ", "d ").WithGate(gate))
+				q, err := bed.Engine.Quote(context.Background(), research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL"},
+					Depth: research.Quick, Model: "gpt-test", Owner: alice})
+				if err != nil {
+					b.Fatal(err)
+				}
+				r, _, err := bed.Engine.Confirm(context.Background(), q.ID, alice, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				gate <- struct{}{}
+				bed.Events.Wait(b, r.ID, time.Minute, func(ev research.Event) bool { return ev.TokensOut > 0 })
+				start := time.Now()
+				if _, err := bed.Engine.Cancel(context.Background(), r.ID, alice); err != nil {
+					b.Fatal(err)
+				}
+				if ev := bed.Events.WaitFinal(b, r.ID, time.Minute); ev.Run.State != research.Cancelled {
+					b.Fatalf("state %s", ev.Run.State)
+				}
+				ds = append(ds, time.Since(start))
+			}
+			reportLatency(b, ds)
+		})
+	}
+}
