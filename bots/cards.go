@@ -195,3 +195,10 @@ func RenderReport(rep research.Report) string {
 	fmt.Fprintf(&b, "\n\n%s", rep.Notice)
 	return b.String()
 }
+
+func zoneOf(name string) *time.Location {
+	if loc, err := time.LoadLocation(name); err == nil {
+		return loc
+	}
+	return time.UTC
+}

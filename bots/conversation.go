@@ -17,6 +17,7 @@ import (
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research"
 	"github.com/tokensforge/forgebot/research/market"
+	"github.com/tokensforge/forgebot/scheduler"
 )
 
 // Ledger is what the conversation reads of billing.
@@ -36,6 +37,8 @@ type Conversation struct {
 	Ledger Ledger
 	Runs   research.Store
 	Outbox *Outbox
+	// Schedules makes and lists recurring runs; nil turns /schedule off.
+	Schedules *scheduler.Service
 	// TopUpHint tells a user how to add money (shown with a shortfall).
 	TopUpHint string
 	Log       *slog.Logger
@@ -56,6 +59,7 @@ var Commands = []struct{ Name, Args, Help string }{
 	{"models", "", "models, routes, prices and route health"},
 	{"cancel", "[RUN]", "cancel your running research"},
 	{"link", "[CODE]", "join this chat account to your account on another platform"},
+	{"schedule", "daily|weekdays HH:MM research SYMBOLS | scan LIST [depth] [tz:Zone] [cap:1.00]", "recurring runs; also add \"CRON\" ..., list, pause|resume|delete|run ID"},
 	{"help", "", "this list"},
 }
 
@@ -100,6 +104,8 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 		msg = "That is no longer possible: " + err.Error()
 	case errors.Is(err, research.ErrNotFound), errors.Is(err, billing.ErrNotFound):
 		msg = "Not found (it may have expired)."
+	case errors.Is(err, scheduler.ErrBadSpec):
+		msg = strings.TrimPrefix(err.Error(), scheduler.ErrBadSpec.Error()+": ")
 	case errors.Is(err, billing.ErrRateLimited):
 		msg = "Too many attempts: try again in an hour."
 	case errors.Is(err, billing.ErrLinkConflict):
@@ -163,6 +169,8 @@ func (c *Conversation) command(ctx context.Context, in Incoming) ([]Reply, error
 		return c.link(ctx, in, args)
 	case "watchlist":
 		return c.watchlist(ctx, in, args)
+	case "schedule":
+		return c.schedule(ctx, in)
 	}
 	return nil, sayf("Unknown command /%s. Try /help.", name)
 }
@@ -261,8 +269,11 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 	if !ok {
 		return nil, sayf("That button is not valid any more.")
 	}
-	if p.kind == 'r' {
+	switch p.kind {
+	case 'r':
 		return c.pressRun(ctx, in, p)
+	case 's':
+		return c.pressSchedule(ctx, in, p)
 	}
 	q, err := c.Runs.Quote(ctx, p.id)
 	if err != nil {
@@ -487,7 +498,20 @@ func (c *Conversation) Publish(ev research.Event) {
 	} else {
 		v = c.progressView(ev)
 	}
-	c.Outbox.Submit(ev.Run.Request.Dest, v)
+	d := ev.Run.Request.Dest
+	if d.MessageID == "" {
+		d.Ref = ev.Run.ID // a run that starts without a message (scheduled) gets one
+	}
+	c.Outbox.Submit(d, v)
+}
+
+// Notify posts a short notice to a chat (a schedule's skipped run, say).
+func (c *Conversation) Notify(_ context.Context, d research.Destination, text string) {
+	if c.Outbox == nil {
+		return
+	}
+	d.MessageID, d.Ref = "", ""
+	c.Outbox.Submit(d, View{Kind: KindInfo, Text: text, Final: true})
 }
 
 // captureEntry finds the ledger entry that charged a run, for the final card.

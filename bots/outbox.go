@@ -46,6 +46,7 @@ type Outbox struct {
 	mu        sync.Mutex
 	platforms map[string]*platform
 	pending   map[msgKey]*item
+	posted    map[msgKey]string // message ids of views sent as new messages, by Ref
 	seq       uint64
 	wake      chan struct{}
 	idle      chan struct{} // closed while nothing is pending
@@ -63,6 +64,15 @@ type platform struct {
 
 type msgKey struct{ platform, chat, message string }
 
+// keyOf names the message a destination means: its id, or its Ref until
+// the first send gave it one.
+func keyOf(d research.Destination) msgKey {
+	if d.MessageID == "" && d.Ref != "" {
+		return msgKey{d.Platform, d.ChatID, "ref:" + d.Ref}
+	}
+	return msgKey{d.Platform, d.ChatID, d.MessageID}
+}
+
 type item struct {
 	dest     research.Destination
 	view     View
@@ -77,7 +87,8 @@ func NewOutbox(log *slog.Logger) *Outbox {
 	}
 	idle := make(chan struct{})
 	close(idle)
-	return &Outbox{Log: log, platforms: map[string]*platform{}, pending: map[msgKey]*item{}, wake: make(chan struct{}, 1), idle: idle}
+	return &Outbox{Log: log, platforms: map[string]*platform{}, pending: map[msgKey]*item{}, posted: map[msgKey]string{},
+		wake: make(chan struct{}, 1), idle: idle}
 }
 
 // Register adds a platform's sender and limits.
@@ -104,7 +115,7 @@ func (o *Outbox) Submit(d research.Destination, v View) {
 		o.Log.Warn("outbox: no sender for platform", "platform", d.Platform)
 		return
 	}
-	k := msgKey{d.Platform, d.ChatID, d.MessageID}
+	k := keyOf(d)
 	if old, ok := o.pending[k]; ok {
 		if old.view.Final && !v.Final {
 			return
@@ -216,10 +227,27 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	var err error
-	if it.dest.MessageID == "" {
-		_, err = p.sender.Send(sendCtx, it.dest, it.view)
+	d := it.dest
+	o.mu.Lock()
+	if id, ok := o.posted[k]; ok && d.MessageID == "" {
+		d.MessageID = id
+	}
+	o.mu.Unlock()
+	if d.MessageID == "" {
+		var id string
+		id, err = p.sender.Send(sendCtx, d, it.view)
+		if err == nil && d.Ref != "" && id != "" && !it.view.Final {
+			o.mu.Lock()
+			o.posted[k] = id
+			o.mu.Unlock()
+		}
 	} else {
-		err = p.sender.Edit(sendCtx, it.dest, it.view)
+		err = p.sender.Edit(sendCtx, d, it.view)
+	}
+	if it.view.Final {
+		o.mu.Lock()
+		delete(o.posted, k)
+		o.mu.Unlock()
 	}
 	var ra *RetryAfterError
 	switch {

@@ -147,3 +147,37 @@ func TestOutboxPerChatBudget(t *testing.T) {
 		}
 	}
 }
+
+// postWire gives every Send a new message id.
+type postWire struct {
+	wire
+	n int
+}
+
+func (w *postWire) Send(ctx context.Context, d research.Destination, v bots.View) (string, error) {
+	w.mu.Lock()
+	w.n++
+	id := fmt.Sprint("posted-", w.n)
+	w.mu.Unlock()
+	d.MessageID = id
+	return id, w.Edit(ctx, d, v)
+}
+
+func TestOutboxPostsOnceThenEdits(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	w := &postWire{}
+	w.got = make(chan delivery, 100)
+	ob.Register("p", w, bots.Limits{})
+	start(t, ob)
+	d := research.Destination{Platform: "p", ChatID: "c1", Ref: "run-1"}
+	ob.Submit(d, bots.View{Text: "first"})
+	if got := w.next(t); got.msg != "posted-1" {
+		t.Fatalf("first delivery to %q", got.msg)
+	}
+	ob.Submit(d, bots.View{Text: "second"})
+	ob.Submit(d, bots.View{Text: "done", Final: true})
+	if got := w.next(t); got.msg != "posted-1" || got.text != "done" {
+		t.Fatalf("later delivery %+v, want an edit of posted-1", got)
+	}
+}

@@ -19,6 +19,12 @@ import (
 // chosen route and reads the paying bucket. Bad requests fail here, before
 // any money is held, with ErrBadRequest or ErrNoRoute.
 func (e *Engine) Quote(ctx context.Context, req Request) (Quote, error) {
+	return e.QuoteWithID(ctx, req, newID("q"))
+}
+
+// QuoteWithID is Quote with a caller-chosen id (a schedule's fire derives
+// one, so a retried fire finds its quote instead of making a second).
+func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote, error) {
 	if req.Depth == "" {
 		req.Depth = Quick
 	}
@@ -44,7 +50,7 @@ func (e *Engine) Quote(ctx context.Context, req Request) (Quote, error) {
 	}
 	route := chain[0]
 	q := Quote{
-		ID: newID("q"), Request: req, AccountID: acc, Status: QuoteOpen,
+		ID: id, Request: req, AccountID: acc, Status: QuoteOpen,
 		RouteID: route.ID, Model: route.Model, RouteKind: route.Kind, KeyMasked: llm.MaskKey(route.APIKey),
 		Offline: route.BaseURL == OfflineBaseURL, Price: route.Price, Bucket: route.Bucket(),
 		Symbols: in.symbols, SymbolNotes: in.notes, DataSource: e.Market.Name(), Synthetic: e.Market.Synthetic(),

@@ -26,6 +26,9 @@ type Destination struct {
 	// Discord interaction token) and When when it was issued.
 	Token string    `json:"token,omitempty"`
 	When  time.Time `json:"when,omitempty"`
+	// Ref names the message when there is no MessageID yet (a scheduled
+	// run posts a new one): the outbox sends once, then edits what it sent.
+	Ref string `json:"ref,omitempty"`
 }
 
 // Request is what a user asked for.

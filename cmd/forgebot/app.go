@@ -14,12 +14,15 @@ import (
 	"github.com/tokensforge/forgebot/research"
 	"github.com/tokensforge/forgebot/research/llm"
 	"github.com/tokensforge/forgebot/research/market"
+	"github.com/tokensforge/forgebot/scheduler"
 )
 
 // runStore is a store that can also execute runs.
 type runStore interface {
 	appStore
 	research.Store
+	scheduler.Store
+	SetFirer(f scheduler.Firer)
 	StartWorkers(ctx context.Context, exec research.Executor) error
 	StopWorkers(ctx context.Context) error
 }
@@ -33,6 +36,7 @@ type app struct {
 	conv       *bots.Conversation
 	outbox     *bots.Outbox
 	health     *llm.Health
+	schedules  *scheduler.Service // claimed by start's loop
 	log        *slog.Logger
 }
 
@@ -156,6 +160,9 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
 	a.engine.Sink = a.conv
+	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, Log: log}
+	a.conv.Schedules = a.schedules
+	rs.SetFirer(a.schedules)
 	return a, nil
 }
 
@@ -166,6 +173,7 @@ func (a *app) start(ctx context.Context) error {
 	a.stopOutbox = cancel
 	go a.outbox.Run(octx)
 	go (&billing.Sweeper{Ledger: a.store, Log: a.log}).Run(ctx)
+	go a.schedules.Run(ctx)
 	go func() {
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()

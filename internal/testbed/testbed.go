@@ -18,6 +18,7 @@ import (
 	"github.com/tokensforge/forgebot/research/llm"
 	"github.com/tokensforge/forgebot/research/llm/llmtest"
 	"github.com/tokensforge/forgebot/research/market"
+	"github.com/tokensforge/forgebot/scheduler"
 	"github.com/tokensforge/forgebot/store/postgres"
 	"github.com/tokensforge/forgebot/store/postgres/pgtest"
 	"github.com/tokensforge/forgebot/store/sqlite"
@@ -27,6 +28,8 @@ import (
 type Store interface {
 	billing.Store
 	research.Store
+	scheduler.Store
+	SetFirer(f scheduler.Firer)
 	Migrate(ctx context.Context) ([]string, error)
 	CheckSchema(ctx context.Context) error
 	StartWorkers(ctx context.Context, exec research.Executor) error

@@ -18,6 +18,7 @@ import (
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/migrations"
 	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/scheduler"
 	"github.com/tokensforge/forgebot/store/internal/riverqueue"
 	"github.com/tokensforge/forgebot/store/internal/sqlcore"
 )
@@ -31,8 +32,9 @@ type Store struct {
 }
 
 var (
-	_ billing.Store  = (*Store)(nil)
-	_ research.Store = (*Store)(nil)
+	_ billing.Store   = (*Store)(nil)
+	_ research.Store  = (*Store)(nil)
+	_ scheduler.Store = (*Store)(nil)
 )
 
 // Options tune a Store. The zero value is ready for production.
@@ -193,6 +195,9 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 func (s *Store) StartWorkers(ctx context.Context, exec research.Executor) error {
 	return s.queue.Start(ctx, exec)
 }
+
+// SetFirer sets who fires schedules; call it before StartWorkers.
+func (s *Store) SetFirer(f scheduler.Firer) { s.queue.SetFirer(f) }
 
 // StopWorkers stops taking runs and waits for running ones until ctx ends.
 func (s *Store) StopWorkers(ctx context.Context) error { return s.queue.Stop(ctx) }

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/scheduler"
 )
 
 // queueName is the River queue runs go to.
@@ -35,6 +36,28 @@ type RunArgs struct {
 
 // Kind implements river.JobArgs.
 func (RunArgs) Kind() string { return "research_run" }
+
+// FireArgs is a schedule fire job's payload.
+type FireArgs struct {
+	ScheduleID string    `json:"schedule_id"`
+	At         time.Time `json:"at"`
+}
+
+// Kind implements river.JobArgs.
+func (FireArgs) Kind() string { return "schedule_fire" }
+
+type fireWorker struct {
+	river.WorkerDefaults[FireArgs]
+	firer atomic.Pointer[scheduler.Firer]
+}
+
+func (w *fireWorker) Work(ctx context.Context, job *river.Job[FireArgs]) error {
+	f := w.firer.Load()
+	if f == nil {
+		return errors.New("no scheduler: workers not started")
+	}
+	return (*f).Fire(ctx, job.Args.ScheduleID, job.Args.At)
+}
 
 type runWorker struct {
 	river.WorkerDefaults[RunArgs]
@@ -68,6 +91,7 @@ type Config struct {
 type Queue[TTx any] struct {
 	client  *river.Client[TTx]
 	worker  *runWorker
+	fire    *fireWorker
 	driver  riverdriver.Driver[TTx]
 	schema  string
 	started atomic.Bool
@@ -84,9 +108,12 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &runWorker{}
+	w, fw := &runWorker{}, &fireWorker{}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, w); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, fw); err != nil {
 		return nil, err
 	}
 	client, err := river.NewClient(driver, &river.Config{
@@ -104,7 +131,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	return &Queue[TTx]{client: client, worker: w, driver: driver, schema: cfg.Schema}, nil
+	return &Queue[TTx]{client: client, worker: w, fire: fw, driver: driver, schema: cfg.Schema}, nil
 }
 
 type retryPolicy struct{}
@@ -126,6 +153,24 @@ func (q *Queue[TTx]) EnqueueTx(ctx context.Context, tx any, runID string, timeou
 	}
 	return res.Job.ID, nil
 }
+
+// EnqueueFireTx inserts a schedule's fire job in tx. River's uniqueness by
+// arguments backs up the fire table's own key.
+func (q *Queue[TTx]) EnqueueFireTx(ctx context.Context, tx any, scheduleID string, at time.Time) (int64, error) {
+	t, ok := tx.(TTx)
+	if !ok {
+		return 0, fmt.Errorf("enqueue: transaction is %T", tx)
+	}
+	res, err := q.client.InsertTx(ctx, t, FireArgs{ScheduleID: scheduleID, At: at.UTC()},
+		&river.InsertOpts{Queue: queueName, MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
+	if err != nil {
+		return 0, err
+	}
+	return res.Job.ID, nil
+}
+
+// SetFirer sets who fires schedules; call it before Start.
+func (q *Queue[TTx]) SetFirer(f scheduler.Firer) { q.fire.firer.Store(&f) }
 
 // Cancel cancels a job: at once if it has not started, else through the
 // instance running it (its context is cancelled with ErrJobCancelledRemotely).

@@ -95,6 +95,8 @@ type Core struct {
 type Queue interface {
 	// EnqueueTx inserts a run's job inside tx (a Tx's Native value) and returns its id.
 	EnqueueTx(ctx context.Context, tx any, runID string, timeout time.Duration) (int64, error)
+	// EnqueueFireTx inserts a schedule's fire job inside tx.
+	EnqueueFireTx(ctx context.Context, tx any, scheduleID string, at time.Time) (int64, error)
 	// Cancel cancels a job, wherever it runs.
 	Cancel(ctx context.Context, jobID int64) error
 }

@@ -1,0 +1,120 @@
+package bots
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/tokensforge/forgebot/scheduler"
+)
+
+// schedule handles /schedule: add (cron or friendly), list, pause, resume,
+// delete, run.
+func (c *Conversation) schedule(ctx context.Context, in Incoming) ([]Reply, error) {
+	if c.Schedules == nil {
+		return nil, sayf("Schedules are not available here.")
+	}
+	words := scheduler.Tokenize(in.Text)[1:]
+	if len(words) == 0 || words[0] == "list" {
+		return c.scheduleList(ctx, in)
+	}
+	switch words[0] {
+	case "pause", "resume", "delete", "run":
+		if len(words) != 2 {
+			return nil, sayf("Usage: /schedule %s ID (see /schedule list)", words[0])
+		}
+		id := words[1]
+		if words[0] == "run" {
+			q, err := c.Schedules.RunNow(ctx, id, in.Identity, dest(in))
+			if err != nil {
+				return nil, err
+			}
+			return []Reply{{View: c.quoteView(q)}}, nil
+		}
+		to := map[string]scheduler.Status{"pause": scheduler.Paused, "resume": scheduler.Active, "delete": scheduler.Deleted}[words[0]]
+		sc, err := c.Schedules.SetStatus(ctx, id, in.Identity, to)
+		if err != nil {
+			return nil, err
+		}
+		return []Reply{{View: View{Kind: KindInfo, Text: fmt.Sprintf("Schedule %s (%s) is %s.", sc.ID, scheduler.Describe(sc), sc.Status)}}}, nil
+	case "add":
+		words = words[1:]
+	}
+	p, err := c.Schedules.Propose(ctx, in.Identity, words, dest(in))
+	if err != nil {
+		return nil, err
+	}
+	return []Reply{{View: c.scheduleQuoteView(p)}}, nil
+}
+
+func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
+	sc, q := p.Schedule, p.Quote
+	var next []string
+	for _, t := range p.Next {
+		next = append(next, t.In(zoneOf(sc.Zone)).Format("Mon 2006-01-02 15:04 MST"))
+	}
+	capText := "none"
+	if sc.Cap > 0 {
+		capText = sc.Cap.String() + " per run (a run quoted above it is skipped, with a notice)"
+	}
+	v := View{Kind: KindQuote, Private: true, Title: fmt.Sprintf("Schedule: %s research %s", q.Request.Depth, scheduler.Describe(sc)),
+		Text: fmt.Sprintf("Confirm to schedule. Each run is quoted and paid like any other, from your %s; nothing is held until a run starts.", bucketName(q.Bucket)),
+		Fields: []Field{
+			{"When", fmt.Sprintf("%s (%s)", sc.Spec, sc.Zone)},
+			{"Next five", strings.Join(next, "\n")},
+			{"Per run", fmt.Sprintf("%s to %s, paid from %s (%s available now)", q.CostLow, q.CostHigh, bucketName(q.Bucket), q.Available)},
+			{"Per month", fmt.Sprintf("%d runs: %s to %s", p.PerMonth, p.MonthLow, p.MonthHigh)},
+			{"Cost cap", capText},
+			{"Policies", schedulePolicies},
+		},
+		Buttons: [][]Button{{{Label: "Confirm schedule", Data: scheduleButton(sc.ID, "confirm"), Style: "primary"}, {Label: "Cancel", Data: scheduleButton(sc.ID, "decline"), Style: "danger"}}},
+	}
+	return v
+}
+
+// schedulePolicies is shown with every schedule.
+const schedulePolicies = "a time whose previous run is still going is skipped (and recorded); a time missed while forgebot was down runs once if within 1 h, else is recorded as missed; too little balance skips the run with a notice here; on DST days a time that does not exist (spring forward) is skipped and a repeated time (fall back) fires once"
+
+func (c *Conversation) pressSchedule(ctx context.Context, in Incoming, p payload) ([]Reply, error) {
+	switch p.action {
+	case "confirm":
+		sc, err := c.Schedules.Confirm(ctx, p.id, in.Identity)
+		if err != nil {
+			return nil, err
+		}
+		return []Reply{{Edit: true, View: View{Kind: KindInfo, Final: true, Text: fmt.Sprintf("Scheduled %s (%s %s), id %s. Next run %s. Manage it with /schedule list.",
+			scheduler.Describe(sc), sc.Spec, sc.Zone, sc.ID, sc.NextRunAt.In(zoneOf(sc.Zone)).Format("Mon 2006-01-02 15:04 MST"))}}}, nil
+	default:
+		if _, err := c.Schedules.SetStatus(ctx, p.id, in.Identity, scheduler.Deleted); err != nil {
+			return nil, err
+		}
+		return []Reply{{Edit: true, View: View{Kind: KindInfo, Final: true, Text: "No schedule made."}}}, nil
+	}
+}
+
+func (c *Conversation) scheduleList(ctx context.Context, in Incoming) ([]Reply, error) {
+	list, fires, err := c.Schedules.List(ctx, in.Identity)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return []Reply{{View: View{Kind: KindInfo, Text: "No schedules. Try /schedule daily 09:00 scan us-megacaps"}}}, nil
+	}
+	var b strings.Builder
+	for _, sc := range list {
+		fmt.Fprintf(&b, "%s  %s: %s (%s %s), next %s", sc.ID, sc.Status, scheduler.Describe(sc), sc.Spec, sc.Zone,
+			sc.NextRunAt.In(zoneOf(sc.Zone)).Format("Mon 01-02 15:04 MST"))
+		if sc.Cap > 0 {
+			fmt.Fprintf(&b, ", cap %s", sc.Cap)
+		}
+		for _, f := range fires[sc.ID] {
+			fmt.Fprintf(&b, "\n    %s: %s", f.At.In(zoneOf(sc.Zone)).Format("01-02 15:04"), f.Outcome)
+			if f.RunID != "" {
+				fmt.Fprintf(&b, " (run %s)", f.RunID)
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\nPolicies: " + schedulePolicies)
+	return []Reply{{View: View{Kind: KindInfo, Title: "Your schedules", Text: b.String(), Private: true}}}, nil
+}
