@@ -274,9 +274,10 @@ func (s *Service) Claim(ctx context.Context) (int, error) {
 	}
 }
 
-// Run claims due schedules every second until ctx ends.
+// Run claims due schedules every 250 ms until ctx ends, so a time fires
+// well within a second of being due.
 func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if _, err := s.Claim(ctx); err != nil && ctx.Err() == nil {
