@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -175,8 +176,10 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 		Symbols: q.Symbols, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
 		RouteKind: q.RouteKind, Offline: q.Offline, Price: q.Price, Bucket: q.Bucket, Synthetic: q.Synthetic,
 	}
+	run.Prices = map[string]billing.Price{}
 	for _, r := range chain {
 		run.Chain = append(run.Chain, r.ID)
+		run.Prices[r.ID] = r.Price
 	}
 	if dest != nil {
 		run.Request.Dest = *dest
@@ -416,25 +419,24 @@ func (e *Engine) Reap(ctx context.Context, staleAfter time.Duration) (int, error
 // (the interrupted stage's delivered tokens), releases the rest of the hold,
 // and writes the receipt and the terminal state in one transaction. The
 // caller publishes the final event.
-func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reason string, extra *llm.Usage, errText string) (Run, error) {
+func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reason string, extra *partialUsage, errText string) (Run, error) {
 	ctx = context.WithoutCancel(ctx) // settling must finish even when the run was cancelled
 	cur, err := e.Store.Run(ctx, runID)
 	if err != nil {
 		return cur, err
 	}
-	in, out := cur.TokensIn, cur.TokensOut
-	inSrc, outSrc := cur.InSource, cur.OutSource
 	if extra != nil {
-		in += extra.PromptTokens
-		out += extra.CompletionTokens
-		inSrc, outSrc = worseSource(inSrc, extra.PromptSource), worseSource(outSrc, extra.CompletionSource)
+		cur.ByRoute = maps.Clone(cur.ByRoute)
+		cur.addUsage(extra.route, extra.usage.PromptTokens, extra.usage.CompletionTokens)
+		cur.InSource = worseSource(cur.InSource, extra.usage.PromptSource)
+		cur.OutSource = worseSource(cur.OutSource, extra.usage.CompletionSource)
 	}
-	capture := cur.Price.Cost(in, out)
+	capture := cur.Cost()
 	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, func(r *Run, rc *billing.Receipt) error {
 		r.State, r.Error = to, errText
-		r.TokensIn, r.TokensOut, r.InSource, r.OutSource = in, out, inSrc, outSrc
-		rc.TokensIn, rc.TokensOut = in, out
-		rc.TokensInSource, rc.TokensOutSource = orLocal(inSrc), orLocal(outSrc)
+		r.TokensIn, r.TokensOut, r.InSource, r.OutSource, r.ByRoute = cur.TokensIn, cur.TokensOut, cur.InSource, cur.OutSource, cur.ByRoute
+		rc.TokensIn, rc.TokensOut = cur.TokensIn, cur.TokensOut
+		rc.TokensInSource, rc.TokensOutSource = orLocal(cur.InSource), orLocal(cur.OutSource)
 		var notes []string
 		if r.CrossBucket {
 			notes = append(notes, "fell back to a route of the other bucket, with the consent given in the quote")
@@ -456,6 +458,12 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 	}
 	e.log().Info("run settled", "run_id", r.ID, "state", string(r.State), "captured", r.Captured.String())
 	return r, nil
+}
+
+// partialUsage is what an interrupted call used, and on which route.
+type partialUsage struct {
+	route string
+	usage llm.Usage
 }
 
 func worseSource(a, b billing.UsageSource) billing.UsageSource {

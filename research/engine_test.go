@@ -218,12 +218,16 @@ func TestPauseAndResume(t *testing.T) {
 	})
 }
 
+// pricier is route api-b's price: a fallback is charged at the price of the
+// route that answered.
+var pricier = billing.Price{InputPerM: 3 * billing.Micro, OutputPerM: 9 * billing.Micro}
+
 // apiRoutes are two official routes and one routed route on the fake API.
 func apiRoutes(url string) []llm.Route {
 	price := billing.Price{InputPerM: 1 * billing.Micro, OutputPerM: 4 * billing.Micro}
 	return []llm.Route{
 		{ID: "api-a", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-aaaa1111", Price: price, Enabled: true},
-		{ID: "api-b", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-bbbb2222", Price: price, Enabled: true},
+		{ID: "api-b", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-bbbb2222", Price: pricier, Enabled: true},
 		{ID: "cheap-c", Kind: billing.RouteRouted, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-cccc3333", Price: price, Enabled: true},
 	}
 }
@@ -270,6 +274,9 @@ func TestModelRoutes(t *testing.T) {
 			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
 				if len(fails) != 3 || rc.Route != "api-b" || final.Run.CrossBucket {
 					t.Fatalf("route %s, failed requests = %+v", rc.Route, fails)
+				}
+				if want := pricier.Cost(rc.TokensIn, rc.TokensOut); rc.Captured != want {
+					t.Fatalf("captured %s, want %s at the answering route's price", rc.Captured, want)
 				}
 				if reqs := b.LLM.Requests(); reqs[len(reqs)-1].BearerToken != "sk-test-bbbb2222" {
 					t.Fatalf("the fallback did not use route b's key")

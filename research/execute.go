@@ -109,12 +109,12 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			e.recordFailures(ctx, r, res)
 			if err != nil {
 				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, res.Usage, attempt, maxAttempts)
+					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage}, attempt, maxAttempts)
 				}
 				if st.Symbol != "" && len(r.Symbols) > 1 {
 					g.failed[st.Symbol] = err.Error() // partial: the other symbols go on
 				} else {
-					return e.finish(ctx, runID, Failed, "model call failed", &res.Usage, "model call failed: "+err.Error())
+					return e.finish(ctx, runID, Failed, "model call failed", &partialUsage{res.Route.ID, res.Usage}, "model call failed: "+err.Error())
 				}
 			}
 			text = res.Text
@@ -126,8 +126,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			}
 			r.Outputs[i] = text
 			if res.Attempts > 0 {
-				r.TokensIn += res.Usage.PromptTokens
-				r.TokensOut += res.Usage.CompletionTokens
+				r.addUsage(res.Route.ID, res.Usage.PromptTokens, res.Usage.CompletionTokens)
 				r.InSource = worseSource(r.InSource, res.Usage.PromptSource)
 				r.OutSource = worseSource(r.OutSource, res.Usage.CompletionSource)
 				r.Attempts += res.Attempts
@@ -191,8 +190,12 @@ func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, 
 		if now := time.Now(); now.Sub(last) >= progressEvery {
 			last = now
 			snap := r
-			snap.TokensIn += llm.CountPromptTokens(req.Messages)
-			snap.TokensOut += out
+			snap.ByRoute = maps.Clone(r.ByRoute)
+			route := ""
+			if len(routes) > 0 {
+				route = routes[0].ID
+			}
+			snap.addUsage(route, llm.CountPromptTokens(req.Messages), out)
 			e.publish(e.event(snap, "writing"))
 		}
 	})
@@ -211,7 +214,7 @@ func (e *Engine) recordFailures(ctx context.Context, r Run, res llm.Result) {
 // interrupted handles a model call whose context ended: a cancel settles at
 // once with the delivered tokens; a timeout fails the run; a shutdown leaves
 // the run to the next attempt (or fails it on the last one).
-func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial llm.Usage, attempt, maxAttempts int) error {
+func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partialUsage, attempt, maxAttempts int) error {
 	cur, err := e.Store.Run(context.WithoutCancel(ctx), r.ID)
 	if err != nil {
 		return err
@@ -219,19 +222,19 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial llm.Usa
 	cause := context.Cause(runCtx)
 	switch {
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
-		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", &partial, "")
+		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
-		return e.finish(ctx, r.ID, Failed, "timed out", &partial, "the run took longer than its depth allows")
+		return e.finish(ctx, r.ID, Failed, "timed out", partial, "the run took longer than its depth allows")
 	case attempt < maxAttempts:
 		e.publish(e.event(cur, "interrupted: the server is restarting; the run resumes from its last finished stage"))
 		return fmt.Errorf("run %s interrupted: %w", r.ID, cause)
 	default:
-		return e.finish(ctx, r.ID, Failed, "interrupted", &partial, "interrupted and out of attempts")
+		return e.finish(ctx, r.ID, Failed, "interrupted", partial, "interrupted and out of attempts")
 	}
 }
 
 // finish settles and publishes the final event; a run already settled is fine.
-func (e *Engine) finish(ctx context.Context, runID string, to State, reason string, extra *llm.Usage, errText string) error {
+func (e *Engine) finish(ctx context.Context, runID string, to State, reason string, extra *partialUsage, errText string) error {
 	r, err := e.settle(ctx, runID, to, "worker", reason, extra, errText)
 	if errors.Is(err, ErrWrongState) {
 		return nil

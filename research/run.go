@@ -50,10 +50,15 @@ type Run struct {
 	RouteKind billing.RouteKind `json:"route_kind"`
 	Offline   bool              `json:"offline"`
 	Price     billing.Price     `json:"price"`
-	Bucket    billing.Bucket    `json:"bucket"`
-	HoldID    int64             `json:"hold_id"`
-	Hold      billing.Money     `json:"hold"`
-	Synthetic bool              `json:"synthetic"`
+	// Prices are the chain's routes' prices when the run was confirmed, and
+	// ByRoute its tokens per route: each route's tokens are priced at that
+	// route's price, rounded up once per route.
+	Prices    map[string]billing.Price `json:"prices,omitempty"`
+	ByRoute   map[string]Tokens        `json:"by_route,omitempty"`
+	Bucket    billing.Bucket           `json:"bucket"`
+	HoldID    int64                    `json:"hold_id"`
+	Hold      billing.Money            `json:"hold"`
+	Synthetic bool                     `json:"synthetic"`
 
 	// Usage of finished stages (and, when settled, of the interrupted one).
 	TokensIn     int64               `json:"tokens_in"`
@@ -80,8 +85,43 @@ type Run struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
-// Cost is what the run's usage costs so far, rounded up once.
-func (r Run) Cost() billing.Money { return r.Price.Cost(r.TokensIn, r.TokensOut) }
+// Tokens counts a route's input and output tokens.
+type Tokens struct {
+	In  int64 `json:"in"`
+	Out int64 `json:"out"`
+}
+
+// Cost is what the run's usage costs so far: each route's tokens at its
+// price, rounded up once per route.
+func (r Run) Cost() billing.Money {
+	if len(r.ByRoute) == 0 {
+		return r.Price.Cost(r.TokensIn, r.TokensOut)
+	}
+	var total billing.Money
+	for id, t := range r.ByRoute {
+		p, ok := r.Prices[id]
+		if !ok {
+			p = r.Price
+		}
+		total += p.Cost(t.In, t.Out)
+	}
+	return total
+}
+
+// addUsage adds one call's tokens, attributed to the route that served them.
+func (r *Run) addUsage(route string, in, out int64) {
+	r.TokensIn += in
+	r.TokensOut += out
+	if route == "" {
+		route = r.RouteID
+	}
+	if r.ByRoute == nil {
+		r.ByRoute = map[string]Tokens{}
+	}
+	t := r.ByRoute[route]
+	t.In, t.Out = t.In+in, t.Out+out
+	r.ByRoute[route] = t
+}
 
 // Transition is one stored change of a run's state.
 type Transition struct {
