@@ -212,8 +212,21 @@ func TestCancelButtons(t *testing.T) {
 	c := newChat(t, testbed.Options{Pace: 2 * time.Millisecond})
 	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
 	quote := one(t, c.say(t, alice, "/research AAPL MSFT standard"))
-	conf := one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1"))
+	consent := one(t, c.press(t, alice, button(t, quote.View, "Allow other-bucket"), "m1"))
+	if !strings.Contains(consent.View.Fields[8].Value, "no other route") || button(t, consent.View, "No other-bucket") == "" {
+		t.Fatalf("consent re-quote = %+v", consent.View.Fields)
+	}
+	conf := one(t, c.press(t, alice, button(t, consent.View, "Confirm"), "m1"))
 	cancel := button(t, conf.View, "Cancel")
+	if r := one(t, c.press(t, bob, button(t, conf.View, "Pause"), "m1")); !strings.Contains(r.Alert, "Only the person") {
+		t.Fatalf("bob's pause = %+v", r)
+	}
+	if r := one(t, c.press(t, alice, button(t, conf.View, "Pause"), "m1")); !strings.Contains(r.Alert, "Pausing") {
+		t.Fatalf("pause = %+v", r)
+	}
+	if r := one(t, c.press(t, alice, runButtonOf(t, c, "Resume"), "m1")); !strings.Contains(r.Alert, "Resuming") {
+		t.Fatalf("resume = %+v", r)
+	}
 	if r := one(t, c.press(t, bob, cancel, "m1")); !strings.Contains(r.Alert, "Only the person") {
 		t.Fatalf("bob's cancel = %+v", r)
 	}
@@ -369,4 +382,30 @@ func TestWatchlistsAndScan(t *testing.T) {
 		t.Fatalf("delete = %+v", r.View)
 	}
 	c.b.CheckLedger()
+}
+
+// runButtonOf finds a button on the latest view the screen shows for m1.
+func runButtonOf(t *testing.T, c *chat, label string) string {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		c.screen.mu.Lock()
+		views := c.screen.views["m1"]
+		ch := c.screen.changed
+		c.screen.mu.Unlock()
+		if n := len(views); n > 0 {
+			for _, row := range views[n-1].Buttons {
+				for _, b := range row {
+					if b.Label == label {
+						return b.Data
+					}
+				}
+			}
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("no %q button on m1", label)
+		}
+	}
 }
