@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -54,6 +55,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.HTTPAddr
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, badInput("FORGE_PUBLIC_URL must be an http(s) URL like https://forgebot.example.com, got %q", c.PublicURL)
 	}
 	for _, a := range strings.Split(getenv("FORGE_ADMINS"), ",") {
 		if a = strings.TrimSpace(a); a == "" {

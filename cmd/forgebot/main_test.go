@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -257,4 +258,48 @@ func TestLedgerCheckAfterWorkload(t *testing.T) {
 			t.Fatalf("ledger check on corrupt data = %+v", r)
 		}
 	})
+}
+
+// TestBadConfig: every configuration value that can be wrong stops the
+// command with one line and exit 2, before anything is written.
+func TestBadConfig(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
+	cli{t, db}.ok("migrate")
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"market":        {map[string]string{"FORGE_MARKET": "bloomberg"}, "FORGE_MARKET must be"},
+		"admins":        {map[string]string{"FORGE_ADMINS": "telegram:1,nobody"}, "FORGE_ADMINS"},
+		"quote ttl":     {map[string]string{"FORGE_QUOTE_TTL": "-5m"}, "FORGE_QUOTE_TTL"},
+		"public url":    {map[string]string{"FORGE_PUBLIC_URL": "ftp://x"}, "FORGE_PUBLIC_URL"},
+		"openai half":   {map[string]string{"OPENAI_BASE_URL": "http://x"}, "OPENAI_BASE_URL and OPENAI_API_KEY go together"},
+		"openai price":  {map[string]string{"OPENAI_BASE_URL": "http://x", "OPENAI_API_KEY": "sk-1", "OPENAI_MODEL": "mystery-1"}, "OPENAI_PRICE is needed"},
+		"catalog file":  {map[string]string{"FORGE_CATALOG": "/nonexistent/catalog.json"}, "FORGE_CATALOG"},
+		"catalog shape": {map[string]string{"FORGE_CATALOG": writeFile(t, `{"routes":[{"id":"x","kind":"free","model":"m","base_url":"u"}]}`)}, "kind must be official or routed"},
+	} {
+		env := func(k string) string {
+			if k == "DATABASE_URL" {
+				return db
+			}
+			return tc.env[k]
+		}
+		var out, errb bytes.Buffer
+		code := run(t.Context(), []string{"research", "AAPL", "--yes"}, env, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+		if code != 2 || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") != 1 || strings.Contains(errb.String(), "sk-1") {
+			t.Errorf("%s: exit %d, %q; want exit 2 with %q", name, code, errb.String(), tc.want)
+		}
+	}
+	if r := (cli{t, db}).run("wallet", "show", "--user", "cli:local"); r.code != 2 || !strings.Contains(r.stderr, "unknown user") {
+		t.Fatalf("bad config wrote something: %+v", r)
+	}
+}
+
+func writeFile(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "catalog.json")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
