@@ -439,3 +439,39 @@ func TestWorkerStoppedMidRun(t *testing.T) {
 		}
 	})
 }
+
+// TestReap: a paused run past its pause TTL expires, and a run whose process
+// vanished (no worker ever takes it) fails as interrupted; both release their holds.
+func TestReap(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{NoWorkers: true})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	stale := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick}))
+	paused := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"MSFT"}, Depth: research.Quick}))
+	if _, err := b.Engine.Pause(t.Context(), paused.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Store.UpdateRun(t.Context(), paused.ID, "test", "paused", func(r *research.Run) error {
+		r.State = research.Paused
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Engine.Reap(t.Context(), time.Hour); err != nil || n != 0 {
+		t.Fatalf("reaped %d, %v before anything is stale", n, err)
+	}
+	b.Clock.Advance(2 * time.Hour)
+	if n, err := b.Engine.Reap(t.Context(), time.Hour); err != nil || n != 2 {
+		t.Fatalf("reaped %d, %v; want 2", n, err)
+	}
+	for id, want := range map[string]research.State{stale.ID: research.Failed, paused.ID: research.Expired} {
+		r, _ := b.Store.Run(t.Context(), id)
+		if r.State != want || r.ReceiptID == "" {
+			t.Errorf("run %s = %s, want %s with a receipt", id, r.State, want)
+		}
+	}
+	if b.OpenHolds() != 0 {
+		t.Fatal("reaped runs kept their holds")
+	}
+	b.CheckLedger()
+}
