@@ -76,5 +76,6 @@ func setupDiscord(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) (
 		mode = "http " + discord.InteractionsPath
 	}
 	a.log.Info("discord adapter started", "interactions", mode, "guild_id", dc.GuildID)
+	a.adapterStops = append(a.adapterStops, ad.Stop)
 	return true, nil
 }

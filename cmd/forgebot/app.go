@@ -37,7 +37,9 @@ type app struct {
 	outbox     *bots.Outbox
 	health     *llm.Health
 	schedules  *scheduler.Service // claimed by start's loop
-	log        *slog.Logger
+	// adapterStops stop the chat adapters once the final messages are out.
+	adapterStops []func(context.Context)
+	log          *slog.Logger
 }
 
 // knownPrices are list prices per 1M tokens for the quick-start shortcuts;
@@ -199,9 +201,12 @@ func (a *app) stop(grace time.Duration) {
 	if err := a.store.StopWorkers(ctx); err != nil {
 		a.log.Warn("stop workers", "err", err)
 	}
-	flush, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	flush, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	_ = a.outbox.Flush(flush)
+	for _, stop := range a.adapterStops {
+		stop(flush) // waits for attachments still being sent
+	}
 	if a.stopOutbox != nil {
 		a.stopOutbox()
 	}

@@ -103,7 +103,8 @@ func TestResearchCommandInterrupted(t *testing.T) {
 	}
 	var w map[string]map[string]int64
 	_ = json.Unmarshal([]byte(c.ok("wallet", "show", "--user", "cli:ann", "--json")), &w)
-	if w["credit"]["held_micros"] != 0 || w["credit"]["posted_micros"] >= 1_000_000 {
+	// What was used is charged (the engine tests pin the amount); nothing stays held.
+	if w["credit"]["held_micros"] != 0 || w["credit"]["posted_micros"] > 1_000_000 {
 		t.Fatalf("wallet after the cancel: %v", w)
 	}
 	if r := c.run("ledger", "check"); r.code != 0 {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokensforge/forgebot/bots/web"
@@ -32,11 +34,36 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		a.stop(time.Second)
 		return badInput("FORGE_HTTP_ADDR %s: %v", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: log}), ReadHeaderTimeout: 10 * time.Second}
+	// The adapters live until the runs have drained and the final messages
+	// have gone out through them.
+	adapters, stopAdapters := context.WithCancel(ctx)
+	defer stopAdapters()
+	mux := http.NewServeMux()
+	mux.Handle("/", web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: log}))
+	var enabled []string
+	for name, setup := range map[string]func(context.Context, Config, *app, *http.ServeMux) (bool, error){
+		"telegram": setupTelegram, "discord": setupDiscord,
+	} {
+		on, err := setup(adapters, cfg, a, mux)
+		if err != nil {
+			ln.Close()
+			a.stop(time.Second)
+			return err
+		}
+		if on {
+			enabled = append(enabled, name)
+		}
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	if err := a.start(ctx); err != nil {
 		return err
 	}
-	log.Info("chat adapters", "configured", "none (set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN when those adapters land)")
+	if len(enabled) == 0 {
+		log.Info("chat adapters", "configured", "none (set TELEGRAM_BOT_TOKEN, or DISCORD_BOT_TOKEN and DISCORD_APP_ID); serving HTTP and runs")
+	} else {
+		slices.Sort(enabled)
+		log.Info("chat adapters", "configured", strings.Join(enabled, ", "))
+	}
 	log.Info("serving", "addr", ln.Addr().String(), "public_url", cfg.PublicURL)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -55,6 +82,7 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	if err := srv.Shutdown(shut); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", err)
 	}
-	a.stop(*grace)
+	a.stop(*grace) // drains runs and flushes final messages through the adapters
+	stopAdapters()
 	return nil
 }

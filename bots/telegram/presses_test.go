@@ -1,0 +1,138 @@
+package telegram_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/bots/telegram"
+	"github.com/tokensforge/forgebot/bots/telegram/telegramtest"
+	"github.com/tokensforge/forgebot/internal/testbed"
+)
+
+// TestOddPresses: garbage payloads, an empty payload, presses on messages
+// Telegram no longer serves (InaccessibleMessage) and on inline messages are
+// all answered, none crashes, and only a valid owner's press acts.
+func TestOddPresses(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{bed: testbed.Options{Pace: 3 * time.Millisecond}, start: true})
+	b.bed.Fund(who(alice), billing.BucketCredit, billing.Micro)
+	dm := telegramtest.Private(alice)
+	b.fake.SendText(dm, alice, "/research AAPL")
+	quote := b.reply(t, dm.ID, "Quote: quick research on AAPL")
+
+	for _, data := range []string{"garbage", "q:" + strings.Repeat("A", 62), "r:rAAAAAAAAAAAAAAAA:cancel", "q:../../etc:confirm"} {
+		q := b.fake.Press(dm, alice, quote.ID, data)
+		if ans := b.fake.WaitAnswer(t, q); ans.Fields["show_alert"] != "true" || ans.Fields["text"] == "" || strings.Contains(ans.Fields["text"], "ref ") {
+			t.Errorf("payload %q answered %v, want a plain refusal", data, ans.Fields)
+		}
+	}
+	if q := b.fake.Press(dm, alice, quote.ID, ""); b.fake.WaitAnswer(t, q).Fields["text"] != "" {
+		t.Error("an empty payload got a text")
+	}
+	b.fake.Queue(map[string]any{"callback_query": map[string]any{"id": "inline1", "from": alice, "chat_instance": "x",
+		"inline_message_id": "AAAA", "data": button(t, quote, "Confirm")}})
+	if ans := b.fake.WaitAnswer(t, "inline1"); !strings.Contains(ans.Fields["text"], "does not work here") {
+		t.Errorf("inline press answered %v", ans.Fields)
+	}
+	if b.bed.OpenHolds() != 0 || len(b.edits(dm.ID, quote.ID)) != 0 {
+		t.Fatal("odd presses changed something")
+	}
+
+	// A run to its end, then presses on its old messages.
+	confirm := button(t, quote, "Confirm")
+	b.fake.WaitAnswer(t, b.fake.Press(dm, alice, quote.ID, confirm))
+	var prog telegramtest.Message
+	b.fake.Wait(t, wait, "the progress message", func() bool {
+		prog, _ = b.fake.Message(dm.ID, quote.ID)
+		return strings.Contains(prog.Markup, `"Pause"`)
+	})
+	b.final(t, dm.ID, quote.ID)
+	if ans := b.fake.WaitAnswer(t, b.fake.PressOld(dm, alice, quote.ID, confirm)); ans.Fields["text"] != "Already confirmed." {
+		t.Errorf("old confirm answered %v", ans.Fields)
+	}
+	if ans := b.fake.WaitAnswer(t, b.fake.PressOld(dm, alice, quote.ID, button(t, prog, "Cancel"))); !strings.Contains(ans.Fields["text"], "no longer possible") {
+		t.Errorf("old cancel answered %v", ans.Fields)
+	}
+	if final, _ := b.fake.Message(dm.ID, quote.ID); !strings.Contains(final.Visible, "succeeded") {
+		t.Fatalf("the final message changed: %s", final.Visible)
+	}
+	b.bed.CheckLedger()
+}
+
+// TestGoneQuote: Confirm on a quote message that was deleted posts the
+// progress as a new message, moves the run there, and the final arrives.
+func TestGoneQuote(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{bed: testbed.Options{Pace: 3 * time.Millisecond}, start: true})
+	b.bed.Fund(who(alice), billing.BucketCredit, billing.Micro)
+	dm := telegramtest.Private(alice)
+	b.fake.SendText(dm, alice, "/research MSFT")
+	quote := b.reply(t, dm.ID, "Quote: quick research on MSFT")
+	b.fake.Forget(dm.ID, quote.ID)
+	q := b.fake.PressOld(dm, alice, quote.ID, button(t, quote, "Confirm"))
+	if ans := b.fake.WaitAnswer(t, q); !strings.HasPrefix(ans.Fields["text"], "Confirmed") {
+		t.Fatalf("confirm answered %v", ans.Fields)
+	}
+	prog := b.reply(t, dm.ID, "Research MSFT (quick)")
+	if prog.ID == quote.ID {
+		t.Fatal("no new message")
+	}
+	b.fake.Wait(t, wait, "a final message", func() bool {
+		for _, m := range b.fake.Messages(dm.ID) {
+			if m.ID != quote.ID && m.ParseMode == "HTML" && strings.Contains(m.Visible, "MSFT: succeeded") {
+				return true
+			}
+		}
+		return false
+	})
+	b.bed.CheckLedger()
+}
+
+// panicky is the conversation with a bug on "/boom" and one payload.
+type panicky struct{ *bots.Conversation }
+
+func (p panicky) Handle(ctx context.Context, in bots.Incoming) []bots.Reply {
+	if in.Text == "/boom" || in.Button == "q:qBOOMBOOMBOOMBOOMB:confirm" {
+		panic("boom with " + telegramtest.Token)
+	}
+	return p.Conversation.Handle(ctx, in)
+}
+
+// TestPanicRecovered: a panic while handling a message or a press is
+// logged with a reference (and without the token) and the user is told.
+func TestPanicRecovered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{start: true, conv: func(c *bots.Conversation) telegram.Conversation { return panicky{c} }})
+	b.fake.SendText(group, alice, "/boom")
+	sorry := b.reply(t, group.ID, "Something went wrong (ref ")
+	ref := regexp.MustCompile(`ref ([0-9a-f]{8})`).FindStringSubmatch(sorry.Visible)
+	if ref == nil || !strings.Contains(b.logs.String(), "ref="+ref[1]) || !strings.Contains(b.logs.String(), "panicked") {
+		t.Fatalf("apology %q; logs:\n%s", sorry.Visible, b.logs.String())
+	}
+	q := b.fake.Press(group, alice, sorry.ID, "q:qBOOMBOOMBOOMBOOMB:confirm")
+	if ans := b.fake.WaitAnswer(t, q); !strings.HasPrefix(ans.Fields["text"], "Something went wrong (ref ") || ans.Fields["show_alert"] != "true" {
+		t.Fatalf("press after a panic answered %v", ans.Fields)
+	}
+	b.fake.SendText(group, alice, "/help")
+	b.reply(t, group.ID, "You always see a quote first")
+}
+
+// TestAnonymousAdminRefused: a command sent as the group itself (an
+// anonymous admin) has no person to bill and is refused.
+func TestAnonymousAdminRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{bed: testbed.Options{NoWorkers: true}, start: true})
+	b.fake.Queue(map[string]any{"message": map[string]any{"message_id": 99, "date": time.Now().Unix(), "chat": group,
+		"from":        telegramtest.User{ID: 1087968824, FirstName: "Group", Username: "GroupAnonymousBot", IsBot: true},
+		"sender_chat": group, "text": "/research NVDA"}})
+	b.reply(t, group.ID, "Send commands from your own account")
+	if b.bed.OpenHolds() != 0 || strings.Contains(fmt.Sprint(b.fake.Calls("sendMessage")), "Quote") {
+		t.Fatal("an anonymous admin got a quote")
+	}
+}
