@@ -93,12 +93,7 @@ func (c *Conversation) progressView(ev research.Event) View {
 	r := ev.Run
 	v := View{Kind: KindProgress, Title: fmt.Sprintf("%s (%s): %s", titleOf(r), r.Request.Depth, r.State)}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %d%%  stage %d/%d: %s\n", bar(ev.Percent), ev.Percent, ev.Stage, ev.StageCount, ev.StageName)
-	fmt.Fprintf(&b, "tokens %d in / %d out, cost so far %s of %s held from %s\n", ev.TokensIn, ev.TokensOut, ev.Cost, r.Hold, bucketName(r.Bucket))
-	fmt.Fprintf(&b, "elapsed %s", roundDur(ev.Elapsed))
-	if ev.Remaining > 0 {
-		fmt.Fprintf(&b, ", about %s left", roundDur(ev.Remaining))
-	}
+	fmt.Fprintf(&b, "%s %d%%  stage %d/%d: %s", bar(ev.Percent), ev.Percent, ev.Stage, ev.StageCount, ev.StageName)
 	if r.Failures > 0 {
 		fmt.Fprintf(&b, "\n%d failed request(s) so far (retried; not charged)", r.Failures)
 	}
@@ -107,6 +102,15 @@ func (c *Conversation) progressView(ev research.Event) View {
 	}
 	if ev.Note != "" {
 		fmt.Fprintf(&b, "\n%s", ev.Note)
+	}
+	elapsed := roundDur(ev.Elapsed) + " elapsed"
+	if ev.Remaining > 0 {
+		elapsed += ", about " + roundDur(ev.Remaining) + " left"
+	}
+	v.Fields = []Field{
+		{"Tokens", fmt.Sprintf("%d in / %d out", ev.TokensIn, ev.TokensOut)},
+		{"Cost so far", fmt.Sprintf("%s of %s held from %s", ev.Cost, r.Hold, bucketName(r.Bucket))},
+		{"Time", elapsed},
 	}
 	v.Text = b.String()
 	switch r.State {

@@ -165,7 +165,11 @@ func Render(w io.Writer, v bots.View) {
 
 func (c *Console) render(w io.Writer, v bots.View) []string {
 	if v.Kind == bots.KindProgress {
-		fmt.Fprintf(w, "\n… %s | %s\n", v.Title, strings.ReplaceAll(v.Text, "\n", " | "))
+		line := []string{v.Title, strings.ReplaceAll(v.Text, "\n", " | ")}
+		for _, f := range v.Fields {
+			line = append(line, f.Name+" "+f.Value)
+		}
+		fmt.Fprintf(w, "\n… %s\n", strings.Join(line, " | "))
 	} else {
 		if v.Title != "" {
 			fmt.Fprintf(w, "\n== %s ==\n", v.Title)
