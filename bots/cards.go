@@ -104,7 +104,7 @@ func (c *Conversation) progressView(ev research.Event) View {
 		fmt.Fprintf(&b, "\n%s", ev.Note)
 	}
 	elapsed := roundDur(ev.Elapsed) + " elapsed"
-	if ev.Remaining > 0 {
+	if ev.Remaining >= time.Second {
 		elapsed += ", about " + roundDur(ev.Remaining) + " left"
 	}
 	v.Fields = []Field{
