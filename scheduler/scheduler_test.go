@@ -307,7 +307,7 @@ func TestScheduleThroughConsole(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, testbed.Options{})
 	r.b.Fund(alice, billing.BucketCredit, billing.Micro)
-	out := &syncBuf{}
+	out := &testbed.Screen{}
 	ob := bots.NewOutbox(nil)
 	conv := &bots.Conversation{Engine: r.b.Engine, Ledger: r.b.Store, Runs: r.b.Store, Outbox: ob, Schedules: r.svc}
 	r.b.Engine.Sink, r.svc.Notify = conv, conv.Notify
@@ -337,39 +337,11 @@ func TestScheduleThroughConsole(t *testing.T) {
 	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
 		t.Fatalf("claim = %d, %v", n, err)
 	}
-	out.waitFor(t, "Research NVDA, AMD: succeeded")
-	for _, want := range []string{"Receipt: http", "Not financial advice"} {
+	out.WaitFor(t, "Receipt: http", 1) // the final message's last line
+	for _, want := range []string{"Research NVDA, AMD: succeeded", "Not financial advice"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("scheduled result lacks %q", want)
 		}
 	}
 	r.b.CheckLedger()
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuf) waitFor(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(s.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never saw %q:\n%s", want, s.String())
-		}
-		time.Sleep(5 * time.Millisecond) // polling the screen, not synchronising goroutines
-	}
 }

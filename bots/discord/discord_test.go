@@ -58,24 +58,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.offset += d
 }
 
-// logBuffer collects the adapter's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type options struct {
 	bed        testbed.Options
 	http       bool
@@ -93,14 +75,14 @@ type bundle struct {
 	conv  *bots.Conversation
 	ob    *bots.Outbox
 	clock *clock
-	logs  *logBuffer
+	logs  *testbed.Screen
 	// endpoint is the HTTP interactions URL in HTTP mode.
 	endpoint string
 }
 
 func setup(t testing.TB, o options) *bundle {
 	t.Helper()
-	b := &bundle{clock: &clock{}, logs: &logBuffer{}}
+	b := &bundle{clock: &clock{}, logs: &testbed.Screen{}}
 	b.bed = testbed.New(t, o.bed)
 	log := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.ob = bots.NewOutbox(log)

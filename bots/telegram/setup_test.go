@@ -1,12 +1,10 @@
 package telegram_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,24 +26,6 @@ func who(u telegramtest.User) billing.Identity {
 	return billing.Identity{Platform: telegram.Platform, ExternalID: strconv.FormatInt(u.ID, 10)}
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // bundle is one adapter on a fake Bot API, over the real conversation,
 // engine and store.
 type bundle struct {
@@ -55,7 +35,7 @@ type bundle struct {
 	outbox *bots.Outbox
 	ad     *telegram.Adapter
 	events *testbed.Recorder
-	logs   *logBuffer
+	logs   *testbed.Screen
 	wait   time.Duration // how long helpers wait for the fake
 }
 
@@ -71,7 +51,7 @@ type options struct {
 // log line may contain the token.
 func setup(t testing.TB, o options) *bundle {
 	t.Helper()
-	b := &bundle{bed: testbed.New(t, o.bed), fake: telegramtest.New(t), events: testbed.NewRecorder(), logs: &logBuffer{}, wait: wait}
+	b := &bundle{bed: testbed.New(t, o.bed), fake: telegramtest.New(t), events: testbed.NewRecorder(), logs: &testbed.Screen{}, wait: wait}
 	b.fake.SetLimits(&telegramtest.TelegramLimits)
 	log := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.outbox = bots.NewOutbox(log)

@@ -1,59 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
+	"github.com/tokensforge/forgebot/internal/testbed"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// screen is a terminal the test can watch: writes signal the waiters.
-type screen struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newScreen() *screen { return &screen{changed: make(chan struct{})} }
-
-func (s *screen) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, err := s.buf.Write(p)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return n, err
-}
-
-func (s *screen) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// waitFor waits until the screen shows want count times, and returns the screen.
-func (s *screen) waitFor(t *testing.T, want string, count int) string {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		s.mu.Lock()
-		text, ch := s.buf.String(), s.changed
-		s.mu.Unlock()
-		if strings.Count(text, want) >= count {
-			return text
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("screen never showed %q %d times; it shows:\n%s", want, count, text)
-		}
-	}
-}
+// newScreen is a terminal the test can watch.
+func newScreen() *testbed.Screen { return &testbed.Screen{} }
 
 // TestDemoConsole drives `forgebot demo` through its stdin like a user: a
 // run to completion, then a run cancelled with Ctrl-C, then quit.
@@ -82,29 +41,29 @@ func TestDemoConsole(t *testing.T) {
 	}()
 	typ := func(line string) { _, _ = io.WriteString(typist, line+"\n") }
 
-	out.waitFor(t, "Granted $5.00 of credit", 1)
+	out.WaitFor(t, "Granted $5.00 of credit", 1)
 	typ("/research AAPL quick")
-	out.waitFor(t, "[1] Confirm", 1)
+	out.WaitFor(t, "[1] Confirm", 1)
 	typ("1")
-	screen := out.waitFor(t, "Research AAPL: succeeded", 1)
-	for _, want := range []string{"RSI 14", "Not financial advice", "Charged $0.0", "Receipt: http", "Chart: ", "SYNTHETIC"} {
+	screen := out.WaitFor(t, "Receipt: http", 1) // the final message's last line
+	for _, want := range []string{"Research AAPL: succeeded", "RSI 14", "Not financial advice", "Charged $0.0", "Receipt: http", "Chart: ", "SYNTHETIC"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("the final message lacks %q", want)
 		}
 	}
 	typ("/research MSFT NVDA AMZN deep")
-	out.waitFor(t, "[1] Confirm", 2)
+	out.WaitFor(t, "[1] Confirm", 2)
 	seen := strings.Count(out.String(), "writing")
 	typ("1")
-	out.waitFor(t, "writing", seen+1) // the deep run is streaming
+	out.WaitFor(t, "writing", seen+1) // the deep run is streaming
 
 	sig <- os.Interrupt
-	screen = out.waitFor(t, ": cancelled ==", 1)
+	screen = out.WaitFor(t, ": cancelled ==", 1)
 	if !strings.Contains(screen, "Cancelling the run") {
 		t.Errorf("no cancel notice")
 	}
 	typ("/usage")
-	out.waitFor(t, "cancelled: $0.", 1)
+	out.WaitFor(t, "cancelled: $0.", 1)
 	typ("quit")
 	select {
 	case code := <-done:

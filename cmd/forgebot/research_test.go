@@ -91,7 +91,7 @@ func TestResearchCommandInterrupted(t *testing.T) {
 		done <- run(t.Context(), []string{"research", "AAPL", "--depth", "standard", "--yes", "--user", "cli:ann"}, researchEnv(db),
 			stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: sig})
 	}()
-	errb.waitFor(t, "stage 3/4", 1)
+	errb.WaitFor(t, "stage 3/4", 1)
 	sig <- os.Interrupt
 	select {
 	case code := <-done:

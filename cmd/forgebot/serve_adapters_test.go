@@ -40,7 +40,7 @@ func TestServeWithAdapters(t *testing.T) {
 		done <- run(t.Context(), []string{"serve", "--grace", "2s"}, func(k string) string { return env[k] },
 			stdio{in: strings.NewReader(""), out: logs, err: logs, interrupts: sig})
 	}()
-	logs.waitFor(t, "configured=\"discord, telegram\"", 1)
+	logs.WaitFor(t, "configured=\"discord, telegram\"", 1)
 	tg.Wait(t, 10*time.Second, "setMyCommands", func() bool { return strings.Contains(tg.Commands(), "research") })
 	dc.Wait(t, "gateway connected and commands registered", 10*time.Second, func() bool {
 		return dc.Connected() && len(dc.Commands("global")) > 0

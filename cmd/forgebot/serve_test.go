@@ -33,7 +33,7 @@ func TestServe(t *testing.T) {
 	go func() {
 		done <- run(t.Context(), []string{"serve", "--grace", "2s"}, env, stdio{in: strings.NewReader(""), out: logs, err: logs, interrupts: sig})
 	}()
-	logs.waitFor(t, "msg=serving", 1)
+	logs.WaitFor(t, "msg=serving", 1)
 	for path, want := range map[string]string{"/healthz": "ok", "/metrics": "go_goroutines", "/r/" + strings.Repeat("A", 24): "404 page not found"} {
 		res, err := http.Get("http://" + addr + path)
 		if err != nil {
