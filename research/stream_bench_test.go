@@ -2,12 +2,7 @@ package research
 
 import (
 	"context"
-	"errors"
-	"io"
-	"strings"
 	"testing"
-
-	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research/llm"
@@ -30,34 +25,15 @@ func BenchmarkEngineStreamOverhead(b *testing.B) {
 	msgs := []llm.Message{{Role: "user", Content: "Write 500 words."}}
 
 	b.Run("bare_go_openai", func(b *testing.B) {
-		cfg := openai.DefaultConfig(key)
-		cfg.BaseURL, cfg.HTTPClient = fake.URL(), fake.Client()
-		api := openai.NewClientWithConfig(cfg)
-		req := openai.ChatCompletionRequest{Model: "bench", Stream: true, StreamOptions: &openai.StreamOptions{IncludeUsage: true},
-			Messages: []openai.ChatCompletionMessage{{Role: "user", Content: msgs[0].Content}}}
+		bare := fake.NewBare(key, msgs[0].Content)
+		b.ReportAllocs()
 		for b.Loop() {
-			stream, err := api.CreateChatCompletionStream(context.Background(), req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var text strings.Builder
-			for {
-				resp, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, c := range resp.Choices {
-					text.WriteString(c.Delta.Content)
-				}
-			}
-			stream.Close()
-			if text.Len() != 5*n {
-				b.Fatalf("got %d bytes", text.Len())
+			text, err := bare.Stream(context.Background())
+			if err != nil || len(text) != 5*n {
+				b.Fatalf("%v, %d bytes", err, len(text))
 			}
 		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/chunk")
 	})
 
 	b.Run("engine_call", func(b *testing.B) {

@@ -2,12 +2,7 @@ package llm_test
 
 import (
 	"context"
-	"errors"
-	"io"
-	"strings"
 	"testing"
-
-	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research/llm"
@@ -32,35 +27,12 @@ func BenchmarkStreamOverhead(b *testing.B) {
 	const key = "sk-bench-0123456789abcdef"
 
 	b.Run("bare_go_openai", func(b *testing.B) {
-		cfg := openai.DefaultConfig(key)
-		cfg.BaseURL, cfg.HTTPClient = fake.URL(), hc
-		api := openai.NewClientWithConfig(cfg)
-		req := openai.ChatCompletionRequest{
-			Model: "bench", Stream: true, StreamOptions: &openai.StreamOptions{IncludeUsage: true},
-			Messages: []openai.ChatCompletionMessage{{Role: msgs[0].Role, Content: msgs[0].Content}},
-		}
+		bare := fake.NewBare(key, msgs[0].Content)
 		b.ReportAllocs()
 		for b.Loop() {
-			stream, err := api.CreateChatCompletionStream(context.Background(), req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var text strings.Builder
-			for {
-				resp, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, c := range resp.Choices {
-					text.WriteString(c.Delta.Content)
-				}
-			}
-			stream.Close()
-			if text.Len() != 5*n {
-				b.Fatalf("got %d bytes", text.Len())
+			text, err := bare.Stream(context.Background())
+			if err != nil || len(text) != 5*n {
+				b.Fatalf("%v, %d bytes", err, len(text))
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/chunk")
