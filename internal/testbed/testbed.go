@@ -113,7 +113,9 @@ func (b *Bed) instance(workers bool) (Store, *research.Engine) {
 	)
 	if b.pgConfig != nil {
 		cfg := b.pgConfig.Copy()
-		cfg.MaxConns = int32(min(80, max(20, b.opts.MaxWorkers/4))) // PostgreSQL allows 100 by default
+		// PostgreSQL allows 100 connections and tests run in parallel: small
+		// pools, except for benchmarks that ask for many workers.
+		cfg.MaxConns = int32(min(80, max(8, b.opts.MaxWorkers/4)))
 		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers})
 	} else {
 		s, err = sqlite.Open(ctx, b.sqlPath, sqlite.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers})

@@ -26,7 +26,7 @@ func harness(generalOnly bool) storetest.Harness {
 	return storetest.Harness{
 		Open: func(t *testing.T, opts storetest.Options) storetest.Store {
 			_, cfg := pgtest.Schema(t)
-			cfg.MaxConns = 20
+			cfg.MaxConns = 10 // parallel tests share PostgreSQL's 100 connections
 			s, err := postgres.OpenConfig(t.Context(), cfg, postgres.Options{
 				Now: opts.Now, AfterStatement: opts.AfterStatement, GeneralPathOnly: generalOnly || opts.GeneralPathOnly,
 			})
