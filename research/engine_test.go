@@ -409,8 +409,9 @@ func TestCancelAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestWorkerStoppedMidRun: the instance running a run stops; a new one
-// resumes the run from its last finished stage and no hold is left open.
+// TestWorkerStoppedMidRun: the instance running a run shuts down mid-run;
+// the run pauses with its hold, and once resumed a new instance finishes it
+// from its last finished stage; no hold is left open.
 func TestWorkerStoppedMidRun(t *testing.T) {
 	t.Parallel()
 	both(t, func(t *testing.T, pg bool) {
@@ -425,10 +426,13 @@ func TestWorkerStoppedMidRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.State != research.Running || r.Done >= len(r.Stages) {
-			t.Fatalf("after the stop the run is %s at stage %d: the test needs it interrupted", r.State, r.Done)
+		if r.State != research.Paused || r.Done >= len(r.Stages) || b.OpenHolds() != 1 {
+			t.Fatalf("after the stop the run is %s at stage %d with %d open holds; want paused mid-run, hold kept", r.State, r.Done, b.OpenHolds())
 		}
-		b.InstanceWithWorkers()
+		_, other := b.InstanceWithWorkers()
+		if _, err := other.Resume(t.Context(), run.ID, alice); err != nil {
+			t.Fatal(err)
+		}
 		final := b.Events.WaitFinal(t, run.ID, wait)
 		if final.Run.State != research.Succeeded {
 			t.Fatalf("resumed run ended %s: %s", final.Run.State, final.Run.Error)

@@ -18,9 +18,10 @@ import (
 const progressEvery = 250 * time.Millisecond
 
 // Execute runs a queued run to its end. The queue calls it; a second attempt
-// (after a crash or a shutdown) resumes from the last finished stage. Every
-// way out settles the hold exactly once, except a shutdown with attempts
-// left, which keeps the run for the next attempt.
+// (after a crash: the queue's rescuer retries the job) resumes from the last
+// finished stage. Every way out settles the hold exactly once, except a
+// pause (asked for, or a server shutting down), which keeps the hold until
+// Resume or the pause's expiry.
 func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
 	r, err := e.Store.Run(ctx, runID)
 	if errors.Is(err, ErrNotFound) {
@@ -109,7 +110,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			e.recordFailures(ctx, r, res)
 			if err != nil {
 				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage}, attempt, maxAttempts)
+					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage})
 				}
 				if st.Symbol != "" && len(r.Symbols) > 1 {
 					g.failed[st.Symbol] = err.Error() // partial: the other symbols go on
@@ -212,9 +213,8 @@ func (e *Engine) recordFailures(ctx context.Context, r Run, res llm.Result) {
 }
 
 // interrupted handles a model call whose context ended: a cancel settles at
-// once with the delivered tokens; a timeout fails the run; a shutdown leaves
-// the run to the next attempt (or fails it on the last one).
-func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partialUsage, attempt, maxAttempts int) error {
+// once with the delivered tokens; a timeout fails the run; a shutdown pauses it.
+func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partialUsage) error {
 	cur, err := e.Store.Run(context.WithoutCancel(ctx), r.ID)
 	if err != nil {
 		return err
@@ -225,11 +225,12 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
 		return e.finish(ctx, r.ID, Failed, "timed out", partial, "the run took longer than its depth allows")
-	case attempt < maxAttempts:
-		e.publish(e.event(cur, "interrupted: the server is restarting; the run resumes from its last finished stage"))
-		return fmt.Errorf("run %s interrupted: %w", r.ID, cause)
 	default:
-		return e.finish(ctx, r.ID, Failed, "interrupted", partial, "interrupted and out of attempts")
+		// The server is shutting down (its grace period is over): the run
+		// pauses, keeping its hold and its finished stages; Resume continues
+		// it on any instance, and an unresumed pause expires and settles. The
+		// interrupted stage's tokens are not charged: it will run again.
+		return e.pauseFor(ctx, r.ID, "paused: the server restarted; press Resume to continue from the last finished stage")
 	}
 }
 
@@ -248,7 +249,12 @@ func (e *Engine) finish(ctx context.Context, runID string, to State, reason stri
 
 // pauseNow moves a run that was asked to pause into Paused.
 func (e *Engine) pauseNow(ctx context.Context, runID string) error {
-	r, err := e.Store.UpdateRun(context.WithoutCancel(ctx), runID, "worker", "paused at a stage boundary", func(r *Run) error {
+	return e.pauseFor(ctx, runID, "paused")
+}
+
+// pauseFor pauses a running or pausing run, saying why.
+func (e *Engine) pauseFor(ctx context.Context, runID, why string) error {
+	r, err := e.Store.UpdateRun(context.WithoutCancel(ctx), runID, "worker", why, func(r *Run) error {
 		if r.State != Pausing && r.State != Running {
 			return fmt.Errorf("%w: run is %s", ErrWrongState, r.State)
 		}
@@ -261,7 +267,7 @@ func (e *Engine) pauseNow(ctx context.Context, runID string) error {
 	if err != nil {
 		return err
 	}
-	e.publish(e.event(r, "paused"))
+	e.publish(e.event(r, why))
 	return nil
 }
 
