@@ -53,7 +53,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	var depths []Button
 	for _, d := range []research.Depth{research.Quick, research.Standard, research.Deep} {
 		if d != q.Request.Depth {
-			depths = append(depths, Button{Label: strings.ToUpper(string(d[:1])) + string(d[1:]), Data: quoteButton(q.ID, string(d))})
+			depths = append(depths, Button{Label: strings.ToUpper(string(d[:1])) + string(d[1:]), Data: quoteButton(q.ID, string(d)), Group: "depth"})
 		}
 	}
 	if q.Request.Consent {

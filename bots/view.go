@@ -72,6 +72,9 @@ type Button struct {
 	Data  string // payload; at most 60 bytes, verified against the store when pressed
 	URL   string // a link button instead
 	Style string // "primary", "danger" or ""
+	// Group names alternatives (the depths of a quote): an adapter may show a
+	// group's buttons as one select menu whose options carry their Data.
+	Group string
 }
 
 // Reply is what the conversation answers to an Incoming.

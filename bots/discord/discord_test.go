@@ -362,8 +362,11 @@ func TestRunToCompletion(t *testing.T) {
 	if !strings.Contains(title(quote), "Quote") || !strings.Contains(title(quote), "NVDA, AMD") || !quote.Ephemeral {
 		t.Fatalf("quote = %q %+v", title(quote), quote)
 	}
-	if got := strings.Join(labels(quote), "|"); !strings.Contains(got, "Confirm $") || !strings.Contains(got, "Standard") || !strings.Contains(got, "Allow other-bucket fallback") {
+	if got := strings.Join(labels(quote), "|"); !strings.Contains(got, "Confirm $") || !strings.Contains(got, "Allow other-bucket fallback") {
 		t.Fatalf("quote buttons = %s", got)
+	}
+	if opts := menuOptions(quote, "select:depth"); !strings.Contains(opts, "Standard") || !strings.Contains(opts, "Deep") {
+		t.Fatalf("depth select options = %q", opts)
 	}
 
 	cin, cb := b.click(t, alice, quote, button(t, quote, "Confirm"))
@@ -886,4 +889,61 @@ func ExampleConfig_Validate() {
 	err := discord.Config{Token: "abc", AppID: "my-app"}.Validate()
 	fmt.Println(err)
 	// Output: discord: application id "my-app" is not a Discord id
+}
+
+// menuOptions lists a select menu's option labels.
+func menuOptions(m discordtest.Message, customID string) string {
+	var out []string
+	for _, row := range m.Components {
+		for _, c := range row {
+			if c.Type == 3 && c.CustomID == customID {
+				for _, o := range c.Options {
+					out = append(out, o.Label)
+				}
+			}
+		}
+	}
+	return strings.Join(out, "|")
+}
+
+// TestDepthSelect: the quote's depth is changed with a select menu; the
+// choice's payload is verified like a button's, and the quote is redone.
+func TestDepthSelect(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{bed: testbed.Options{NoWorkers: true}})
+	b.bed.Fund(identity(alice), billing.BucketCredit, billing.Micro)
+	qin, _ := b.command(t, alice, "research", discordtest.String("symbols", "AAPL"))
+	quote := b.original(t, qin)
+	var value string
+	for _, row := range quote.Components {
+		for _, c := range row {
+			for _, o := range c.Options {
+				if c.CustomID == "select:depth" && o.Label == "Deep" {
+					value = o.Value
+				}
+			}
+		}
+	}
+	if value == "" {
+		t.Fatalf("no Deep option: %+v", quote.Components)
+	}
+	// Bob's choice is refused; a forged value is refused.
+	for _, tc := range []struct {
+		who   discordtest.User
+		value string
+	}{{bob, value}, {alice, "q:qAAAAAAAAAAAAAAAA:deep"}} {
+		in := b.fake.Choose(tc.who, guild, quote, "select:depth", tc.value)
+		b.send(t, in)
+		if m, _ := b.fake.Original(qin.ID); !strings.Contains(title(m), "quick") {
+			t.Fatalf("a refused choice changed the quote: %q", title(m))
+		}
+	}
+	in := b.fake.Choose(alice, guild, quote, "select:depth", value)
+	if cb := b.send(t, in); cb.Type != 7 {
+		t.Fatalf("choice answered with type %d, want 7 (update the quote)", cb.Type)
+	}
+	b.fake.Wait(t, "the deep quote", 10*time.Second, func() bool {
+		m, _ := b.fake.Original(qin.ID)
+		return strings.Contains(title(m), "deep")
+	})
 }

@@ -285,8 +285,32 @@ func components(rows [][]bots.Button) []discordgo.MessageComponent {
 		}
 		row = nil
 	}
+	// Grouped buttons (a quote's depths) become one select menu each, on a
+	// row of its own after the buttons; an option's value is its payload.
+	var selects []*discordgo.SelectMenu
+	groups := map[string]*discordgo.SelectMenu{}
 	for _, r := range rows {
 		for _, b := range r {
+			if b.Group == "" || b.Data == "" || len(b.Data) > maxCustomID {
+				continue
+			}
+			menu := groups[b.Group]
+			if menu == nil {
+				menu = &discordgo.SelectMenu{MenuType: discordgo.StringSelectMenu, CustomID: "select:" + b.Group,
+					Placeholder: "Change " + b.Group}
+				groups[b.Group] = menu
+				selects = append(selects, menu)
+			}
+			if len(menu.Options) < 25 {
+				menu.Options = append(menu.Options, discordgo.SelectMenuOption{Label: truncate(b.Label, maxLabel), Value: b.Data})
+			}
+		}
+	}
+	for _, r := range rows {
+		for _, b := range r {
+			if b.Group != "" && b.Data != "" {
+				continue // in its select menu
+			}
 			btn := discordgo.Button{Label: truncate(b.Label, maxLabel)}
 			if btn.Label == "" {
 				btn.Label = "…"
@@ -316,6 +340,11 @@ func components(rows [][]bots.Button) []discordgo.MessageComponent {
 			row = append(row, btn)
 		}
 		flush()
+	}
+	for _, m := range selects {
+		if len(out) < maxRows {
+			out = append(out, discordgo.ActionsRow{Components: []discordgo.MessageComponent{*m}})
+		}
 	}
 	return out
 }

@@ -157,11 +157,20 @@ type Row []Button
 
 // Button is a component as sent.
 type Button struct {
-	Type     int    `json:"type"`
+	Type     int    `json:"type"` // 2 a button, 3 a string select menu
 	Label    string `json:"label"`
 	Style    int    `json:"style"`
 	CustomID string `json:"custom_id"`
 	URL      string `json:"url"`
+	// A select menu's placeholder and options.
+	Placeholder string       `json:"placeholder"`
+	Options     []MenuOption `json:"options"`
+}
+
+// MenuOption is one choice of a select menu.
+type MenuOption struct {
+	Label string `json:"label"`
+	Value string `json:"value"`
 }
 
 // Attachment is an uploaded file.
@@ -480,6 +489,21 @@ func (s *Server) Click(u User, guild string, m Message, customID string) *Intera
 		msg["interaction_metadata"] = map[string]any{"id": m.Interaction, "type": 2, "user": map[string]any{"id": u.ID, "username": "u"}}
 	}
 	return s.newInteraction(3, u, Where{Channel: m.ChannelID, Guild: guild}, map[string]any{"custom_id": customID, "component_type": 2}, msg)
+}
+
+// Choose picks value in the select menu customID of message m.
+func (s *Server) Choose(u User, guild string, m Message, customID, value string) *Interaction {
+	in := s.Click(u, guild, m, customID)
+	var body map[string]any
+	_ = json.Unmarshal(in.Body, &body)
+	body["data"] = map[string]any{"custom_id": customID, "component_type": 3, "values": []string{value}}
+	in.Body, _ = json.Marshal(body)
+	s.mu.Lock()
+	if it := s.interactions[in.Token]; it != nil {
+		it.raw = in.Body
+	}
+	s.mu.Unlock()
+	return in
 }
 
 // Dispatch sends an interaction over every connected gateway session.
