@@ -1,7 +1,10 @@
 package discord
 
 import (
+	"context"
 	"fmt"
+	"github.com/tokensforge/forgebot/billing"
+	"maps"
 	"slices"
 	"strings"
 
@@ -115,8 +118,8 @@ func commandText(d discordgo.ApplicationCommandInteractionData) (text string, pu
 }
 
 // autocomplete offers up to 25 choices for the focused option: catalog
-// models or watchlist presets containing what was typed.
-func (a *Adapter) autocomplete(d discordgo.ApplicationCommandInteractionData) []*discordgo.ApplicationCommandOptionChoice {
+// models, or the user's own watchlists and the presets, containing what was typed.
+func (a *Adapter) autocomplete(ctx context.Context, i *discordgo.Interaction, d discordgo.ApplicationCommandInteractionData) []*discordgo.ApplicationCommandOptionChoice {
 	var focused *discordgo.ApplicationCommandInteractionDataOption
 	for _, o := range d.Options {
 		if o != nil && o.Focused {
@@ -139,13 +142,18 @@ func (a *Adapter) autocomplete(d discordgo.ApplicationCommandInteractionData) []
 			entries = append(entries, entry{m, m})
 		}
 	case optWatchlist:
-		var names []string
-		for k := range market.Presets {
-			names = append(names, k)
+		own, presets := map[string][]string{}, market.Presets
+		if u := interactionUser(i); u != nil {
+			var err error
+			if own, presets, err = a.conv.Engine.WatchlistsOf(ctx, billing.Identity{Platform: Platform, ExternalID: u.ID}); err != nil {
+				a.log.Warn("discord: watchlists for autocomplete", "err", err)
+			}
 		}
-		slices.Sort(names)
-		for _, k := range names {
-			entries = append(entries, entry{k + ": " + strings.Join(market.Presets[k], ", "), k})
+		for _, lists := range []map[string][]string{own, presets} {
+			names := slices.Sorted(maps.Keys(lists))
+			for _, k := range names {
+				entries = append(entries, entry{k + ": " + strings.Join(lists[k], ", "), k})
+			}
 		}
 	}
 	for _, e := range entries {
@@ -160,4 +168,12 @@ func (a *Adapter) autocomplete(d discordgo.ApplicationCommandInteractionData) []
 		}
 	}
 	return choices
+}
+
+// interactionUser is who sent an interaction, in a guild or a DM.
+func interactionUser(i *discordgo.Interaction) *discordgo.User {
+	if i.Member != nil && i.Member.User != nil {
+		return i.Member.User
+	}
+	return i.User
 }

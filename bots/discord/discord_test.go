@@ -774,6 +774,18 @@ func TestCommandsGatewayAndAutocomplete(t *testing.T) {
 	if got := choices(b.send(t, in)); len(got) == 0 || len(got) > 25 {
 		t.Fatalf("watchlist choices = %v", got)
 	}
+	// A user's own watchlists come first; nobody else sees them.
+	if _, err := b.bed.Engine.WatchlistAdd(t.Context(), identity(alice), "chips", []string{"NVDA", "AMD"}); err != nil {
+		t.Fatal(err)
+	}
+	in = b.fake.Autocomplete(alice, channel, "scan", discordtest.Focused("watchlist", ""))
+	if got := choices(b.send(t, in)); len(got) == 0 || got[0] != "chips" {
+		t.Fatalf("alice's watchlist choices = %v", got)
+	}
+	in = b.fake.Autocomplete(bob, channel, "scan", discordtest.Focused("watchlist", "chi"))
+	if got := choices(b.send(t, in)); len(got) != 0 {
+		t.Fatalf("bob sees %v", got)
+	}
 }
 
 // TestRetryAfter: a 429 comes back at once as *bots.RetryAfterError with

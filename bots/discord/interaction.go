@@ -81,7 +81,7 @@ func (a *Adapter) handle(i *discordgo.Interaction, received time.Time, rs respon
 	case discordgo.InteractionApplicationCommandAutocomplete:
 		data, _ := i.Data.(discordgo.ApplicationCommandInteractionData)
 		err := rs.respond(ctx, &discordgo.InteractionResponse{Type: discordgo.InteractionApplicationCommandAutocompleteResult,
-			Data: &discordgo.InteractionResponseData{Choices: a.autocomplete(data)}})
+			Data: &discordgo.InteractionResponseData{Choices: a.autocomplete(ctx, i, data)}})
 		if err != nil {
 			a.log.Warn("discord: autocomplete answer failed", "interaction_id", i.ID, "err", err)
 		}
