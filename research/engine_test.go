@@ -13,6 +13,7 @@ import (
 	"github.com/tokensforge/forgebot/research"
 	"github.com/tokensforge/forgebot/research/llm"
 	"github.com/tokensforge/forgebot/research/llm/llmtest"
+	"github.com/tokensforge/forgebot/research/market"
 )
 
 var (
@@ -476,6 +477,42 @@ func TestReap(t *testing.T) {
 	}
 	if b.OpenHolds() != 0 {
 		t.Fatal("reaped runs kept their holds")
+	}
+	b.CheckLedger()
+}
+
+// blockingMarket holds every fetch until its context ends.
+type blockingMarket struct {
+	market.Provider
+	started chan struct{}
+}
+
+func (m blockingMarket) History(ctx context.Context, symbol string, lookback time.Duration) (market.Series, error) {
+	m.started <- struct{}{}
+	<-ctx.Done()
+	return market.Series{}, context.Cause(ctx)
+}
+
+// TestCancelWhileFetching: a cancel during the market-data stage ends the
+// run cancelled, not failed for want of data.
+func TestCancelWhileFetching(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	q := quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick})
+	started := make(chan struct{}, 10)
+	b.Engine.Market = blockingMarket{Provider: b.Market, started: started}
+	run := confirm(t, b, q)
+	select {
+	case <-started:
+	case <-time.After(wait):
+		t.Fatal("the run never fetched")
+	}
+	if _, err := b.Engine.Cancel(t.Context(), run.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	if final := b.Events.WaitFinal(t, run.ID, wait); final.Run.State != research.Cancelled || final.Run.Captured != 0 {
+		t.Fatalf("cancelled while fetching: %s, captured %s", final.Run.State, final.Run.Captured)
 	}
 	b.CheckLedger()
 }

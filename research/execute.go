@@ -67,6 +67,10 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 
 	plan := Plans[r.Request.Depth]
 	g := e.gatherRun(runCtx, r, plan)
+	if runCtx.Err() != nil {
+		// Cancelled (or shut down) while fetching: not a data failure.
+		return e.interrupted(ctx, runCtx, r, nil)
+	}
 	if len(g.failed) > 0 {
 		r, err = e.Store.UpdateRun(ctx, runID, "worker", "market data", func(r *Run) error {
 			if r.SymbolErrors == nil {
