@@ -438,6 +438,12 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		rc.TokensIn, rc.TokensOut = cur.TokensIn, cur.TokensOut
 		rc.TokensInSource, rc.TokensOutSource = orLocal(cur.InSource), orLocal(cur.OutSource)
 		var notes []string
+		if r.Synthetic {
+			notes = append(notes, "market data: SYNTHETIC demo series, not real prices")
+		}
+		if r.Offline {
+			notes = append(notes, "written by the rule-based offline analyst, not an LLM")
+		}
 		if r.CrossBucket {
 			notes = append(notes, "fell back to a route of the other bucket, with the consent given in the quote")
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"image/png"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,7 +83,8 @@ func TestOfflineRunToCompletion(t *testing.T) {
 		}
 		rc, err := b.Store.Receipt(t.Context(), r.ReceiptID)
 		if err != nil || rc.Captured != r.Captured || rc.Released != r.Hold-r.Captured || rc.Status != "succeeded" ||
-			rc.TokensIn != r.TokensIn || rc.Bucket != billing.BucketCredit || rc.Route != "offline" {
+			rc.TokensIn != r.TokensIn || rc.Bucket != billing.BucketCredit || rc.Route != "offline" ||
+			!strings.Contains(rc.Notes, "SYNTHETIC") || !strings.Contains(rc.Notes, "rule-based") {
 			t.Fatalf("receipt = %+v, %v", rc, err)
 		}
 		bal, _ := b.Store.Balances(t.Context(), acc)
