@@ -45,8 +45,9 @@ type Engine struct {
 	Admins     []billing.Identity
 	Log        *slog.Logger
 
-	mu     sync.Mutex
-	active map[string]context.CancelCauseFunc // runs executing in this process
+	mu      sync.Mutex
+	active  map[string]context.CancelCauseFunc // runs executing in this process
+	cancels sync.Map                           // run id -> when this process was asked to cancel it
 }
 
 func (e *Engine) now() time.Time {
@@ -237,6 +238,13 @@ func (e *Engine) event(r Run, note string) Event {
 	}
 	if r.State.Terminal() {
 		ev.Final, ev.Percent = true, 100
+		asked := r.CancelRequestedAt
+		if at, ok := e.cancels.LoadAndDelete(r.ID); ok && (asked.IsZero() || at.(time.Time).Before(asked)) {
+			asked = at.(time.Time)
+		}
+		if r.State == Cancelled && !asked.IsZero() && r.FinishedAt.After(asked) {
+			ev.CancelLatency = r.FinishedAt.Sub(asked)
+		}
 		if r.ReceiptID != "" && e.ReceiptURL != nil {
 			ev.ReceiptURL = e.ReceiptURL(r.ReceiptID)
 		}
@@ -271,21 +279,35 @@ func (e *Engine) Cancel(ctx context.Context, runID string, who billing.Identity)
 		}
 		// It started meanwhile: cancel it as a running run.
 	}
+	// A run streaming in this process stops at once, before any write: its
+	// worker sees the cause and settles it as cancelled.
+	e.cancels.Store(runID, e.now())
+	local := e.interrupt(runID, ErrCancelled)
 	r, err = e.Store.UpdateRun(ctx, runID, who.String(), "cancel requested", func(r *Run) error {
 		if r.State.Terminal() {
 			return fmt.Errorf("%w: the run already %s", ErrWrongState, r.State)
 		}
 		r.CancelRequested, r.State = true, Cancelling
+		if r.CancelRequestedAt.IsZero() {
+			r.CancelRequestedAt = e.now()
+		}
 		return nil
 	})
+	if errors.Is(err, ErrWrongState) && local {
+		// The worker settled it first: the cancel did what was asked.
+		if cur, rerr := e.Store.Run(ctx, runID); rerr == nil && cur.State == Cancelled {
+			return cur, nil
+		}
+	}
 	if err != nil {
 		return r, err
 	}
+	if local {
+		return r, nil // the worker publishes the final state at once
+	}
 	e.publish(e.event(r, "cancelling"))
-	if !e.interrupt(runID, ErrCancelled) {
-		if err := e.Store.CancelJob(ctx, r.JobID); err != nil {
-			return r, fmt.Errorf("cancel job: %w", err)
-		}
+	if err := e.Store.CancelJob(ctx, r.JobID); err != nil {
+		return r, fmt.Errorf("cancel job: %w", err)
 	}
 	return r, nil
 }

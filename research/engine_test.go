@@ -374,6 +374,9 @@ func TestCancelMidStream(t *testing.T) {
 			t.Fatal("the upstream connection was not closed")
 		}
 		final := b.Events.WaitFinal(t, run.ID, wait)
+		if final.CancelLatency <= 0 || final.CancelLatency > 5*time.Second {
+			t.Fatalf("cancel latency on the final event = %s", final.CancelLatency)
+		}
 		r := final.Run
 		if r.State != research.Cancelled || r.TokensOut < 2 || r.TokensIn <= 0 || r.Captured != r.Price.Cost(r.TokensIn, r.TokensOut) || r.Captured >= r.Hold {
 			t.Fatalf("cancelled run = %+v", r)
@@ -399,8 +402,8 @@ func TestCancelAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	final := b.Events.WaitFinal(t, run.ID, wait)
-	if final.Run.State != research.Cancelled {
-		t.Fatalf("state %s", final.Run.State)
+	if final.Run.State != research.Cancelled || final.CancelLatency <= 0 {
+		t.Fatalf("state %s, cancel latency %s", final.Run.State, final.CancelLatency)
 	}
 	t.Logf("cancel across instances settled in %s", time.Since(start))
 	if took := time.Since(start); took > time.Second {

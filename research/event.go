@@ -21,9 +21,12 @@ type Event struct {
 	Remaining  time.Duration // estimate; 0 when unknown
 	Note       string        // e.g. "retrying after a 429", "paused"
 	Final      bool
-	Report     *Report // set on the final event of a run that produced one
-	Chart      []byte  // PNG, with the report
-	ReceiptURL string
+	// CancelLatency is, on the final event of a cancelled run, the time from
+	// the cancel request to the settlement (0 when unknown).
+	CancelLatency time.Duration
+	Report        *Report // set on the final event of a run that produced one
+	Chart         []byte  // PNG, with the report
+	ReceiptURL    string
 }
 
 // Sink receives events. Publish must not block for long: the conversation

@@ -75,8 +75,9 @@ type Run struct {
 	Error     string        `json:"error,omitempty"`
 	JobID     int64         `json:"job_id"`
 
-	PauseRequested  bool `json:"pause_requested"`
-	CancelRequested bool `json:"cancel_requested"`
+	PauseRequested    bool      `json:"pause_requested"`
+	CancelRequested   bool      `json:"cancel_requested"`
+	CancelRequestedAt time.Time `json:"cancel_requested_at"`
 
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at"`

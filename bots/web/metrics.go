@@ -2,7 +2,6 @@ package web
 
 import (
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,9 +19,6 @@ type Metrics struct {
 	tokens    *prometheus.CounterVec
 	captured  *prometheus.CounterVec
 	cancelLat prometheus.Histogram
-
-	mu       sync.Mutex
-	cancelAt map[string]time.Time
 }
 
 // NewMetrics registers the metrics; health feeds the route gauges.
@@ -36,8 +32,7 @@ func NewMetrics(health *llm.Health) *Metrics {
 		captured: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "forgebot_captured_micros_total",
 			Help: "Money captured from holds, in micro-USD, by bucket."}, []string{"bucket"}),
 		cancelLat: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "forgebot_cancel_latency_seconds",
-			Help: "From a cancel request seen here to the run's settlement.", Buckets: []float64{.01, .05, .1, .2, .5, 1, 2, 5}}),
-		cancelAt: map[string]time.Time{},
+			Help: "From a cancel request to the run's settlement.", Buckets: []float64{.01, .05, .1, .2, .5, 1, 2, 5}}),
 	}
 	m.reg.MustRegister(m.runs, m.tokens, m.captured, m.cancelLat, collectors.NewGoCollector())
 	if health != nil {
@@ -64,13 +59,6 @@ func (m *Metrics) Observe(next research.Sink) research.Sink {
 
 func (m *Metrics) observe(ev research.Event) {
 	r := ev.Run
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r.State == research.Cancelling {
-		if _, ok := m.cancelAt[r.ID]; !ok {
-			m.cancelAt[r.ID] = time.Now()
-		}
-	}
 	if !ev.Final {
 		return
 	}
@@ -78,9 +66,8 @@ func (m *Metrics) observe(ev research.Event) {
 	m.tokens.WithLabelValues("in").Add(float64(r.TokensIn))
 	m.tokens.WithLabelValues("out").Add(float64(r.TokensOut))
 	m.captured.WithLabelValues(string(r.Bucket)).Add(float64(r.Captured))
-	if at, ok := m.cancelAt[r.ID]; ok {
-		m.cancelLat.Observe(time.Since(at).Seconds())
-		delete(m.cancelAt, r.ID)
+	if ev.CancelLatency > 0 {
+		m.cancelLat.Observe(ev.CancelLatency.Seconds())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots/web"
@@ -63,8 +64,9 @@ func TestReceiptPagesHealthAndMetrics(t *testing.T) {
 		t.Fatalf("healthz: %d %q", code, body)
 	}
 	metrics.Observe(nil).Publish(research.Event{Final: true, Run: research.Run{ID: "r1", State: research.Succeeded, Bucket: billing.BucketRouted, Captured: 1234, TokensIn: 10, TokensOut: 5}})
+	metrics.Observe(nil).Publish(research.Event{Final: true, CancelLatency: 30 * time.Millisecond, Run: research.Run{ID: "r2", State: research.Cancelled, Bucket: billing.BucketRouted}})
 	code, body, _ = get(t, srv.URL+"/metrics", "")
-	for _, want := range []string{`forgebot_runs_total{state="succeeded"} 1`, `forgebot_captured_micros_total{bucket="routed"} 1234`, `forgebot_tokens_total{direction="out"} 5`} {
+	for _, want := range []string{`forgebot_runs_total{state="succeeded"} 1`, `forgebot_captured_micros_total{bucket="routed"} 1234`, `forgebot_tokens_total{direction="out"} 5`, `forgebot_cancel_latency_seconds_bucket{le="0.05"} 1`, `forgebot_runs_total{state="cancelled"} 1`} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
