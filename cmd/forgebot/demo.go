@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
@@ -25,7 +26,10 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	}
 	// The terminal is the chat; logs (and the references in error messages)
 	// go to a file next to the database.
-	dataDir := filepath.Dir(sqlitePath(cfg.DatabaseURL))
+	dataDir := "forgebot-data"
+	if strings.HasPrefix(cfg.DatabaseURL, "sqlite:") {
+		dataDir = filepath.Dir(sqlitePath(cfg.DatabaseURL))
+	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
