@@ -97,7 +97,7 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 	case errors.As(err, &user):
 		msg = user.msg
 	case errors.Is(err, research.ErrBadRequest), errors.Is(err, research.ErrNoRoute):
-		msg = strings.TrimPrefix(strings.TrimPrefix(err.Error(), research.ErrBadRequest.Error()+": "), "")
+		msg = strings.TrimPrefix(err.Error(), research.ErrBadRequest.Error()+": ")
 	case errors.Is(err, research.ErrForbidden):
 		msg = "Only the person who started this (or an admin) can do that."
 	case errors.Is(err, research.ErrWrongState):

@@ -237,10 +237,7 @@ func TestCancelButtons(t *testing.T) {
 	if !strings.Contains(final.Title, "cancelled") {
 		t.Fatalf("final = %+v", final)
 	}
-	c.b.CheckLedger()
-	if c.b.OpenHolds() != 0 {
-		t.Fatal("hold left open")
-	}
+	c.b.CheckSettled()
 }
 
 func TestGarbageAndRefusals(t *testing.T) {

@@ -437,6 +437,22 @@ func (e *Engine) Reap(ctx context.Context, staleAfter time.Duration) (int, error
 	return n, nil
 }
 
+// RunReaper reaps every interval until ctx ends.
+func (e *Engine) RunReaper(ctx context.Context, every, staleAfter time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := e.Reap(ctx, staleAfter); err != nil && ctx.Err() == nil {
+				e.log().Error("reap runs", "err", err)
+			}
+		}
+	}
+}
+
 // settle ends a run: it captures the usage recorded on the run plus extra
 // (the interrupted stage's delivered tokens), releases the rest of the hold,
 // and writes the receipt and the terminal state in one transaction. The

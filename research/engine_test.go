@@ -214,10 +214,7 @@ func TestPauseAndResume(t *testing.T) {
 		if final.Run.State != research.Succeeded || final.Run.Captured != final.Run.Cost() {
 			t.Fatalf("after resume: %+v", final.Run)
 		}
-		b.CheckLedger()
-		if b.OpenHolds() != 0 {
-			t.Fatal("hold left open")
-		}
+		b.CheckSettled()
 	})
 }
 
@@ -326,10 +323,7 @@ func TestModelRoutes(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.check(t, b, final, rc, fails)
-			b.CheckLedger()
-			if b.OpenHolds() != 0 {
-				t.Fatal("hold left open")
-			}
+			b.CheckSettled()
 		})
 	}
 }
@@ -381,10 +375,7 @@ func TestCancelMidStream(t *testing.T) {
 		if r.State != research.Cancelled || r.TokensOut < 2 || r.TokensIn <= 0 || r.Captured != r.Price.Cost(r.TokensIn, r.TokensOut) || r.Captured >= r.Hold {
 			t.Fatalf("cancelled run = %+v", r)
 		}
-		b.CheckLedger()
-		if b.OpenHolds() != 0 {
-			t.Fatal("hold left open")
-		}
+		b.CheckSettled()
 	})
 }
 
@@ -409,10 +400,7 @@ func TestCancelAcrossInstances(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("cross-instance cancel took %s", took)
 	}
-	b.CheckLedger()
-	if b.OpenHolds() != 0 {
-		t.Fatal("hold left open")
-	}
+	b.CheckSettled()
 }
 
 // TestWorkerStoppedMidRun: the instance running a run shuts down mid-run;
@@ -443,10 +431,7 @@ func TestWorkerStoppedMidRun(t *testing.T) {
 		if final.Run.State != research.Succeeded {
 			t.Fatalf("resumed run ended %s: %s", final.Run.State, final.Run.Error)
 		}
-		b.CheckLedger()
-		if b.OpenHolds() != 0 {
-			t.Fatal("hold left open")
-		}
+		b.CheckSettled()
 	})
 }
 

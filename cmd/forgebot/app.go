@@ -176,20 +176,7 @@ func (a *app) start(ctx context.Context) error {
 	go a.outbox.Run(octx)
 	go (&billing.Sweeper{Ledger: a.store, Log: a.log}).Run(ctx)
 	go a.schedules.Run(ctx)
-	go func() {
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if _, err := a.engine.Reap(ctx, time.Hour); err != nil && ctx.Err() == nil {
-					a.log.Error("reap runs", "err", err)
-				}
-			}
-		}
-	}()
+	go a.engine.RunReaper(ctx, time.Minute, time.Hour)
 	return a.store.StartWorkers(context.WithoutCancel(ctx), a.engine)
 }
 

@@ -185,6 +185,15 @@ func (b *Bed) CheckLedger() {
 	}
 }
 
+// CheckSettled is CheckLedger plus: every hold is resolved (no run left one behind).
+func (b *Bed) CheckSettled() {
+	b.t.Helper()
+	b.CheckLedger()
+	if n := b.OpenHolds(); n != 0 {
+		b.t.Errorf("%d hold(s) left open", n)
+	}
+}
+
 // OpenHolds counts holds still open.
 func (b *Bed) OpenHolds() int {
 	b.t.Helper()

@@ -33,16 +33,22 @@ func (c *Core) Quote(ctx context.Context, id string) (research.Quote, error) {
 }
 
 func quoteIn(ctx context.Context, q Querier, id, lock string) (research.Quote, error) {
+	return bodyByID[research.Quote](ctx, q, "quotes", "quote", id, lock)
+}
+
+// bodyByID reads the JSON body of the row with id from table (one of ours,
+// never user input), locking it when lock is the dialect's FOR UPDATE.
+func bodyByID[T any](ctx context.Context, q Querier, table, kind, id, lock string) (T, error) {
 	var body []byte
-	var quote research.Quote
-	err := q.QueryRow(ctx, `SELECT body FROM quotes WHERE id = $1`+lock, id).Scan(&body)
+	var v T
+	err := q.QueryRow(ctx, `SELECT body FROM `+table+` WHERE id = $1`+lock, id).Scan(&body)
 	if errors.Is(err, ErrNoRows) {
-		return quote, fmt.Errorf("%w: quote %q", research.ErrNotFound, id)
+		return v, fmt.Errorf("%w: %s %q", research.ErrNotFound, kind, id)
 	}
 	if err != nil {
-		return quote, fmt.Errorf("read quote: %w", err)
+		return v, fmt.Errorf("read %s: %w", kind, err)
 	}
-	return quote, json.Unmarshal(body, &quote)
+	return v, json.Unmarshal(body, &v)
 }
 
 // ConfirmQuote implements research.Store.
@@ -127,16 +133,7 @@ func (c *Core) Run(ctx context.Context, id string) (research.Run, error) {
 }
 
 func runIn(ctx context.Context, q Querier, id, lock string) (research.Run, error) {
-	var body []byte
-	var r research.Run
-	err := q.QueryRow(ctx, `SELECT body FROM runs WHERE id = $1`+lock, id).Scan(&body)
-	if errors.Is(err, ErrNoRows) {
-		return r, fmt.Errorf("%w: run %q", research.ErrNotFound, id)
-	}
-	if err != nil {
-		return r, fmt.Errorf("read run: %w", err)
-	}
-	return r, json.Unmarshal(body, &r)
+	return bodyByID[research.Run](ctx, q, "runs", "run", id, lock)
 }
 
 // UpdateRun implements research.Store.

@@ -39,16 +39,7 @@ func (c *Core) storeSchedule(ctx context.Context, q Querier, s scheduler.Schedul
 }
 
 func scheduleIn(ctx context.Context, q Querier, id, lock string) (scheduler.Schedule, error) {
-	var body []byte
-	var s scheduler.Schedule
-	err := q.QueryRow(ctx, `SELECT body FROM schedules WHERE id = $1`+lock, id).Scan(&body)
-	if errors.Is(err, ErrNoRows) {
-		return s, fmt.Errorf("%w: schedule %q", research.ErrNotFound, id)
-	}
-	if err != nil {
-		return s, err
-	}
-	return s, json.Unmarshal(body, &s)
+	return bodyByID[scheduler.Schedule](ctx, q, "schedules", "schedule", id, lock)
 }
 
 // Schedule implements scheduler.Store.
