@@ -346,7 +346,8 @@ func TestCancelMidStream(t *testing.T) {
 		b.LLM.Enqueue(llmtest.Stream("one ", "two ", "three ", "four ", "five ").WithGate(gate).WithoutUsage())
 		b.Fund(alice, billing.BucketCredit, billing.Micro)
 		run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick, Model: "gpt-test"}))
-		gate <- struct{}{}
+		// One chunk passes the gate; the fake then holds the next one, so the
+		// tokens delivered when the cancel lands are exactly the first chunk's.
 		gate <- struct{}{}
 		b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.TokensOut > 0 })
 		if _, err := b.Engine.Cancel(t.Context(), run.ID, bob); !errors.Is(err, research.ErrForbidden) {
@@ -361,8 +362,8 @@ func TestCancelMidStream(t *testing.T) {
 			if took := time.Since(start); took > 200*time.Millisecond {
 				t.Fatalf("upstream closed after %s", took)
 			}
-			if d.Chunks < 2 {
-				t.Fatalf("disconnect after %d chunks", d.Chunks)
+			if d.Chunks != 1 {
+				t.Fatalf("disconnect after %d chunks, want 1", d.Chunks)
 			}
 		case <-time.After(2 * time.Second):
 			t.Fatal("the upstream connection was not closed")
@@ -372,7 +373,7 @@ func TestCancelMidStream(t *testing.T) {
 			t.Fatalf("cancel latency on the final event = %s", final.CancelLatency)
 		}
 		r := final.Run
-		if r.State != research.Cancelled || r.TokensOut < 2 || r.TokensIn <= 0 || r.Captured != r.Price.Cost(r.TokensIn, r.TokensOut) || r.Captured >= r.Hold {
+		if r.State != research.Cancelled || r.TokensOut != llm.CountTokens("one ") || r.TokensIn <= 0 || r.Captured != r.Price.Cost(r.TokensIn, r.TokensOut) || r.Captured >= r.Hold {
 			t.Fatalf("cancelled run = %+v", r)
 		}
 		b.CheckSettled()
