@@ -370,7 +370,8 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 			return nil
 		})
 	case Paused:
-		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", Plans[r.Request.Depth].RuntimeHigh)
+		plan := Plans[r.Request.Depth]
+		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))
 	default:
 		return r, fmt.Errorf("%w: a %s run cannot be resumed", ErrWrongState, r.State)
 	}

@@ -507,3 +507,73 @@ func TestCancelWhileFetching(t *testing.T) {
 	}
 	b.CheckLedger()
 }
+
+// pauseNow moves a run to paused as its worker would at a stage boundary
+// (the bed has no workers), with usage from a finished stage.
+func pauseNow(t *testing.T, b *testbed.Bed, runID string) {
+	t.Helper()
+	if _, err := b.Engine.Pause(t.Context(), runID, alice); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Store.UpdateRun(t.Context(), runID, "test", "paused", func(r *research.Run) error {
+		r.State, r.TokensIn, r.TokensOut, r.ByRoute = research.Paused, 2000, 400, nil
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHoldLivesThroughPauseCycles: each Resume gives the hold a full
+// lifetime again, so a run paused and resumed for longer than the first
+// hold's lifetime still settles its usage.
+func TestHoldLivesThroughPauseCycles(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{NoWorkers: true})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick}))
+	for range 2 { // 100 minutes in all, past the quick hold's first 81
+		pauseNow(t, b, run.ID)
+		b.Clock.Advance(50 * time.Minute)
+		if _, err := b.Engine.Resume(t.Context(), run.ID, alice); err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+	}
+	pauseNow(t, b, run.ID)
+	r, err := b.Engine.Cancel(t.Context(), run.ID, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := b.Events.WaitFinal(t, run.ID, wait)
+	r = final.Run
+	if r.State != research.Cancelled || r.Captured <= 0 || r.Captured != r.Cost() {
+		t.Fatalf("cancelled after pause cycles: state %s captured %s cost %s", r.State, r.Captured, r.Cost())
+	}
+	b.CheckSettled()
+}
+
+// TestLapsedHoldStillEndsTheRun: a run whose hold lapsed (its process was
+// gone for longer than the hold's lifetime) cannot be resumed, and a cancel
+// still ends it, charging nothing and saying so on the receipt.
+func TestLapsedHoldStillEndsTheRun(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{NoWorkers: true})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick}))
+	pauseNow(t, b, run.ID)
+	b.Clock.Advance(3 * time.Hour)
+	if _, err := b.Engine.Resume(t.Context(), run.ID, alice); !errors.Is(err, research.ErrWrongState) {
+		t.Fatalf("resuming with a lapsed hold = %v", err)
+	}
+	if _, err := b.Engine.Cancel(t.Context(), run.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	r := b.Events.WaitFinal(t, run.ID, wait).Run
+	rc, err := b.Store.Receipt(t.Context(), r.ReceiptID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != research.Cancelled || r.Captured != 0 || rc.Captured != 0 || !strings.Contains(rc.Notes, "hold expired") {
+		t.Fatalf("run %s captured %s, receipt %+v", r.State, r.Captured, rc)
+	}
+	b.CheckSettled()
+}

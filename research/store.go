@@ -29,8 +29,9 @@ type Store interface {
 	// the receipt, saves both and the transition. A run already terminal is
 	// returned unchanged with ErrWrongState.
 	SettleRun(ctx context.Context, id, actor, reason string, capture billing.Money, fn func(*Run, *billing.Receipt) error) (Run, error)
-	// RequeueRun sets the run queued and enqueues a new job, in one transaction.
-	RequeueRun(ctx context.Context, id, actor, reason string, timeout time.Duration) (Run, error)
+	// RequeueRun sets the run queued, enqueues a new job and extends the
+	// run's open hold to now+holdTTL, in one transaction.
+	RequeueRun(ctx context.Context, id, actor, reason string, timeout, holdTTL time.Duration) (Run, error)
 	// CancelJob asks the queue to cancel a run's job wherever it runs.
 	CancelJob(ctx context.Context, jobID int64) error
 	// Transitions lists a run's state changes, oldest first.

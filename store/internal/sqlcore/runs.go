@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
@@ -177,16 +178,27 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture 
 		}
 		from := r.State
 		capture = min(max(capture, 0), r.Hold)
-		var h billing.Hold
-		if capture > 0 {
+		now := c.now()
+		h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`+c.Dialect.ForUpdate, r.HoldID))
+		if err != nil {
+			return fmt.Errorf("settle hold: %w", err)
+		}
+		// A hold past its expiry can no longer be captured. The run still
+		// ends: the hold expires (if the sweeper has not yet done it) and
+		// the receipt says nothing was charged.
+		lapsed := h.Status == billing.HoldExpired || (h.Status == billing.HoldOpen && !now.Before(h.ExpiresAt))
+		switch {
+		case lapsed && h.Status == billing.HoldOpen:
+			h, err = c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, fmt.Sprintf("expire:%d", h.ID), actor, now)
+		case lapsed:
+		case capture > 0:
 			h, err = c.resolveTx(ctx, tx, r.HoldID, "run:"+r.ID+":settle", fmt.Sprintf("capture|%d|%d", r.HoldID, capture), actor, billing.HoldCaptured, capture)
-		} else {
+		default:
 			h, err = c.resolveTx(ctx, tx, r.HoldID, "run:"+r.ID+":settle", fmt.Sprintf("release|%d", r.HoldID), actor, billing.HoldReleased, 0)
 		}
 		if err != nil {
 			return fmt.Errorf("settle hold: %w", err)
 		}
-		now := c.now()
 		rc := billing.Receipt{
 			PublicID: billing.NewPublicID(), RunID: r.ID, AccountID: r.AccountID, HoldID: r.HoldID,
 			Model: r.Model, Route: r.RouteID, RouteKind: r.RouteKind, Bucket: r.Bucket,
@@ -199,6 +211,9 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture 
 		}
 		if !r.State.Terminal() {
 			return fmt.Errorf("settle: %s is not a terminal state", r.State)
+		}
+		if lapsed {
+			rc.Notes = strings.TrimPrefix(rc.Notes+"; the hold expired before the run settled, so nothing was charged", "; ")
 		}
 		rc.Status = string(r.State)
 		r.ReceiptID = rc.PublicID
@@ -215,7 +230,7 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture 
 }
 
 // RequeueRun implements research.Store.
-func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout time.Duration) (research.Run, error) {
+func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout, holdTTL time.Duration) (research.Run, error) {
 	var out research.Run
 	err := c.inNativeTx(ctx, func(tx Tx) error {
 		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
@@ -224,6 +239,24 @@ func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout
 		}
 		if r.State != research.Paused {
 			return fmt.Errorf("%w: run is %s", research.ErrWrongState, r.State)
+		}
+		// The resumed run gets a full hold lifetime again, so pausing and
+		// resuming many times never lets its hold lapse under it. A hold
+		// already past its expiry is not revived.
+		now := c.now()
+		n, err := tx.Exec(ctx, `UPDATE holds SET expires_at = $2 WHERE id = $1 AND status = 'open' AND expires_at > $3 AND expires_at < $2`,
+			r.HoldID, c.t(now.Add(holdTTL)), c.t(now))
+		if err != nil {
+			return fmt.Errorf("extend hold: %w", err)
+		}
+		if n == 0 {
+			h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`, r.HoldID))
+			if err != nil {
+				return fmt.Errorf("extend hold: %w", err)
+			}
+			if h.Status != billing.HoldOpen || !now.Before(h.ExpiresAt) {
+				return fmt.Errorf("%w: the run's hold has expired", research.ErrWrongState)
+			}
 		}
 		if r.JobID, err = c.Queue.EnqueueTx(ctx, tx.Native(), r.ID, timeout); err != nil {
 			return fmt.Errorf("enqueue run: %w", err)
