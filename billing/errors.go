@@ -20,6 +20,9 @@ var (
 	ErrCaptureExceedsHold = errors.New("capture exceeds held amount")
 	// ErrMissingKey: a money operation came without an idempotency key.
 	ErrMissingKey = errors.New("missing idempotency key")
+	// ErrBadKey: an idempotency key that is too long, has control characters,
+	// or uses the prefix reserved for the store's own entries.
+	ErrBadKey = errors.New("invalid idempotency key")
 	// ErrLinkConflict: the identities cannot be joined to one account.
 	ErrLinkConflict = errors.New("identities cannot be linked")
 	// ErrNotFound: a receipt or record does not exist (or is not visible to the caller).

@@ -55,8 +55,8 @@ type HoldRequest struct {
 
 // Validate checks the request before it reaches the database.
 func (r HoldRequest) Validate() error {
-	if r.Key == "" {
-		return ErrMissingKey
+	if err := CheckKey(r.Key); err != nil {
+		return err
 	}
 	if _, err := ParseBucket(string(r.Bucket)); err != nil {
 		return err
@@ -85,8 +85,8 @@ type CaptureRequest struct {
 
 // Validate checks the request before it reaches the database.
 func (r CaptureRequest) Validate() error {
-	if r.Key == "" {
-		return ErrMissingKey
+	if err := CheckKey(r.Key); err != nil {
+		return err
 	}
 	if r.Amount < 0 {
 		return fmt.Errorf("%w: a capture cannot be negative, got %s", ErrInvalidAmount, r.Amount)
@@ -108,8 +108,8 @@ type ReleaseRequest struct {
 
 // Validate checks the request before it reaches the database.
 func (r ReleaseRequest) Validate() error {
-	if r.Key == "" {
-		return ErrMissingKey
+	if err := CheckKey(r.Key); err != nil {
+		return err
 	}
 	return nil
 }

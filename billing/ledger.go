@@ -57,8 +57,8 @@ type PostRequest struct {
 
 // Validate checks the request before it reaches the database.
 func (r PostRequest) Validate() error {
-	if r.Key == "" {
-		return ErrMissingKey
+	if err := CheckKey(r.Key); err != nil {
+		return err
 	}
 	if _, err := ParseBucket(string(r.Bucket)); err != nil {
 		return err

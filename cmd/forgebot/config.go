@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -89,6 +90,17 @@ func (c Config) Validate() error {
 	u := c.DatabaseURL
 	switch {
 	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		// pgx fills a missing host or database from its defaults (the local
+		// socket, the OS user's name): a bare URL would migrate some other
+		// database, so both must be named. A URL pgx cannot parse is left to
+		// its own, more precise, message.
+		if pu, err := url.Parse(u); err == nil {
+			host := cmp.Or(pu.Hostname(), pu.Query().Get("host"))
+			db := cmp.Or(strings.TrimPrefix(pu.Path, "/"), pu.Query().Get("dbname"))
+			if host == "" || db == "" {
+				return badInput("DATABASE_URL needs a host and a database name, like postgres://user@127.0.0.1:5432/forgebot")
+			}
+		}
 		return nil
 	case strings.HasPrefix(u, "sqlite:"):
 		if sqlitePath(u) == "" {

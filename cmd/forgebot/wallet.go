@@ -25,6 +25,23 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return badInput("%s: %v", fs.Name(), err)
 	}
+	// The flag package lets a repeated flag's last value win; for money
+	// commands that is ambiguous (--amount 1 --amount 2), so it is refused.
+	seen := map[string]bool{}
+	for _, a := range args[:len(args)-fs.NArg()] {
+		name, ok := strings.CutPrefix(a, "-")
+		if !ok || a == "--" {
+			continue
+		}
+		name, _, _ = strings.Cut(strings.TrimPrefix(name, "-"), "=")
+		if fs.Lookup(name) == nil {
+			continue
+		}
+		if seen[name] {
+			return badInput("%s: --%s is given more than once", fs.Name(), name)
+		}
+		seen[name] = true
+	}
 	if fs.NArg() > 0 {
 		return badInput("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
@@ -94,6 +111,9 @@ func cmdTopup(ctx context.Context, cfg Config, args []string, stdout io.Writer) 
 	}
 	if strings.TrimSpace(*key) == "" {
 		return badInput("wallet topup: --key is required, so a repeated command cannot top up twice")
+	}
+	if err := billing.CheckKey(*key); err != nil {
+		return badInput("wallet topup: --key: %v", err)
 	}
 	s, err := openStore(ctx, cfg, false)
 	if err != nil {

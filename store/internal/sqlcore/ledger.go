@@ -295,6 +295,10 @@ func (c *Core) resolveHold(ctx context.Context, tx Querier, h billing.Hold, to b
 	return h, nil
 }
 
+// expireKey keys the entries of a hold's expiry, in the prefix callers may
+// not use.
+func expireKey(holdID int64) string { return fmt.Sprintf("%s%d", billing.ReservedKeyPrefix, holdID) }
+
 // ExpireHolds implements billing.Ledger.
 func (c *Core) ExpireHolds(ctx context.Context, limit int) ([]billing.Hold, error) {
 	var out []billing.Hold
@@ -319,7 +323,7 @@ func (c *Core) ExpireHolds(ctx context.Context, limit int) ([]billing.Hold, erro
 			return err
 		}
 		for _, h := range due {
-			h, err := c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, fmt.Sprintf("expire:%d", h.ID), "sweeper", now)
+			h, err := c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), "sweeper", now)
 			if err != nil {
 				return err
 			}

@@ -189,7 +189,7 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture 
 		lapsed := h.Status == billing.HoldExpired || (h.Status == billing.HoldOpen && !now.Before(h.ExpiresAt))
 		switch {
 		case lapsed && h.Status == billing.HoldOpen:
-			h, err = c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, fmt.Sprintf("expire:%d", h.ID), actor, now)
+			h, err = c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), actor, now)
 		case lapsed:
 		case capture > 0:
 			h, err = c.resolveTx(ctx, tx, r.HoldID, "run:"+r.ID+":settle", fmt.Sprintf("capture|%d|%d", r.HoldID, capture), actor, billing.HoldCaptured, capture)
