@@ -38,15 +38,19 @@ type Engine struct {
 	Health  *llm.Health
 	Sink    Sink
 
-	Now        func() time.Time
-	QuoteTTL   time.Duration // default 10 min
-	PauseTTL   time.Duration // a paused run expires after this; default 1 h
-	ReceiptURL func(publicID string) string
-	Admins     []billing.Identity
-	Log        *slog.Logger
+	Now      func() time.Time
+	QuoteTTL time.Duration // default 10 min
+	PauseTTL time.Duration // a paused run expires after this; default 1 h
+	// ProgressEvery bounds how often a streaming stage publishes progress
+	// (default 250 ms); the outbox coalesces further per message.
+	ProgressEvery time.Duration
+	ReceiptURL    func(publicID string) string
+	Admins        []billing.Identity
+	Log           *slog.Logger
 
 	mu      sync.Mutex
 	active  map[string]context.CancelCauseFunc // runs executing in this process
+	pausing map[string]bool                    // of those, the ones asked to pause here
 	cancels sync.Map                           // run id -> when this process was asked to cancel it
 }
 
@@ -345,6 +349,7 @@ func (e *Engine) Pause(ctx context.Context, runID string, who billing.Identity) 
 		return nil
 	})
 	if err == nil {
+		e.markPausing(runID, true)
 		e.publish(e.event(r, "pausing at the next stage"))
 	}
 	return r, err
@@ -369,6 +374,7 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 			r.PauseRequested, r.State = false, Running
 			return nil
 		})
+		e.markPausing(runID, false)
 	case Paused:
 		plan := Plans[r.Request.Depth]
 		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))
@@ -403,7 +409,32 @@ func (e *Engine) track(runID string, cancel context.CancelCauseFunc) func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		delete(e.active, runID)
+		delete(e.pausing, runID)
 	}
+}
+
+// markPausing notes a pause asked for a run executing here, so progress
+// published mid-stage shows "pausing" rather than the stage's stale state.
+func (e *Engine) markPausing(runID string, on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.active[runID]; !ok {
+		return
+	}
+	if e.pausing == nil {
+		e.pausing = map[string]bool{}
+	}
+	if on {
+		e.pausing[runID] = true
+	} else {
+		delete(e.pausing, runID)
+	}
+}
+
+func (e *Engine) pauseAsked(runID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pausing[runID]
 }
 
 // Reap settles runs that nobody will finish: paused runs past PauseTTL expire;

@@ -577,3 +577,72 @@ func TestLapsedHoldStillEndsTheRun(t *testing.T) {
 	}
 	b.CheckSettled()
 }
+
+// TestExecuteWithEndedContext: the queue ends the job's context on a
+// shutdown or a cancel from another instance; the run's bookkeeping still
+// reaches the store, so the run pauses (keeping its hold) instead of being
+// left running with nobody settling it.
+func TestExecuteWithEndedContext(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := testbed.New(t, testbed.Options{Postgres: pg, NoWorkers: true})
+		b.Fund(alice, billing.BucketCredit, billing.Micro)
+		run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick}))
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := b.Engine.Execute(ctx, run.ID, 1, 3); err != nil {
+			t.Fatalf("execute with an ended context: %v", err)
+		}
+		r, err := b.Store.Run(t.Context(), run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != research.Paused || b.OpenHolds() != 1 {
+			t.Fatalf("run %s with %d open holds, want paused with its hold", r.State, b.OpenHolds())
+		}
+		// Cancelling it now settles at once: nothing was used.
+		if _, err := b.Engine.Cancel(t.Context(), run.ID, alice); err != nil {
+			t.Fatal(err)
+		}
+		b.CheckSettled()
+	})
+}
+
+// TestPauseMidStreamStaysPausing: progress published while the stage that
+// was running when Pause landed finishes shows "pausing", never "running"
+// again, and the run then pauses at the stage boundary.
+func TestPauseMidStreamStaysPausing(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{RoutesFor: apiRoutes, ProgressEvery: time.Nanosecond})
+	gate := make(chan struct{})
+	b.LLM.Enqueue(llmtest.Stream("one ", "two ", "three ").WithGate(gate))
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Standard, Model: "gpt-test"}))
+	gate <- struct{}{}
+	b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.TokensOut > 0 })
+	if _, err := b.Engine.Pause(t.Context(), run.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	gate <- struct{}{}
+	b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.TokensOut >= 2 })
+	close(gate)
+	final := b.Events.Wait(t, run.ID, wait, func(ev research.Event) bool { return ev.Run.State.Terminal() || ev.Run.State == research.Paused })
+	if final.Run.State != research.Paused {
+		t.Fatalf("run ended %s, want paused", final.Run.State)
+	}
+	seen := false
+	for _, ev := range b.Events.Of(run.ID) {
+		seen = seen || ev.Run.State == research.Pausing
+		if seen && ev.Run.State == research.Running {
+			t.Fatalf("progress went back to running after the pause: %+v", ev)
+		}
+	}
+	if !seen {
+		t.Fatal("no pausing event")
+	}
+	if _, err := b.Engine.Cancel(t.Context(), run.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	b.Events.WaitFinal(t, run.ID, wait)
+	b.CheckSettled()
+}

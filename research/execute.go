@@ -1,6 +1,7 @@
 package research
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,17 +14,17 @@ import (
 	"github.com/tokensforge/forgebot/research/market"
 )
 
-// progressEvery bounds how often a streaming stage publishes progress; the
-// outbox coalesces further per message.
-const progressEvery = 250 * time.Millisecond
-
 // Execute runs a queued run to its end. The queue calls it; a second attempt
 // (after a crash: the queue's rescuer retries the job) resumes from the last
 // finished stage. Every way out settles the hold exactly once, except a
 // pause (asked for, or a server shutting down), which keeps the hold until
 // Resume or the pause's expiry.
 func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
-	r, err := e.Store.Run(ctx, runID)
+	// The queue ends ctx on a cancel from another instance, a timeout or a
+	// shutdown; the run's bookkeeping must still reach the store so that
+	// every way out settles or pauses the run, never leaves it half-done.
+	db := context.WithoutCancel(ctx)
+	r, err := e.Store.Run(db, runID)
 	if errors.Is(err, ErrNotFound) {
 		return nil // nothing to do; a job without a run must not retry forever
 	}
@@ -39,7 +40,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		return e.pauseNow(ctx, r.ID)
 	}
 	resumed := r.State == Running
-	r, err = e.Store.UpdateRun(ctx, runID, "worker", "started", func(r *Run) error {
+	r, err = e.Store.UpdateRun(db, runID, "worker", "started", func(r *Run) error {
 		if r.State != Queued && r.State != Running {
 			return fmt.Errorf("%w: run is %s", ErrWrongState, r.State)
 		}
@@ -72,7 +73,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		return e.interrupted(ctx, runCtx, r, nil)
 	}
 	if len(g.failed) > 0 {
-		r, err = e.Store.UpdateRun(ctx, runID, "worker", "market data", func(r *Run) error {
+		r, err = e.Store.UpdateRun(db, runID, "worker", "market data", func(r *Run) error {
 			if r.SymbolErrors == nil {
 				r.SymbolErrors = map[string]string{}
 			}
@@ -90,7 +91,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 	writer := e.writer(r.Offline)
 
 	for i := r.Done; i < len(r.Stages); i++ {
-		cur, err := e.Store.Run(ctx, runID)
+		cur, err := e.Store.Run(db, runID)
 		if err != nil {
 			return err
 		}
@@ -111,7 +112,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 				}
 			}
 			res, err = e.call(runCtx, r, writer, routes, buildPrompt(st, d, plan.OutputLimit))
-			e.recordFailures(ctx, r, res)
+			e.recordFailures(db, r, res)
 			if err != nil {
 				if runCtx.Err() != nil {
 					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage})
@@ -124,7 +125,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			}
 			text = res.Text
 		}
-		r, err = e.Store.UpdateRun(ctx, runID, "worker", "stage done", func(r *Run) error {
+		r, err = e.Store.UpdateRun(db, runID, "worker", "stage done", func(r *Run) error {
 			r.Done = i + 1
 			if r.Outputs == nil {
 				r.Outputs = map[int]string{}
@@ -190,9 +191,9 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 
 // call streams one model call, publishing progress as tokens arrive.
 func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, req llm.Request) (llm.Result, error) {
-	last := time.Time{}
+	last, every := time.Time{}, cmp.Or(e.ProgressEvery, 250*time.Millisecond)
 	return w.Stream(ctx, routes, req, func(_ string, out int64) {
-		if now := time.Now(); now.Sub(last) >= progressEvery {
+		if now := time.Now(); now.Sub(last) >= every {
 			last = now
 			snap := r
 			snap.ByRoute = maps.Clone(r.ByRoute)
@@ -201,7 +202,11 @@ func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, 
 				route = routes[0].ID
 			}
 			snap.addUsage(route, llm.CountPromptTokens(req.Messages), out)
-			e.publish(e.event(snap, "writing"))
+			note := "writing"
+			if e.pauseAsked(r.ID) {
+				snap.State, snap.PauseRequested, note = Pausing, true, "pausing at the next stage"
+			}
+			e.publish(e.event(snap, note))
 		}
 	})
 }

@@ -47,6 +47,8 @@ type Options struct {
 	Admins    []billing.Identity
 	// MaxWorkers bounds concurrent runs per instance (default 100).
 	MaxWorkers int
+	// ProgressEvery is the engine's streaming progress interval (default 250 ms).
+	ProgressEvery time.Duration
 }
 
 // Bed is one wired engine on one fresh database.
@@ -142,11 +144,12 @@ func (b *Bed) instance(workers bool) (Store, *research.Engine) {
 		Store: s, Ledger: s, Catalog: cat, Market: b.Market, Health: health, Sink: b.Events,
 		LLM: &llm.Client{HTTPClient: b.LLM.Client(), Health: health, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 			Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }},
-		Offline:    &research.OfflineAnalyst{Pace: b.opts.Pace},
-		Now:        b.Clock.Now,
-		ReceiptURL: func(id string) string { return "http://forgebot.test/r/" + id },
-		Admins:     b.opts.Admins,
-		Log:        slog.New(slog.DiscardHandler),
+		Offline:       &research.OfflineAnalyst{Pace: b.opts.Pace},
+		Now:           b.Clock.Now,
+		ReceiptURL:    func(id string) string { return "http://forgebot.test/r/" + id },
+		Admins:        b.opts.Admins,
+		ProgressEvery: b.opts.ProgressEvery,
+		Log:           slog.New(slog.DiscardHandler),
 	}
 	if workers {
 		if err := s.StartWorkers(ctx, e); err != nil {
