@@ -46,7 +46,8 @@ type Outbox struct {
 	mu        sync.Mutex
 	platforms map[string]*platform
 	pending   map[msgKey]*item
-	posted    map[msgKey]string // message ids of views sent as new messages, by Ref
+	posted    map[msgKey]string    // message ids of views sent as new messages, by Ref
+	finished  map[msgKey]time.Time // messages whose final view was taken for delivery
 	seq       uint64
 	wake      chan struct{}
 	idle      chan struct{} // closed while nothing is pending
@@ -88,7 +89,7 @@ func NewOutbox(log *slog.Logger) *Outbox {
 	idle := make(chan struct{})
 	close(idle)
 	return &Outbox{Log: log, platforms: map[string]*platform{}, pending: map[msgKey]*item{}, posted: map[msgKey]string{},
-		wake: make(chan struct{}, 1), idle: idle}
+		finished: map[msgKey]time.Time{}, wake: make(chan struct{}, 1), idle: idle}
 }
 
 // Register adds a platform's sender and limits.
@@ -107,7 +108,8 @@ func (o *Outbox) Register(name string, s Sender, l Limits) {
 
 // Submit queues v for the message at d. A newer view of the same message
 // replaces an older one not yet sent; a final view is never replaced by a
-// non-final one.
+// non-final one, and a message whose final view has gone out (or is going
+// out) takes no more progress: a late event cannot overwrite the result.
 func (o *Outbox) Submit(d research.Destination, v View) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -116,6 +118,10 @@ func (o *Outbox) Submit(d research.Destination, v View) {
 		return
 	}
 	k := keyOf(d)
+	if _, done := o.finished[k]; done && !v.Final {
+		o.coalesced.Add(1)
+		return
+	}
 	if old, ok := o.pending[k]; ok {
 		if old.view.Final && !v.Final {
 			return
@@ -213,7 +219,26 @@ func (o *Outbox) next(now time.Time) (*item, msgKey, *platform, time.Duration) {
 		return nil, msgKey{}, nil, minPositive(soonest, d)
 	}
 	delete(o.pending, bestKey)
+	if best.view.Final {
+		o.markFinished(bestKey, now)
+	}
 	return best, bestKey, p, 0
+}
+
+// finishedFor is how long a finished message keeps refusing progress views;
+// events arrive late by seconds, not hours.
+const finishedFor = time.Hour
+
+// markFinished records that k's final view is on its way; o.mu is held.
+func (o *Outbox) markFinished(k msgKey, now time.Time) {
+	o.finished[k] = now
+	if len(o.finished)%1024 == 0 {
+		for fk, at := range o.finished {
+			if now.Sub(at) > finishedFor {
+				delete(o.finished, fk)
+			}
+		}
+	}
 }
 
 func minPositive(a, b time.Duration) time.Duration {
@@ -261,13 +286,20 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 		o.requeue(k, it)
 	default:
 		it.attempts++
-		if it.view.Final && it.attempts < 4 {
+		switch {
+		case it.view.Final && it.attempts < 4:
 			o.Log.Warn("outbox: final message failed, retrying", "platform", k.platform, "chat_id", k.chat, "err", err)
 			o.mu.Lock()
 			p.blocked[k.chat] = time.Now().Add(time.Duration(it.attempts) * time.Second)
 			o.mu.Unlock()
 			o.requeue(k, it)
-		} else {
+		case it.view.Final && it.attempts == 4 && it.dest.MessageID != "":
+			// The message cannot be edited (deleted, or refused for good):
+			// the result goes out once more as a new message in the chat.
+			o.Log.Warn("outbox: final edit keeps failing, posting it as a new message", "platform", k.platform, "chat_id", k.chat, "err", err)
+			it.dest.MessageID, it.dest.Ref = "", ""
+			o.requeue(keyOf(it.dest), it)
+		default:
 			o.failed.Add(1)
 			o.Log.Error("outbox: delivery failed", "platform", k.platform, "chat_id", k.chat, "final", it.view.Final, "err", err)
 		}
@@ -283,12 +315,13 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 	o.mu.Unlock()
 }
 
-// requeue puts an unsent item back unless a newer view took its place.
+// requeue puts an unsent item back unless a newer view took its place; a
+// final view always comes back in place of a non-final one.
 func (o *Outbox) requeue(k msgKey, it *item) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, newer := o.pending[k]; !newer {
-		o.pending[k] = it
+	if cur, newer := o.pending[k]; !newer || (it.view.Final && !cur.view.Final) {
+		o.pending[k] = it // o.idle is still open: deliver closes it after this
 	}
 	select {
 	case o.wake <- struct{}{}:

@@ -181,3 +181,79 @@ func TestOutboxPostsOnceThenEdits(t *testing.T) {
 		t.Fatalf("later delivery %+v, want an edit of posted-1", got)
 	}
 }
+
+// gatedWire holds each delivery until the test lets it answer, so views can
+// arrive while a final one is being sent.
+type gatedWire struct {
+	*wire
+	entered chan string
+	answer  chan error
+}
+
+func (g *gatedWire) Send(ctx context.Context, d research.Destination, v bots.View) (string, error) {
+	return "", g.Edit(ctx, d, v)
+}
+
+func (g *gatedWire) Edit(ctx context.Context, d research.Destination, v bots.View) error {
+	g.entered <- v.Text
+	if err := <-g.answer; err != nil {
+		return err
+	}
+	return g.wire.Edit(ctx, d, v)
+}
+
+// TestOutboxFinalSurvivesLateProgress: progress that arrives while the final
+// view is being sent is dropped, and a final told to wait is sent again, not
+// replaced by that progress.
+func TestOutboxFinalSurvivesLateProgress(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	g := &gatedWire{wire: newWire(), entered: make(chan string), answer: make(chan error)}
+	ob.Register("p", g, bots.Limits{})
+	start(t, ob)
+	ob.Submit(dest("a"), bots.View{Text: "final", Final: true})
+	if got := <-g.entered; got != "final" {
+		t.Fatalf("first send %q", got)
+	}
+	ob.Submit(dest("a"), bots.View{Text: "late progress"})
+	g.answer <- &bots.RetryAfterError{Wait: 10 * time.Millisecond}
+	if got := <-g.entered; got != "final" {
+		t.Fatalf("after the retry-after the outbox sent %q, want the final view again", got)
+	}
+	g.answer <- nil
+	if err := ob.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ob.Submit(dest("a"), bots.View{Text: "later still"}) // after the final: refused
+	if err := ob.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.sent) != 1 || g.sent[0].text != "final" {
+		t.Fatalf("delivered %+v, want only the final view", g.sent)
+	}
+}
+
+// TestOutboxFinalFallsBackToNewMessage: a final view whose edit keeps
+// failing is posted as a new message rather than dropped.
+func TestOutboxFinalFallsBackToNewMessage(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	gone := errors.New("400: message to edit not found")
+	w := newWire(gone, gone, gone, gone)
+	ob.Register("p", w, bots.Limits{})
+	start(t, ob)
+	ob.Submit(dest("a"), bots.View{Text: "final", Final: true})
+	select {
+	case d := <-w.got:
+		if d.text != "final" || d.msg != "" {
+			t.Fatalf("delivered %+v, want the final view as a new message", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the final view was dropped")
+	}
+	if _, _, _, failed := ob.Stats(); failed != 0 {
+		t.Fatalf("failed = %d", failed)
+	}
+}
