@@ -296,7 +296,7 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		case errors.Is(err, research.ErrInsufficient):
 			return []Reply{{View: c.quoteView(nq), Edit: true, Alert: "Your balance no longer covers this run."}}, nil
 		case errors.Is(err, research.ErrQuoteUsed):
-			return []Reply{{Alert: "Already confirmed."}}, nil
+			return []Reply{{Alert: c.usedQuote(ctx, q.ID)}}, nil
 		case err != nil:
 			return nil, err
 		}
@@ -320,14 +320,35 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		default:
 			req.Depth = research.Depth(p.action)
 		}
-		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
-			return nil, err
-		}
+		// The new quote first: if it cannot be made (too many symbols for
+		// that depth, say), the old one stays open and usable.
 		nq, err := c.Engine.Quote(ctx, req)
 		if err != nil {
 			return nil, err
 		}
+		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
+			if errors.Is(err, research.ErrQuoteUsed) {
+				return []Reply{{Alert: c.usedQuote(ctx, q.ID)}}, nil
+			}
+			return nil, err
+		}
 		return []Reply{{View: c.quoteView(nq), Edit: true}}, nil
+	}
+}
+
+// usedQuote says what became of a quote that is no longer open.
+func (c *Conversation) usedQuote(ctx context.Context, id string) string {
+	q, err := c.Runs.Quote(ctx, id)
+	if err != nil {
+		return "This quote is no longer open."
+	}
+	switch q.Status {
+	case research.QuoteConfirmed:
+		return "Already confirmed."
+	case research.QuoteDeclined:
+		return "This quote was cancelled or replaced; ask for a new one."
+	default:
+		return "This quote is no longer open."
 	}
 }
 

@@ -158,7 +158,7 @@ func TestResearchConversation(t *testing.T) {
 		t.Fatalf("depth change = %+v", deep)
 	}
 	// The old quote is closed.
-	if r := one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1")); r.Alert == "" || c.b.OpenHolds() != 0 {
+	if r := one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1")); !strings.Contains(r.Alert, "replaced") || c.b.OpenHolds() != 0 {
 		t.Fatalf("confirming a replaced quote = %+v", r)
 	}
 	conf := one(t, c.press(t, alice, button(t, deep.View, "Confirm"), "m1"))
@@ -405,4 +405,26 @@ func runButtonOf(t *testing.T, c *chat, label string) string {
 			t.Fatalf("no %q button on m1", label)
 		}
 	}
+}
+
+// TestRefusedDepthChangeKeepsQuote: a depth the request does not fit gets a
+// clear message, and the quote on screen stays open and confirmable.
+func TestRefusedDepthChangeKeepsQuote(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{})
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	quote := one(t, c.say(t, alice, "/research AAPL NVDA MSFT AMD standard"))
+	if quote.View.Kind != bots.KindQuote {
+		t.Fatalf("quote = %+v", quote.View)
+	}
+	r := one(t, c.press(t, alice, button(t, quote.View, "Quick"), "m1"))
+	if r.Edit || !strings.Contains(r.Alert, "up to 3 symbols") {
+		t.Fatalf("quick with 4 symbols = %+v", r)
+	}
+	conf := one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1"))
+	if conf.View.Kind != bots.KindProgress {
+		t.Fatalf("confirming the kept quote = %+v", conf)
+	}
+	c.screen.waitFinal(t, "m1")
+	c.b.CheckSettled()
 }
