@@ -196,6 +196,9 @@ func RenderReport(rep research.Report) string {
 	for sym, why := range rep.Failed {
 		fmt.Fprintf(&b, "\n%s could not be analysed: %s", sym, why)
 	}
+	if rep.Missing != "" {
+		fmt.Fprintf(&b, "\nNot written (and not charged): %s", rep.Missing)
+	}
 	fmt.Fprintf(&b, "\n\n%s", rep.Notice)
 	return b.String()
 }

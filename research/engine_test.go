@@ -646,3 +646,29 @@ func TestPauseMidStreamStaysPausing(t *testing.T) {
 	b.Events.WaitFinal(t, run.ID, wait)
 	b.CheckSettled()
 }
+
+// TestSynthesisFailureEndsPartial: when the synthesis fails after the
+// per-symbol analyses were written, the run ends partial with those
+// analyses, charged for them alone; the failed calls cost nothing.
+func TestSynthesisFailureEndsPartial(t *testing.T) {
+	t.Parallel()
+	b := apiBed(t, false)
+	b.LLM.Enqueue(llmtest.Stream("AAPL looks firm.").WithUsage(1000, 10), llmtest.Stream("NVDA looks hot.").WithUsage(1000, 20))
+	b.LLM.Enqueue(repeat(llmtest.Error(500, "down"), 6)...)
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL", "NVDA"}, Depth: research.Standard, Model: "gpt-test"}))
+	final := b.Events.WaitFinal(t, run.ID, wait)
+	r := final.Run
+	price := billing.Price{InputPerM: 1 * billing.Micro, OutputPerM: 4 * billing.Micro}
+	if r.State != research.Partial || r.Captured != price.Cost(2000, 30) || r.TokensIn != 2000 || r.TokensOut != 30 {
+		t.Fatalf("run %s captured %s tokens %d/%d, want partial charged for the two analyses (%s)", r.State, r.Captured, r.TokensIn, r.TokensOut, price.Cost(2000, 30))
+	}
+	if final.Report == nil || len(final.Report.Sections) != 2 || final.Report.Sections[1].Text != "NVDA looks hot." || !strings.Contains(final.Report.Missing, "synthesis") {
+		t.Fatalf("report = %+v", final.Report)
+	}
+	fails, err := b.Store.FailedRequests(t.Context(), run.ID)
+	if err != nil || len(fails) != 6 {
+		t.Fatalf("failed requests = %d, %v", len(fails), err)
+	}
+	b.CheckSettled()
+}

@@ -89,6 +89,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 	}
 	routes := e.routes(r)
 	writer := e.writer(r.Offline)
+	missing := "" // a whole-run stage that failed after others had written
 
 	for i := r.Done; i < len(r.Stages); i++ {
 		cur, err := e.Store.Run(db, runID)
@@ -104,6 +105,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		st := r.Stages[i]
 		var res llm.Result
 		var text string
+		var callErr error
 		if st.Kind == StageLLM && !(st.Symbol != "" && g.failed[st.Symbol] != "") {
 			d := g.data
 			for j := 0; j < i; j++ {
@@ -113,14 +115,21 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			}
 			res, err = e.call(runCtx, r, writer, routes, buildPrompt(st, d, plan.OutputLimit))
 			e.recordFailures(db, r, res)
+			callErr = err
 			if err != nil {
 				if runCtx.Err() != nil {
 					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage})
 				}
-				if st.Symbol != "" && len(r.Symbols) > 1 {
+				// A failed call is a failed request: it costs nothing.
+				switch {
+				case st.Symbol != "" && len(r.Symbols) > 1:
 					g.failed[st.Symbol] = err.Error() // partial: the other symbols go on
-				} else {
-					return e.finish(ctx, runID, Failed, "model call failed", &partialUsage{res.Route.ID, res.Usage}, "model call failed: "+err.Error())
+				case wroteAny(r):
+					// What was written is delivered and charged; the run
+					// ends partial, naming the part that is missing.
+					missing = st.Name + ": " + err.Error()
+				default:
+					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+err.Error())
 				}
 			}
 			text = res.Text
@@ -131,12 +140,16 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 				r.Outputs = map[int]string{}
 			}
 			r.Outputs[i] = text
-			if res.Attempts > 0 {
+			if res.Attempts > 0 && callErr == nil { // a failed call is not charged
 				r.addUsage(res.Route.ID, res.Usage.PromptTokens, res.Usage.CompletionTokens)
 				r.InSource = worseSource(r.InSource, res.Usage.PromptSource)
 				r.OutSource = worseSource(r.OutSource, res.Usage.CompletionSource)
+			}
+			if res.Attempts > 0 {
 				r.Attempts += res.Attempts
 				r.Failures += len(res.Failures)
+			}
+			if res.Attempts > 0 && callErr == nil {
 				r.CrossBucket = r.CrossBucket || res.CrossBucket
 				if res.Route.ID != "" {
 					r.RouteID = res.Route.ID
@@ -154,9 +167,15 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			return err
 		}
 		e.publish(e.event(r, ""))
+		if missing != "" {
+			break
+		}
 	}
 
 	report := e.report(r, g)
+	if missing != "" {
+		report.Missing = missing
+	}
 	var chart []byte
 	var ok []market.Series
 	for _, s := range r.Symbols {
@@ -170,13 +189,13 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		e.log().Warn("chart failed", "run_id", runID, "err", err)
 	}
 	to := Succeeded
-	if len(r.SymbolErrors) > 0 {
+	if len(r.SymbolErrors) > 0 || missing != "" {
 		to = Partial
 	}
 	if len(ok) == 0 {
 		to = Failed
 	}
-	final, err := e.settle(ctx, runID, to, "worker", "", nil, "")
+	final, err := e.settle(ctx, runID, to, "worker", "", nil, missing)
 	if err != nil {
 		if errors.Is(err, ErrWrongState) {
 			return nil // settled elsewhere (a cancel won the race)
@@ -187,6 +206,16 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 	ev.Report, ev.Chart = &report, chart
 	e.publish(ev)
 	return nil
+}
+
+// wroteAny reports whether an earlier model stage of r produced text.
+func wroteAny(r Run) bool {
+	for i, st := range r.Stages {
+		if st.Kind == StageLLM && r.Outputs[i] != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // call streams one model call, publishing progress as tokens arrive.

@@ -19,7 +19,8 @@ type Report struct {
 	Bull       string            `json:"bull,omitempty"`
 	Bear       string            `json:"bear,omitempty"`
 	Risks      string            `json:"risks,omitempty"`
-	Failed     map[string]string `json:"failed,omitempty"` // symbol -> why it is missing
+	Failed     map[string]string `json:"failed,omitempty"`  // symbol -> why it is missing
+	Missing    string            `json:"missing,omitempty"` // a whole-run part (synthesis, bull case...) that failed, and why
 	Notice     string            `json:"notice"`
 }
 

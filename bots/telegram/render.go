@@ -295,6 +295,9 @@ func reportBlocks(rep research.Report) []block {
 	for _, sym := range failed {
 		out = append(out, plain(sym+" could not be analysed: "+rep.Failed[sym]))
 	}
+	if rep.Missing != "" {
+		out = append(out, plain("Not written (and not charged): "+rep.Missing))
+	}
 	if rep.Notice != "" {
 		out = append(out, italic(rep.Notice))
 	}
