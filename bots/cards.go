@@ -30,6 +30,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		{"Estimated tokens", fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)},
 		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
 		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
+		{"Plan", planText(q)},
 		{"Market data", data},
 		{"Retries", q.RetryPolicy},
 		{"Fallback", q.FallbackPolicy},
@@ -63,6 +64,26 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	}
 	v.Buttons = append(v.Buttons, depths)
 	return v
+}
+
+// planText is the depth's plan as the quote shows it: the data window, the
+// stages and the output limit per model call.
+func planText(q research.Quote) string {
+	p := research.Plans[q.Request.Depth]
+	window := fmt.Sprintf("%d months", int(p.Window.Hours()/24/30.4+0.5))
+	switch years := int(p.Window.Hours()/24/365 + 0.5); {
+	case p.Window < 365*24*time.Hour:
+	case years == 1:
+		window = "1 year"
+	default:
+		window = fmt.Sprintf("%d years", years)
+	}
+	names := make([]string, len(q.Stages))
+	for i, st := range q.Stages {
+		names[i] = st.Name
+	}
+	return fmt.Sprintf("%s of daily data (plus the history SMA 200 needs); %d stage(s): %s; up to %d output tokens per model call",
+		window, len(q.Stages), strings.Join(names, ", "), p.OutputLimit)
 }
 
 func bucketName(b billing.Bucket) string {
@@ -114,9 +135,9 @@ func (c *Conversation) progressView(ev research.Event) View {
 	}
 	v.Text = b.String()
 	switch r.State {
-	case research.Paused:
+	case research.Paused, research.Pausing: // Resume also withdraws a pause not yet taken
 		v.Buttons = [][]Button{{{Label: "Resume", Data: runButton(r.ID, "resume"), Style: "primary"}, {Label: "Cancel", Data: runButton(r.ID, "cancel"), Style: "danger"}}}
-	case research.Queued, research.Running, research.Pausing:
+	case research.Queued, research.Running:
 		v.Buttons = [][]Button{{{Label: "Cancel", Data: runButton(r.ID, "cancel"), Style: "danger"}, {Label: "Pause", Data: runButton(r.ID, "pause")}}}
 	}
 	return v

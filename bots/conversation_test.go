@@ -136,12 +136,13 @@ func TestResearchConversation(t *testing.T) {
 	for _, f := range quote.View.Fields {
 		fields[f.Name] = f.Value
 	}
-	for _, name := range []string{"Model", "Route", "Paid from", "Estimated tokens", "Estimated cost", "Expected runtime", "Retries", "Fallback", "A failed request costs", "Cancelling", "Receipt"} {
+	for _, name := range []string{"Model", "Route", "Paid from", "Estimated tokens", "Estimated cost", "Expected runtime", "Plan", "Retries", "Fallback", "A failed request costs", "Cancelling", "Receipt"} {
 		if fields[name] == "" {
 			t.Errorf("quote has no %q", name)
 		}
 	}
-	if !strings.Contains(fields["Paid from"], "Credit: $1.00 available") || !strings.Contains(fields["Market data"], "SYNTHETIC") {
+	if !strings.Contains(fields["Paid from"], "Credit: $1.00 available") || !strings.Contains(fields["Market data"], "SYNTHETIC") ||
+		!strings.Contains(fields["Plan"], "6 months of daily data") || !strings.Contains(fields["Plan"], "up to 900 output tokens") {
 		t.Errorf("quote fields = %v", fields)
 	}
 
@@ -213,7 +214,7 @@ func TestCancelButtons(t *testing.T) {
 	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
 	quote := one(t, c.say(t, alice, "/research AAPL MSFT standard"))
 	consent := one(t, c.press(t, alice, button(t, quote.View, "Allow other-bucket"), "m1"))
-	if !strings.Contains(consent.View.Fields[8].Value, "no other route") || button(t, consent.View, "No other-bucket") == "" {
+	if !strings.Contains(fieldOf(consent.View, "Fallback"), "no other route") || button(t, consent.View, "No other-bucket") == "" {
 		t.Fatalf("consent re-quote = %+v", consent.View.Fields)
 	}
 	conf := one(t, c.press(t, alice, button(t, consent.View, "Confirm"), "m1"))
@@ -427,4 +428,14 @@ func TestRefusedDepthChangeKeepsQuote(t *testing.T) {
 	}
 	c.screen.waitFinal(t, "m1")
 	c.b.CheckSettled()
+}
+
+// fieldOf is the value of a view's field by name.
+func fieldOf(v bots.View, name string) string {
+	for _, f := range v.Fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
 }

@@ -372,6 +372,9 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 				return fmt.Errorf("%w: run is %s", ErrWrongState, r.State)
 			}
 			r.PauseRequested, r.State = false, Running
+			if r.StartedAt.IsZero() {
+				r.State = Queued // paused before it ever started
+			}
 			return nil
 		})
 		e.markPausing(runID, false)

@@ -672,3 +672,29 @@ func TestSynthesisFailureEndsPartial(t *testing.T) {
 	}
 	b.CheckSettled()
 }
+
+// TestAdminActsOnOthersRuns: a configured admin may pause, resume and
+// cancel another person's run; the owner's money settles as usual.
+func TestAdminActsOnOthersRuns(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{NoWorkers: true, Admins: []billing.Identity{admin}})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick}))
+	if _, err := b.Engine.Pause(t.Context(), run.ID, bob); !errors.Is(err, research.ErrForbidden) {
+		t.Fatalf("bob pausing = %v", err)
+	}
+	if _, err := b.Engine.Pause(t.Context(), run.ID, admin); err != nil {
+		t.Fatalf("admin pausing: %v", err)
+	}
+	if _, err := b.Engine.Resume(t.Context(), run.ID, admin); err != nil {
+		t.Fatalf("admin resuming: %v", err)
+	}
+	if _, err := b.Engine.Cancel(t.Context(), run.ID, admin); err != nil {
+		t.Fatalf("admin cancelling: %v", err)
+	}
+	r := b.Events.WaitFinal(t, run.ID, wait).Run
+	if r.State != research.Cancelled || r.Captured != 0 {
+		t.Fatalf("run %s captured %s, want cancelled with the whole hold released", r.State, r.Captured)
+	}
+	b.CheckSettled()
+}

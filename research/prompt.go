@@ -81,6 +81,14 @@ func pct(v market.Value) string {
 	return fmt.Sprintf("%+.1f%%", v.V)
 }
 
+// times is a ratio, like "1.35x".
+func times(v market.Value) string {
+	if !v.OK {
+		return num(v)
+	}
+	return num(v) + "x"
+}
+
 func num(v market.Value) string {
 	if !v.OK {
 		return "n/a (not enough history)"
@@ -102,7 +110,7 @@ func figures(ind market.Indicators) []Figure {
 		{"Max drawdown (window)", pct(ind.MaxDrawdown)},
 		{"52-week high / low", num(ind.High52w) + " / " + num(ind.Low52w)},
 		{"From 52-week high / low", pct(ind.FromHigh52w) + " / " + pct(ind.FromLow52w)},
-		{"Volume vs 20-day average", num(ind.VolumeVsAvg20) + "x"},
+		{"Volume vs 20-day average", times(ind.VolumeVsAvg20)},
 	}
 }
 
