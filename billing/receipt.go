@@ -31,6 +31,14 @@ func BucketFor(k RouteKind) Bucket {
 	return BucketCredit
 }
 
+// RouteKindFor returns the route kind a bucket pays for.
+func RouteKindFor(b Bucket) RouteKind {
+	if b == BucketRouted {
+		return RouteRouted
+	}
+	return RouteOfficial
+}
+
 // Receipt is the public record of what one run cost and why. Its PublicID is
 // the unguessable token in the receipt link.
 type Receipt struct {

@@ -26,7 +26,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	v := View{Kind: KindQuote, Title: fmt.Sprintf("Quote: %s research on %s", q.Request.Depth, what), Private: true, Fields: []Field{
 		{"Model", model},
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
-		{"Paid from", fmt.Sprintf("%s: %s available, %s left after the hold", bucketName(q.Bucket), q.Available, max(q.AfterHold, 0))},
+		{"Paid from", paidFrom(q)},
 		{"Estimated tokens", fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)},
 		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
 		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
@@ -64,6 +64,17 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	}
 	v.Buttons = append(v.Buttons, depths)
 	return v
+}
+
+// paidFrom names the paying bucket, and the other bucket's hold when a
+// consented fallback would be paid from it.
+func paidFrom(q research.Quote) string {
+	s := fmt.Sprintf("%s: %s available, %s left after the hold", bucketName(q.Bucket), q.Available, max(q.AfterHold, 0))
+	if q.FallbackHold > 0 {
+		s += fmt.Sprintf("; other-bucket fallback: up to %s also held from your %s (%s available), released unless used",
+			q.FallbackHold, bucketName(q.FallbackBucket), q.FallbackAvailable)
+	}
+	return s
 }
 
 // planText is the depth's plan as the quote shows it: the data window, the
@@ -167,8 +178,16 @@ func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
 	}
 	charge += fmt.Sprintf("; %s released. %d tokens in, %d out (%s count).", r.Hold-r.Captured, r.TokensIn, r.TokensOut, orProvider(string(r.OutSource)))
 	v.Fields = []Field{{"Cost", charge}}
-	if r.CrossBucket {
-		v.Fields = append(v.Fields, Field{"Fallback", "answered by a route of the other bucket, as you allowed"})
+	if r.FallbackHoldID != 0 {
+		text := fmt.Sprintf("no other-bucket route was needed; the %s held from your %s was released", r.FallbackHold, bucketName(r.FallbackBucket))
+		if r.CrossBucket {
+			text = fmt.Sprintf("answered by a route of the other bucket, as you allowed: charged %s from your %s; %s released",
+				r.FallbackCaptured, bucketName(r.FallbackBucket), r.FallbackHold-r.FallbackCaptured)
+		}
+		if r.FallbackReceiptID != "" {
+			text += " (receipt " + r.FallbackReceiptID + ")"
+		}
+		v.Fields = append(v.Fields, Field{"Fallback", text})
 	}
 	v.Text = strings.TrimSpace(b.String())
 	if ev.Chart != nil {

@@ -98,6 +98,9 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 		msg = user.msg
 	case errors.Is(err, research.ErrBadRequest), errors.Is(err, research.ErrNoRoute):
 		msg = strings.TrimPrefix(err.Error(), research.ErrBadRequest.Error()+": ")
+	case errors.Is(err, research.ErrDataUnavailable):
+		msg = "Market data is unavailable right now (" + strings.TrimPrefix(err.Error(), research.ErrDataUnavailable.Error()+": ") +
+			"). Nothing was held or charged; try again in a few minutes."
 	case errors.Is(err, research.ErrForbidden):
 		msg = "Only the person who started this (or an admin) can do that."
 	case errors.Is(err, research.ErrWrongState):
@@ -442,6 +445,12 @@ func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) 
 			r.Captured, r.Hold, r.TokensIn, r.TokensOut)
 		if r.ReceiptID != "" {
 			fmt.Fprintf(&b, ", receipt %s", r.ReceiptID)
+		}
+		if r.FallbackHoldID != 0 {
+			fmt.Fprintf(&b, "; other-bucket fallback: %s of %s held from %s", r.FallbackCaptured, r.FallbackHold, bucketName(r.FallbackBucket))
+			if r.FallbackReceiptID != "" {
+				fmt.Fprintf(&b, ", receipt %s", r.FallbackReceiptID)
+			}
 		}
 		b.WriteString("\n")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/internal/testbed"
 	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/market"
 )
 
 var (
@@ -438,4 +439,31 @@ func fieldOf(v bots.View, name string) string {
 		}
 	}
 	return ""
+}
+
+// failingMarket answers every fetch with a provider error.
+type failingMarket struct {
+	market.Provider
+	err error
+}
+
+func (m failingMarket) History(context.Context, string, time.Duration) (market.Series, error) {
+	return market.Series{}, m.err
+}
+
+// TestMarketOutageAtQuote: a provider that is rate limited gets a clear
+// message naming the symbol and provider, and nothing is held.
+func TestMarketOutageAtQuote(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{NoWorkers: true})
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	c.b.Engine.Market = failingMarket{Provider: c.b.Market, err: market.ErrRateLimited}
+	r := one(t, c.say(t, alice, "/research AAPL"))
+	if r.View.Kind != bots.KindError || !strings.Contains(r.View.Text, "Market data is unavailable") ||
+		!strings.Contains(r.View.Text, "AAPL") || !strings.Contains(r.View.Text, "rate limited") || strings.Contains(r.View.Text, "ref ") {
+		t.Fatalf("reply = %+v", r.View)
+	}
+	if c.b.OpenHolds() != 0 {
+		t.Fatal("an outage placed a hold")
+	}
 }

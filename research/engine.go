@@ -175,24 +175,35 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 	if err != nil {
 		return requote(ErrQuoteChanged)
 	}
+	if q.FallbackHold == 0 { // the quote left the other bucket out
+		chain = slices.DeleteFunc(chain, func(r llm.Route) bool { return r.Bucket() != q.Bucket })
+	}
 	plan := Plans[q.Request.Depth]
 	run := Run{
 		ID: newID("r"), QuoteID: q.ID, AccountID: q.AccountID, Owner: q.Request.Owner, Request: q.Request,
 		Symbols: q.Symbols, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
 		RouteKind: q.RouteKind, Offline: q.Offline, Price: q.Price, Bucket: q.Bucket, Synthetic: q.Synthetic,
 	}
-	run.Prices = map[string]billing.Price{}
+	run.Prices, run.Buckets = map[string]billing.Price{}, map[string]billing.Bucket{}
 	for _, r := range chain {
 		run.Chain = append(run.Chain, r.ID)
-		run.Prices[r.ID] = r.Price
+		run.Prices[r.ID], run.Buckets[r.ID] = r.Price, r.Bucket()
 	}
 	if dest != nil {
 		run.Request.Dest = *dest
 	}
-	run, err = e.Store.ConfirmQuote(ctx, q.ID, run, billing.HoldRequest{
+	holds := []billing.HoldRequest{{
 		AccountID: q.AccountID, Bucket: q.Bucket, Amount: q.Hold, TTL: e.holdTTL(plan),
 		Key: "run:" + run.ID + ":hold", Reference: "run:" + run.ID, Actor: who.String(),
-	}, plan.RuntimeHigh)
+	}}
+	if q.FallbackHold > 0 {
+		run.FallbackBucket = q.FallbackBucket
+		holds = append(holds, billing.HoldRequest{
+			AccountID: q.AccountID, Bucket: q.FallbackBucket, Amount: q.FallbackHold, TTL: e.holdTTL(plan),
+			Key: "run:" + run.ID + ":fallback-hold", Reference: "run:" + run.ID + ":fallback", Actor: who.String(),
+		})
+	}
+	run, err = e.Store.ConfirmQuote(ctx, q.ID, run, holds, plan.RuntimeHigh)
 	if errors.Is(err, billing.ErrInsufficientFunds) {
 		return requote(ErrInsufficient)
 	}
@@ -504,11 +515,15 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		cur.InSource = worseSource(cur.InSource, extra.usage.PromptSource)
 		cur.OutSource = worseSource(cur.OutSource, extra.usage.CompletionSource)
 	}
-	capture := cur.Cost()
-	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, func(r *Run, rc *billing.Receipt) error {
+	capture, fallback := cur.CostIn(cur.Bucket), billing.Money(0)
+	if cur.FallbackHoldID != 0 {
+		fallback = cur.CostIn(cur.FallbackBucket)
+	}
+	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, fallback, func(r *Run, rc *billing.Receipt) error {
 		r.State, r.Error = to, errText
 		r.TokensIn, r.TokensOut, r.InSource, r.OutSource, r.ByRoute = cur.TokensIn, cur.TokensOut, cur.InSource, cur.OutSource, cur.ByRoute
-		rc.TokensIn, rc.TokensOut = cur.TokensIn, cur.TokensOut
+		paid := r.TokensPaidBy(r.Bucket)
+		rc.TokensIn, rc.TokensOut = paid.In, paid.Out
 		rc.TokensInSource, rc.TokensOutSource = orLocal(cur.InSource), orLocal(cur.OutSource)
 		var notes []string
 		if r.Synthetic {
@@ -518,10 +533,13 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 			notes = append(notes, "written by the rule-based offline analyst, not an LLM")
 		}
 		if r.CrossBucket {
-			notes = append(notes, "fell back to a route of the other bucket, with the consent given in the quote")
+			notes = append(notes, fmt.Sprintf("fell back to a route of the other bucket, with the consent given in the quote; your %s paid those tokens (its own receipt)", r.FallbackBucket))
 		}
 		if capture > r.Hold {
 			notes = append(notes, fmt.Sprintf("usage cost %s exceeded the hold; only the hold was charged", capture))
+		}
+		if r.FallbackHoldID != 0 && fallback > r.FallbackHold {
+			notes = append(notes, fmt.Sprintf("fallback usage cost %s exceeded its hold; only the hold was charged", fallback))
 		}
 		if len(r.SymbolErrors) > 0 {
 			notes = append(notes, fmt.Sprintf("%d symbol(s) failed and were not charged", len(r.SymbolErrors)))

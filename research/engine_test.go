@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"image/png"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,8 +296,27 @@ func TestModelRoutes(t *testing.T) {
 			}},
 		{"cross-bucket fallback with consent", true, append(repeat(llmtest.Error(500, "down"), 6), llmtest.Stream("routed answer")), research.Succeeded,
 			func(t *testing.T, b *testbed.Bed, final research.Event, rc billing.Receipt, fails []billing.FailedRequest) {
-				if rc.Route != "cheap-c" || !final.Run.CrossBucket || !bytes.Contains([]byte(rc.Notes), []byte("other bucket")) {
-					t.Fatalf("receipt = %+v", rc)
+				// The run's Credit hold paid nothing (every official
+				// attempt failed); the routed balance paid cheap-c's
+				// tokens from its own hold, with its own receipt.
+				r := final.Run
+				if !r.CrossBucket || rc.Bucket != billing.BucketCredit || rc.Captured != 0 || rc.Released != r.Hold ||
+					!bytes.Contains([]byte(rc.Notes), []byte("other bucket")) {
+					t.Fatalf("credit receipt = %+v", rc)
+				}
+				frc, err := b.Store.Receipt(t.Context(), r.FallbackReceiptID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := r.Prices["cheap-c"].Cost(r.ByRoute["cheap-c"].In, r.ByRoute["cheap-c"].Out)
+				if frc.Bucket != billing.BucketRouted || frc.Route != "cheap-c" || frc.Captured != want || want <= 0 ||
+					frc.Captured != r.FallbackCaptured || frc.Held != r.FallbackHold || frc.TokensOut != r.ByRoute["cheap-c"].Out {
+					t.Fatalf("routed receipt = %+v, want %s captured", frc, want)
+				}
+				acc, _ := b.Store.AccountOf(t.Context(), alice)
+				bal, _ := b.Store.Balances(t.Context(), acc)
+				if bal[billing.BucketCredit].Posted != billing.Micro || bal[billing.BucketRouted].Posted != billing.Micro-want {
+					t.Fatalf("balances = %+v", bal)
 				}
 			}},
 	} {
@@ -305,9 +325,13 @@ func TestModelRoutes(t *testing.T) {
 			b := apiBed(t, false)
 			b.LLM.Enqueue(tc.script...)
 			b.Fund(alice, billing.BucketCredit, billing.Micro)
+			b.Fund(alice, billing.BucketRouted, billing.Micro)
 			q := quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick, Model: "gpt-test", Consent: tc.consent})
 			if q.KeyMasked != "sk-...1111" || q.Offline {
 				t.Fatalf("quote key %q offline %v", q.KeyMasked, q.Offline)
+			}
+			if (q.FallbackHold > 0) != tc.consent || (tc.consent && q.FallbackBucket != billing.BucketRouted) {
+				t.Fatalf("quote fallback hold %s in %q with consent %v", q.FallbackHold, q.FallbackBucket, tc.consent)
 			}
 			run := confirm(t, b, q)
 			final := b.Events.WaitFinal(t, run.ID, wait)
@@ -695,6 +719,34 @@ func TestAdminActsOnOthersRuns(t *testing.T) {
 	r := b.Events.WaitFinal(t, run.ID, wait).Run
 	if r.State != research.Cancelled || r.Captured != 0 {
 		t.Fatalf("run %s captured %s, want cancelled with the whole hold released", r.State, r.Captured)
+	}
+	b.CheckSettled()
+}
+
+// TestFallbackUnavailableWithoutOtherBalance: consent to an other-bucket
+// fallback whose bucket cannot cover it leaves that route out, says so in
+// the quote, and places a single hold.
+func TestFallbackUnavailableWithoutOtherBalance(t *testing.T) {
+	t.Parallel()
+	b := apiBed(t, false)
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	b.LLM.Enqueue(repeat(llmtest.Error(500, "down"), 6)...)
+	q := quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick, Model: "gpt-test", Consent: true})
+	if q.FallbackHold != 0 || slices.Contains(q.Fallbacks, "cheap-c") || !strings.Contains(q.FallbackPolicy, "other-bucket fallback unavailable") {
+		t.Fatalf("quote fallbacks %v hold %s policy %q", q.Fallbacks, q.FallbackHold, q.FallbackPolicy)
+	}
+	run := confirm(t, b, q)
+	if run.FallbackHoldID != 0 || b.OpenHolds() != 1 {
+		t.Fatalf("run fallback hold %d, %d open holds", run.FallbackHoldID, b.OpenHolds())
+	}
+	final := b.Events.WaitFinal(t, run.ID, wait)
+	if final.Run.State != research.Failed || final.Run.Captured != 0 {
+		t.Fatalf("run %s captured %s", final.Run.State, final.Run.Captured)
+	}
+	for _, r := range b.LLM.Requests() {
+		if r.BearerToken == "sk-test-cccc3333" {
+			t.Fatal("the routed route was used though its bucket could not pay")
+		}
 	}
 	b.CheckSettled()
 }

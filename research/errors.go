@@ -13,7 +13,10 @@ var (
 	ErrInsufficient = errors.New("insufficient balance")
 	ErrWrongState   = errors.New("not possible in the run's current state")
 	ErrNoRoute      = errors.New("no enabled route for that model")
-	ErrCancelled    = errors.New("cancelled by the user")
-	ErrShutdown     = errors.New("server shutting down")
-	ErrPaused       = errors.New("paused by the user")
+	// ErrDataUnavailable: the market data provider failed (rate limited,
+	// down, or malformed); nothing was held. Try again later.
+	ErrDataUnavailable = errors.New("market data unavailable")
+	ErrCancelled       = errors.New("cancelled by the user")
+	ErrShutdown        = errors.New("server shutting down")
+	ErrPaused          = errors.New("paused by the user")
 )

@@ -39,6 +39,15 @@ type Quote struct {
 	AfterHold billing.Money  `json:"after_hold"`
 	Shortfall billing.Money  `json:"shortfall"` // > 0: not enough to confirm
 
+	// With consent to an other-bucket fallback, that bucket pays the
+	// fallback's tokens from a second hold placed at confirm. A zero
+	// FallbackHold means no other-bucket fallback (none allowed, none
+	// serving the model, or too little in that bucket: FallbackNote says).
+	FallbackBucket    billing.Bucket `json:"fallback_bucket,omitempty"`
+	FallbackHold      billing.Money  `json:"fallback_hold,omitempty"`
+	FallbackAvailable billing.Money  `json:"fallback_available,omitempty"`
+	FallbackNote      string         `json:"fallback_note,omitempty"`
+
 	Symbols     []string `json:"symbols"`
 	SymbolNotes []string `json:"symbol_notes,omitempty"` // e.g. what a scan picked and why
 	DataSource  string   `json:"data_source"`

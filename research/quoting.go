@@ -48,6 +48,10 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	if err != nil {
 		return Quote{}, err
 	}
+	bal, err := e.Ledger.Balances(ctx, acc)
+	if err != nil {
+		return Quote{}, err
+	}
 	route := chain[0]
 	q := Quote{
 		ID: id, Request: req, AccountID: acc, Status: QuoteOpen,
@@ -58,9 +62,6 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	}
 	if q.Offline {
 		q.KeyMasked = "none needed (offline analyst)"
-	}
-	for _, r := range chain[1:] {
-		q.Fallbacks = append(q.Fallbacks, r.ID)
 	}
 	q.Stages = plan.Stages(in.symbols)
 	for i, st := range q.Stages {
@@ -85,9 +86,9 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		}
 	}
 	q.Hold = q.CostHigh
-	bal, err := e.Ledger.Balances(ctx, acc)
-	if err != nil {
-		return Quote{}, err
+	chain = e.quoteFallback(&q, chain, bal)
+	for _, r := range chain[1:] {
+		q.Fallbacks = append(q.Fallbacks, r.ID)
 	}
 	q.Available = bal[q.Bucket].Available
 	q.AfterHold = q.Available - q.Hold
@@ -97,6 +98,13 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	q.RuntimeLow, q.RuntimeHigh = e.runtime(route, q, plan)
 	q.RetryPolicy = "429, 5xx, timeouts and broken streams are retried up to 2 times per route with backoff, honouring Retry-After"
 	q.FallbackPolicy = fallbackPolicy(chain, req.Consent)
+	if q.FallbackNote != "" {
+		if len(chain) == 1 {
+			q.FallbackPolicy = q.FallbackNote
+		} else {
+			q.FallbackPolicy += "; " + q.FallbackNote
+		}
+	}
 	q.FailedCost = 0
 	q.CancelPolicy = "cancel any time: you pay for the prompt and the tokens delivered so far, the rest of the hold is released"
 	q.ReceiptWhere = "a receipt link in the final message, also shown by /receipt"
@@ -121,6 +129,34 @@ func countLLM(st []Stage) int {
 	return n
 }
 
+// quoteFallback prices the other-bucket part of a consented chain: that
+// bucket pays those routes' tokens from a second hold, the top of their cost
+// range. When that bucket cannot cover it, the fallback is left out of the
+// chain and the quote says why. It returns the chain the run will use.
+func (e *Engine) quoteFallback(q *Quote, chain []llm.Route, bal map[billing.Bucket]billing.Balance) []llm.Route {
+	var same []llm.Route
+	var need billing.Money
+	other := billing.Bucket("")
+	for _, r := range chain {
+		if r.Bucket() == q.Bucket {
+			same = append(same, r)
+			continue
+		}
+		other = r.Bucket()
+		need = max(need, r.Price.Cost(q.TokensIn, q.OutHigh))
+	}
+	if other == "" {
+		return chain
+	}
+	avail := bal[other].Available
+	if avail < need {
+		q.FallbackNote = fmt.Sprintf("other-bucket fallback unavailable: it needs up to %s held from your %s, which has %s", need, other, avail)
+		return same
+	}
+	q.FallbackBucket, q.FallbackHold, q.FallbackAvailable = other, need, avail
+	return chain
+}
+
 func fallbackPolicy(chain []llm.Route, consent bool) string {
 	if len(chain) == 1 {
 		if consent {
@@ -141,7 +177,7 @@ func fallbackPolicy(chain []llm.Route, consent bool) string {
 		parts = append(parts, "falls back to "+strings.Join(same, ", ")+" (same bucket)")
 	}
 	if len(other) > 0 {
-		parts = append(parts, "then, with your consent, to "+strings.Join(other, ", ")+" (other bucket, noted on the receipt)")
+		parts = append(parts, "then, with your consent, to "+strings.Join(other, ", ")+" (other bucket: it pays those tokens from its own hold, with its own receipt)")
 	}
 	return strings.Join(parts, "; ")
 }
@@ -209,7 +245,7 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 				if errors.Is(err, market.ErrUnknownSymbol) || errors.Is(err, market.ErrInvalidSymbol) {
 					return g, fmt.Errorf("%w: unknown symbol %s", ErrBadRequest, s)
 				}
-				return g, fmt.Errorf("market data for %s: %w", s, err)
+				return g, fmt.Errorf("%w: %s from %s: %w", ErrDataUnavailable, s, e.Market.Name(), err)
 			}
 			g.failed[s] = err.Error()
 		}

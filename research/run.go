@@ -59,6 +59,14 @@ type Run struct {
 	HoldID    int64                    `json:"hold_id"`
 	Hold      billing.Money            `json:"hold"`
 	Synthetic bool                     `json:"synthetic"`
+	// Buckets name the bucket paying each chain route's tokens; an
+	// other-bucket fallback is paid from its own hold in that bucket.
+	Buckets           map[string]billing.Bucket `json:"buckets,omitempty"`
+	FallbackBucket    billing.Bucket            `json:"fallback_bucket,omitempty"`
+	FallbackHoldID    int64                     `json:"fallback_hold_id,omitempty"`
+	FallbackHold      billing.Money             `json:"fallback_hold,omitempty"`
+	FallbackCaptured  billing.Money             `json:"fallback_captured,omitempty"`
+	FallbackReceiptID string                    `json:"fallback_receipt_id,omitempty"`
 
 	// Usage of finished stages (and, when settled, of the interrupted one).
 	TokensIn     int64               `json:"tokens_in"`
@@ -107,6 +115,51 @@ func (r Run) Cost() billing.Money {
 		total += p.Cost(t.In, t.Out)
 	}
 	return total
+}
+
+// CostIn is what the run's usage costs in bucket b: the tokens of the
+// routes b pays for, each at its route's price, rounded up once per route.
+func (r Run) CostIn(b billing.Bucket) billing.Money {
+	if len(r.ByRoute) == 0 {
+		if b == r.Bucket {
+			return r.Price.Cost(r.TokensIn, r.TokensOut)
+		}
+		return 0
+	}
+	var total billing.Money
+	for id, t := range r.ByRoute {
+		if r.bucketOf(id) != b {
+			continue
+		}
+		p, ok := r.Prices[id]
+		if !ok {
+			p = r.Price
+		}
+		total += p.Cost(t.In, t.Out)
+	}
+	return total
+}
+
+// TokensPaidBy counts the tokens of the routes bucket b pays for.
+func (r Run) TokensPaidBy(b billing.Bucket) Tokens {
+	var out Tokens
+	if len(r.ByRoute) == 0 && b == r.Bucket {
+		return Tokens{In: r.TokensIn, Out: r.TokensOut}
+	}
+	for id, t := range r.ByRoute {
+		if r.bucketOf(id) == b {
+			out.In += t.In
+			out.Out += t.Out
+		}
+	}
+	return out
+}
+
+func (r Run) bucketOf(routeID string) billing.Bucket {
+	if b, ok := r.Buckets[routeID]; ok {
+		return b
+	}
+	return r.Bucket
 }
 
 // addUsage adds one call's tokens, attributed to the route that served them.

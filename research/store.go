@@ -18,7 +18,9 @@ type Store interface {
 	// ConfirmQuote, in one transaction: marks the quote confirmed (ErrQuoteUsed
 	// unless it was open), places the hold (billing.ErrInsufficientFunds),
 	// inserts the run as queued with its first transition, and enqueues its job.
-	ConfirmQuote(ctx context.Context, quoteID string, run Run, hold billing.HoldRequest, timeout time.Duration) (Run, error)
+	// holds[0] is the run's hold; holds[1], when present, the other-bucket
+	// fallback's.
+	ConfirmQuote(ctx context.Context, quoteID string, run Run, holds []billing.HoldRequest, timeout time.Duration) (Run, error)
 	// Run returns a run or ErrNotFound.
 	Run(ctx context.Context, id string) (Run, error)
 	// UpdateRun applies fn to the locked run and stores it; a changed state is
@@ -28,7 +30,9 @@ type Store interface {
 	// releases it all when capture is 0), lets fn set the terminal state and fill
 	// the receipt, saves both and the transition. A run already terminal is
 	// returned unchanged with ErrWrongState.
-	SettleRun(ctx context.Context, id, actor, reason string, capture billing.Money, fn func(*Run, *billing.Receipt) error) (Run, error)
+	// capture is taken from the run's hold and fallbackCapture from the
+	// fallback hold (if any); each hold gets its own receipt.
+	SettleRun(ctx context.Context, id, actor, reason string, capture, fallbackCapture billing.Money, fn func(*Run, *billing.Receipt) error) (Run, error)
 	// RequeueRun sets the run queued, enqueues a new job and extends the
 	// run's open hold to now+holdTTL, in one transaction.
 	RequeueRun(ctx context.Context, id, actor, reason string, timeout, holdTTL time.Duration) (Run, error)

@@ -64,30 +64,39 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	if err != nil {
 		return err
 	}
-	qv := a.conv.QuoteView(q)
-	qv.Buttons = nil // the prompt below is the confirm button
-	console.Render(io_.err, qv)
-	if !q.CanConfirm() {
-		return &cliError{code: exitInsufficient, err: fmt.Errorf("research: not enough in %s: short by %s; top up with forgebot wallet topup --user %s --bucket %s --amount 5.00 --key KEY",
-			q.Bucket, q.Shortfall, who, q.Bucket)}
-	}
-	if !*yes {
-		fmt.Fprintf(io_.err, "Confirm and hold %s? [y/N] ", q.Hold)
-		line, _ := bufio.NewReader(io_.in).ReadString('\n')
-		if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
-			_, _ = a.engine.Decline(ctx, q.ID, who)
-			return &cliError{code: exitCancelled, err: errors.New("research: not confirmed; nothing was held")}
+	stdin := bufio.NewReader(io_.in)
+	var run research.Run
+	for {
+		qv := a.conv.QuoteView(q)
+		qv.Buttons = nil // the prompt below is the confirm button
+		console.Render(io_.err, qv)
+		if !q.CanConfirm() {
+			return &cliError{code: exitInsufficient, err: fmt.Errorf("research: not enough in %s: short by %s; top up with forgebot wallet topup --user %s --bucket %s --amount 5.00 --key KEY",
+				q.Bucket, q.Shortfall, who, q.Bucket)}
 		}
-	}
-	if err := a.start(ctx); err != nil {
-		return err
-	}
-	run, nq, err := a.engine.Confirm(ctx, q.ID, who, nil)
-	switch {
-	case errors.Is(err, research.ErrInsufficient):
-		return &cliError{code: exitInsufficient, err: fmt.Errorf("research: the balance no longer covers %s", nq.Hold)}
-	case err != nil:
-		return err
+		if ok, err := confirmPrompt(stdin, io_, q, *yes); !ok {
+			_, _ = a.engine.Decline(context.WithoutCancel(ctx), q.ID, who)
+			return &cliError{code: exitCancelled, err: fmt.Errorf("research: %s; nothing was held", err)}
+		}
+		if err := a.start(ctx); err != nil {
+			return err
+		}
+		var nq research.Quote
+		run, nq, err = a.engine.Confirm(ctx, q.ID, who, nil)
+		switch {
+		case errors.Is(err, research.ErrInsufficient):
+			return &cliError{code: exitInsufficient, err: fmt.Errorf("research: the balance no longer covers %s", nq.Hold)}
+		case errors.Is(err, research.ErrQuoteExpired), errors.Is(err, research.ErrQuoteChanged):
+			if *yes { // --yes agreed to the quote printed, not to a new one
+				return &cliError{code: exitFailure, err: fmt.Errorf("research: %v before it was confirmed; nothing was held; run the command again", err)}
+			}
+			fmt.Fprintf(io_.err, "The quote %s: here is a new one.\n", strings.TrimPrefix(err.Error(), "quote "))
+			q = nq
+			continue
+		case err != nil:
+			return err
+		}
+		break
 	}
 	var final research.Event
 	for done := false; !done; {
@@ -126,6 +135,35 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 		return &cliError{code: exitCancelled, err: errors.New("research: cancelled; you paid for what was used")}
 	}
 	return &cliError{code: exitFailure, err: fmt.Errorf("research: run %s: %s", r.State, r.Error)}
+}
+
+// confirmPrompt asks to confirm q (unless --yes). Ctrl-C at the prompt, or
+// one pressed while the quote was being made, is a no.
+func confirmPrompt(stdin *bufio.Reader, io_ stdio, q research.Quote, yes bool) (bool, error) {
+	select {
+	case <-io_.interrupts:
+		return false, errors.New("interrupted before confirming")
+	default:
+	}
+	if yes {
+		return true, nil
+	}
+	fmt.Fprintf(io_.err, "Confirm and hold %s? [y/N] ", q.Hold)
+	answer := make(chan string, 1)
+	go func() {
+		line, _ := stdin.ReadString('\n')
+		answer <- line
+	}()
+	select {
+	case line := <-answer:
+		if ans := strings.ToLower(strings.TrimSpace(line)); ans == "y" || ans == "yes" {
+			return true, nil
+		}
+		return false, errors.New("not confirmed")
+	case <-io_.interrupts:
+		fmt.Fprintln(io_.err)
+		return false, errors.New("interrupted before confirming")
+	}
 }
 
 // oneShotSink prints a run's progress on one terminal line and hands over the final event.

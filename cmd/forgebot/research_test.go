@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,5 +110,37 @@ func TestResearchCommandInterrupted(t *testing.T) {
 	}
 	if r := c.run("ledger", "check"); r.code != 0 {
 		t.Fatalf("ledger check: %+v", r)
+	}
+}
+
+// TestResearchCommandInterruptedAtPrompt: Ctrl-C at the confirm prompt is a
+// no: exit 3, nothing held, no run.
+func TestResearchCommandInterruptedAtPrompt(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
+	c := cli{t, db}
+	c.ok("migrate")
+	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	before := c.ok("wallet", "ledger", "--user", "cli:ann", "--json")
+	stdin, _ := io.Pipe() // nobody answers the prompt
+	out, errb := newScreen(), newScreen()
+	sig := make(chan os.Signal, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"research", "AAPL", "--user", "cli:ann"}, researchEnv(db),
+			stdio{in: stdin, out: out, err: errb, interrupts: sig})
+	}()
+	errb.WaitFor(t, "Confirm and hold", 1)
+	sig <- os.Interrupt
+	select {
+	case code := <-done:
+		if code != exitCancelled || !strings.Contains(errb.String(), "interrupted before confirming; nothing was held") {
+			t.Fatalf("exit %d\n%s", code, errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("research did not stop at the prompt")
+	}
+	if after := c.ok("wallet", "ledger", "--user", "cli:ann", "--json"); after != before {
+		t.Fatalf("the interrupted prompt moved money:\n%s\n%s", before, after)
 	}
 }

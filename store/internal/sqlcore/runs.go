@@ -53,7 +53,7 @@ func bodyByID[T any](ctx context.Context, q Querier, table, kind, id, lock strin
 }
 
 // ConfirmQuote implements research.Store.
-func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Run, hold billing.HoldRequest, timeout time.Duration) (research.Run, error) {
+func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Run, holds []billing.HoldRequest, timeout time.Duration) (research.Run, error) {
 	if c.Queue == nil {
 		return run, errors.New("confirm: no job queue configured")
 	}
@@ -65,9 +65,19 @@ func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Ru
 		if q.Status != research.QuoteOpen {
 			return fmt.Errorf("%w: quote is %s", research.ErrQuoteUsed, q.Status)
 		}
-		h, err := c.placeHoldTx(ctx, tx, hold)
+		if len(holds) == 0 || len(holds) > 2 {
+			return fmt.Errorf("confirm: %d holds, want 1 or 2", len(holds))
+		}
+		h, err := c.placeHoldTx(ctx, tx, holds[0])
 		if err != nil {
 			return err
+		}
+		if len(holds) == 2 {
+			fh, err := c.placeHoldTx(ctx, tx, holds[1])
+			if err != nil {
+				return err
+			}
+			run.FallbackHoldID, run.FallbackHold, run.FallbackBucket = fh.ID, fh.Amount, fh.Bucket
 		}
 		now := c.now()
 		run.HoldID, run.Hold, run.State = h.ID, h.Amount, research.Queued
@@ -165,7 +175,7 @@ func (c *Core) UpdateRun(ctx context.Context, id, actor, reason string, fn func(
 }
 
 // SettleRun implements research.Store.
-func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture billing.Money, fn func(*research.Run, *billing.Receipt) error) (research.Run, error) {
+func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture, fallbackCapture billing.Money, fn func(*research.Run, *billing.Receipt) error) (research.Run, error) {
 	var out research.Run
 	err := c.inTx(ctx, func(tx Querier) error {
 		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
@@ -177,27 +187,10 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture 
 			return fmt.Errorf("%w: run %s is already %s", research.ErrWrongState, r.ID, r.State)
 		}
 		from := r.State
-		capture = min(max(capture, 0), r.Hold)
 		now := c.now()
-		h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`+c.Dialect.ForUpdate, r.HoldID))
+		h, lapsed, err := c.settleHold(ctx, tx, r.HoldID, min(max(capture, 0), r.Hold), "run:"+r.ID+":settle", actor, now)
 		if err != nil {
-			return fmt.Errorf("settle hold: %w", err)
-		}
-		// A hold past its expiry can no longer be captured. The run still
-		// ends: the hold expires (if the sweeper has not yet done it) and
-		// the receipt says nothing was charged.
-		lapsed := h.Status == billing.HoldExpired || (h.Status == billing.HoldOpen && !now.Before(h.ExpiresAt))
-		switch {
-		case lapsed && h.Status == billing.HoldOpen:
-			h, err = c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), actor, now)
-		case lapsed:
-		case capture > 0:
-			h, err = c.resolveTx(ctx, tx, r.HoldID, "run:"+r.ID+":settle", fmt.Sprintf("capture|%d|%d", r.HoldID, capture), actor, billing.HoldCaptured, capture)
-		default:
-			h, err = c.resolveTx(ctx, tx, r.HoldID, "run:"+r.ID+":settle", fmt.Sprintf("release|%d", r.HoldID), actor, billing.HoldReleased, 0)
-		}
-		if err != nil {
-			return fmt.Errorf("settle hold: %w", err)
+			return err
 		}
 		rc := billing.Receipt{
 			PublicID: billing.NewPublicID(), RunID: r.ID, AccountID: r.AccountID, HoldID: r.HoldID,
@@ -213,12 +206,41 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture 
 			return fmt.Errorf("settle: %s is not a terminal state", r.State)
 		}
 		if lapsed {
-			rc.Notes = strings.TrimPrefix(rc.Notes+"; the hold expired before the run settled, so nothing was charged", "; ")
+			rc.Notes = strings.TrimPrefix(rc.Notes+"; "+lapsedNote, "; ")
 		}
 		rc.Status = string(r.State)
 		r.ReceiptID = rc.PublicID
 		if err := c.insertReceipt(ctx, tx, rc); err != nil {
 			return err
+		}
+		if r.FallbackHoldID != 0 {
+			// The other bucket's hold settles with its own receipt: that
+			// bucket paid the fallback routes' tokens, nothing else.
+			fh, lapsed, err := c.settleHold(ctx, tx, r.FallbackHoldID, min(max(fallbackCapture, 0), r.FallbackHold), "run:"+r.ID+":settle-fallback", actor, now)
+			if err != nil {
+				return err
+			}
+			paid, route := r.TokensPaidBy(r.FallbackBucket), ""
+			for id := range r.ByRoute {
+				if r.Buckets[id] == r.FallbackBucket {
+					route = id
+				}
+			}
+			frc := billing.Receipt{
+				PublicID: billing.NewPublicID(), RunID: r.ID, AccountID: r.AccountID, HoldID: r.FallbackHoldID,
+				Model: r.Model, Route: route, RouteKind: billing.RouteKindFor(r.FallbackBucket), Bucket: r.FallbackBucket,
+				TokensIn: paid.In, TokensOut: paid.Out, TokensInSource: rc.TokensInSource, TokensOutSource: rc.TokensOutSource,
+				Held: fh.Amount, Captured: fh.Captured, Released: fh.Released(), Status: string(r.State),
+				Notes:     "the other-bucket fallback of this run, allowed in its quote; the run's main receipt is " + rc.PublicID,
+				StartedAt: r.StartedAt, FinishedAt: now, CreatedAt: now,
+			}
+			if lapsed {
+				frc.Notes += "; " + lapsedNote
+			}
+			if err := c.insertReceipt(ctx, tx, frc); err != nil {
+				return err
+			}
+			r.FallbackCaptured, r.FallbackReceiptID = fh.Captured, frc.PublicID
 		}
 		if err := c.storeRun(ctx, tx, r); err != nil {
 			return err
@@ -227,6 +249,32 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture 
 		return c.insertTransition(ctx, tx, r.ID, from, r.State, actor, reason, now)
 	})
 	return out, err
+}
+
+const lapsedNote = "the hold expired before the run settled, so nothing was charged"
+
+// settleHold captures (or, for zero, releases) a run's hold under key. A
+// hold past its expiry can no longer be captured: the run still ends, the
+// hold expires (if the sweeper has not yet done it), and lapsed says so.
+func (c *Core) settleHold(ctx context.Context, tx Querier, holdID int64, capture billing.Money, key, actor string, now time.Time) (billing.Hold, bool, error) {
+	h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`+c.Dialect.ForUpdate, holdID))
+	if err != nil {
+		return h, false, fmt.Errorf("settle hold: %w", err)
+	}
+	lapsed := h.Status == billing.HoldExpired || (h.Status == billing.HoldOpen && !now.Before(h.ExpiresAt))
+	switch {
+	case lapsed && h.Status == billing.HoldOpen:
+		h, err = c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), actor, now)
+	case lapsed:
+	case capture > 0:
+		h, err = c.resolveTx(ctx, tx, holdID, key, fmt.Sprintf("capture|%d|%d", holdID, capture), actor, billing.HoldCaptured, capture)
+	default:
+		h, err = c.resolveTx(ctx, tx, holdID, key, fmt.Sprintf("release|%d", holdID), actor, billing.HoldReleased, 0)
+	}
+	if err != nil {
+		return h, lapsed, fmt.Errorf("settle hold: %w", err)
+	}
+	return h, lapsed, nil
 }
 
 // RequeueRun implements research.Store.
@@ -244,18 +292,23 @@ func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout
 		// resuming many times never lets its hold lapse under it. A hold
 		// already past its expiry is not revived.
 		now := c.now()
-		n, err := tx.Exec(ctx, `UPDATE holds SET expires_at = $2 WHERE id = $1 AND status = 'open' AND expires_at > $3 AND expires_at < $2`,
-			r.HoldID, c.t(now.Add(holdTTL)), c.t(now))
-		if err != nil {
-			return fmt.Errorf("extend hold: %w", err)
-		}
-		if n == 0 {
-			h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`, r.HoldID))
+		for _, id := range []int64{r.HoldID, r.FallbackHoldID} {
+			if id == 0 {
+				continue
+			}
+			n, err := tx.Exec(ctx, `UPDATE holds SET expires_at = $2 WHERE id = $1 AND status = 'open' AND expires_at > $3 AND expires_at < $2`,
+				id, c.t(now.Add(holdTTL)), c.t(now))
 			if err != nil {
 				return fmt.Errorf("extend hold: %w", err)
 			}
-			if h.Status != billing.HoldOpen || !now.Before(h.ExpiresAt) {
-				return fmt.Errorf("%w: the run's hold has expired", research.ErrWrongState)
+			if n == 0 {
+				h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`, id))
+				if err != nil {
+					return fmt.Errorf("extend hold: %w", err)
+				}
+				if h.Status != billing.HoldOpen || !now.Before(h.ExpiresAt) {
+					return fmt.Errorf("%w: the run's hold has expired", research.ErrWrongState)
+				}
 			}
 		}
 		if r.JobID, err = c.Queue.EnqueueTx(ctx, tx.Native(), r.ID, timeout); err != nil {
