@@ -196,16 +196,37 @@ func (c *Conversation) research(ctx context.Context, in Incoming, args []string)
 			req.Depth = d
 			continue
 		}
-		if c.Engine.Catalog.Route(a) == nil && !hasModel(c.Engine.Catalog, a) {
+		name, explicit := strings.CutPrefix(a, "model:")
+		known := c.Engine.Catalog.Route(name) != nil || hasModel(c.Engine.Catalog, name)
+		switch {
+		case known:
+			req.Model = name
+		case explicit || looksLikeModel(a):
+			// A model name is never taken for a ticker: a typo must not
+			// quote research on a symbol called GPT-4O.
+			return nil, sayf("Unknown model %q: see /models for the ones available.", name)
+		default:
 			req.Symbols = append(req.Symbols, splitSymbols([]string{a})...)
-			continue
 		}
-		req.Model = a
 	}
 	if len(req.Symbols) == 0 {
 		return nil, sayf("Name at least one symbol: /research NVDA [quick|standard|deep] [model]")
 	}
 	return c.quote(ctx, req)
+}
+
+// modelFamilies start the names of well-known model families.
+var modelFamilies = []string{"gpt-", "claude", "gemini", "llama", "mistral", "mixtral", "deepseek", "qwen", "o1", "o3", "o4", "grok"}
+
+// looksLikeModel reports whether a word is surely a model name, not a ticker.
+func looksLikeModel(word string) bool {
+	w := strings.ToLower(word)
+	for _, f := range modelFamilies {
+		if strings.HasPrefix(w, f) && (len(w) > len(f) || strings.HasSuffix(f, "-")) && (strings.ContainsAny(w, "-.") || len(w) > 5) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasModel(cat *research.Catalog, name string) bool {

@@ -467,3 +467,30 @@ func TestMarketOutageAtQuote(t *testing.T) {
 		t.Fatal("an outage placed a hold")
 	}
 }
+
+// TestModelWords: a known model is taken as the model, with or without
+// "model:"; an unknown one is refused, never quoted as a ticker.
+func TestModelWords(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{NoWorkers: true})
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	for _, tc := range []struct{ say, want string }{
+		{"/research NVDA claude-9", `Unknown model "claude-9"`},
+		{"/research NVDA gpt-4o", `Unknown model "gpt-4o"`},
+		{"/research NVDA model:nope", `Unknown model "nope"`},
+	} {
+		r := one(t, c.say(t, alice, tc.say))
+		if r.View.Kind != bots.KindError || !strings.Contains(r.View.Text, tc.want) {
+			t.Errorf("%s = %+v", tc.say, r.View)
+		}
+	}
+	for _, say := range []string{"/research NVDA model:offline-analyst", "/research NVDA offline-analyst", "/research BRK-B O"} {
+		r := one(t, c.say(t, alice, say))
+		if r.View.Kind != bots.KindQuote {
+			t.Errorf("%s = %+v", say, r.View)
+		}
+	}
+	if c.b.OpenHolds() != 0 {
+		t.Fatal("a quote placed a hold")
+	}
+}
