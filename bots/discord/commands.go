@@ -79,7 +79,7 @@ func commandDefs() []*discordgo.ApplicationCommand {
 }
 
 // commandText turns a slash command into the command line the conversation
-// parses ("/research NVDA AMD deep gpt-4o-mini"), in the options' declared
+// parses ("/research NVDA AMD deep model:gpt-4o-mini"), in the options' declared
 // order, and reports the public option. Values are folded onto one line.
 func commandText(d discordgo.ApplicationCommandInteractionData) (text string, public bool) {
 	parts := []string{"/" + d.Name}
@@ -108,6 +108,12 @@ func commandText(d discordgo.ApplicationCommandInteractionData) (text string, pu
 		if name == optPublic {
 			b, ok := o.Value.(bool)
 			public = ok && b
+			continue
+		}
+		if name == optModel { // typed as a model, so never mistaken for a symbol
+			if v := strings.Join(strings.Fields(fmt.Sprint(o.Value)), ""); v != "" && o.Value != nil {
+				parts = append(parts, "model:"+v)
+			}
 			continue
 		}
 		if v := strings.Join(strings.Fields(fmt.Sprint(o.Value)), " "); v != "" && o.Value != nil {

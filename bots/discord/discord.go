@@ -144,6 +144,9 @@ type Adapter struct {
 	now        func() time.Time
 	deferAfter time.Duration
 	admins     map[string]bool
+	// render turns views into messages: render, but a test can make it
+	// fail the way a bug would.
+	render func(bots.View) message
 
 	life     context.Context // background work: handlers after their response
 	cancel   context.CancelFunc
@@ -157,6 +160,8 @@ type Adapter struct {
 	pending map[string]int
 	moved   map[string]move
 	finals  map[string]time.Time // messages that show their final view
+	// seen refuses HTTP interactions posted a second time.
+	seen replayGuard
 }
 
 // move is where the views for a message go instead.
@@ -196,7 +201,7 @@ func New(cfg Config, conv *bots.Conversation) (*Adapter, error) {
 	s.Dialer = dialer(base)
 
 	a := &Adapter{cfg: cfg, conv: conv, s: s, log: cfg.Log, now: cfg.Now, deferAfter: cfg.DeferAfter,
-		admins: map[string]bool{}, pending: map[string]int{}, moved: map[string]move{}, finals: map[string]time.Time{}}
+		admins: map[string]bool{}, render: render, pending: map[string]int{}, moved: map[string]move{}, finals: map[string]time.Time{}}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -211,6 +216,9 @@ func New(cfg Config, conv *bots.Conversation) (*Adapter, error) {
 	}
 	if cfg.HTTPInteractions {
 		a.pub, _ = publicKey(cfg.PublicKey)
+	}
+	a.seen.overflow = func() {
+		a.log.Warn("discord: too many interactions to remember against replays; forgetting the oldest early")
 	}
 	a.life, a.cancel = context.WithCancel(context.Background())
 	return a, nil

@@ -46,6 +46,10 @@ type options struct {
 	limits     *bots.Limits // instead of discord.Limits
 	// before runs on the bed before the adapter starts (slow stores).
 	before func(b *testbed.Bed, conv *bots.Conversation)
+	// adapter runs on the adapter before anything uses it.
+	adapter func(a *discord.Adapter)
+	// refuseLink is the fake's Options.RefuseLink.
+	refuseLink func(url string) bool
 }
 
 type bundle struct {
@@ -76,7 +80,7 @@ func setup(t testing.TB, o options) *bundle {
 	if o.before != nil {
 		o.before(b.bed, b.conv)
 	}
-	b.fake = discordtest.New(t, discordtest.Options{Now: b.clock.Now, Buckets: o.buckets})
+	b.fake = discordtest.New(t, discordtest.Options{Now: b.clock.Now, Buckets: o.buckets, RefuseLink: o.refuseLink})
 	cfg := discord.Config{Token: b.fake.BotToken, AppID: b.fake.AppID, GuildID: guild, APIURL: b.fake.URL,
 		AdminRoles: admin.Roles, Log: log, Now: b.clock.Now, DeferAfter: o.deferAfter}
 	var srv *httptest.Server
@@ -89,6 +93,9 @@ func setup(t testing.TB, o options) *bundle {
 		t.Fatal(err)
 	}
 	b.ad = ad
+	if o.adapter != nil {
+		o.adapter(ad)
+	}
 	limits := discord.Limits
 	if o.limits != nil {
 		limits = *o.limits

@@ -1,6 +1,7 @@
 package discord
 
 import (
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,12 +57,21 @@ func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var i discordgo.Interaction
-	if err := json.Unmarshal(body, &i); err != nil {
+	if err := json.Unmarshal(body, &i); err != nil || i.ID == "" {
 		http.Error(w, "malformed interaction", http.StatusBadRequest)
 		return
 	}
 	if i.Type == discordgo.InteractionPing {
 		writeJSON(w, &discordgo.InteractionResponse{Type: discordgo.InteractionResponsePong})
+		return
+	}
+	// Within its timestamp's window a captured request is still validly
+	// signed: one whose interaction was already taken is refused like a
+	// forgery (401), never handled twice. Discord does not deliver an
+	// interaction twice, and the first delivery's answer already went out.
+	if !a.seen.first(i.ID, time.Unix(ts, 0).Add(maxSignatureAge), a.now()) {
+		a.log.Warn("discord: interaction posted again; refused", "interaction_id", i.ID)
+		http.Error(w, "interaction already received", http.StatusUnauthorized)
 		return
 	}
 	if !a.enter() {
@@ -74,6 +84,70 @@ func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request) {
 		a.handle(&i, received, hr)
 	}()
 	writeJSON(w, hr.wait(r.Context(), i.Type == discordgo.InteractionMessageComponent, safetyNet-time.Since(received)))
+}
+
+// maxRemembered bounds the interaction ids kept against replays: ten
+// minutes of interactions at over 150 a second.
+const maxRemembered = 100_000
+
+// replayGuard remembers the ids of interactions taken over HTTP until their
+// signature timestamps go stale (after which the timestamp check refuses a
+// replay by itself).
+type replayGuard struct {
+	mu       sync.Mutex
+	until    map[string]time.Time // id → when its timestamp goes stale
+	queue    expiries             // the same, soonest first
+	overflow func()               // called when ids start being forgotten early to stay bounded
+	full     bool
+}
+
+// first records id, whose timestamp goes stale at stale, and says whether
+// it is new.
+func (g *replayGuard) first(id string, stale, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.until == nil {
+		g.until = map[string]time.Time{}
+	}
+	for len(g.queue) > 0 && !g.queue[0].at.After(now) {
+		delete(g.until, heap.Pop(&g.queue).(expiry).id)
+	}
+	if _, ok := g.until[id]; ok {
+		return false
+	}
+	dropped := 0
+	for len(g.queue) >= maxRemembered {
+		// Full of live ids: forget the one closest to going stale, whose
+		// replay window is the shortest left.
+		delete(g.until, heap.Pop(&g.queue).(expiry).id)
+		dropped++
+	}
+	if dropped > 0 && !g.full && g.overflow != nil {
+		g.overflow()
+	}
+	g.full = dropped > 0
+	g.until[id] = stale
+	heap.Push(&g.queue, expiry{id: id, at: stale})
+	return true
+}
+
+type expiry struct {
+	id string
+	at time.Time
+}
+
+// expiries is a min-heap by time.
+type expiries []expiry
+
+func (e expiries) Len() int           { return len(e) }
+func (e expiries) Less(i, j int) bool { return e[i].at.Before(e[j].at) }
+func (e expiries) Swap(i, j int)      { e[i], e[j] = e[j], e[i] }
+func (e *expiries) Push(x any)        { *e = append(*e, x.(expiry)) }
+func (e *expiries) Pop() any {
+	old := *e
+	x := old[len(old)-1]
+	*e = old[:len(old)-1]
+	return x
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -3,7 +3,6 @@ package discord
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -69,9 +68,9 @@ func (a *Adapter) handle(i *discordgo.Interaction, received time.Time, rs respon
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
-			a.log.Error("discord: interaction handler panicked", "interaction_id", i.ID, "panic", fmt.Sprint(p))
+			ref := a.panicked("discord: interaction handler panicked", p, "interaction_id", i.ID)
 			if !t.answered {
-				t.deliver(ctx, reply{kind: discordgo.InteractionResponseChannelMessageWithSource, msg: alert("Something went wrong. Nothing was charged for it.", true)})
+				t.deliver(ctx, reply{kind: discordgo.InteractionResponseChannelMessageWithSource, msg: alert(sorry(ref), true)})
 			}
 		}
 	}()
@@ -90,6 +89,11 @@ func (a *Adapter) handle(i *discordgo.Interaction, received time.Time, rs respon
 	default:
 		t.deliver(ctx, reply{kind: discordgo.InteractionResponseChannelMessageWithSource, msg: alert("forgebot does not handle that.", true)})
 	}
+}
+
+// sorry is the apology for a handler that panicked; ref is in the log line.
+func sorry(ref string) string {
+	return "Something went wrong (ref " + ref + "). Nothing was charged for it."
 }
 
 // incoming is who did what where, as the conversation reads it.
@@ -167,9 +171,8 @@ func (t *turn) converse(ctx context.Context) {
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
-				a.log.Error("discord: conversation panicked", "interaction_id", t.i.ID, "panic", fmt.Sprint(p))
-				done <- []bots.Reply{{Alert: "Something went wrong. Nothing was charged for it.",
-					View: bots.View{Kind: bots.KindError, Text: "Something went wrong. Nothing was charged for it.", Private: true}}}
+				ref := a.panicked("discord: conversation panicked", p, "interaction_id", t.i.ID)
+				done <- []bots.Reply{{Alert: sorry(ref), View: bots.View{Kind: bots.KindError, Text: sorry(ref), Private: true}}}
 			}
 		}()
 		done <- a.conv.Handle(ctx, in)
@@ -207,11 +210,11 @@ func empty(v bots.View) bool {
 // commandMessage renders a command's reply: ephemeral unless public was
 // asked for (a private view other than a quote, such as a link code or an
 // error, stays ephemeral regardless).
-func commandMessage(r bots.Reply, public bool) message {
+func (a *Adapter) commandMessage(r bots.Reply, public bool) message {
 	if empty(r.View) {
 		return alert(r.Alert, true)
 	}
-	m := render(r.View)
+	m := a.render(r.View)
 	m.ephemeral = !public || (r.View.Private && r.View.Kind != bots.KindQuote)
 	return m
 }
@@ -239,33 +242,35 @@ func (t *turn) answer(ctx context.Context, in bots.Incoming, replies []bots.Repl
 			if note == "" {
 				note = "Confirmed."
 			}
-			out = reply{update, render(bots.View{Kind: bots.KindInfo, Text: note + "\nProgress follows in a message in this channel."})}
+			out = reply{update, t.a.render(bots.View{Kind: bots.KindInfo, Text: note + "\nProgress follows in a message in this channel."})}
 			confirm = &first
 		case first.Edit && !empty(first.View):
-			out = reply{update, render(first.View)}
+			out = reply{update, t.a.render(first.View)}
 			if first.Alert != "" {
 				extra = append(extra, alert(first.Alert, true))
 			}
 		case first.Alert != "":
 			out = reply{newMsg, alert(first.Alert, true)}
 		case !empty(first.View):
-			m := render(first.View)
+			m := t.a.render(first.View)
 			m.ephemeral = first.View.Private
 			out = reply{newMsg, m}
 		default: // nothing to show: acknowledge, change nothing
 			out = reply{kind: discordgo.InteractionResponseDeferredMessageUpdate}
 		}
 	} else {
-		out = reply{newMsg, commandMessage(first, public)}
+		out = reply{newMsg, t.a.commandMessage(first, public)}
 	}
 	for _, r := range replies[1:] {
-		extra = append(extra, commandMessage(r, public))
+		extra = append(extra, t.a.commandMessage(r, public))
 	}
 	t.deliver(ctx, out)
 	for _, m := range extra {
 		err := t.a.retry(ctx, func() error {
-			_, err := t.a.s.FollowupMessageCreate(t.i, true, m.followup(), discordgo.WithContext(ctx))
-			return t.a.clean(err)
+			return t.a.orLinksAsText(m, func(m message) error {
+				_, err := t.a.followup(ctx, t.i, m)
+				return err
+			})
 		})
 		if err != nil {
 			t.a.log.Warn("discord: followup failed", "interaction_id", t.i.ID, "err", err)
@@ -307,11 +312,14 @@ func (t *turn) deliver(ctx context.Context, r reply) {
 		}
 	}
 	if !t.answered {
-		resp := &discordgo.InteractionResponse{Type: r.kind}
-		if r.kind == discordgo.InteractionResponseChannelMessageWithSource || r.kind == discordgo.InteractionResponseUpdateMessage {
-			resp.Data = r.msg.response()
-		}
-		err := t.rs.respond(ctx, resp)
+		withData := r.kind == discordgo.InteractionResponseChannelMessageWithSource || r.kind == discordgo.InteractionResponseUpdateMessage
+		err := t.a.orLinksAsText(r.msg, func(m message) error {
+			resp := &discordgo.InteractionResponse{Type: r.kind}
+			if withData {
+				resp.Data = m.response()
+			}
+			return t.rs.respond(ctx, resp)
+		})
 		if !errors.Is(err, errAnsweredLate) {
 			t.answered = true
 			if err != nil {
@@ -327,15 +335,16 @@ func (t *turn) deliver(ctx context.Context, r reply) {
 
 // afterDefer sends what was meant as the first response after a deferral.
 func (t *turn) afterDefer(ctx context.Context, r reply) {
-	a, opt := t.a, discordgo.WithContext(ctx)
+	a := t.a
 	editOriginal := func() error {
 		// After a deferred update, @original is the button's message.
-		_, err := a.s.WebhookMessageEdit(a.cfg.AppID, t.i.Token, "@original", r.msg.webhookEdit(), opt)
-		return a.clean(err)
+		return a.orLinksAsText(r.msg, func(m message) error { return a.editWebhook(ctx, t.i.Token, "@original", m) })
 	}
 	followup := func() error {
-		_, err := a.s.FollowupMessageCreate(t.i, true, r.msg.followup(), opt)
-		return a.clean(err)
+		return a.orLinksAsText(r.msg, func(m message) error {
+			_, err := a.followup(ctx, t.i, m)
+			return err
+		})
 	}
 	var err error
 	switch r.kind {
@@ -348,8 +357,9 @@ func (t *turn) afterDefer(ctx context.Context, r reply) {
 		case r.msg.ephemeral && !t.deferredEphemeral:
 			// Deferred in public, but the answer is private: replace the
 			// "thinking" message with an ephemeral followup.
-			if derr := a.s.WebhookMessageDelete(a.cfg.AppID, t.i.Token, "@original", opt); derr != nil {
-				a.log.Warn("discord: delete deferred response", "interaction_id", t.i.ID, "err", a.clean(derr))
+			derr := a.retry(ctx, func() error { return a.deleteWebhook(ctx, t.i.Token, "@original") })
+			if derr != nil {
+				a.log.Warn("discord: delete deferred response", "interaction_id", t.i.ID, "err", derr)
 			}
 			err = a.retry(ctx, followup)
 		default:
@@ -384,15 +394,18 @@ func (a *Adapter) retry(ctx context.Context, f func() error) error {
 // token's 15 minutes) and points the run at it. If the bot may not post in
 // the channel, a public followup stands in, edited through the token.
 func (a *Adapter) publishRun(ctx context.Context, t *turn, in bots.Incoming, r bots.Reply, key string) {
-	m := render(r.View)
+	m := a.render(r.View)
 	m.ephemeral = false
 	var (
 		d   research.Destination
 		msg *discordgo.Message
 	)
+	// A bucket that stays empty past retry's short wait counts as a failure
+	// here: the followup below, in another bucket, keeps the handler from
+	// waiting on the channel.
 	err := a.retry(ctx, func() (err error) {
-		msg, err = a.s.ChannelMessageSendComplex(t.i.ChannelID, m.send(), discordgo.WithContext(ctx))
-		return a.clean(err)
+		msg, err = a.sendChannel(ctx, t.i.ChannelID, m)
+		return err
 	})
 	if err == nil {
 		d = research.Destination{Platform: Platform, ChatID: t.i.ChannelID, MessageID: msg.ID}
@@ -400,8 +413,8 @@ func (a *Adapter) publishRun(ctx context.Context, t *turn, in bots.Incoming, r b
 		a.log.Warn("discord: cannot post the progress message; using a followup", "run_id", r.RunID,
 			"channel_id", t.i.ChannelID, "err", err)
 		err = a.retry(ctx, func() (err error) {
-			msg, err = a.s.FollowupMessageCreate(t.i, true, m.followup(), discordgo.WithContext(ctx))
-			return a.clean(err)
+			msg, err = a.followup(ctx, t.i, m)
+			return err
 		})
 		if err != nil {
 			a.log.Error("discord: no message for the run's progress; it stays on the quote", "run_id", r.RunID, "err", err)

@@ -108,6 +108,59 @@ func (m message) followup() *discordgo.WebhookParams {
 		AllowedMentions: noMentions(), Files: m.discordFiles(), Flags: m.flags()}
 }
 
+// hasLinks says whether m carries link buttons.
+func (m message) hasLinks() bool {
+	for _, c := range m.components {
+		if row, ok := c.(discordgo.ActionsRow); ok {
+			for _, b := range row.Components {
+				if btn, ok := b.(discordgo.Button); ok && btn.Style == discordgo.LinkButton {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// urlInBrackets keeps a link whole inside <...>, Discord's autolink form.
+var urlInBrackets = strings.NewReplacer(" ", "%20", "<", "%3C", ">", "%3E", "\n", "%0A", "\r", "%0D", "\t", "%09")
+
+// linksAsText is m with its link buttons taken out and written as lines of
+// content instead ("Receipt: <https://...>"): what goes out when Discord
+// refuses a button's URL (it does not take every URL a browser would, such
+// as some local addresses), so the message and its link still arrive.
+func (m message) linksAsText() message {
+	out := m
+	out.components = []discordgo.MessageComponent{}
+	var lines []string
+	for _, c := range m.components {
+		row, ok := c.(discordgo.ActionsRow)
+		if !ok {
+			out.components = append(out.components, c)
+			continue
+		}
+		var keep []discordgo.MessageComponent
+		for _, b := range row.Components {
+			if btn, ok := b.(discordgo.Button); ok && btn.Style == discordgo.LinkButton {
+				lines = append(lines, escape(btn.Label)+": <"+urlInBrackets.Replace(btn.URL)+">")
+				continue
+			}
+			keep = append(keep, b)
+		}
+		if len(keep) > 0 {
+			out.components = append(out.components, discordgo.ActionsRow{Components: keep})
+		}
+	}
+	if len(lines) > 0 {
+		text := strings.Join(lines, "\n")
+		if out.content != "" {
+			text = out.content + "\n" + text
+		}
+		out.content = truncate(text, maxContent)
+	}
+	return out
+}
+
 // alert renders a short note as plain content.
 func alert(text string, ephemeral bool) message {
 	return message{content: truncate(escape(text), maxContent), components: []discordgo.MessageComponent{},

@@ -177,7 +177,7 @@ func TestCommandText(t *testing.T) {
 		{Name: "symbols", Type: discordgo.ApplicationCommandOptionString, Value: " NVDA,\nAMD "},
 		{Name: "depth", Type: discordgo.ApplicationCommandOptionString, Value: "deep"},
 	}}
-	if text, public := commandText(d); text != "/research NVDA, AMD deep gpt-4o-mini" || !public {
+	if text, public := commandText(d); text != "/research NVDA, AMD deep model:gpt-4o-mini" || !public {
 		t.Fatalf("commandText = %q, %v", text, public)
 	}
 	if text, public := commandText(discordgo.ApplicationCommandInteractionData{Name: "balance"}); text != "/balance" || public {

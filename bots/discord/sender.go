@@ -2,6 +2,10 @@ package discord
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -11,14 +15,19 @@ import (
 )
 
 // Send implements bots.Sender: it posts v as a new message in d's channel
-// with the bot token.
-func (a *Adapter) Send(ctx context.Context, d research.Destination, v bots.View) (string, error) {
-	if w := a.bucketWait(discordgo.EndpointChannelMessages(d.ChatID)); w > 0 {
-		return "", &bots.RetryAfterError{Wait: w}
-	}
-	msg, err := a.s.ChannelMessageSendComplex(d.ChatID, render(v).send(), discordgo.WithContext(ctx))
+// with the bot token. A panic while rendering or sending is recovered and
+// returned as an error, so the outbox goroutine that called survives it.
+func (a *Adapter) Send(ctx context.Context, d research.Destination, v bots.View) (id string, err error) {
+	defer a.recoverSend("send", &err)
+	m := a.render(v)
+	m.ephemeral = false
+	var msg *discordgo.Message
+	err = a.orLinksAsText(m, func(m message) (err error) {
+		msg, err = a.sendChannel(ctx, d.ChatID, m)
+		return err
+	})
 	if err != nil {
-		return "", a.clean(err)
+		return "", err
 	}
 	return msg.ID, nil
 }
@@ -30,59 +39,59 @@ func (a *Adapter) Send(ctx context.Context, d research.Destination, v bots.View)
 // message whose token died) is replaced by a new channel message, which later
 // views then edit. A 429, or a bucket that Discord's headers say is empty,
 // returns *bots.RetryAfterError at once: the outbox waits, not this call.
-func (a *Adapter) Edit(ctx context.Context, d research.Destination, v bots.View) error {
-	key := msgKey(d.ChatID, d.MessageID)
-	a.mu.Lock()
-	if mv, ok := a.moved[key]; ok {
-		if !v.Final && !mv.all {
-			// The run reports in its public message now: this view is stale.
-			a.mu.Unlock()
-			return nil
-		}
-		d, key = mv.to, msgKey(mv.to.ChatID, mv.to.MessageID)
-	} else if a.pending[key] > 0 {
-		a.mu.Unlock()
-		return &bots.RetryAfterError{Wait: pendingWait}
+// A view whose link button Discord refuses goes out again with the link in
+// its text. A panic is recovered and returned as an error.
+func (a *Adapter) Edit(ctx context.Context, d research.Destination, v bots.View) (err error) {
+	defer a.recoverSend("edit", &err)
+	d, key, skip, err := a.editTarget(d, v)
+	if skip || err != nil {
+		return err
 	}
-	if _, done := a.finals[key]; done && !v.Final {
-		// Never cover a final view with progress that arrived late by
-		// another path.
-		a.mu.Unlock()
-		return nil
-	}
-	a.mu.Unlock()
-
-	err := a.edit(ctx, d, v)
+	m := a.render(v)
+	m.ephemeral = false
+	err = a.orLinksAsText(m, func(m message) error { return a.edit(ctx, d, m) })
 	if err == nil && v.Final {
 		a.mu.Lock()
+		defer a.mu.Unlock()
 		a.finals[key] = a.now()
 		prune(a.finals, func(t time.Time) time.Time { return t }, a.now())
-		a.mu.Unlock()
 	}
 	return err
 }
 
-func (a *Adapter) edit(ctx context.Context, d research.Destination, v bots.View) error {
-	m := render(v)
-	m.ephemeral = false
-	opt := discordgo.WithContext(ctx)
+// editTarget is where a view for d goes (and its message key); skip says
+// the view is stale and goes nowhere.
+func (a *Adapter) editTarget(d research.Destination, v bots.View) (research.Destination, string, bool, error) {
+	key := msgKey(d.ChatID, d.MessageID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if mv, ok := a.moved[key]; ok {
+		if !v.Final && !mv.all {
+			// The run reports in its public message now: this view is stale.
+			return d, key, true, nil
+		}
+		d, key = mv.to, msgKey(mv.to.ChatID, mv.to.MessageID)
+	} else if a.pending[key] > 0 {
+		return d, key, false, &bots.RetryAfterError{Wait: pendingWait}
+	}
+	if _, done := a.finals[key]; done && !v.Final {
+		// Never cover a final view with progress that arrived late by
+		// another path.
+		return d, key, true, nil
+	}
+	return d, key, false, nil
+}
+
+func (a *Adapter) edit(ctx context.Context, d research.Destination, m message) error {
 	var err error
 	if d.Token != "" && a.tokenAlive(d.When) {
-		bucket := discordgo.EndpointWebhookToken("", "") // discordgo's bucket for JSON webhook edits
-		if len(m.files) > 0 {
-			bucket = discordgo.EndpointWebhookMessage(a.cfg.AppID, d.Token, original(d.MessageID))
-		}
-		if w := a.bucketWait(bucket); w > 0 {
-			return &bots.RetryAfterError{Wait: w}
-		}
-		_, err = a.s.WebhookMessageEdit(a.cfg.AppID, d.Token, original(d.MessageID), m.webhookEdit(), opt)
+		err = a.editWebhook(ctx, d.Token, original(d.MessageID), m)
 	} else {
-		if w := a.bucketWait(discordgo.EndpointChannelMessage(d.ChatID, "")); w > 0 {
-			return &bots.RetryAfterError{Wait: w}
-		}
-		_, err = a.s.ChannelMessageEditComplex(m.edit(d.ChatID, d.MessageID), opt)
+		err = a.call(discordgo.EndpointChannelMessage(d.ChatID, ""), func() error {
+			_, err := a.s.ChannelMessageEditComplex(m.edit(d.ChatID, d.MessageID), discordgo.WithContext(ctx))
+			return err
+		})
 	}
-	err = a.clean(err)
 	if err == nil || d.Token == "" {
 		return err
 	}
@@ -94,13 +103,112 @@ func (a *Adapter) edit(ctx context.Context, d research.Destination, v bots.View)
 	}
 	// An interaction's message that can no longer be edited: continue in a
 	// channel message the bot token can edit for as long as the run lasts.
-	msg, serr := a.s.ChannelMessageSendComplex(d.ChatID, m.send(), opt)
-	if serr != nil {
-		return a.clean(serr)
+	msg, err := a.sendChannel(ctx, d.ChatID, m)
+	if err != nil {
+		return err
 	}
 	a.log.Info("discord: interaction message no longer editable; continued in a channel message", "chat_id", d.ChatID)
 	a.recordMove(msgKey(d.ChatID, d.MessageID), research.Destination{Platform: Platform, ChatID: d.ChatID, MessageID: msg.ID}, true)
 	return nil
+}
+
+// The REST calls below go through call: each checks its discordgo bucket
+// first, so none sleeps inside discordgo's rate limiter. The bucket keys are
+// the ones discordgo v0.29.0 files each request under.
+
+// sendChannel posts m in a channel with the bot token.
+func (a *Adapter) sendChannel(ctx context.Context, channelID string, m message) (*discordgo.Message, error) {
+	var msg *discordgo.Message
+	err := a.call(discordgo.EndpointChannelMessages(channelID), func() (err error) {
+		msg, err = a.s.ChannelMessageSendComplex(channelID, m.send(), discordgo.WithContext(ctx))
+		return err
+	})
+	return msg, err
+}
+
+// editWebhook edits an interaction's message (id, or "@original") through
+// its token.
+func (a *Adapter) editWebhook(ctx context.Context, token, id string, m message) error {
+	bucket := discordgo.EndpointWebhookToken("", "") // JSON edits share one bucket in discordgo
+	if len(m.files) > 0 {
+		bucket = discordgo.EndpointWebhookMessage(a.cfg.AppID, token, id)
+	}
+	return a.call(bucket, func() error {
+		_, err := a.s.WebhookMessageEdit(a.cfg.AppID, token, id, m.webhookEdit(), discordgo.WithContext(ctx))
+		return err
+	})
+}
+
+// deleteWebhook deletes an interaction's message through its token.
+func (a *Adapter) deleteWebhook(ctx context.Context, token, id string) error {
+	return a.call(discordgo.EndpointWebhookToken("", ""), func() error {
+		return a.s.WebhookMessageDelete(a.cfg.AppID, token, id, discordgo.WithContext(ctx))
+	})
+}
+
+// followup posts m as a followup of interaction i.
+func (a *Adapter) followup(ctx context.Context, i *discordgo.Interaction, m message) (*discordgo.Message, error) {
+	var msg *discordgo.Message
+	// FollowupMessageCreate(wait=true) files the request under its own URL.
+	bucket := discordgo.EndpointWebhookToken(i.AppID, i.Token) + "?wait=true"
+	err := a.call(bucket, func() (err error) {
+		msg, err = a.s.FollowupMessageCreate(i, true, m.followup(), discordgo.WithContext(ctx))
+		return err
+	})
+	return msg, err
+}
+
+// call makes one REST request, f, filed under bucket. When Discord's
+// rate-limit headers say the bucket is empty it returns
+// *bots.RetryAfterError without a request; errors come back cleaned.
+func (a *Adapter) call(bucket string, f func() error) error {
+	if w := a.bucketWait(bucket); w > 0 {
+		return &bots.RetryAfterError{Wait: w}
+	}
+	return a.clean(f())
+}
+
+// linkRefused says whether Discord refused m in a way its link buttons can
+// cause: 50035, invalid form body, on a message that has them.
+func linkRefused(err error, m message) bool {
+	return code(err) == discordgo.ErrCodeInvalidFormBody && m.hasLinks()
+}
+
+// orLinksAsText calls send with m and, when Discord refuses m's link
+// buttons, once more with the links written in the text instead.
+func (a *Adapter) orLinksAsText(m message, send func(message) error) error {
+	err := send(m)
+	if linkRefused(err, m) {
+		a.log.Warn("discord: link button refused; showing the link as text", "err", err)
+		err = send(m.linksAsText())
+	}
+	return err
+}
+
+// recoverSend turns a panic in a Sender method into an error with a
+// reference that is also in the log line.
+func (a *Adapter) recoverSend(op string, err *error) {
+	if p := recover(); p != nil {
+		ref := a.panicked("discord: sender panicked", p, "op", op)
+		*err = fmt.Errorf("discord: %s panicked (ref %s)", op, ref)
+	}
+}
+
+// panicked logs a recovered panic (value and stack, tokens removed) with a
+// new reference and returns the reference, for the user or the caller.
+func (a *Adapter) panicked(msg string, p any, attrs ...any) string {
+	ref := newRef()
+	attrs = append(attrs, "ref", ref, "panic", a.redact(fmt.Sprint(p)), "stack", a.redact(string(debug.Stack())))
+	a.log.Error(msg, attrs...)
+	return ref
+}
+
+// newRef is a short random reference for a log line and the message that
+// points to it.
+func newRef() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // original names an interaction's own message for webhook edits.

@@ -8,10 +8,11 @@
 //
 // It behaves as Discord does where a bot can get it wrong: an interaction
 // answered after 3 s or twice is refused, an interaction token dies after 15
-// minutes (by the clock in Options), messages breaking Discord's limits are
-// refused with 400, per-route rate-limit buckets answer with X-RateLimit-*
-// headers and 429s, and scripted 429s can be queued. Every request is
-// recorded (tokens blanked out of paths) for assertions.
+// minutes (by the clock in Options), messages breaking Discord's limits (or
+// carrying a link button Options.RefuseLink names) are refused with 400,
+// per-route rate-limit buckets answer with X-RateLimit-* headers and 429s,
+// and scripted 429s can be queued. Every request is recorded (tokens blanked
+// out of paths) for assertions.
 package discordtest
 
 import (
@@ -47,6 +48,10 @@ type Options struct {
 	// Buckets are per-route rate limits, each per major parameter (channel,
 	// webhook token, interaction).
 	Buckets []Bucket
+	// RefuseLink says which link button URLs Discord refuses (it does not
+	// take every URL a browser would): a message with one is refused with
+	// 400, code 50035 (Invalid Form Body), and Request.Refused says why.
+	RefuseLink func(url string) bool
 }
 
 // Bucket limits a route: at most Limit requests per Window for each major
@@ -131,6 +136,9 @@ type Request struct {
 	CarriesText bool
 	Mentions    json.RawMessage
 	Violations  []string // Discord limits the payload broke
+	// Refused lists what Discord refused that a bot cannot know in advance
+	// (a link button URL, by Options.RefuseLink).
+	Refused []string
 }
 
 // Message is a message as the fake holds it.
@@ -919,6 +927,28 @@ func inspect(req *Request, m msgPayload, files []Attachment, existing []Attachme
 	return v
 }
 
+// refuse checks a message part of a request against Discord's limits and
+// against Options.RefuseLink, filling req.Violations and req.Refused; it
+// says whether Discord refuses it.
+func (s *Server) refuse(req *Request, m msgPayload, files, existing []Attachment) bool {
+	req.Violations = inspect(req, m, files, existing)
+	if s.opts.RefuseLink != nil && len(m.Components) > 0 && string(m.Components) != "null" {
+		for i, r := range rowsOf(m.Components) {
+			for j, b := range r {
+				if b.Style == 5 && s.opts.RefuseLink(b.URL) {
+					req.Refused = append(req.Refused, fmt.Sprintf("components.%d.components.%d.url: Not a well formed URL.", i, j))
+				}
+			}
+		}
+	}
+	return len(req.Violations)+len(req.Refused) > 0
+}
+
+// invalidForm answers a refused message as Discord does.
+func invalidForm(w http.ResponseWriter, req *Request) (int, int) {
+	return apiError(w, 400, 50035, "Invalid Form Body: "+strings.Join(append(append([]string(nil), req.Violations...), req.Refused...), "; "))
+}
+
 func units(s string) int {
 	n := 0
 	for _, r := range s {
@@ -1007,7 +1037,7 @@ func (s *Server) callback(req *Request, it *interaction, payload []byte, via str
 		if body.Type == 7 && s.messages[it.component] != nil {
 			existing = s.messages[it.component].Attachments
 		}
-		if req.Violations = inspect(req, m, req.Files, existing); len(req.Violations) > 0 {
+		if s.refuse(req, m, req.Files, existing) {
 			return 400, 50035
 		}
 	}
@@ -1061,8 +1091,8 @@ func (s *Server) webhook(w http.ResponseWriter, req *Request, parts []string) {
 		_ = json.Unmarshal(req.Payload, &p)
 	}
 	if req.Route == RouteFollowup {
-		if req.Violations = inspect(req, p, req.Files, nil); len(req.Violations) > 0 {
-			req.Status, req.Code = apiError(w, 400, 50035, "Invalid Form Body: "+strings.Join(req.Violations, "; "))
+		if s.refuse(req, p, req.Files, nil) {
+			req.Status, req.Code = invalidForm(w, req)
 			return
 		}
 		m := s.newMessage(it.channel, "followup", it.id, p, req.Files)
@@ -1087,8 +1117,8 @@ func (s *Server) webhook(w http.ResponseWriter, req *Request, parts []string) {
 		req.Status = http.StatusNoContent
 		return
 	}
-	if req.Violations = inspect(req, p, req.Files, m.Attachments); len(req.Violations) > 0 {
-		req.Status, req.Code = apiError(w, 400, 50035, "Invalid Form Body: "+strings.Join(req.Violations, "; "))
+	if s.refuse(req, p, req.Files, m.Attachments) {
+		req.Status, req.Code = invalidForm(w, req)
 		return
 	}
 	apply(m, p, req.Files)
@@ -1103,8 +1133,8 @@ func (s *Server) channel(w http.ResponseWriter, req *Request, parts []string) {
 	var p msgPayload
 	_ = json.Unmarshal(req.Payload, &p)
 	if req.Route == RouteChannelMessage {
-		if req.Violations = inspect(req, p, req.Files, nil); len(req.Violations) > 0 {
-			req.Status, req.Code = apiError(w, 400, 50035, "Invalid Form Body: "+strings.Join(req.Violations, "; "))
+		if s.refuse(req, p, req.Files, nil) {
+			req.Status, req.Code = invalidForm(w, req)
 			return
 		}
 		p.Flags = 0
@@ -1121,8 +1151,8 @@ func (s *Server) channel(w http.ResponseWriter, req *Request, parts []string) {
 		req.Status, req.Code = apiError(w, 403, discordgo.ErrCodeCannotEditFromAnotherUser, "Cannot edit a message authored by another user")
 		return
 	}
-	if req.Violations = inspect(req, p, req.Files, m.Attachments); len(req.Violations) > 0 {
-		req.Status, req.Code = apiError(w, 400, 50035, "Invalid Form Body: "+strings.Join(req.Violations, "; "))
+	if s.refuse(req, p, req.Files, m.Attachments) {
+		req.Status, req.Code = invalidForm(w, req)
 		return
 	}
 	apply(m, p, req.Files)
