@@ -14,3 +14,4 @@ lint:
 
 fuzz:
 	go test ./billing -run '^$$' -fuzz FuzzParseMoney -fuzztime 30s
+	go test ./scheduler -run '^$$' -fuzz FuzzParseSpec -fuzztime 20s

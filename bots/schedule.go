@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tokensforge/forgebot/scheduler"
 )
@@ -57,7 +58,7 @@ func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
 	if sc.Cap > 0 {
 		capText = sc.Cap.String() + " per run (a run quoted above it is skipped, with a notice)"
 	}
-	v := View{Kind: KindQuote, Private: true, Title: fmt.Sprintf("Schedule: %s research %s", q.Request.Depth, scheduler.Describe(sc)),
+	v := View{Kind: KindQuote, Private: true, Title: fmt.Sprintf("Schedule: %s %s", q.Request.Depth, scheduler.Describe(sc)),
 		Text: fmt.Sprintf("Confirm to schedule. Each run is quoted and paid like any other, from your %s; nothing is held until a run starts.", bucketName(q.Bucket)),
 		Fields: []Field{
 			{"When", fmt.Sprintf("%s (%s)", sc.Spec, sc.Zone)},
@@ -65,15 +66,42 @@ func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
 			{"Per run", fmt.Sprintf("%s to %s, paid from %s (%s available now)", q.CostLow, q.CostHigh, bucketName(q.Bucket), q.Available)},
 			{"Per month", fmt.Sprintf("%d runs: %s to %s", p.PerMonth, p.MonthLow, p.MonthHigh)},
 			{"Cost cap", capText},
-			{"Policies", schedulePolicies},
+			{"Policies", schedulePolicies(c.Schedules.Policy())},
 		},
 		Buttons: [][]Button{{{Label: "Confirm schedule", Data: scheduleButton(sc.ID, "confirm"), Style: "primary"}, {Label: "Cancel", Data: scheduleButton(sc.ID, "decline"), Style: "danger"}}},
 	}
 	return v
 }
 
-// schedulePolicies is shown with every schedule.
-const schedulePolicies = "a time whose previous run is still going is skipped (and recorded); a time missed while forgebot was down runs once if within 1 h, else is recorded as missed; too little balance skips the run with a notice here; on DST days a time that does not exist (spring forward) is skipped and a repeated time (fall back) fires once"
+// schedulePolicies is shown with every schedule quote and list, built from
+// the scheduler's settings so it says what the service really does.
+func schedulePolicies(p scheduler.Policy) string {
+	return strings.Join([]string{
+		"- Overlap: a time whose previous run is still going is skipped (and recorded).",
+		fmt.Sprintf("- Catch-up: after downtime, the latest missed time runs once if it is at most %s late; the others are recorded as missed.", humanDuration(p.CatchUp)),
+		"- Balance: too little balance skips the run, with a notice here.",
+		"- Cost cap (cap:AMOUNT): a run whose quote holds more than the cap is skipped, with a notice here.",
+		"- Pause and resume: a paused schedule does not run; resuming goes on from the next time, and times due while paused are dropped, not replayed.",
+		"- Failure: a run that cannot be quoted (market data down, say) is retried briefly, then recorded as failed, with a notice here.",
+		"- DST: a time that does not exist (spring forward) is skipped that day; a repeated time (fall back) fires once.",
+		fmt.Sprintf("- Limits: at least %s between runs; up to %d schedules per account.", humanDuration(p.MinInterval), p.MaxPerAccount),
+	}, "\n")
+}
+
+// humanDuration writes 90m as "1 h 30 min".
+func humanDuration(d time.Duration) string {
+	var parts []string
+	if h := d / time.Hour; h > 0 {
+		parts = append(parts, fmt.Sprintf("%d h", h))
+	}
+	if m := d % time.Hour / time.Minute; m > 0 {
+		parts = append(parts, fmt.Sprintf("%d min", m))
+	}
+	if sec := d % time.Minute / time.Second; sec > 0 || len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("%d s", sec))
+	}
+	return strings.Join(parts, " ")
+}
 
 func (c *Conversation) pressSchedule(ctx context.Context, in Incoming, p payload) ([]Reply, error) {
 	switch p.action {
@@ -115,6 +143,6 @@ func (c *Conversation) scheduleList(ctx context.Context, in Incoming) ([]Reply, 
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\nPolicies: " + schedulePolicies)
+	b.WriteString("\nPolicies:\n" + schedulePolicies(c.Schedules.Policy()))
 	return []Reply{{View: View{Kind: KindInfo, Title: "Your schedules", Text: b.String(), Private: true}}}, nil
 }

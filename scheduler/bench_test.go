@@ -21,7 +21,7 @@ type driftFirer struct {
 	got    chan struct{}
 }
 
-func (d *driftFirer) Fire(_ context.Context, _ string, at time.Time) error {
+func (d *driftFirer) Fire(_ context.Context, _ string, at time.Time, _, _ int) error {
 	d.mu.Lock()
 	d.drifts = append(d.drifts, time.Since(at))
 	d.mu.Unlock()

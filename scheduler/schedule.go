@@ -92,5 +92,9 @@ type Store interface {
 // Firer fires one claimed time of a schedule; the queue's workers call it.
 // Service implements it.
 type Firer interface {
-	Fire(ctx context.Context, scheduleID string, at time.Time) error
+	// Fire fires the time; attempt counts from 1 up to maxAttempts, the
+	// queue's last try. An error asks for another attempt: on the last one
+	// (or for an error no retry can fix) Service records the fire as failed
+	// and tells the schedule's chat instead, so no time stays pending.
+	Fire(ctx context.Context, scheduleID string, at time.Time, attempt, maxAttempts int) error
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,36 +16,69 @@ import (
 	"github.com/tokensforge/forgebot/bots/console"
 	"github.com/tokensforge/forgebot/internal/testbed"
 	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/market"
 	"github.com/tokensforge/forgebot/scheduler"
 )
 
 func TestDSTFireTimes(t *testing.T) {
 	t.Parallel()
+	const ny, lh = "America/New_York", "Australia/Lord_Howe"
 	for _, tc := range []struct {
+		zone string
 		spec string
 		from time.Time
 		want string
 	}{
 		// Spring forward (2026-03-08): 02:30 does not exist and is skipped that day.
-		{"30 2 * * *", time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), "03-09 02:30 EDT, 03-10 02:30 EDT, 03-11 02:30 EDT"},
-		{"30 1 * * *", time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), "03-08 01:30 EST, 03-09 01:30 EDT, 03-10 01:30 EDT"},
+		{ny, "30 2 * * *", time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), "03-09 02:30 EDT, 03-10 02:30 EDT, 03-11 02:30 EDT"},
+		{ny, "30 1 * * *", time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), "03-08 01:30 EST, 03-09 01:30 EDT, 03-10 01:30 EDT"},
 		// Fall back (2026-11-01): 01:30 happens twice and fires once, at the first.
-		{"30 1 * * *", time.Date(2026, 10, 31, 12, 0, 0, 0, time.UTC), "11-01 01:30 EDT, 11-02 01:30 EST, 11-03 01:30 EST"},
-		{"30 1 * * *", time.Date(2026, 11, 1, 5, 45, 0, 0, time.UTC), "11-02 01:30 EST, 11-03 01:30 EST, 11-04 01:30 EST"},
-		{"0 16 * * 1-5", time.Date(2026, 11, 27, 22, 0, 0, 0, time.UTC), "11-30 16:00 EST, 12-01 16:00 EST, 12-02 16:00 EST"},
+		{ny, "30 1 * * *", time.Date(2026, 10, 31, 12, 0, 0, 0, time.UTC), "11-01 01:30 EDT, 11-02 01:30 EST, 11-03 01:30 EST"},
+		{ny, "30 1 * * *", time.Date(2026, 11, 1, 5, 45, 0, 0, time.UTC), "11-02 01:30 EST, 11-03 01:30 EST, 11-04 01:30 EST"},
+		{ny, "0 16 * * 1-5", time.Date(2026, 11, 27, 22, 0, 0, 0, time.UTC), "11-30 16:00 EST, 12-01 16:00 EST, 12-02 16:00 EST"},
 		// Intervals are elapsed time: the fall-back hour is not skipped.
-		{"@every 1h", time.Date(2026, 11, 1, 4, 0, 0, 0, time.UTC), "11-01 01:00 EDT, 11-01 01:00 EST, 11-01 02:00 EST"},
+		{ny, "@every 1h", time.Date(2026, 11, 1, 4, 0, 0, 0, time.UTC), "11-01 01:00 EDT, 11-01 01:00 EST, 11-01 02:00 EST"},
+
+		// Lord Howe Island moves its clocks by 30 minutes. Fall back
+		// (2026-04-05): 02:00 +11 becomes 01:30 +1030, so 01:30-01:59 happen
+		// twice; 01:45 fires once, at the first.
+		{lh, "45 1 * * *", time.Date(2026, 4, 3, 12, 0, 0, 0, time.UTC), "04-04 01:45 +11, 04-05 01:45 +11, 04-06 01:45 +1030"},
+		{lh, "*/30 1-2 * * *", time.Date(2026, 4, 4, 12, 0, 0, 0, time.UTC), "04-05 01:00 +11, 04-05 01:30 +11, 04-05 02:00 +1030, 04-05 02:30 +1030"},
+		// A time just outside the repeated half hour is left alone.
+		{lh, "15 1 * * *", time.Date(2026, 4, 3, 12, 0, 0, 0, time.UTC), "04-04 01:15 +11, 04-05 01:15 +11, 04-06 01:15 +1030"},
+		// Spring forward (2026-10-04): 02:00 +1030 becomes 02:30 +11, so 02:15
+		// does not exist and is skipped that day; 01:45 fires at 01:45, not
+		// also at 02:45 (robfig/cron alone returns both).
+		{lh, "15 2 * * *", time.Date(2026, 10, 2, 12, 0, 0, 0, time.UTC), "10-03 02:15 +1030, 10-05 02:15 +11, 10-06 02:15 +11"},
+		{lh, "45 1 * * *", time.Date(2026, 10, 2, 12, 0, 0, 0, time.UTC), "10-03 01:45 +1030, 10-04 01:45 +1030, 10-05 01:45 +11"},
+		{lh, "*/30 1-2 * * *", time.Date(2026, 10, 3, 12, 0, 0, 0, time.UTC), "10-04 01:00 +1030, 10-04 01:30 +1030, 10-04 02:30 +11, 10-05 01:00 +11"},
 	} {
-		sp, err := scheduler.ParseSpec(tc.spec, "America/New_York")
+		sp, err := scheduler.ParseSpec(tc.spec, tc.zone)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
-		for _, x := range sp.NextN(tc.from, 3) {
+		for _, x := range sp.NextN(tc.from, strings.Count(tc.want, ",")+1) {
 			got = append(got, x.In(sp.Zone).Format("01-02 15:04 MST"))
 		}
 		if strings.Join(got, ", ") != tc.want {
-			t.Errorf("%q from %s = %v, want %s", tc.spec, tc.from, got, tc.want)
+			t.Errorf("%s %q from %s = %v, want %s", tc.zone, tc.spec, tc.from, got, tc.want)
+		}
+	}
+}
+
+// TestDSTMinGap: a daily time is never refused as too frequent because a
+// DST day repeats it, whatever the size of the zone's shift.
+func TestDSTMinGap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range [][2]string{{"45 1 * * *", "Australia/Lord_Howe"}, {"15 1 * * *", "Australia/Lord_Howe"}, {"30 1 * * *", "America/New_York"}} {
+		sp, err := scheduler.ParseSpec(tc[0], tc[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Sampled over a year from before the April fall-back day.
+		if gap := sp.MinGap(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)); gap < 23*time.Hour {
+			t.Errorf("%s in %s: min gap %s, want at least 23h", tc[0], tc[1], gap)
 		}
 	}
 }
@@ -67,7 +102,13 @@ func FuzzParseSpec(f *testing.F) {
 	f.Fuzz(func(t *testing.T, spec, zone string) {
 		sp, err := scheduler.ParseSpec(spec, zone)
 		if err == nil {
-			sp.NextN(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 3)
+			from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			for _, x := range sp.NextN(from, 3) {
+				if !x.After(from) {
+					t.Fatalf("%q in %q: fire times not increasing: %s after %s", spec, zone, x, from)
+				}
+				from = x
+			}
 			sp.MinGap(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 		}
 		_, _ = scheduler.ParseCommand(scheduler.Tokenize(spec + " " + zone))
@@ -77,10 +118,10 @@ func FuzzParseSpec(f *testing.F) {
 func TestParseCommand(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		`daily 09:00 scan us-megacaps`:                                  "0 9 * * *|scan|us-megacaps|quick|",
-		`weekdays 16:30 research NVDA AMD standard tz:America/New_York`: "30 16 * * 1-5|research|NVDA,AMD|standard|America/New_York",
-		`"0 9 * * 1" research AAPL deep cap:0.50`:                       "0 9 * * 1|research|AAPL|deep|",
-		`@daily scan crypto-majors`:                                     "@daily|scan|crypto-majors|quick|",
+		`daily 09:00 scan us-megacaps`:                                  "0 9 * * *|scan|us-megacaps|quick||0",
+		`weekdays 16:30 research NVDA AMD standard tz:America/New_York`: "30 16 * * 1-5|research|NVDA,AMD|standard|America/New_York|0",
+		`"0 9 * * 1" research AAPL deep cap:0.50`:                       "0 9 * * 1|research|AAPL|deep||500000",
+		`@daily scan crypto-majors CAP:1.25 tz:UTC`:                     "@daily|scan|crypto-majors|quick|UTC|1250000",
 	} {
 		c, err := scheduler.ParseCommand(scheduler.Tokenize(in))
 		if err != nil {
@@ -88,11 +129,11 @@ func TestParseCommand(t *testing.T) {
 			continue
 		}
 		what := strings.Join(c.Symbols, ",") + c.List
-		if got := fmt.Sprintf("%s|%s|%s|%s|%s", c.Spec, c.Kind, what, c.Depth, c.Zone); got != want {
+		if got := fmt.Sprintf("%s|%s|%s|%s|%s|%d", c.Spec, c.Kind, what, c.Depth, c.Zone, int64(c.Cap)); got != want {
 			t.Errorf("%s = %s, want %s", in, got, want)
 		}
 	}
-	for _, in := range []string{"", "daily", "daily 25:00 scan x", "daily 9 scan x", "daily 09:00", "daily 09:00 dance NVDA", "@daily scan a b", "@daily research AAPL cap:-1"} {
+	for _, in := range []string{"", "daily", "daily 25:00 scan x", "daily 9 scan x", "daily 09:00", "daily 09:00 dance NVDA", "@daily scan a b", "@daily research AAPL cap:-1", "@daily research AAPL cap:0", "@daily research AAPL cap:abc"} {
 		if _, err := scheduler.ParseCommand(scheduler.Tokenize(in)); !errors.Is(err, scheduler.ErrBadSpec) {
 			t.Errorf("%q: %v, want ErrBadSpec", in, err)
 		}
@@ -344,4 +385,162 @@ func TestScheduleThroughConsole(t *testing.T) {
 		}
 	}
 	r.b.CheckLedger()
+}
+
+// flakyMarket is market data that can go down, as a provider's outage would.
+type flakyMarket struct {
+	market.Provider
+	down atomic.Bool
+}
+
+func (m *flakyMarket) History(ctx context.Context, symbol string, lookback time.Duration) (market.Series, error) {
+	if m.down.Load() {
+		return market.Series{}, fmt.Errorf("%w: test outage", market.ErrUnavailable)
+	}
+	return m.Provider.History(ctx, symbol, lookback)
+}
+
+// notices returns the notices posted so far.
+func (r *rig) noticesSoFar() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.notices)
+}
+
+// TestFireFailsOnLastAttempt: a fire whose quote fails for a reason other
+// than a bad request (market data down) stays pending while the queue will
+// retry it, and is recorded as failed, with a notice, on the last attempt.
+func TestFireFailsOnLastAttempt(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, testbed.Options{NoWorkers: true}) // the test plays the queue
+	mkt := &flakyMarket{Provider: r.b.Market}
+	r.b.Engine.Market = mkt // nothing else runs on this engine yet
+	r.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	sc := r.make(t, "daily 09:00 research AAPL")
+	mkt.down.Store(true)
+	r.b.Clock.Advance(sc.NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now()))
+	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
+		t.Fatalf("claim = %d, %v", n, err)
+	}
+	for attempt := 1; attempt < 3; attempt++ {
+		if err := r.svc.Fire(t.Context(), sc.ID, sc.NextRunAt, attempt, 3); !errors.Is(err, market.ErrUnavailable) {
+			t.Fatalf("attempt %d: %v, want the market error for a retry", attempt, err)
+		}
+		if f, err := r.b.Store.Fire(t.Context(), sc.ID, sc.NextRunAt); err != nil || f.Outcome != scheduler.Pending {
+			t.Fatalf("after attempt %d: %+v, %v", attempt, f, err)
+		}
+	}
+	if n := r.noticesSoFar(); len(n) != 0 {
+		t.Fatalf("notices before the last attempt: %q", n)
+	}
+	if err := r.svc.Fire(t.Context(), sc.ID, sc.NextRunAt, 3, 3); err != nil {
+		t.Fatalf("last attempt: %v", err)
+	}
+	f, err := r.b.Store.Fire(t.Context(), sc.ID, sc.NextRunAt)
+	if err != nil || f.Outcome != scheduler.FailedOutcome || !strings.Contains(f.Note, "market data was not available (AAPL from demo: provider unavailable: test outage) (ref ") || f.RunID != "" {
+		t.Fatalf("fire after the last attempt = %+v, %v", f, err)
+	}
+	notices := r.noticesSoFar()
+	if len(notices) != 1 || !strings.Contains(notices[0], "Scheduled research on AAPL ("+sc.ID+") at ") ||
+		!strings.Contains(notices[0], "failed: market data was not available") || !strings.Contains(notices[0], "Nothing was charged") {
+		t.Fatalf("notices = %q", notices)
+	}
+	// A late duplicate of the job changes nothing and says nothing more.
+	if err := r.svc.Fire(t.Context(), sc.ID, sc.NextRunAt, 3, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.noticesSoFar(); len(n) != 1 {
+		t.Fatalf("notices after a duplicate job: %q", n)
+	}
+	if r.b.OpenHolds() != 0 {
+		t.Fatal("a failed fire held money")
+	}
+	// The schedule goes on: with the market back, the next day runs.
+	mkt.down.Store(false)
+	next, err := r.b.Store.Schedule(t.Context(), sc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.b.Clock.Advance(next.NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now()))
+	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
+		t.Fatalf("next day's claim = %d, %v", n, err)
+	}
+	if err := r.svc.Fire(t.Context(), sc.ID, next.NextRunAt, 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := r.b.Store.Fire(t.Context(), sc.ID, next.NextRunAt); err != nil || f.Outcome != scheduler.Started || f.RunID == "" {
+		t.Fatalf("next day's fire = %+v, %v", f, err)
+	}
+}
+
+// TestFireFailureThroughQueue: the same outage through River's real retries:
+// the fire job's last attempt records the time as failed with one notice.
+func TestFireFailureThroughQueue(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, testbed.Options{NoWorkers: true})
+	r.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	sc := r.make(t, "daily 09:00 research AAPL") // quoted on the working market data
+	// The only workers are another instance's, whose market data is down.
+	r.b.Market = &flakyMarket{Provider: r.b.Market}
+	r.b.Market.(*flakyMarket).down.Store(true)
+	store2, engine2 := r.b.InstanceWithWorkers()
+	store2.SetFirer(&scheduler.Service{Store: store2, Engine: engine2, Now: r.b.Clock.Now, Notify: r.svc.Notify})
+	r.b.Clock.Advance(sc.NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now()))
+	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
+		t.Fatalf("claim = %d, %v", n, err)
+	}
+	fs := r.settled(t, sc.ID, 1)
+	if fs[0].Outcome != scheduler.FailedOutcome || !strings.Contains(fs[0].Note, "market data was not available") {
+		t.Fatalf("fire = %+v", fs[0])
+	}
+	if n := r.noticesSoFar(); len(n) != 1 || !strings.Contains(n[0], "failed: market data was not available") {
+		t.Fatalf("notices = %q", n)
+	}
+	r.b.CheckSettled()
+}
+
+// TestCostCapSkip: a fire whose quote holds more than the schedule's cap is
+// skipped with a notice; nothing is held or run.
+func TestCostCapSkip(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, testbed.Options{})
+	r.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	capped := r.make(t, "daily 09:00 research AAPL cap:0.000001")
+	if capped.Cap != 1 {
+		t.Fatalf("cap = %d micro-dollars, want 1", capped.Cap)
+	}
+	r.b.Clock.Advance(capped.NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now()))
+	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
+		t.Fatalf("claim = %d, %v", n, err)
+	}
+	fs := r.settled(t, capped.ID, 1)
+	if fs[0].Outcome != scheduler.SkippedCap || fs[0].RunID != "" || !strings.Contains(fs[0].Note, "above the cap of $0.000001") {
+		t.Fatalf("capped fire = %+v", fs[0])
+	}
+	notices := r.noticesSoFar()
+	if len(notices) != 1 || !strings.Contains(notices[0], "was skipped: its quote holds up to $") || !strings.Contains(notices[0], "above the cap of $0.000001") {
+		t.Fatalf("notices = %q", notices)
+	}
+	if after, _ := r.b.Store.Schedule(t.Context(), capped.ID); after.LastRunID != "" {
+		t.Fatalf("a capped fire started run %s", after.LastRunID)
+	}
+	r.b.CheckSettled()
+}
+
+// TestProposalPerMonth: the monthly cost counts every run in 30 days, for
+// hourly schedules too (720 runs, not a sample's 400).
+func TestProposalPerMonth(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, testbed.Options{NoWorkers: true})
+	r.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	for words, want := range map[string]int{"@every 1h research AAPL": 720, "daily 09:00 research AAPL": 30, `"0 9 * * 1" research AAPL`: 4} {
+		p, err := r.svc.Propose(t.Context(), alice, scheduler.Tokenize(words), dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A weekly time may fall 4 or 5 times in 30 days, as may the edges.
+		if p.PerMonth < want || p.PerMonth > want+1 || p.MonthHigh != p.Quote.CostHigh*billing.Money(p.PerMonth) {
+			t.Errorf("%s: %d runs a month costing up to %s, want %d", words, p.PerMonth, p.MonthHigh, want)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/market"
 )
 
 // Service makes, lists and fires schedules.
@@ -54,6 +56,19 @@ func (s *Service) catchUp() time.Duration {
 		return s.CatchUp
 	}
 	return time.Hour
+}
+
+// Policy is what a Service's schedules live by, defaults applied; the chat
+// shows it with every schedule.
+type Policy struct {
+	MinInterval   time.Duration // the shortest gap allowed between fire times
+	CatchUp       time.Duration // the latest time missed during downtime still runs if at most this late
+	MaxPerAccount int           // active and paused schedules per account
+}
+
+// Policy returns the settings in force.
+func (s *Service) Policy() Policy {
+	return Policy{MinInterval: s.minInterval(), CatchUp: s.catchUp(), MaxPerAccount: s.maxPerAccount()}
 }
 
 func (s *Service) log() *slog.Logger {
@@ -105,12 +120,7 @@ func (s *Service) Propose(ctx context.Context, owner billing.Identity, words []s
 		return p, fmt.Errorf("%w: you have %d schedules, the most an account may have", ErrBadSpec, n)
 	}
 	p.Quote, p.Next = q, spec.NextN(now, 5)
-	month := spec.NextN(now, 400)
-	for _, t := range month {
-		if t.Sub(now) <= 30*24*time.Hour {
-			p.PerMonth++
-		}
-	}
+	p.PerMonth = spec.perMonth(now)
 	p.MonthLow, p.MonthHigh = q.CostLow*billing.Money(p.PerMonth), q.CostHigh*billing.Money(p.PerMonth)
 	p.Schedule = Schedule{ID: newScheduleID(), AccountID: q.AccountID, Owner: owner, Status: Proposed, Spec: cmd.Spec,
 		Zone: spec.Zone.String(), Request: req, Cap: cmd.Cap, CreatedAt: now, CostLow: q.CostLow, CostHigh: q.CostHigh, Bucket: q.Bucket}
@@ -299,8 +309,12 @@ func fireQuoteID(scheduleID string, at time.Time) string {
 }
 
 // Fire runs one claimed fire time: it is the queue's job for it. The
-// outcome is recorded; skips are posted to the schedule's chat.
-func (s *Service) Fire(ctx context.Context, scheduleID string, at time.Time) error {
+// outcome is recorded; skips and failures are posted to the schedule's chat.
+// An error leaves the time pending for the queue's next attempt. On the last
+// attempt, or for an error a retry cannot fix (the quote expired, the route
+// went away), the time is recorded as failed with a notice instead: a pending
+// fire is never claimed again, so it would otherwise stay pending, unseen.
+func (s *Service) Fire(ctx context.Context, scheduleID string, at time.Time, attempt, maxAttempts int) error {
 	f, err := s.Store.Fire(ctx, scheduleID, at)
 	if err != nil {
 		return err
@@ -312,59 +326,149 @@ func (s *Service) Fire(ctx context.Context, scheduleID string, at time.Time) err
 	if err != nil {
 		return err
 	}
-	when := at.In(loadZone(sc.Zone)).Format("Mon 2006-01-02 15:04 MST")
+	started, err := s.fire(ctx, sc, f)
+	// Once the run exists only the bookkeeping is left: a retry finds the
+	// confirmed quote and records it, and the run reports itself.
+	if err == nil || started || (attempt < maxAttempts && !permanent(err)) {
+		return err
+	}
+	return s.fail(ctx, sc, f, err, attempt)
+}
+
+// fire quotes and confirms one time's run, or records (and posts) why it
+// was skipped. started reports that the run exists, whatever error follows.
+func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, err error) {
 	skip := func(o Outcome, note string) error {
 		f.Outcome, f.Note = o, note
-		if s.Notify != nil {
-			s.Notify(ctx, sc.Request.Dest, fmt.Sprintf("Scheduled %s (%s) at %s was skipped: %s", describe(sc), sc.ID, when, note))
-		}
+		s.notify(ctx, sc, f.At, "was skipped: "+note)
 		return s.Store.SetFire(ctx, f)
 	}
 	if sc.Status != Active {
-		return skip(SkippedPaused, "the schedule is "+string(sc.Status))
+		return false, skip(SkippedPaused, "the schedule is "+string(sc.Status))
 	}
 	if sc.LastRunID != "" {
 		if prev, err := s.Engine.Store.Run(ctx, sc.LastRunID); err == nil && !prev.State.Terminal() {
-			return skip(SkippedOverlap, "the previous run "+prev.ID+" is still "+string(prev.State))
+			return false, skip(SkippedOverlap, "the previous run "+prev.ID+" is still "+string(prev.State))
 		}
 	}
-	qid := fireQuoteID(sc.ID, at)
+	qid := fireQuoteID(sc.ID, f.At)
 	q, err := s.Engine.Store.Quote(ctx, qid)
 	if errors.Is(err, research.ErrNotFound) {
 		q, err = s.Engine.QuoteWithID(ctx, sc.Request, qid)
 		if errors.Is(err, research.ErrBadRequest) {
-			return skip(FailedOutcome, "it could not be quoted: "+strings.TrimPrefix(err.Error(), "bad request: "))
+			return false, skip(FailedOutcome, "it could not be quoted: "+strings.TrimPrefix(err.Error(), "bad request: "))
 		}
 	}
 	if err != nil {
-		return err
+		return false, fmt.Errorf("quote: %w", err)
 	}
 	var run research.Run
 	switch {
 	case q.Status == research.QuoteConfirmed:
-		run, err = s.Engine.Store.Run(ctx, q.RunID)
+		if run, err = s.Engine.Store.Run(ctx, q.RunID); err != nil {
+			return true, err
+		}
+	case q.Status != research.QuoteOpen:
+		// An earlier attempt's confirm closed it (expired, or its route changed).
+		return false, fmt.Errorf("%w: the fire's quote is %s", research.ErrQuoteExpired, q.Status)
 	case sc.Cap > 0 && q.Hold > sc.Cap:
-		return skip(SkippedCap, fmt.Sprintf("its quote holds up to %s, above the cap of %s", q.Hold, sc.Cap))
+		return false, skip(SkippedCap, fmt.Sprintf("its quote holds up to %s, above the cap of %s", q.Hold, sc.Cap))
 	case !q.CanConfirm():
-		return skip(SkippedBalance, fmt.Sprintf("your %s has %s and the run needs up to %s; top up to keep it running", q.Bucket, q.Available, q.Hold))
+		return false, skip(SkippedBalance, fmt.Sprintf("your %s has %s and the run needs up to %s; top up to keep it running", q.Bucket, q.Available, q.Hold))
 	default:
 		run, _, err = s.Engine.Confirm(ctx, q.ID, sc.Owner, nil)
 		if errors.Is(err, research.ErrInsufficient) {
-			return skip(SkippedBalance, "the balance no longer covers the quote")
+			return false, skip(SkippedBalance, "the balance no longer covers the quote")
 		}
-	}
-	if err != nil {
-		return err
+		if errors.Is(err, research.ErrQuoteUsed) && run.ID != "" {
+			err = nil // another attempt of this job confirmed it first
+		}
+		if err != nil {
+			return false, fmt.Errorf("confirm: %w", err)
+		}
 	}
 	f.Outcome, f.RunID = Started, run.ID
 	if err := s.Store.SetFire(ctx, f); err != nil {
-		return err
+		return true, err
 	}
 	_, err = s.Store.UpdateSchedule(ctx, sc.ID, func(sc *Schedule) error {
-		sc.LastRunID, sc.LastFire = run.ID, at
+		sc.LastRunID, sc.LastFire = run.ID, f.At
 		return nil
 	})
-	return err
+	return true, err
+}
+
+// fail records a fire that will not be retried as failed, and tells the
+// schedule's chat why; the cause itself goes to the log under a reference.
+// It runs after the job's context may have ended (a timeout), so it does
+// not use it.
+func (s *Service) fail(ctx context.Context, sc Schedule, f Fire, cause error, attempt int) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	ref := newRef()
+	s.log().Error("schedule fire failed", "schedule_id", sc.ID, "fire_at", f.At, "attempt", attempt, "ref", ref, "err", cause)
+	f.Outcome, f.Note = FailedOutcome, failReason(cause)+" (ref "+ref+")"
+	if err := s.Store.SetFire(ctx, f); err != nil {
+		return fmt.Errorf("record failed fire: %w (it failed with: %v)", err, cause)
+	}
+	text := "failed: " + f.Note + ". Nothing was charged for it."
+	if sc.Status == Active && !sc.NextRunAt.IsZero() {
+		text += " The schedule goes on; next run " + sc.NextRunAt.In(loadZone(sc.Zone)).Format("Mon 2006-01-02 15:04 MST") + "."
+	}
+	s.notify(ctx, sc, f.At, text)
+	return nil
+}
+
+// notify posts "Scheduled X (ID) at TIME <what>" to the schedule's chat.
+func (s *Service) notify(ctx context.Context, sc Schedule, at time.Time, what string) {
+	if s.Notify == nil {
+		return
+	}
+	when := at.In(loadZone(sc.Zone)).Format("Mon 2006-01-02 15:04 MST")
+	s.Notify(ctx, sc.Request.Dest, fmt.Sprintf("Scheduled %s (%s) at %s %s", describe(sc), sc.ID, when, what))
+}
+
+// permanent reports whether retrying a fire cannot help.
+func permanent(err error) bool {
+	for _, e := range []error{research.ErrBadRequest, research.ErrNoRoute, research.ErrForbidden, research.ErrQuoteExpired,
+		research.ErrQuoteChanged, research.ErrQuoteUsed, research.ErrWrongState} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// failReason says in a user's words why a fire failed; internal errors are
+// not shown (the log has them under the notice's reference).
+func failReason(err error) string {
+	switch {
+	case errors.Is(err, research.ErrDataUnavailable):
+		// The quote's own words name the symbol and the provider.
+		if _, detail, ok := strings.Cut(err.Error(), research.ErrDataUnavailable.Error()+": "); ok {
+			return "market data was not available (" + detail + ")"
+		}
+		return "market data was not available"
+	case errors.Is(err, market.ErrUnavailable), errors.Is(err, market.ErrRateLimited),
+		errors.Is(err, market.ErrNoData), errors.Is(err, market.ErrMalformed):
+		return "market data was not available"
+	case errors.Is(err, research.ErrQuoteExpired):
+		return "its quote expired before the run could start"
+	case errors.Is(err, research.ErrQuoteChanged), errors.Is(err, research.ErrNoRoute):
+		return "the model's route changed or is disabled"
+	case errors.Is(err, research.ErrForbidden):
+		return "the schedule's owner may no longer spend from this account"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "it took too long"
+	default:
+		return "something went wrong"
+	}
+}
+
+func newRef() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func loadZone(name string) *time.Location {

@@ -59,24 +59,67 @@ func ParseSpec(text, zone string) (sp Spec, err error) {
 // Next returns the first fire time after t, in UTC.
 //
 // Local wall-clock time across DST changes: a time that does not exist on the
-// spring-forward day (02:30 in New York) does not fire that day; a time that
-// happens twice on the fall-back day (01:30) fires once, at its first
-// occurrence. The quote's next five times show both.
+// spring-forward day (02:30 in New York, 02:15 on Lord Howe Island) does not
+// fire that day; a time that happens twice on the fall-back day (01:30 in New
+// York, 01:45 on Lord Howe Island, whose clocks move by 30 minutes) fires
+// once, at its first occurrence. The quote's next five times show both.
 func (s Spec) Next(t time.Time) time.Time {
-	n := s.sched.Next(t)
-	if n.IsZero() {
-		return n
-	}
-	// The second occurrence of a wall-clock time (fall-back day) is skipped
-	// when its first occurrence was a fire time too. Intervals (@every) are
-	// about elapsed time, not wall clocks, and are left alone.
-	if _, wallClock := s.sched.(*cron.SpecSchedule); wallClock {
-		first := n.Add(-time.Hour)
-		if sameWallClock(first, n, s.Zone) && s.sched.Next(first.Add(-time.Second)).Equal(first) {
-			return s.Next(n)
+	for {
+		n := s.sched.Next(t)
+		if n.IsZero() {
+			return n
 		}
+		// Intervals (@every) are about elapsed time, not wall clocks, and are
+		// left alone.
+		ss, wallClock := s.sched.(*cron.SpecSchedule)
+		if !wallClock {
+			return n.UTC()
+		}
+		switch {
+		case !matches(ss, n.In(s.Zone)):
+			// robfig/cron re-checks the hour only when the minute wraps to
+			// 0: across a 30-minute shift (01:59 -> 02:30) it can return a
+			// time the spec does not name. Search on from there.
+		case s.repeats(n):
+		default:
+			return n.UTC()
+		}
+		t = n
 	}
-	return n.UTC()
+}
+
+// repeats reports whether n is the second occurrence of a wall-clock time
+// (the fall-back day) whose first occurrence was a fire time too. The repeat
+// lasts as long as the zone's offset moved back, 1 h in New York and 30 min
+// on Lord Howe Island.
+func (s Spec) repeats(n time.Time) bool {
+	local := n.In(s.Zone)
+	start, _ := local.ZoneBounds()
+	if start.IsZero() {
+		return false // the zone never changed its offset
+	}
+	_, after := local.Zone()
+	_, before := start.Add(-time.Nanosecond).In(s.Zone).Zone()
+	shift := time.Duration(before-after) * time.Second
+	if shift <= 0 || n.Sub(start) >= shift {
+		return false // clocks moved forward, or n is past the repeated stretch
+	}
+	first := n.Add(-shift)
+	return sameWallClock(first, n, s.Zone) && s.sched.Next(first.Add(-time.Second)).Equal(first)
+}
+
+// matches reports whether local time t is one a cron spec names, with the
+// day rule robfig/cron uses (day of month and day of week are ANDed when
+// either is *, else ORed).
+func matches(ss *cron.SpecSchedule, t time.Time) bool {
+	const star = 1 << 63
+	bit := func(set uint64, v int) bool { return set&(1<<uint(v)) != 0 }
+	dom, dow := bit(ss.Dom, t.Day()), bit(ss.Dow, int(t.Weekday()))
+	day := dom || dow
+	if ss.Dom&star != 0 || ss.Dow&star != 0 {
+		day = dom && dow
+	}
+	return day && bit(ss.Month, int(t.Month())) && bit(ss.Hour, t.Hour()) && bit(ss.Minute, t.Minute()) && bit(ss.Second, t.Second())
 }
 
 // sameWallClock reports whether two instants show the same local time.
@@ -95,6 +138,21 @@ func (s Spec) NextN(t time.Time, n int) []time.Time {
 		out = append(out, t)
 	}
 	return out
+}
+
+// perMonth counts the fire times in the 30 days after t. Past 50,000 times
+// (a minimum interval configured under a minute) it extrapolates.
+func (s Spec) perMonth(t time.Time) int {
+	const month, most = 30 * 24 * time.Hour, 50_000
+	n, x := 0, t
+	for n < most {
+		next := s.Next(x)
+		if next.IsZero() || next.Sub(t) > month {
+			return n
+		}
+		n, x = n+1, next
+	}
+	return int(float64(n) * float64(month) / float64(x.Sub(t)))
 }
 
 // MinGap is the shortest gap between fires over the next year (sampled),

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,12 @@ type Config struct {
 	Admins      []billing.Identity
 	QuoteTTL    time.Duration
 	PauseTTL    time.Duration
+	// Schedules: the shortest gap between fire times, how late a time
+	// missed during downtime may still run, and schedules per account
+	// (zero means the scheduler's default: 1h, 1h, 10).
+	ScheduleMinInterval   time.Duration
+	ScheduleCatchUp       time.Duration
+	ScheduleMaxPerAccount int
 
 	// getenv resolves the API keys named in the catalog; kept so that keys
 	// are read where routes are built and nowhere else.
@@ -70,7 +77,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.Admins = append(c.Admins, id)
 	}
-	for name, dst := range map[string]*time.Duration{"FORGE_QUOTE_TTL": &c.QuoteTTL, "FORGE_PAUSE_TTL": &c.PauseTTL} {
+	for name, dst := range map[string]*time.Duration{"FORGE_QUOTE_TTL": &c.QuoteTTL, "FORGE_PAUSE_TTL": &c.PauseTTL,
+		"FORGE_SCHEDULE_MIN_INTERVAL": &c.ScheduleMinInterval, "FORGE_SCHEDULE_CATCHUP": &c.ScheduleCatchUp} {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
@@ -78,6 +86,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			}
 			*dst = d
 		}
+	}
+	if v := strings.TrimSpace(getenv("FORGE_SCHEDULE_MAX_PER_ACCOUNT")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return c, badInput("FORGE_SCHEDULE_MAX_PER_ACCOUNT: want a positive whole number like 10, got %q", v)
+		}
+		c.ScheduleMaxPerAccount = n
 	}
 	return c, c.Validate()
 }

@@ -24,8 +24,10 @@ import (
 // queueName is the River queue runs go to.
 const queueName = "runs"
 
-// MaxAttempts is how often River tries a run's job: a second attempt resumes
-// a run whose instance died, from its last finished stage.
+// MaxAttempts is how often River tries a job: a second attempt resumes a run
+// whose instance died, from its last finished stage, and retries a schedule
+// fire whose quote failed (a market data outage, say); the last attempt of a
+// fire records it as failed.
 const MaxAttempts = 3
 
 // RunArgs is a run job's payload.
@@ -56,7 +58,10 @@ func (w *fireWorker) Work(ctx context.Context, job *river.Job[FireArgs]) error {
 	if f == nil {
 		return errors.New("no scheduler: workers not started")
 	}
-	return (*f).Fire(ctx, job.Args.ScheduleID, job.Args.At)
+	// The attempt tells the firer when River will give up, so the last one
+	// records the time as failed (with a notice) instead of leaving it
+	// pending: its fire row's key keeps the claimer from trying it again.
+	return (*f).Fire(ctx, job.Args.ScheduleID, job.Args.At, job.Attempt, job.MaxAttempts)
 }
 
 type runWorker struct {

@@ -1,0 +1,44 @@
+package riverqueue
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tokensforge/forgebot/scheduler"
+)
+
+type recordingFirer struct {
+	id                string
+	at                time.Time
+	attempt, maxTries int
+}
+
+func (r *recordingFirer) Fire(_ context.Context, id string, at time.Time, attempt, maxAttempts int) error {
+	r.id, r.at, r.attempt, r.maxTries = id, at, attempt, maxAttempts
+	return nil
+}
+
+// TestFireWorkerPassesAttempts: the fire job tells the firer which attempt
+// this is and how many River makes, so the last one can record a failure.
+func TestFireWorkerPassesAttempts(t *testing.T) {
+	t.Parallel()
+	w := &fireWorker{}
+	job := &river.Job[FireArgs]{JobRow: &rivertype.JobRow{Attempt: 2, MaxAttempts: MaxAttempts},
+		Args: FireArgs{ScheduleID: "s1", At: time.Date(2026, 4, 5, 14, 45, 0, 0, time.UTC)}}
+	if err := w.Work(t.Context(), job); err == nil {
+		t.Fatal("a fire job worked with no firer set")
+	}
+	rec := &recordingFirer{}
+	var f scheduler.Firer = rec
+	w.firer.Store(&f)
+	if err := w.Work(t.Context(), job); err != nil {
+		t.Fatal(err)
+	}
+	if rec.id != "s1" || !rec.at.Equal(job.Args.At) || rec.attempt != 2 || rec.maxTries != MaxAttempts {
+		t.Fatalf("firer got %+v", rec)
+	}
+}
