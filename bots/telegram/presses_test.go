@@ -136,3 +136,88 @@ func TestAnonymousAdminRefused(t *testing.T) {
 		t.Fatal("an anonymous admin got a quote")
 	}
 }
+
+// gated is the conversation made slow for one user's presses: each waits,
+// after saying so on entered, until release is closed.
+type gated struct {
+	*bots.Conversation
+	user    billing.Identity
+	entered chan time.Time
+	release chan struct{}
+}
+
+func (g gated) Handle(ctx context.Context, in bots.Incoming) []bots.Reply {
+	if in.Button != "" && in.Identity == g.user {
+		select {
+		case g.entered <- time.Now():
+		default:
+		}
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return g.Conversation.Handle(ctx, in)
+}
+
+// TestLateRefusal: a press the conversation is slow to handle is answered
+// (empty) within AnswerWithin, so the client stops spinning; the refusal
+// that comes later cannot go in the answer any more and is posted in the
+// group instead, naming the presser and replying to the pressed message.
+// A refusal in time stays in the answer alone.
+func TestLateRefusal(t *testing.T) {
+	t.Parallel()
+	const within = 300 * time.Millisecond
+	g := gated{user: who(bob), entered: make(chan time.Time, 1), release: make(chan struct{})}
+	b := setup(t, options{bed: testbed.Options{NoWorkers: true}, start: true,
+		config: func(c *telegram.Config) { c.AnswerWithin = within },
+		conv:   func(c *bots.Conversation) telegram.Conversation { g.Conversation = c; return g }})
+	b.bed.Fund(who(alice), billing.BucketCredit, billing.Micro)
+	b.fake.SendText(group, alice, "/research NVDA")
+	quote := b.reply(t, group.ID, "Quote: quick research on NVDA")
+
+	q := b.fake.Press(group, bob, quote.ID, button(t, quote, "Confirm"))
+	var entered time.Time
+	select {
+	case entered = <-g.entered:
+	case <-time.After(wait):
+		t.Fatal("bob's press never reached the conversation")
+	}
+	ans := b.fake.WaitAnswer(t, q) // the conversation is still held
+	if ans.Fields["text"] != "" || !ans.OK() {
+		t.Fatalf("the slow press was answered %v, want empty", ans.Fields)
+	}
+	if after := ans.At.Sub(entered); after > within+time.Second {
+		t.Fatalf("the slow press was answered %s after it reached the conversation, want about %s", after, within)
+	}
+
+	close(g.release)
+	late := b.reply(t, group.ID, "Only the person who started this")
+	if late.ReplyTo != quote.ID || !strings.HasPrefix(late.Visible, "Bob: ") {
+		t.Fatalf("the late refusal %q replies to %d, want to the quote %d naming Bob", late.Visible, late.ReplyTo, quote.ID)
+	}
+	if n := len(b.fake.Calls("answerCallbackQuery")); n != 1 {
+		t.Fatalf("%d answers to one press", n)
+	}
+
+	// In time, the refusal is the answer's alert and nothing is posted.
+	q = b.fake.Press(group, bob, quote.ID, button(t, quote, "Confirm"))
+	if ans := b.fake.WaitAnswer(t, q); !strings.HasPrefix(ans.Fields["text"], "Only the person") || ans.Fields["show_alert"] != "true" {
+		t.Fatalf("the press in time was answered %v", ans.Fields)
+	}
+	stop, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := b.ad.Stop(stop); err != nil { // waits for the handler
+		t.Fatal(err)
+	}
+	posted := 0
+	for _, m := range b.fake.Messages(group.ID) {
+		if strings.Contains(m.Visible, "Only the person") {
+			posted++
+		}
+	}
+	if posted != 1 || len(b.edits(group.ID, quote.ID)) != 0 || b.bed.OpenHolds() != 0 {
+		t.Fatalf("%d refusals posted, %d edits of the quote, %d holds; want 1, 0, 0", posted, len(b.edits(group.ID, quote.ID)), b.bed.OpenHolds())
+	}
+}

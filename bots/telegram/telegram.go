@@ -81,7 +81,8 @@ type Config struct {
 	PollTimeout time.Duration
 	// AnswerWithin bounds how long a button press may wait for the
 	// conversation before its callback query is answered empty (the client
-	// spins until answered); default 2s.
+	// spins until answered); a refusal that comes later is posted in the
+	// chat instead. Default 2s.
 	AnswerWithin time.Duration
 }
 

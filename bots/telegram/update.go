@@ -214,9 +214,13 @@ func (a *Adapter) onCallback(ctx context.Context, q *models.CallbackQuery, ans *
 	// Answer first, so the spinner stops before any edit. An alert without
 	// a view is a refusal or an acknowledgement the presser must see: a
 	// dialog; with a view, a passing note.
+	late := ""
 	for _, r := range replies {
 		if r.Alert != "" {
-			ans.send(ctx, r.Alert, emptyView(r.View))
+			dialog := emptyView(r.View)
+			if !ans.send(ctx, r.Alert, dialog) && dialog {
+				late = r.Alert // the press was answered empty at AnswerWithin
+			}
 			break
 		}
 	}
@@ -224,6 +228,9 @@ func (a *Adapter) onCallback(ctx context.Context, q *models.CallbackQuery, ans *
 	t := target{chat: chat.ID}
 	if q.Message.Message != nil && q.Message.Message.IsTopicMessage {
 		t.thread = q.Message.Message.MessageThreadID
+	}
+	if late != "" {
+		a.tellLate(ctx, t, msg, isGroup(chat), q.From, late)
 	}
 	for _, r := range replies {
 		if emptyView(r.View) {
@@ -251,4 +258,16 @@ func (a *Adapter) onCallback(ctx context.Context, q *models.CallbackQuery, ans *
 			}
 		}
 	}
+}
+
+// tellLate posts an alert that came after the press was answered (a callback
+// query is answered once) as a short reply to the pressed message: nothing
+// else would tell the presser that their press was refused. In a group it
+// names the presser, since everyone sees it.
+func (a *Adapter) tellLate(ctx context.Context, t target, msg int, group bool, who models.User, text string) {
+	if group {
+		text = strings.TrimSpace(who.FirstName) + ": " + text
+	}
+	t.replyTo = msg
+	a.sendOrLog(ctx, t, bots.View{Kind: bots.KindInfo, Text: text})
 }
