@@ -750,3 +750,33 @@ func TestFallbackUnavailableWithoutOtherBalance(t *testing.T) {
 	}
 	b.CheckSettled()
 }
+
+// TestCrashedRunRescued: the process running a run dies after two stages
+// (its job is left "running"); River's rescuer on another instance retries
+// the job, the run resumes from its last finished stage and settles, and
+// no hold is left.
+func TestCrashedRunRescued(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{Postgres: true, NoWorkers: true, RescueAfter: time.Second})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL", "NVDA"}, Depth: research.Standard}))
+	// What the dead worker had done: started, and finished the market-data
+	// and indicator stages.
+	if _, err := b.Store.UpdateRun(t.Context(), run.ID, "worker", "stage done", func(r *research.Run) error {
+		r.State, r.StartedAt, r.Done = research.Running, time.Now(), 2
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.CrashJob(run.JobID)
+	b.InstanceWithWorkers()
+	resumed := b.Events.Wait(t, run.ID, 40*time.Second, func(ev research.Event) bool { return ev.Run.State == research.Running })
+	if !strings.Contains(resumed.Note, "resuming from stage 3") {
+		t.Fatalf("first event after the rescue = %q", resumed.Note)
+	}
+	final := b.Events.WaitFinal(t, run.ID, wait)
+	if final.Run.State != research.Succeeded || final.Run.Captured != final.Run.Cost() || final.Report == nil {
+		t.Fatalf("rescued run ended %s (%s), captured %s", final.Run.State, final.Run.Error, final.Run.Captured)
+	}
+	b.CheckSettled()
+}

@@ -47,6 +47,16 @@ var Plans = map[Depth]Plan{
 	Deep:     {Depth: Deep, MaxSymbols: 10, Window: 730 * 24 * time.Hour, Lookback: 730*24*time.Hour + indicatorLookback, OutputLimit: 900, RuntimeLow: 60 * time.Second, RuntimeHigh: 15 * time.Minute},
 }
 
+// LongestRun is the longest any depth's run may take: River's rescue of a
+// job stuck in "running" must wait longer than this.
+func LongestRun() time.Duration {
+	var longest time.Duration
+	for _, p := range Plans {
+		longest = max(longest, p.RuntimeHigh)
+	}
+	return longest
+}
+
 // StageKind says what a stage does.
 type StageKind string
 

@@ -49,6 +49,9 @@ type Options struct {
 	MaxWorkers int
 	// ProgressEvery is the engine's streaming progress interval (default 250 ms).
 	ProgressEvery time.Duration
+	// RescueAfter is how long River lets a job stay running before it
+	// retries it as crashed (default: the production value).
+	RescueAfter time.Duration
 }
 
 // Bed is one wired engine on one fresh database.
@@ -118,9 +121,9 @@ func (b *Bed) instance(workers bool) (Store, *research.Engine) {
 		// PostgreSQL allows 100 connections and tests run in parallel: small
 		// pools, except for benchmarks that ask for many workers.
 		cfg.MaxConns = int32(min(80, max(8, b.opts.MaxWorkers/4)))
-		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers})
+		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers, RescueAfter: b.opts.RescueAfter})
 	} else {
-		s, err = sqlite.Open(ctx, b.sqlPath, sqlite.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers})
+		s, err = sqlite.Open(ctx, b.sqlPath, sqlite.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers, RescueAfter: b.opts.RescueAfter})
 	}
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -211,4 +214,25 @@ func (b *Bed) OpenHolds() int {
 		}
 	}
 	return n
+}
+
+// CrashJob makes a PostgreSQL bed's River job look like one whose worker
+// died mid-run an hour ago: still "running", attempted by an instance that
+// is gone. River's rescuer on a live instance then retries it.
+func (b *Bed) CrashJob(jobID int64) {
+	b.t.Helper()
+	if b.pgConfig == nil {
+		b.t.Fatal("CrashJob needs a PostgreSQL bed")
+	}
+	ctx := context.Background()
+	pool, err := pgxpool.NewWithConfig(ctx, b.pgConfig.Copy())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer pool.Close()
+	tag, err := pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '1 hour',
+		attempted_by = ARRAY['crashed-instance'] WHERE id = $1`, jobID)
+	if err != nil || tag.RowsAffected() != 1 {
+		b.t.Fatalf("crash job %d: %v (%d rows)", jobID, err, tag.RowsAffected())
+	}
 }

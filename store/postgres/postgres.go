@@ -45,6 +45,9 @@ type Options struct {
 	GeneralPathOnly bool
 	Logger          *slog.Logger
 	MaxWorkers      int // runs this instance executes at once; default 100
+	// RescueAfter is how long a job may stay running before River takes it
+	// for dead and retries it (tests); default the longest run plus 5 min.
+	RescueAfter time.Duration
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value DSN)
@@ -80,7 +83,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		pool.Close()
 		return nil, fmt.Errorf("read current schema: %w", err)
 	}
-	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers})
+	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
 	if err != nil {
 		pool.Close()
 		return nil, err

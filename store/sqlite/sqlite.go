@@ -49,6 +49,9 @@ type Options struct {
 	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
 	Logger         *slog.Logger
 	MaxWorkers     int // runs this instance executes at once; default 100
+	// RescueAfter is how long a job may stay running before River takes it
+	// for dead and retries it (tests); default the longest run plus 5 min.
+	RescueAfter time.Duration
 }
 
 // Open opens (creating if needed) the database file at path; its folder is
@@ -85,7 +88,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	// No LISTEN on SQLite: River polls, so poll often enough that a run
 	// starts (and a cancel lands) quickly.
-	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers})
+	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
 	if err != nil {
 		db.Close()
 		return nil, err

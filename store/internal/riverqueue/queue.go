@@ -87,7 +87,8 @@ type Config struct {
 	Schema            string // PostgreSQL schema of River's tables ("" = search_path)
 	MaxWorkers        int    // concurrent runs per instance; default 100
 	FetchPollInterval time.Duration
-	// RescueStuckJobsAfter must exceed the longest run; default 20 min.
+	// RescueStuckJobsAfter must exceed the longest run; default that plus
+	// 5 minutes (20 min).
 	RescueStuckJobsAfter time.Duration
 	Logger               *slog.Logger
 }
@@ -108,7 +109,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 		cfg.MaxWorkers = 100
 	}
 	if cfg.RescueStuckJobsAfter <= 0 {
-		cfg.RescueStuckJobsAfter = 20 * time.Minute
+		cfg.RescueStuckJobsAfter = research.LongestRun() + 5*time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -126,6 +127,9 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 		Workers:              workers,
 		MaxAttempts:          MaxAttempts,
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		// Run jobs set their own timeout (Timeout above); this is the fire
+		// jobs', and River wants it no longer than the rescue delay.
+		JobTimeout: min(time.Minute, cfg.RescueStuckJobsAfter),
 		FetchPollInterval:    cfg.FetchPollInterval,
 		FetchCooldown:        min(cfg.FetchPollInterval, 100*time.Millisecond),
 		Schema:               cfg.Schema,
