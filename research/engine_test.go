@@ -780,3 +780,31 @@ func TestCrashedRunRescued(t *testing.T) {
 	}
 	b.CheckSettled()
 }
+
+// TestSymbolFailureEndsPartial: in a multi-symbol run a symbol whose model
+// call fails is reported as such, the others and the synthesis go on, the
+// run ends partial, and only what was produced is charged.
+func TestSymbolFailureEndsPartial(t *testing.T) {
+	t.Parallel()
+	b := apiBed(t, true)
+	b.LLM.Enqueue(llmtest.Stream("AAPL looks firm.").WithUsage(1000, 10))
+	b.LLM.Enqueue(repeat(llmtest.Error(503, "overloaded"), 6)...)
+	b.LLM.Enqueue(llmtest.Stream("Only AAPL could be covered.").WithUsage(1200, 15))
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL", "NVDA"}, Depth: research.Standard, Model: "gpt-test"}))
+	final := b.Events.WaitFinal(t, run.ID, wait)
+	r := final.Run
+	price := billing.Price{InputPerM: 1 * billing.Micro, OutputPerM: 4 * billing.Micro}
+	if r.State != research.Partial || r.SymbolErrors["NVDA"] == "" || r.Captured != price.Cost(2200, 25) || r.Failures != 6 {
+		t.Fatalf("run %s, symbol errors %v, captured %s (want %s), failures %d", r.State, r.SymbolErrors, r.Captured, price.Cost(2200, 25), r.Failures)
+	}
+	if final.Report == nil || len(final.Report.Sections) != 1 || final.Report.Sections[0].Symbol != "AAPL" ||
+		final.Report.Failed["NVDA"] == "" || final.Report.Synthesis != "Only AAPL could be covered." {
+		t.Fatalf("report = %+v", final.Report)
+	}
+	rc, err := b.Store.Receipt(t.Context(), r.ReceiptID)
+	if err != nil || rc.Status != "partial" || rc.Captured != r.Captured || !strings.Contains(rc.Notes, "1 symbol(s) failed and were not charged") {
+		t.Fatalf("receipt %+v, %v", rc, err)
+	}
+	b.CheckSettled()
+}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research/llm/llmtest"
 )
 
 // aaplData is the real AAPL CSV the market package tests against.
@@ -142,5 +145,53 @@ func TestResearchCommandInterruptedAtPrompt(t *testing.T) {
 	}
 	if after := c.ok("wallet", "ledger", "--user", "cli:ann", "--json"); after != before {
 		t.Fatalf("the interrupted prompt moved money:\n%s\n%s", before, after)
+	}
+}
+
+// TestResearchThroughOpenAIShortcut: OPENAI_BASE_URL and OPENAI_API_KEY add
+// an official route that becomes the default model; a run streams from it
+// with the key, is charged at the model's list price from the provider's
+// usage, and the key never reaches the output.
+func TestResearchThroughOpenAIShortcut(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
+	c := cli{t, db}
+	c.ok("migrate")
+	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	api := llmtest.NewServer(t)
+	api.Enqueue(llmtest.Stream("AAPL: momentum is strong; ", "RSI 14 is 88.72.").WithUsage(1500, 40))
+	const key = "sk-live-abcdef123456wxyz"
+	env := func(k string) string {
+		switch k {
+		case "OPENAI_BASE_URL":
+			return api.URL()
+		case "OPENAI_API_KEY":
+			return key
+		}
+		return researchEnv(db)(k)
+	}
+	out, errb := newScreen(), newScreen()
+	code := run(t.Context(), []string{"research", "AAPL", "--yes", "--user", "cli:ann", "--json"}, env,
+		stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: make(chan os.Signal)})
+	var res struct {
+		State    string `json:"state"`
+		Captured int64  `json:"captured_micros"`
+		In       int64  `json:"tokens_in"`
+		Out      int64  `json:"tokens_out"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v\n%s\n%s", code, err, out.String(), errb.String())
+	}
+	// gpt-4o-mini: $0.15 in / $0.60 out per 1M tokens, rounded up once.
+	want := billing.Price{InputPerM: 150_000, OutputPerM: 600_000}.Cost(1500, 40)
+	if res.State != "succeeded" || res.In != 1500 || res.Out != 40 || res.Captured != want.Micros() {
+		t.Fatalf("result %+v, want 1500/40 tokens charged %s", res, want)
+	}
+	reqs := api.Requests()
+	if len(reqs) != 1 || reqs[0].Model != "gpt-4o-mini" || reqs[0].BearerToken != key || !reqs[0].Stream {
+		t.Fatalf("requests = %+v", reqs)
+	}
+	if all := out.String() + errb.String(); strings.Contains(all, key) || !strings.Contains(errb.String(), "sk-...wxyz") {
+		t.Fatalf("the key leaked, or the quote did not show it masked:\n%s", all)
 	}
 }
