@@ -16,6 +16,15 @@ import (
 // aaplData is the real AAPL CSV the market package tests against.
 var aaplData, _ = filepath.Abs("../../research/market/testdata")
 
+// fundedAnn is a migrated SQLite database where cli:ann has $1.00 of credit.
+func fundedAnn(t *testing.T) (string, cli) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
+	c := cli{t, db}
+	c.ok("migrate")
+	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	return db, c
+}
+
 func researchEnv(db string) func(string) string {
 	return func(k string) string {
 		switch k {
@@ -84,10 +93,7 @@ func TestResearchCommand(t *testing.T) {
 // TestResearchCommandInterrupted: SIGINT cancels the run, settles it, exits 3.
 func TestResearchCommandInterrupted(t *testing.T) {
 	t.Parallel()
-	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
-	c := cli{t, db}
-	c.ok("migrate")
-	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	db, c := fundedAnn(t)
 	out, errb := newScreen(), newScreen()
 	sig := make(chan os.Signal, 1)
 	done := make(chan int, 1)
@@ -120,10 +126,7 @@ func TestResearchCommandInterrupted(t *testing.T) {
 // no: exit 3, nothing held, no run.
 func TestResearchCommandInterruptedAtPrompt(t *testing.T) {
 	t.Parallel()
-	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
-	c := cli{t, db}
-	c.ok("migrate")
-	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	db, c := fundedAnn(t)
 	before := c.ok("wallet", "ledger", "--user", "cli:ann", "--json")
 	stdin, _ := io.Pipe() // nobody answers the prompt
 	out, errb := newScreen(), newScreen()
@@ -154,10 +157,7 @@ func TestResearchCommandInterruptedAtPrompt(t *testing.T) {
 // usage, and the key never reaches the output.
 func TestResearchThroughOpenAIShortcut(t *testing.T) {
 	t.Parallel()
-	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
-	c := cli{t, db}
-	c.ok("migrate")
-	c.ok("wallet", "topup", "--user", "cli:ann", "--bucket", "credit", "--amount", "1.00", "--key", "ann-1")
+	db, c := fundedAnn(t)
 	api := llmtest.NewServer(t)
 	api.Enqueue(llmtest.Stream("AAPL: momentum is strong; ", "RSI 14 is 88.72.").WithUsage(1500, 40))
 	const key = "sk-live-abcdef123456wxyz"
@@ -193,5 +193,8 @@ func TestResearchThroughOpenAIShortcut(t *testing.T) {
 	}
 	if all := out.String() + errb.String(); strings.Contains(all, key) || !strings.Contains(errb.String(), "sk-...wxyz") {
 		t.Fatalf("the key leaked, or the quote did not show it masked:\n%s", all)
+	}
+	if r := c.run("ledger", "check"); r.code != 0 {
+		t.Fatalf("ledger check: %+v", r)
 	}
 }
