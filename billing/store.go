@@ -24,8 +24,10 @@ type Accounts interface {
 	CreateLinkCode(ctx context.Context, owner Identity, code string, ttl time.Duration, max int) error
 	// RedeemLinkCode links who to the account of the code's owner, in one
 	// transaction with using the code up. ErrNotFound for an unknown, used or
-	// expired code; ErrLinkConflict as LinkIdentity.
-	RedeemLinkCode(ctx context.Context, code string, who Identity) (AccountID, error)
+	// expired code; ErrLinkConflict as LinkIdentity. Every attempt is
+	// recorded; ErrRateLimited when who made maxPerHour attempts in the last
+	// hour, so codes cannot be searched for, even across restarts.
+	RedeemLinkCode(ctx context.Context, code string, who Identity, maxPerHour int) (AccountID, error)
 }
 
 // Ledger moves money. Every method that writes takes an idempotency key: the

@@ -9,10 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research"
@@ -28,7 +25,7 @@ type Ledger interface {
 	Entries(ctx context.Context, id billing.AccountID, limit int) ([]billing.Entry, error)
 	Receipt(ctx context.Context, publicID string) (billing.Receipt, error)
 	CreateLinkCode(ctx context.Context, owner billing.Identity, code string, ttl time.Duration, max int) error
-	RedeemLinkCode(ctx context.Context, code string, who billing.Identity) (billing.AccountID, error)
+	RedeemLinkCode(ctx context.Context, code string, who billing.Identity, maxPerHour int) (billing.AccountID, error)
 }
 
 // Conversation is the chat flow every platform shares.
@@ -42,9 +39,6 @@ type Conversation struct {
 	// TopUpHint tells a user how to add money (shown with a shortfall).
 	TopUpHint string
 	Log       *slog.Logger
-
-	mu      sync.Mutex
-	guesses map[billing.Identity]*rate.Limiter
 }
 
 // Commands lists the commands with a one-line description each, for /help and
@@ -586,6 +580,9 @@ const (
 	linkAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 	linkTTL      = 10 * time.Minute
 	linkPerHour  = 5
+	// linkGuessesPerHour bounds redeem attempts per identity (in the store,
+	// so restarts and other instances share the count).
+	linkGuessesPerHour = 10
 )
 
 func newLinkCode() string {
@@ -610,14 +607,11 @@ func (c *Conversation) link(ctx context.Context, in Incoming, args []string) ([]
 		return []Reply{{View: View{Kind: KindInfo, Private: true, Title: "Link your accounts",
 			Text: fmt.Sprintf("On your other platform, send: /link %s\nThe code works once, for 10 minutes. Both accounts will then share one wallet.", code)}}}, nil
 	case 1:
-		if !c.linkGuess(in.Identity) {
-			return nil, billing.ErrRateLimited
-		}
 		code := strings.ToUpper(strings.TrimSpace(args[0]))
 		if len(code) != 8 || strings.Trim(code, linkAlphabet) != "" {
 			return nil, sayf("That is not a link code. Send /link on your other platform to get one.")
 		}
-		if _, err := c.Ledger.RedeemLinkCode(ctx, code, in.Identity); err != nil {
+		if _, err := c.Ledger.RedeemLinkCode(ctx, code, in.Identity, linkGuessesPerHour); err != nil {
 			if errors.Is(err, billing.ErrNotFound) {
 				return nil, sayf("That code is unknown, used or expired.")
 			}
@@ -626,21 +620,6 @@ func (c *Conversation) link(ctx context.Context, in Incoming, args []string) ([]
 		return []Reply{{View: View{Kind: KindInfo, Private: true, Text: "Linked: this account now shares its wallet with your other platform's. Check with /balance."}}}, nil
 	}
 	return nil, sayf("Usage: /link to get a code, /link CODE to use one.")
-}
-
-// linkGuess allows 10 redemption attempts per identity per hour in this process.
-func (c *Conversation) linkGuess(who billing.Identity) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.guesses == nil {
-		c.guesses = map[billing.Identity]*rate.Limiter{}
-	}
-	l := c.guesses[who]
-	if l == nil {
-		l = rate.NewLimiter(rate.Every(6*time.Minute), 10)
-		c.guesses[who] = l
-	}
-	return l.Allow()
 }
 
 func (c *Conversation) watchlist(ctx context.Context, in Incoming, args []string) ([]Reply, error) {

@@ -439,22 +439,42 @@ func testLinkCodes(t *testing.T, h Harness) {
 	if err := b.store.CreateLinkCode(b.ctx, tg, "CODE9999", time.Minute, 5); !errors.Is(err, billing.ErrRateLimited) {
 		t.Fatalf("sixth code in an hour = %v", err)
 	}
-	if _, err := b.store.RedeemLinkCode(b.ctx, "NOPE", dc); !errors.Is(err, billing.ErrNotFound) {
+	if _, err := b.store.RedeemLinkCode(b.ctx, "NOPE", dc, 10); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("unknown code = %v", err)
 	}
-	got, err := b.store.RedeemLinkCode(b.ctx, "CODE0000", dc)
+	got, err := b.store.RedeemLinkCode(b.ctx, "CODE0000", dc, 10)
 	if err != nil || got != acc {
 		t.Fatalf("redeem = %d, %v", got, err)
 	}
-	if _, err := b.store.RedeemLinkCode(b.ctx, "CODE0000", billing.Identity{Platform: "cli", ExternalID: "x"}); !errors.Is(err, billing.ErrNotFound) {
+	if _, err := b.store.RedeemLinkCode(b.ctx, "CODE0000", billing.Identity{Platform: "cli", ExternalID: "x"}, 10); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("second use = %v", err)
 	}
 	b.clock.Advance(2 * time.Minute)
-	if _, err := b.store.RedeemLinkCode(b.ctx, "CODE0001", billing.Identity{Platform: "cli", ExternalID: "y"}); !errors.Is(err, billing.ErrNotFound) {
+	if _, err := b.store.RedeemLinkCode(b.ctx, "CODE0001", billing.Identity{Platform: "cli", ExternalID: "y"}, 10); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("expired code = %v", err)
 	}
 	if a, _ := b.store.AccountOf(b.ctx, dc); a != acc {
 		t.Fatalf("discord:2 is on account %d, want %d", a, acc)
+	}
+	// Guessing is limited per identity: wrong codes count, and once the
+	// hour's attempts are spent even a good code is refused until later.
+	guesser := billing.Identity{Platform: "discord", ExternalID: "3"}
+	if err := b.store.CreateLinkCode(b.ctx, dc, "GOODCODE", 3*time.Hour, 5); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := b.store.RedeemLinkCode(b.ctx, fmt.Sprintf("BAD%05d", i), guesser, 3); !errors.Is(err, billing.ErrNotFound) {
+			t.Fatalf("guess %d = %v", i, err)
+		}
+	}
+	if _, err := b.store.RedeemLinkCode(b.ctx, "GOODCODE", guesser, 3); !errors.Is(err, billing.ErrRateLimited) {
+		t.Fatalf("fourth attempt in the hour = %v", err)
+	}
+	b.clock.Advance(61 * time.Minute)
+	if _, err := b.store.RedeemLinkCode(b.ctx, "GOODCODE", guesser, 3); !errors.Is(err, billing.ErrLinkConflict) {
+		// discord:3 cannot join discord:2's account (same platform): the
+		// attempt got past the limit and reached the code.
+		t.Fatalf("attempt an hour later = %v", err)
 	}
 }
 

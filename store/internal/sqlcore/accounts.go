@@ -190,9 +190,27 @@ func (c *Core) CreateLinkCode(ctx context.Context, owner billing.Identity, code 
 }
 
 // RedeemLinkCode implements billing.Accounts.
-func (c *Core) RedeemLinkCode(ctx context.Context, code string, who billing.Identity) (billing.AccountID, error) {
-	var acc billing.AccountID
+func (c *Core) RedeemLinkCode(ctx context.Context, code string, who billing.Identity, maxPerHour int) (billing.AccountID, error) {
+	// The attempt is recorded in a transaction of its own, so that a wrong
+	// code (whose transaction rolls back) still counts.
 	err := c.inTx(ctx, func(tx Querier) error {
+		now := c.now()
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM link_attempts WHERE platform = $1 AND external_id = $2 AND at > $3`,
+			who.Platform, who.ExternalID, c.t(now.Add(-time.Hour))).Scan(&n); err != nil {
+			return err
+		}
+		if n >= maxPerHour {
+			return billing.ErrRateLimited
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO link_attempts (platform, external_id, at) VALUES ($1, $2, $3)`, who.Platform, who.ExternalID, c.t(now))
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var acc billing.AccountID
+	err = c.inTx(ctx, func(tx Querier) error {
 		now := c.now()
 		var owner billing.Identity
 		err := tx.QueryRow(ctx, `SELECT platform, external_id FROM link_codes WHERE code = $1 AND used_at IS NULL AND expires_at > $2`+c.Dialect.ForUpdate,
