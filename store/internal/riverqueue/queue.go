@@ -129,11 +129,11 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
 		// Run jobs set their own timeout (Timeout above); this is the fire
 		// jobs', and River wants it no longer than the rescue delay.
-		JobTimeout: min(time.Minute, cfg.RescueStuckJobsAfter),
-		FetchPollInterval:    cfg.FetchPollInterval,
-		FetchCooldown:        min(cfg.FetchPollInterval, 100*time.Millisecond),
-		Schema:               cfg.Schema,
-		Logger:               cfg.Logger,
+		JobTimeout:        min(time.Minute, cfg.RescueStuckJobsAfter),
+		FetchPollInterval: cfg.FetchPollInterval,
+		FetchCooldown:     min(cfg.FetchPollInterval, 100*time.Millisecond),
+		Schema:            cfg.Schema,
+		Logger:            cfg.Logger,
 		// A run settles itself; River's retries exist for crashes, soon.
 		RetryPolicy: retryPolicy{},
 	})
