@@ -81,6 +81,14 @@ func pct(v market.Value) string {
 	return fmt.Sprintf("%+.1f%%", v.V)
 }
 
+// level is a percentage that has no sign, like a volatility: "17.4%".
+func level(v market.Value) string {
+	if !v.OK {
+		return num(v)
+	}
+	return fmt.Sprintf("%.1f%%", v.V)
+}
+
 // times is a ratio, like "1.35x".
 func times(v market.Value) string {
 	if !v.OK {
@@ -106,7 +114,7 @@ func figures(ind market.Indicators) []Figure {
 		{"RSI 14", num(ind.RSI14)},
 		{"MACD (12,26,9) line / signal / hist", num(ind.MACD) + " / " + num(ind.MACDSignal) + " / " + num(ind.MACDHist)},
 		{"ATR 14", num(ind.ATR14)},
-		{"Volatility 20d (annualised)", pct(ind.Volatility20)},
+		{"Volatility 20d (annualised)", level(ind.Volatility20)},
 		{"Max drawdown (window)", pct(ind.MaxDrawdown)},
 		{"52-week high / low", num(ind.High52w) + " / " + num(ind.Low52w)},
 		{"From 52-week high / low", pct(ind.FromHigh52w) + " / " + pct(ind.FromLow52w)},
