@@ -180,7 +180,7 @@ func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
 	v.Fields = []Field{{"Cost", charge}}
 	if r.FallbackHoldID != 0 {
 		text := fmt.Sprintf("no other-bucket route was needed; the %s held from your %s was released", r.FallbackHold, bucketName(r.FallbackBucket))
-		if r.CrossBucket {
+		if r.CrossBucket || r.FallbackCaptured > 0 {
 			text = fmt.Sprintf("answered by a route of the other bucket, as you allowed: charged %s from your %s; %s released",
 				r.FallbackCaptured, bucketName(r.FallbackBucket), r.FallbackHold-r.FallbackCaptured)
 		}

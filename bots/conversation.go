@@ -555,7 +555,9 @@ func (c *Conversation) Notify(_ context.Context, d research.Destination, text st
 	if c.Outbox == nil {
 		return
 	}
-	d.MessageID, d.Ref = "", ""
+	// A new message each time: two notices to one chat are two messages,
+	// never one replacing the other in the outbox.
+	d.MessageID, d.Ref = "", "notice:"+newRef()
 	c.Outbox.Submit(d, View{Kind: KindInfo, Text: text, Final: true})
 }
 

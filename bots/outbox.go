@@ -129,8 +129,10 @@ func (o *Outbox) Submit(d research.Destination, v View) {
 		o.coalesced.Add(1)
 		old.dest, old.view = d, v
 	} else {
-		if len(o.pending) == 0 {
+		select {
+		case <-o.idle: // idle until now: Flush callers wait on a new channel
 			o.idle = make(chan struct{})
+		default: // a delivery is in flight; its end closes the current one
 		}
 		o.seq++
 		o.pending[k] = &item{dest: d, view: v, seq: o.seq}
@@ -297,7 +299,9 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 			// The message cannot be edited (deleted, or refused for good):
 			// the result goes out once more as a new message in the chat.
 			o.Log.Warn("outbox: final edit keeps failing, posting it as a new message", "platform", k.platform, "chat_id", k.chat, "err", err)
-			it.dest.MessageID, it.dest.Ref = "", ""
+			// Its own key: no other view (a notice, another run's final)
+			// can take its place in the queue.
+			it.dest.MessageID, it.dest.Ref = "", "final:"+k.message
 			o.requeue(keyOf(it.dest), it)
 		default:
 			o.failed.Add(1)

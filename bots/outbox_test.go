@@ -257,3 +257,88 @@ func TestOutboxFinalFallsBackToNewMessage(t *testing.T) {
 		t.Fatalf("failed = %d", failed)
 	}
 }
+
+// TestOutboxFallbackFinalKeepsItsPlace: two runs' finals whose edits keep
+// failing in one chat both go out as new messages, one after a retry-after.
+func TestOutboxFallbackFinalKeepsItsPlace(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	g := &gatedWire{wire: newWire(), entered: make(chan string), answer: make(chan error)}
+	ob.Register("p", g, bots.Limits{})
+	start(t, ob)
+	ob.Submit(dest("a"), bots.View{Text: "final a", Final: true})
+	ob.Submit(dest("b"), bots.View{Text: "final b", Final: true})
+	tries := map[string]int{}
+	for done := 0; done < 2; {
+		var text string
+		select {
+		case text = <-g.entered:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("a final was lost: tries %v", tries)
+		}
+		tries[text]++
+		switch n := tries[text]; {
+		case n <= 4: // the edit keeps failing
+			g.answer <- errors.New("400: message to edit not found")
+		case n == 5 && text == "final a": // as a new message, told to wait
+			g.answer <- &bots.RetryAfterError{Wait: 50 * time.Millisecond}
+		default:
+			g.answer <- nil
+			done++
+		}
+	}
+	if err := ob.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.sent) != 2 || g.sent[0].msg != "" || g.sent[1].msg != "" {
+		t.Fatalf("delivered %+v, want both finals as new messages", g.sent)
+	}
+}
+
+// TestOutboxFlushWithDeliveryInFlight: a view submitted while another is
+// being delivered (nothing else pending) still lets Flush return once both
+// are out.
+func TestOutboxFlushWithDeliveryInFlight(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	g := &gatedWire{wire: newWire(), entered: make(chan string), answer: make(chan error)}
+	ob.Register("p", g, bots.Limits{})
+	start(t, ob)
+	ob.Submit(dest("a"), bots.View{Text: "one"})
+	<-g.entered // "one" is in flight; nothing is pending
+	flushed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		flushed <- ob.Flush(ctx)
+	}()
+	ob.Submit(dest("b"), bots.View{Text: "two"})
+	g.answer <- nil
+	if got := <-g.entered; got != "two" {
+		t.Fatalf("second delivery %q", got)
+	}
+	g.answer <- nil
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush after both deliveries: %v", err)
+	}
+}
+
+// TestNoticesToOneChatAreSeparate: two notices to one chat are two
+// messages; the second does not replace the first while it waits.
+func TestNoticesToOneChatAreSeparate(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	w := newWire(&bots.RetryAfterError{Wait: 50 * time.Millisecond})
+	ob.Register("p", w, bots.Limits{})
+	conv := &bots.Conversation{Outbox: ob}
+	d := research.Destination{Platform: "p", ChatID: "c1"}
+	conv.Notify(t.Context(), d, "first notice")
+	start(t, ob)
+	conv.Notify(t.Context(), d, "second notice")
+	got := map[string]bool{w.next(t).text: true, w.next(t).text: true}
+	if !got["first notice"] || !got["second notice"] {
+		t.Fatalf("delivered %v, want both notices", got)
+	}
+}

@@ -175,7 +175,7 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 	if err != nil {
 		return requote(ErrQuoteChanged)
 	}
-	if q.FallbackHold == 0 { // the quote left the other bucket out
+	if q.FallbackBucket == "" { // the quote left the other bucket out
 		chain = slices.DeleteFunc(chain, func(r llm.Route) bool { return r.Bucket() != q.Bucket })
 	}
 	plan := Plans[q.Request.Depth]
@@ -196,8 +196,8 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 		AccountID: q.AccountID, Bucket: q.Bucket, Amount: q.Hold, TTL: e.holdTTL(plan),
 		Key: "run:" + run.ID + ":hold", Reference: "run:" + run.ID, Actor: who.String(),
 	}}
-	if q.FallbackHold > 0 {
-		run.FallbackBucket = q.FallbackBucket
+	run.FallbackBucket = q.FallbackBucket
+	if q.FallbackHold > 0 { // free fallback routes need no hold
 		holds = append(holds, billing.HoldRequest{
 			AccountID: q.AccountID, Bucket: q.FallbackBucket, Amount: q.FallbackHold, TTL: e.holdTTL(plan),
 			Key: "run:" + run.ID + ":fallback-hold", Reference: "run:" + run.ID + ":fallback", Actor: who.String(),
@@ -524,6 +524,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		r.TokensIn, r.TokensOut, r.InSource, r.OutSource, r.ByRoute = cur.TokensIn, cur.TokensOut, cur.InSource, cur.OutSource, cur.ByRoute
 		paid := r.TokensPaidBy(r.Bucket)
 		rc.TokensIn, rc.TokensOut = paid.In, paid.Out
+		rc.Route = r.RouteOf(r.Bucket)
 		rc.TokensInSource, rc.TokensOutSource = orLocal(cur.InSource), orLocal(cur.OutSource)
 		var notes []string
 		if r.Synthetic {

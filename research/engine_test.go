@@ -300,7 +300,7 @@ func TestModelRoutes(t *testing.T) {
 				// attempt failed); the routed balance paid cheap-c's
 				// tokens from its own hold, with its own receipt.
 				r := final.Run
-				if !r.CrossBucket || rc.Bucket != billing.BucketCredit || rc.Captured != 0 || rc.Released != r.Hold ||
+				if !r.CrossBucket || rc.Bucket != billing.BucketCredit || rc.Route != "api-a" || rc.Captured != 0 || rc.Released != r.Hold ||
 					!bytes.Contains([]byte(rc.Notes), []byte("other bucket")) {
 					t.Fatalf("credit receipt = %+v", rc)
 				}
@@ -805,6 +805,34 @@ func TestSymbolFailureEndsPartial(t *testing.T) {
 	rc, err := b.Store.Receipt(t.Context(), r.ReceiptID)
 	if err != nil || rc.Status != "partial" || rc.Captured != r.Captured || !strings.Contains(rc.Notes, "1 symbol(s) failed and were not charged") {
 		t.Fatalf("receipt %+v, %v", rc, err)
+	}
+	b.CheckSettled()
+}
+
+// TestResumeAfterStageFailureEndsPartial: a run whose whole-run stage failed
+// (recorded with the stage) and whose process then died ends partial on the
+// next attempt, not succeeded with the part silently missing.
+func TestResumeAfterStageFailureEndsPartial(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{NoWorkers: true})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Deep}))
+	// The dead attempt wrote the analysis, then the bull case failed.
+	if _, err := b.Store.UpdateRun(t.Context(), run.ID, "worker", "stage done", func(r *research.Run) error {
+		r.State, r.StartedAt, r.Done = research.Running, time.Now(), 4
+		r.Outputs = map[int]string{2: "AAPL analysis.", 3: ""}
+		r.Missing = "bull case: model call failed; not run after it: bear case, risk review, synthesis"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Engine.Execute(t.Context(), run.ID, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	final := b.Events.WaitFinal(t, run.ID, wait)
+	if final.Run.State != research.Partial || final.Report == nil || !strings.Contains(final.Report.Missing, "not run after it: bear case") ||
+		final.Report.Sections[0].Text != "AAPL analysis." || final.Report.Bear != "" {
+		t.Fatalf("run %s, report %+v", final.Run.State, final.Report)
 	}
 	b.CheckSettled()
 }

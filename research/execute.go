@@ -91,7 +91,9 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 	writer := e.writer(r.Offline)
 	missing := "" // a whole-run stage that failed after others had written
 
-	for i := r.Done; i < len(r.Stages); i++ {
+	// r.Missing set: an earlier attempt stopped at a failed stage (and then
+	// the process died); the run ends partial as it would have.
+	for i := r.Done; i < len(r.Stages) && r.Missing == ""; i++ {
 		cur, err := e.Store.Run(db, runID)
 		if err != nil {
 			return err
@@ -128,6 +130,9 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 					// What was written is delivered and charged; the run
 					// ends partial, naming the part that is missing.
 					missing = st.Name + ": " + err.Error()
+					if rest := stageNames(r.Stages[i+1:]); rest != "" {
+						missing += "; not run after it: " + rest
+					}
 				default:
 					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+err.Error())
 				}
@@ -149,12 +154,13 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 				r.Attempts += res.Attempts
 				r.Failures += len(res.Failures)
 			}
-			if res.Attempts > 0 && callErr == nil {
-				r.CrossBucket = r.CrossBucket || res.CrossBucket
-				if res.Route.ID != "" {
-					r.RouteID = res.Route.ID
-				}
+			if res.Attempts > 0 && callErr == nil && res.Route.ID != "" {
+				// Other-bucket means other than the run's bucket, whatever
+				// the catalog's order is now.
+				r.CrossBucket = r.CrossBucket || r.bucketOf(res.Route.ID) != r.Bucket
+				r.RouteID = res.Route.ID
 			}
+			r.Missing = missing // stored with the stage, so a resumed attempt ends partial too
 			if st.Symbol != "" && g.failed[st.Symbol] != "" {
 				if r.SymbolErrors == nil {
 					r.SymbolErrors = map[string]string{}
@@ -167,15 +173,11 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			return err
 		}
 		e.publish(e.event(r, ""))
-		if missing != "" {
-			break
-		}
 	}
+	missing = r.Missing
 
 	report := e.report(r, g)
-	if missing != "" {
-		report.Missing = missing
-	}
+	report.Missing = missing
 	var chart []byte
 	var ok []market.Series
 	for _, s := range r.Symbols {
@@ -206,6 +208,15 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 	ev.Report, ev.Chart = &report, chart
 	e.publish(ev)
 	return nil
+}
+
+// stageNames lists stages' names, comma-separated.
+func stageNames(stages []Stage) string {
+	names := make([]string, len(stages))
+	for i, st := range stages {
+		names[i] = st.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // wroteAny reports whether an earlier model stage of r produced text.

@@ -77,6 +77,9 @@ type Run struct {
 	Failures     int                 `json:"failures"`
 	CrossBucket  bool                `json:"cross_bucket"`
 	SymbolErrors map[string]string   `json:"symbol_errors,omitempty"`
+	// Missing names a whole-run stage that failed after others had written
+	// (and the stages not run after it): the run ends partial.
+	Missing string `json:"missing,omitempty"`
 
 	Captured  billing.Money `json:"captured"`
 	ReceiptID string        `json:"receipt_id,omitempty"`
@@ -153,6 +156,28 @@ func (r Run) TokensPaidBy(b billing.Bucket) Tokens {
 		}
 	}
 	return out
+}
+
+// RouteOf is the route that served bucket b's part of the run: the last
+// route that answered, if b pays for it, else the first of b's routes that
+// was used, else b's first route in the chain.
+func (r Run) RouteOf(b billing.Bucket) string {
+	if r.bucketOf(r.RouteID) == b {
+		return r.RouteID
+	}
+	first := ""
+	for _, id := range r.Chain {
+		if r.bucketOf(id) != b {
+			continue
+		}
+		if _, used := r.ByRoute[id]; used {
+			return id
+		}
+		if first == "" {
+			first = id
+		}
+	}
+	return first
 }
 
 func (r Run) bucketOf(routeID string) billing.Bucket {
