@@ -117,6 +117,7 @@ var Dialect = sqlcore.Dialect{
 	SkipLocked:    " SKIP LOCKED",
 	Time:          func(t time.Time) any { return t.UTC() },
 	MigrationLock: `SELECT pg_advisory_xact_lock(7146020411)`,
+	KeyLock:       `SELECT pg_advisory_xact_lock(hashtext($1))`,
 	HasTable:      `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1`,
 
 	FastPlaceHold: fastPlaceHold,

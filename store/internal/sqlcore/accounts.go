@@ -194,6 +194,11 @@ func (c *Core) RedeemLinkCode(ctx context.Context, code string, who billing.Iden
 	// The attempt is recorded in a transaction of its own, so that a wrong
 	// code (whose transaction rolls back) still counts.
 	err := c.inTx(ctx, func(tx Querier) error {
+		if c.Dialect.KeyLock != "" { // concurrent attempts must not all see room
+			if _, err := tx.Exec(ctx, c.Dialect.KeyLock, "link-attempts:"+who.String()); err != nil {
+				return err
+			}
+		}
 		now := c.now()
 		var n int
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM link_attempts WHERE platform = $1 AND external_id = $2 AND at > $3`,

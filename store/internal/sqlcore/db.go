@@ -64,6 +64,9 @@ type Dialect struct {
 	Time func(time.Time) any
 	// MigrationLock is run first in each migration transaction ("" for none).
 	MigrationLock string
+	// KeyLock takes a transaction-scoped lock on the text $1, serialising
+	// count-then-insert limits ("" where writers are serialised anyway).
+	KeyLock string
 	// HasTable returns a query that yields one row with a count > 0 when the table $1 exists.
 	HasTable string
 
