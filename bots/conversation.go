@@ -113,7 +113,7 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 		msg = "Something went wrong (ref " + ref + "). Nothing was charged for it."
 	}
 	if alert {
-		return Reply{Alert: msg}
+		return Reply{Alert: msg, Refused: true}
 	}
 	return Reply{View: View{Kind: KindError, Text: msg, Private: true}}
 }
@@ -314,7 +314,7 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		case errors.Is(err, research.ErrInsufficient):
 			return []Reply{{View: c.quoteView(nq), Edit: true, Alert: "Your balance no longer covers this run."}}, nil
 		case errors.Is(err, research.ErrQuoteUsed):
-			return []Reply{{Alert: c.usedQuote(ctx, q.ID)}}, nil
+			return []Reply{{Alert: c.usedQuote(ctx, q.ID), Refused: true}}, nil
 		case err != nil:
 			return nil, err
 		}
@@ -327,7 +327,7 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		return []Reply{{View: View{Kind: KindInfo, Text: "Cancelled. Nothing was held or charged.", Final: true}, Edit: true}}, nil
 	default: // a different depth or consent: quote again
 		if q.Status != research.QuoteOpen {
-			return []Reply{{Alert: "This quote is no longer open."}}, nil
+			return []Reply{{Alert: "This quote is no longer open.", Refused: true}}, nil
 		}
 		req := q.Request
 		switch p.action {
@@ -346,7 +346,7 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		}
 		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
 			if errors.Is(err, research.ErrQuoteUsed) {
-				return []Reply{{Alert: c.usedQuote(ctx, q.ID)}}, nil
+				return []Reply{{Alert: c.usedQuote(ctx, q.ID), Refused: true}}, nil
 			}
 			return nil, err
 		}

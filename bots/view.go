@@ -85,6 +85,9 @@ type Reply struct {
 	// Alert is a short note for the presser alone (a callback answer or an
 	// ephemeral message), e.g. a refusal.
 	Alert string
+	// Refused marks an Alert that says the press did nothing (forbidden,
+	// stale, invalid): one the presser must see even if it comes late.
+	Refused bool
 	// RunID is set on the reply that confirmed a run: an adapter that shows
 	// progress in another message than the quote's calls MoveRun with it.
 	RunID string

@@ -218,8 +218,11 @@ func (a *Adapter) onCallback(ctx context.Context, q *models.CallbackQuery, ans *
 	for _, r := range replies {
 		if r.Alert != "" {
 			dialog := emptyView(r.View)
-			if !ans.send(ctx, r.Alert, dialog) && dialog {
-				late = r.Alert // the press was answered empty at AnswerWithin
+			if !ans.send(ctx, r.Alert, dialog) && dialog && r.Refused {
+				// The press was answered empty at AnswerWithin; a refusal
+				// must still reach the presser (an acknowledgement need not:
+				// the message's own edit shows it).
+				late = r.Alert
 			}
 			break
 		}
