@@ -148,9 +148,14 @@ func runOf(v bots.View) string {
 func (c *Console) print(v bots.View) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// A final view ends the run's choices; its links are not choices.
-	if choices := c.render(c.Out, v); len(choices) > 0 || v.Final {
+	// A final view ends a run's choices (Cancel, Pause); its links are not
+	// choices. Choices of a quote or a schedule on screen stay: a run that
+	// ends meanwhile must not take away the Confirm being read.
+	switch choices := c.render(c.Out, v); {
+	case len(choices) > 0:
 		c.choices = choices
+	case v.Final && len(c.choices) > 0 && strings.HasPrefix(c.choices[0], "r:"):
+		c.choices = nil
 	}
 	if v.Final {
 		c.lastRun = ""
