@@ -31,7 +31,7 @@ type Service struct {
 	// the claimer leaves other platforms' schedules to a process that can
 	// (a serve with the adapter, or the console for its own). nil: all.
 	Reports func(platform string) bool
-	Log           *slog.Logger
+	Log     *slog.Logger
 }
 
 func (s *Service) now() time.Time {

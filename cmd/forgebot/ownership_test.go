@@ -191,4 +191,3 @@ func TestResearchProgressOnTerminalAndPipe(t *testing.T) {
 		}
 	}
 }
-
