@@ -245,9 +245,9 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 				if errors.Is(err, market.ErrUnknownSymbol) || errors.Is(err, market.ErrInvalidSymbol) {
 					return g, fmt.Errorf("%w: unknown symbol %s", ErrBadRequest, s)
 				}
-				return g, fmt.Errorf("%w: %s from %s: %w", ErrDataUnavailable, s, e.Market.Name(), err)
+				return g, fmt.Errorf("%w: %w", ErrDataUnavailable, e.public(err, s, "symbol", s, "provider", e.Market.Name()))
 			}
-			g.failed[s] = err.Error()
+			g.failed[s] = e.public(err, s, "symbol", s, "provider", e.Market.Name()).Error()
 		}
 	}
 	g.series, g.ind = series, map[string]market.Indicators{}

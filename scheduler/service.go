@@ -444,9 +444,11 @@ func permanent(err error) bool {
 func failReason(err error) string {
 	switch {
 	case errors.Is(err, research.ErrDataUnavailable):
-		// The quote's own words name the symbol and the provider.
-		if _, detail, ok := strings.Cut(err.Error(), research.ErrDataUnavailable.Error()+": "); ok {
-			return "market data was not available (" + detail + ")"
+		// The failure's class names the symbol; the provider's own text
+		// stays in the log, under the notice's reference.
+		var pe *research.PublicError
+		if errors.As(err, &pe) {
+			return pe.Class
 		}
 		return "market data was not available"
 	case errors.Is(err, market.ErrUnavailable), errors.Is(err, market.ErrRateLimited),
