@@ -137,7 +137,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error())
 				}
 			}
-			text = res.Text
+			text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
 		}
 		r, err = e.Store.UpdateRun(db, runID, "worker", "stage done", func(r *Run) error {
 			r.Done = i + 1

@@ -105,4 +105,3 @@ func newRef() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
