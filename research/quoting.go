@@ -303,19 +303,26 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 }
 
 func (e *Engine) promptData(g gathered, plan Plan) promptData {
-	d := promptData{Source: e.Market.Name(), Synthetic: e.Market.Synthetic(), Window: fmt.Sprintf("%d days", int(plan.Window.Hours()/24)), Signals: g.notes}
-	var asOf time.Time
+	d := promptData{Source: e.Market.Name(), Synthetic: e.Market.Synthetic(), Depth: string(plan.Depth),
+		Window: fmt.Sprintf("%d days", int(plan.Window.Hours()/24)), Signals: g.notes}
+	now := e.now()
+	dates := map[string]bool{}
 	for _, s := range g.symbols {
 		ind, ok := g.ind[s]
 		if !ok {
 			continue
 		}
-		d.Symbols = append(d.Symbols, symbolFor(ind))
-		if ind.AsOf.After(asOf) {
-			asOf = ind.AsOf
+		d.Symbols = append(d.Symbols, symbolFor(ind, now))
+		dates[ind.AsOf.Format(time.DateOnly)] = true
+	}
+	// One as-of only when every symbol shares it: the latest date across symbols would date a crypto
+	// pair's or an old file's figures wrongly.
+	d.AsOf = "per symbol (see each symbol's as_of)"
+	for k := range dates {
+		if len(dates) == 1 {
+			d.AsOf = k
 		}
 	}
-	d.AsOf = asOf.Format("2006-01-02")
 	if len(g.failed) > 0 {
 		d.Failed = g.failed
 	}
