@@ -126,19 +126,19 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 				// A failed call is a failed request: it costs nothing.
 				switch {
 				case st.Symbol != "" && len(r.Symbols) > 1:
-					g.failed[st.Symbol] = err.Error() // partial: the other symbols go on
+					g.failed[st.Symbol] = e.public(err, "", "run_id", runID, "stage", st.Name).Error() // partial: the other symbols go on
 				case wroteAny(r):
 					// What was written is delivered and charged; the run
 					// ends partial, naming the part that is missing.
-					missing = st.Name + ": " + err.Error()
+					missing = st.Name + ": " + e.public(err, "", "run_id", runID, "stage", st.Name).Error()
 					if rest := stageNames(r.Stages[i+1:]); rest != "" {
 						missing += "; not run after it: " + rest
 					}
 				default:
-					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+err.Error())
+					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error())
 				}
 			}
-			text = res.Text
+			text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
 		}
 		r, err = e.Store.UpdateRun(db, runID, "worker", "stage done", func(r *Run) error {
 			r.Done = i + 1
@@ -326,7 +326,7 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	g := gathered{symbols: r.Symbols, failed: map[string]string{}, ind: map[string]market.Indicators{}}
 	series, errs := market.FetchAll(ctx, e.Market, r.Symbols, plan.Lookback)
 	for s, err := range errs {
-		g.failed[s] = err.Error()
+		g.failed[s] = e.public(err, s, "run_id", r.ID, "symbol", s).Error()
 	}
 	maps.Copy(g.failed, r.SymbolErrors)
 	g.series = series

@@ -41,6 +41,7 @@ type step struct {
 // text; everything else HTML, in up to maxParts messages, else a summary and
 // the report as a document; then the chart as a photo.
 func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
+	v = bots.CleanView(v)
 	kb, links, dropped := keyboard(v.Buttons, linksAsText)
 	if len(dropped) > 0 {
 		a.log.Error("telegram: buttons dropped: payload over 64 bytes", "buttons", dropped)

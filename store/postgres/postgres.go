@@ -48,6 +48,11 @@ type Options struct {
 	// RescueAfter is how long a job may stay running before River takes it
 	// for dead and retries it (tests); default the longest run plus 5 min.
 	RescueAfter time.Duration
+	// LocalQueue gives this process's runs a River queue of their own, which
+	// no other process works (the console and `forgebot research`: their
+	// runs report to their terminal). Off, runs go to the queue every
+	// `forgebot serve` shares.
+	LocalQueue bool
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value DSN)
@@ -83,7 +88,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		pool.Close()
 		return nil, fmt.Errorf("read current schema: %w", err)
 	}
-	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
+	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Queue: riverqueue.QueueFor(opts.LocalQueue), Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -130,11 +135,13 @@ var Dialect = sqlcore.Dialect{
 
 // fastPlaceHold places a hold in one statement: the funds check is the
 // UPDATE's WHERE clause on the locked balance row. No row comes back when the
-// funds are short or the account is unknown; a used key fails on a unique
+// funds are short, the account is unknown, has spend limits or owes debt; a used key fails on a unique
 // index. Either way the core's general transaction takes over.
 const fastPlaceHold = `WITH b AS (
 	UPDATE balances SET held = held + $3, updated_at = $4
 	WHERE account_id = $1 AND bucket = $2 AND posted - held >= $3
+	AND NOT EXISTS (SELECT 1 FROM spend_limits l WHERE l.account_id = $1)
+	AND NOT EXISTS (SELECT 1 FROM balances d WHERE d.account_id = $1 AND d.debt > 0)
 	RETURNING account_id, bucket
 ), h AS (
 	INSERT INTO holds (account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at)
@@ -194,6 +201,9 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	}
 	return applied, nil
 }
+
+// QueueName is the River queue this store's runs go to and are worked from.
+func (s *Store) QueueName() string { return s.queue.Name() }
 
 // StartWorkers works queued runs with exec until StopWorkers.
 func (s *Store) StartWorkers(ctx context.Context, exec research.Executor) error {
