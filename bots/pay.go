@@ -315,6 +315,12 @@ func (c *Conversation) matchOffer(ctx context.Context, payload, currency string,
 	if currency == "XTR" && (o.Provider != billing.ProviderStars || total != c.Pay.Stars(o.Amount)) {
 		return o, "This invoice's price was altered: send /topup for a new one."
 	}
+	if strings.EqualFold(currency, "usd") && (o.Provider != billing.ProviderStripe || total*10_000 != int64(o.Amount)) {
+		return o, "This payment's amount does not match its offer."
+	}
+	if currency != "XTR" && !strings.EqualFold(currency, "usd") {
+		return o, "This payment's currency is not accepted."
+	}
 	return o, ""
 }
 
@@ -352,6 +358,10 @@ func (c *Conversation) PaymentReceived(ctx context.Context, pd PaymentDone) ([]R
 // 5xx and the provider retries) only when nothing was committed.
 func (c *Conversation) PaymentNotice(ctx context.Context, pd PaymentDone) error {
 	v, replayed, err := c.creditPayment(ctx, pd)
+	var user *userError
+	if errors.As(err, &user) {
+		return fmt.Errorf("%w: %s", billing.ErrOfferMismatch, user.msg)
+	}
 	if err != nil {
 		return err
 	}
