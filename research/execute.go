@@ -147,19 +147,19 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 				// A failed call is a failed request: it costs nothing.
 				switch {
 				case st.Symbol != "" && len(r.Symbols) > 1:
-					g.failed[st.Symbol] = err.Error() // partial: the other symbols go on
+					g.failed[st.Symbol] = e.public(err, "", "run_id", runID, "stage", st.Name).Error() // partial: the other symbols go on
 				case wroteAny(r):
 					// What was written is delivered and charged; the run
 					// ends partial, naming the part that is missing.
-					missing = st.Name + ": " + err.Error()
+					missing = st.Name + ": " + e.public(err, "", "run_id", runID, "stage", st.Name).Error()
 					if rest := stageNames(r.Stages[i+1:]); rest != "" {
 						missing += "; not run after it: " + rest
 					}
 				default:
-					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+err.Error())
+					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error())
 				}
 			}
-			text = res.Text
+			text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
 		}
 		r, err = e.Store.UpdateRun(db, runID, "worker", "stage done", func(r *Run) error {
 			r.Done = i + 1
@@ -349,7 +349,7 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	g := gathered{symbols: r.Symbols, failed: map[string]string{}, ind: map[string]market.Indicators{}}
 	series, errs := market.FetchAll(ctx, e.Market, r.Symbols, plan.Lookback)
 	for s, err := range errs {
-		g.failed[s] = err.Error()
+		g.failed[s] = e.public(err, s, "run_id", r.ID, "symbol", s).Error()
 	}
 	maps.Copy(g.failed, r.SymbolErrors)
 	g.series = series
@@ -388,7 +388,7 @@ func (e *Engine) report(r Run, g gathered) Report {
 		if ind.AsOf.After(rep.AsOf) {
 			rep.AsOf = ind.AsOf
 		}
-		sec := Section{Symbol: s, Figures: figures(ind)}
+		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind)}
 		for i, st := range r.Stages {
 			if st.Symbol == s {
 				sec.Text = r.Outputs[i]
@@ -398,7 +398,9 @@ func (e *Engine) report(r Run, g gathered) Report {
 	}
 	for i, st := range r.Stages {
 		switch st.Role {
-		case "report", "synthesis":
+		case "report":
+			rep.Overview = r.Outputs[i]
+		case "synthesis":
 			rep.Synthesis = r.Outputs[i]
 		case "bull":
 			rep.Bull = r.Outputs[i]

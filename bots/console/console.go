@@ -169,6 +169,7 @@ func Render(w io.Writer, v bots.View) {
 }
 
 func (c *Console) render(w io.Writer, v bots.View) []string {
+	v = bots.CleanView(v) // no escape sequence from a model reaches the terminal
 	if v.Kind == bots.KindProgress {
 		line := []string{v.Title, strings.ReplaceAll(v.Text, "\n", " | ")}
 		for _, f := range v.Fields {

@@ -116,16 +116,22 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	}
 	r := final.Run
 	if *asJSON {
+		report := final.Report
+		if report != nil {
+			rep := bots.CleanReport(*report)
+			report = &rep
+		}
 		out := map[string]any{"run_id": r.ID, "state": r.State, "captured_micros": r.Captured.Micros(), "bucket": r.Bucket,
-			"tokens_in": r.TokensIn, "tokens_out": r.TokensOut, "receipt_url": final.ReceiptURL, "report": final.Report, "notice": research.Notice}
+			"tokens_in": r.TokensIn, "tokens_out": r.TokensOut, "receipt_url": final.ReceiptURL, "report": report, "notice": research.Notice}
 		if err := json.NewEncoder(io_.out).Encode(out); err != nil {
 			return err
 		}
 	} else {
 		if final.Report != nil {
-			fmt.Fprintln(io_.out, bots.RenderReport(*final.Report))
+			// Cleaned: no escape sequence from a model reaches the terminal.
+			fmt.Fprintln(io_.out, research.CleanText(bots.RenderReport(*final.Report)))
 		} else if r.Error != "" {
-			fmt.Fprintln(io_.out, r.Error)
+			fmt.Fprintln(io_.out, research.CleanText(r.Error))
 		}
 		fmt.Fprintf(io_.out, "\n%s: charged %s from %s (held %s). Receipt: %s\n", r.State, r.Captured, r.Bucket, r.Hold, final.ReceiptURL)
 		if final.Report == nil {
@@ -195,5 +201,5 @@ func (s *oneShotSink) Publish(ev research.Event) {
 	}
 	s.last = time.Now()
 	v := s.conv.ProgressView(ev)
-	fmt.Fprintf(s.progress, "\r\033[K%s", strings.SplitN(v.Text, "\n", 2)[0]+fmt.Sprintf("  %s", ev.Cost))
+	fmt.Fprintf(s.progress, "\r\033[K%s", strings.SplitN(research.CleanText(v.Text), "\n", 2)[0]+fmt.Sprintf("  %s", ev.Cost))
 }

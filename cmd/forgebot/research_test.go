@@ -66,8 +66,10 @@ func TestResearchCommand(t *testing.T) {
 		t.Fatalf("research: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	// The report's key figures are the indicator tests' figures for AAPL as of 2017-02-16.
-	for _, want := range []string{"as of 2017-02-16", "Close: 135.35", "SMA 20 / 50 / 200: 127.64 / 120.96 / 109.13", "RSI 14: 88.72",
-		"MACD (12,26,9) line / signal / hist: 4.35 / 3.80 / 0.55", "ATR 14: 1.58", "Return 3M / YTD: +26.4% / +16.9%",
+	// 3M runs by calendar date, from the 2016-11-16 close (research/market's fixture).
+	for _, want := range []string{"as of 2017-02-16", "Close (2017-02-16, currency not given): 135.35", "SMA 20 / 50 / 200 (daily closes): 127.64 / 120.96 / 109.13",
+		"RSI 14 (Wilder, daily): 88.72", "MACD (12,26,9) line / signal / hist: 4.35 / 3.80 / 0.55", "ATR 14 (Wilder, daily): 1.58",
+		"Return 3M / YTD (price only, since the close dated): +23.1% since 2016-11-16 / +16.9% since 2016-12-30",
 		"Not financial advice", "succeeded: charged $0.0", "Receipt: http://127.0.0.1:8080/r/"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, r.stdout)
@@ -196,5 +198,45 @@ func TestResearchThroughOpenAIShortcut(t *testing.T) {
 	}
 	if r := c.run("ledger", "check"); r.code != 0 {
 		t.Fatalf("ledger check: %+v", r)
+	}
+}
+
+// TestResearchPrintsNoRawEscape: `forgebot research` with a model whose
+// output carries a terminal escape, a right-to-left override and a NUL
+// prints the report (text and JSON) without any of them.
+func TestResearchPrintsNoRawEscape(t *testing.T) {
+	t.Parallel()
+	for _, asJSON := range []bool{false, true} {
+		db, _ := fundedAnn(t)
+		api := llmtest.NewServer(t)
+		api.SetDefault(llmtest.Stream("AAPL \x1b[2J\x1b]0;pwned\x07", " rises \u202Eevil\u202C\x00 done").WithUsage(100, 10))
+		env := func(k string) string {
+			switch k {
+			case "OPENAI_BASE_URL":
+				return api.URL()
+			case "OPENAI_API_KEY":
+				return "sk-test-escape1234"
+			}
+			return researchEnv(db)(k)
+		}
+		args := []string{"research", "AAPL", "--yes", "--user", "cli:ann"}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		out, errb := newScreen(), newScreen()
+		if code := run(t.Context(), args, env, stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: make(chan os.Signal)}); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+		}
+		// The progress line's own "\r\x1b[K" (clear the line) is forgebot's,
+		// not the model's.
+		all := out.String() + strings.ReplaceAll(errb.String(), "\r\x1b[K", "")
+		if !strings.Contains(all, "rises") {
+			t.Fatalf("the model's text is missing:\n%s", all)
+		}
+		for _, bad := range []string{"\x1b", "\x07", "\x00", "\u202E", `\u001b`, `\u0000`, `\u202e`, `\u0007`} {
+			if strings.Contains(all, bad) {
+				t.Errorf("json=%v: output has %q:\n%q", asJSON, bad, all)
+			}
+		}
 	}
 }

@@ -137,6 +137,10 @@ func Run(t *testing.T, h Harness) {
 		{"CancelBetweenStatements", testCancelBetweenStatements},
 		{"Receipts", testReceipts},
 		{"CheckFindsViolations", testCheckFindsViolations},
+		{"Payments", testPayments},
+		{"RefundDebt", testRefundDebt},
+		{"WelcomeGrant", testWelcomeGrant},
+		{"SpendLimits", testSpendLimits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
