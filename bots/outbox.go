@@ -106,7 +106,7 @@ func (o *Outbox) Register(name string, s Sender, l Limits) {
 		chats: map[string]*rate.Limiter{}, blocked: map[string]time.Time{}}
 }
 
-// Serves reports whether a sender is registered for platform.
+// Serves reports whether a platform's sender is registered.
 func (o *Outbox) Serves(platform string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()

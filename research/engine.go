@@ -37,6 +37,9 @@ type Engine struct {
 	Offline Writer // the offline route
 	Health  *llm.Health
 	Sink    Sink
+	// Benchmarks names the symbol each asset class's relative strength is measured against; a class not
+	// listed uses DefaultBenchmark (SPY), one listed with "" has none.
+	Benchmarks map[market.AssetClass]string
 
 	Now      func() time.Time
 	QuoteTTL time.Duration // default 10 min

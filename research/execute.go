@@ -3,6 +3,7 @@ package research
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -356,6 +357,7 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	for s, ser := range series {
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
+	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
 	return g
 }
@@ -388,7 +390,7 @@ func (e *Engine) report(r Run, g gathered) Report {
 		if ind.AsOf.After(rep.AsOf) {
 			rep.AsOf = ind.AsOf
 		}
-		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind)}
+		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind, g.cx[s])}
 		for i, st := range r.Stages {
 			if st.Symbol == s {
 				sec.Text = r.Outputs[i]
@@ -410,7 +412,28 @@ func (e *Engine) report(r Run, g gathered) Report {
 			rep.Risks = r.Outputs[i]
 		}
 	}
+	if !rep.RuleBased {
+		// A model may write a number the data does not hold; the reader is told under the text.
+		data, _ := json.Marshal(g.data)
+		for _, text := range []*string{&rep.Overview, &rep.Synthesis, &rep.Bull, &rep.Bear, &rep.Risks} {
+			*text = grounded(*text, string(data))
+		}
+		for i := range rep.Sections {
+			rep.Sections[i].Text = grounded(rep.Sections[i].Text, string(data))
+		}
+	}
 	return rep
+}
+
+// grounded appends the grounding check's note to a model-written text whose figures are not all in data.
+func grounded(text, data string) string {
+	if strings.TrimSpace(text) == "" {
+		return text
+	}
+	if note := CheckGrounding(text, data).Note(); note != "" {
+		return text + "\n\n" + note
+	}
+	return text
 }
 
 func titleFor(r Run) string {

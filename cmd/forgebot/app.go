@@ -170,6 +170,8 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.engine.Bound = func(d research.Destination) bool { return d.Platform == cliPlatform || d.Platform == console.Platform }
 	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, Log: log,
 		MinInterval: cfg.ScheduleMinInterval, CatchUp: cfg.ScheduleCatchUp, MaxPerAccount: cfg.ScheduleMaxPerAccount}
+	// A process fires only the schedules whose chats it can post to.
+	a.schedules.Reports = a.outbox.Serves
 	a.conv.Schedules = a.schedules
 	rs.SetFirer(a.schedules)
 	return a, nil

@@ -6,9 +6,13 @@ package riverqueue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,8 +25,37 @@ import (
 	"github.com/tokensforge/forgebot/scheduler"
 )
 
-// queueName is the River queue runs go to.
-const queueName = "runs"
+// SharedQueue is the River queue of the workers by design (`forgebot serve`):
+// every serve instance takes its jobs, and only serve inserts into it, so a
+// serve never runs a job whose messages it cannot deliver.
+const SharedQueue = "runs"
+
+// LocalQueuePrefix starts the name of a process's own queue: the console
+// (`forgebot demo`) and `forgebot research` run their jobs there, where no
+// serve (and no other CLI) takes them; their progress and final events go
+// to the terminal of the process that started them. A job left in a local
+// queue by a process that died is for crash recovery to find by this prefix.
+const LocalQueuePrefix = "local_"
+
+// LocalQueue returns a fresh queue name for one process: LocalQueuePrefix,
+// the process id and a random suffix (pids are reused across machines and
+// restarts).
+func LocalQueue() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s%d_%s", LocalQueuePrefix, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// QueueFor returns a fresh LocalQueue when local, else SharedQueue.
+func QueueFor(local bool) string {
+	if local {
+		return LocalQueue()
+	}
+	return SharedQueue
+}
+
+// IsLocal reports whether a queue is some process's own (see LocalQueue).
+func IsLocal(queue string) bool { return strings.HasPrefix(queue, LocalQueuePrefix) }
 
 // MaxAttempts is how often River tries a job: a second attempt resumes a run
 // whose instance died, from its last finished stage, and retries a schedule
@@ -91,6 +124,9 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 
 // Config tunes a Queue.
 type Config struct {
+	// Queue is the one River queue this client inserts into and works:
+	// SharedQueue (the default) for serve, a LocalQueue for a CLI process.
+	Queue             string
 	Schema            string // PostgreSQL schema of River's tables ("" = search_path)
 	MaxWorkers        int    // concurrent runs per instance; default 100
 	FetchPollInterval time.Duration
@@ -107,6 +143,7 @@ type Queue[TTx any] struct {
 	fire    *fireWorker
 	driver  riverdriver.Driver[TTx]
 	schema  string
+	queue   string
 	started atomic.Bool
 }
 
@@ -114,6 +151,9 @@ type Queue[TTx any] struct {
 func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], error) {
 	if cfg.MaxWorkers <= 0 {
 		cfg.MaxWorkers = 100
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = SharedQueue
 	}
 	if cfg.RescueStuckJobsAfter <= 0 {
 		cfg.RescueStuckJobsAfter = research.LongestRun() + 5*time.Minute
@@ -130,7 +170,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 		return nil, err
 	}
 	client, err := river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: cfg.MaxWorkers}},
+		Queues:               map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
 		Workers:              workers,
 		MaxAttempts:          MaxAttempts,
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
@@ -147,7 +187,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	return &Queue[TTx]{client: client, worker: w, fire: fw, driver: driver, schema: cfg.Schema}, nil
+	return &Queue[TTx]{client: client, worker: w, fire: fw, driver: driver, schema: cfg.Schema, queue: cfg.Queue}, nil
 }
 
 type retryPolicy struct{}
@@ -163,7 +203,7 @@ func (q *Queue[TTx]) EnqueueTx(ctx context.Context, tx any, runID string, timeou
 		return 0, fmt.Errorf("enqueue: transaction is %T", tx)
 	}
 	res, err := q.client.InsertTx(ctx, t, RunArgs{RunID: runID, TimeoutSeconds: int(timeout / time.Second)},
-		&river.InsertOpts{Queue: queueName, MaxAttempts: MaxAttempts})
+		&river.InsertOpts{Queue: q.queue, MaxAttempts: MaxAttempts})
 	if err != nil {
 		return 0, err
 	}
@@ -178,12 +218,15 @@ func (q *Queue[TTx]) EnqueueFireTx(ctx context.Context, tx any, scheduleID strin
 		return 0, fmt.Errorf("enqueue: transaction is %T", tx)
 	}
 	res, err := q.client.InsertTx(ctx, t, FireArgs{ScheduleID: scheduleID, At: at.UTC()},
-		&river.InsertOpts{Queue: queueName, MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
+		&river.InsertOpts{Queue: q.queue, MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
 	if err != nil {
 		return 0, err
 	}
 	return res.Job.ID, nil
 }
+
+// Name is the queue this client inserts into and works.
+func (q *Queue[TTx]) Name() string { return q.queue }
 
 // SetFirer sets who fires schedules; call it before Start.
 func (q *Queue[TTx]) SetFirer(f scheduler.Firer) { q.fire.firer.Store(&f) }
