@@ -41,10 +41,11 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	if len(q.SymbolNotes) > 0 {
 		v.Fields = append(v.Fields, Field{"Signals", strings.Join(q.SymbolNotes, "\n")})
 	}
+	if q.Spend != nil {
+		v.Fields = append(v.Fields, Field{"Spend limits", spendText(*q.Spend)})
+	}
 	if !q.CanConfirm() {
-		v.Text = fmt.Sprintf("Not enough in your %s: this run holds up to %s and you have %s (short by %s). %s",
-			bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, c.TopUpHint)
-		v.Buttons = [][]Button{{{Label: "Close", Data: quoteButton(q.ID, "decline")}}}
+		v.Text, v.Buttons = c.cannotConfirm(q)
 		return v
 	}
 	v.Text = fmt.Sprintf("Confirm to hold %s from your %s. The quote expires at %s UTC.", q.Hold, bucketName(q.Bucket), q.ExpiresAt.UTC().Format("15:04"))

@@ -54,6 +54,15 @@ type Engine struct {
 	SpendDefaults billing.Limits
 	Log           *slog.Logger
 
+	// Crash recovery (lease.go): how long a run's lease lasts unrenewed
+	// (default 10 s); which destinations this process can deliver to (nil:
+	// all); which are bound to a process that dies with them (a terminal).
+	LeaseTTL     time.Duration
+	Deliverable  func(Destination) bool
+	Bound        func(Destination) bool
+	instance     string
+	instanceOnce sync.Once
+
 	mu      sync.Mutex
 	active  map[string]context.CancelCauseFunc // runs executing in this process
 	pausing map[string]bool                    // of those, the ones asked to pause here
@@ -516,7 +525,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 	if err != nil {
 		return cur, err
 	}
-	if extra != nil {
+	if extra != nil && !extra.free {
 		cur.ByRoute = maps.Clone(cur.ByRoute)
 		cur.addUsage(extra.route, extra.usage.PromptTokens, extra.usage.CompletionTokens)
 		cur.InSource = worseSource(cur.InSource, extra.usage.PromptSource)
@@ -525,6 +534,9 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 	capture, fallback := cur.CostIn(cur.Bucket), billing.Money(0)
 	if cur.FallbackHoldID != 0 {
 		fallback = cur.CostIn(cur.FallbackBucket)
+	}
+	if extra != nil && extra.free { // nothing reached the user
+		capture, fallback = 0, 0
 	}
 	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, fallback, func(r *Run, rc *billing.Receipt) error {
 		r.State, r.Error = to, errText
@@ -569,6 +581,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 type partialUsage struct {
 	route string
 	usage llm.Usage
+	free  bool // charge nothing: nothing of the run reached its user
 }
 
 func worseSource(a, b billing.UsageSource) billing.UsageSource {

@@ -21,6 +21,28 @@ import (
 // pause (asked for, or a server shutting down), which keeps the hold until
 // Resume or the pause's expiry.
 func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
+	if e.isActive(runID) {
+		return nil // a second delivery of the job while this process runs it
+	}
+	// The run's lease tells other instances this one is alive; a run whose
+	// lease is held by a live instance is not run twice (ErrLeaseHeld: the
+	// queue tries again shortly, in case that instance just released it).
+	ctx, release, err := e.claim(ctx, runID)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrWrongState):
+		return nil // gone, ended or paused: nothing to do
+	case err != nil:
+		return err
+	}
+	defer release()
+	err = e.execute(ctx, runID, attempt, maxAttempts)
+	if errors.Is(err, ErrLeaseLost) || errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		return nil // the instance that took the run over finishes it
+	}
+	return err
+}
+
+func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
 	// The queue ends ctx on a cancel from another instance, a timeout or a
 	// shutdown; the run's bookkeeping must still reach the store so that
 	// every way out settles or pauses the run, never leaves it half-done.
@@ -52,7 +74,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		return nil
 	})
 	if errors.Is(err, ErrWrongState) {
-		return e.Execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
+		return e.execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
 	}
 	if err != nil {
 		return err
@@ -121,7 +143,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			callErr = err
 			if err != nil {
 				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage})
+					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage})
 				}
 				// A failed call is a failed request: it costs nothing.
 				switch {
@@ -271,6 +293,8 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 	}
 	cause := context.Cause(runCtx)
 	switch {
+	case errors.Is(cause, ErrLeaseLost):
+		return ErrLeaseLost // taken over: the new holder settles it
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
