@@ -19,7 +19,8 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// ChartOptions shape a chart. The zero value draws every bar given at 1000x560 pixels.
+// ChartOptions shape a chart. The zero value draws every bar given, at 1080x1350 pixels for one series
+// (four panels, portrait, for a phone) and 1000x560 for several.
 type ChartOptions struct {
 	// Window is the span shown, ending at the latest as-of among the series; 0 shows every bar. Moving
 	// averages are still computed from all the bars, so SMA 200 is drawn from the window's first day when
@@ -46,8 +47,9 @@ var chartColors = []color.RGBA{
 	{R: 23, G: 190, B: 207, A: 255},
 }
 
-// Chart draws series as a PNG. One series is drawn as its close with SMA 50 and SMA 200; several are drawn as
-// performance rebased to 100 on each one's first bar in the window, so that different price levels compare.
+// Chart draws series as a PNG. One series is drawn as four panels sharing a date axis (see panelChart);
+// several are drawn as performance rebased to 100 on each one's first bar in the window, so that different
+// price levels compare, each line labelled with its change over the window.
 // The title carries the as-of date and the source, and starts with "SYNTHETIC DATA" when any series is
 // synthetic, so the picture cannot travel without its caveat.
 func Chart(series []Series, opts ChartOptions) ([]byte, error) {
@@ -57,9 +59,15 @@ func Chart(series []Series, opts ChartOptions) ([]byte, error) {
 	w, h := opts.Width, opts.Height
 	if w == 0 {
 		w = 1000
+		if len(series) == 1 {
+			w = 1080
+		}
 	}
 	if h == 0 {
 		h = 560
+		if len(series) == 1 {
+			h = 1350 // four panels, portrait: a phone shows it whole
+		}
 	}
 	if w < 100 || h < 100 || w > 4000 || h > 4000 {
 		return nil, fmt.Errorf("chart: size %dx%d outside 100..4000 pixels", w, h)
@@ -81,49 +89,20 @@ func Chart(series []Series, opts ChartOptions) ([]byte, error) {
 		from = asOf.Add(-opts.Window)
 	}
 
+	if len(series) == 1 {
+		return panelChart(series[0], from, opts, w, h)
+	}
 	p := plot.New()
+	styleAxes(p, 1)
 	p.X.Tick.Marker = monthTicks{}
-	p.Title.TextStyle.Font.Size = vg.Points(13)
+	p.Title.TextStyle.Font.Size = vg.Points(15)
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
 	p.Legend.Left = true
+	p.Legend.TextStyle.Font.Size = vg.Points(13)
 
 	desc := opts.Title
-	if len(series) == 1 {
-		s := series[0]
-		if desc == "" {
-			desc = s.Symbol + " close with SMA 50 and SMA 200"
-		}
-		p.Y.Label.Text = "price"
-		if s.Currency != "" {
-			p.Y.Label.Text += " (" + s.Currency + ")"
-		}
-		c := s.Closes()
-		lines := []struct {
-			name  string
-			ys    []float64
-			width vg.Length
-			col   color.Color
-		}{
-			{s.Symbol + " close", c, 1.6, color.RGBA{R: 20, G: 20, B: 20, A: 255}},
-			{"SMA 50", SMA(c, 50), 1.4, chartColors[0]},
-			{"SMA 200", SMA(c, 200), 1.4, chartColors[3]},
-		}
-		drawn := 0
-		for _, ln := range lines {
-			xys := windowXYs(s.Bars, ln.ys, from)
-			if len(xys) == 0 {
-				continue // not enough history for this average in the window
-			}
-			if err := addLine(p, xys, ln.name, ln.width, ln.col); err != nil {
-				return nil, err
-			}
-			drawn++
-		}
-		if drawn == 0 {
-			return nil, fmt.Errorf("chart: %s: no bars in the window", s.Symbol)
-		}
-	} else {
+	{
 		if desc == "" {
 			syms := make([]string, len(series))
 			for i, s := range series {
@@ -142,11 +121,11 @@ func Chart(series []Series, opts ChartOptions) ([]byte, error) {
 			for j := range xys {
 				xys[j].Y = xys[j].Y / base * 100
 			}
-			name := s.Symbol
+			name := fmt.Sprintf("%s %+.1f%%", s.Symbol, xys[len(xys)-1].Y-100)
 			if s.Synthetic {
 				name += " (synthetic)"
 			}
-			if err := addLine(p, xys, name, 1.5, chartColors[i%len(chartColors)]); err != nil {
+			if err := addLine(p, xys, name, 2.2, chartColors[i%len(chartColors)]); err != nil {
 				return nil, err
 			}
 		}
@@ -220,10 +199,12 @@ func addLine(p *plot.Plot, xys plotter.XYs, name string, width vg.Length, col co
 // monthTicks labels the first day of every month, or of every second, third, sixth or twelfth month on
 // longer spans, because dates on a price chart are read by month ("since October"), and gonum's default
 // ticks fall on arbitrary days.
-type monthTicks struct{}
+type monthTicks struct {
+	unlabelled bool // ticks only, for a panel above another that names the dates
+}
 
 // Ticks implements plot.Ticker over Unix seconds.
-func (monthTicks) Ticks(lo, hi float64) []plot.Tick {
+func (m monthTicks) Ticks(lo, hi float64) []plot.Tick {
 	from, to := time.Unix(int64(lo), 0).UTC(), time.Unix(int64(hi), 0).UTC()
 	months := (to.Year()-from.Year())*12 + int(to.Month()-from.Month())
 	step := 1
@@ -234,13 +215,13 @@ func (monthTicks) Ticks(lo, hi float64) []plot.Tick {
 		}
 	}
 	var ticks []plot.Tick
-	for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(to); m = m.AddDate(0, 1, 0) {
-		if m.Before(from) {
+	for mo := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !mo.After(to); mo = mo.AddDate(0, 1, 0) {
+		if mo.Before(from) {
 			continue
 		}
-		t := plot.Tick{Value: float64(m.Unix())}
-		if (m.Year()*12+int(m.Month())-1)%step == 0 {
-			t.Label = m.Format("Jan 2006")
+		t := plot.Tick{Value: float64(mo.Unix())}
+		if (mo.Year()*12+int(mo.Month())-1)%step == 0 && !m.unlabelled {
+			t.Label = mo.Format("Jan 2006")
 		}
 		ticks = append(ticks, t)
 	}

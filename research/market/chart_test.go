@@ -54,7 +54,8 @@ func TestChartOneSeries(t *testing.T) {
 	}
 	writeChartArtifact(t, "aapl.png", b)
 	img, inked, colours, red := inspectPNG(t, b)
-	if img.Bounds().Dx() != 1000 || img.Bounds().Dy() != 560 {
+	// One series: four panels in portrait, for a phone.
+	if img.Bounds().Dx() != 1080 || img.Bounds().Dy() != 1350 {
 		t.Errorf("size %v", img.Bounds())
 	}
 	if inked < 0.01 || inked > 0.5 || colours < 10 {
@@ -124,5 +125,64 @@ func TestChartErrors(t *testing.T) {
 	short.Bars = aapl.Bars[:30]
 	if _, err := Chart([]Series{short}, ChartOptions{}); err != nil {
 		t.Errorf("short series: %v", err)
+	}
+}
+
+// The panels carry what they claim: each panel's band of the picture is drawn on, the volume panel has both
+// up (green) and down (red) bars, and a Yahoo series with a dividend and a split draws their marks.
+func TestChartPanels(t *testing.T) {
+	t.Parallel()
+	s, err := parseYahooChart("AAPL", []byte(recorded(t, "chart-AAPL-2020-08-31-to-2020-11-07.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Chart([]Series{s}, ChartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeChartArtifact(t, "aapl-yahoo.png", b)
+	img, inked, colours, _ := inspectPNG(t, b)
+	if img.Bounds().Dx() != 1080 || img.Bounds().Dy() != 1350 || inked < 0.02 || colours < 20 || len(b) < 20_000 {
+		t.Fatalf("size %v, %.1f%% drawn, %d colours, %d bytes", img.Bounds(), inked*100, colours, len(b))
+	}
+	// Ink in each panel's band (price 0-52 %, volume 52-66 %, RSI 66-81 %, MACD 81-100 % of the height).
+	bands := [][2]float64{{0.08, 0.5}, {0.54, 0.64}, {0.68, 0.79}, {0.83, 0.95}}
+	h := float64(img.Bounds().Dy())
+	for i, band := range bands {
+		green, red, ink := 0, 0, 0
+		for y := int(band[0] * h); y < int(band[1]*h); y++ {
+			for x := 120; x < img.Bounds().Dx()-20; x++ {
+				r, g, bl, _ := img.At(x, y).RGBA()
+				r, g, bl = r>>8, g>>8, bl>>8
+				if r < 240 || g < 240 || bl < 240 {
+					ink++
+				}
+				if r == 44 && g == 160 && bl == 44 {
+					green++
+				}
+				if r == 214 && g == 39 && bl == 40 {
+					red++
+				}
+			}
+		}
+		if ink < 500 {
+			t.Errorf("panel %d is nearly empty (%d inked pixels)", i, ink)
+		}
+		if i == 1 && (green < 100 || red < 100) {
+			t.Errorf("volume panel: %d green, %d red pixels", green, red)
+		}
+	}
+	// The dividend and split marks are in the event colour.
+	events := 0
+	for y := 0; y < int(0.52*h); y++ {
+		for x := 0; x < img.Bounds().Dx(); x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if r>>8 == 23 && g>>8 == 140 && bl>>8 == 160 {
+				events++
+			}
+		}
+	}
+	if events < 20 {
+		t.Errorf("no event marks (%d pixels)", events)
 	}
 }
