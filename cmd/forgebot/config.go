@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research/market"
 	"github.com/tokensforge/forgebot/store/postgres"
 	"github.com/tokensforge/forgebot/store/sqlite"
 )
@@ -24,6 +25,9 @@ const DefaultDatabaseURL = "sqlite:./forgebot-data/forgebot.db"
 type Config struct {
 	DatabaseURL string
 	Market      string // demo, yahoo or csv:DIR ("" = the command's default)
+	// Benchmarks name the symbol each asset class's relative strength is measured against
+	// (FORGE_BENCHMARKS="equity=SPY,crypto=BTC-USD,fx=none"); a class not named uses SPY.
+	Benchmarks  map[market.AssetClass]string
 	YahooURL    string
 	CatalogPath string
 	HTTPAddr    string
@@ -98,6 +102,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			return c, badInput("FORGE_SCHEDULE_MAX_PER_ACCOUNT: want a positive whole number like 10, got %q", v)
 		}
 		c.ScheduleMaxPerAccount = n
+	}
+	if v := strings.TrimSpace(getenv("FORGE_BENCHMARKS")); v != "" {
+		b, err := parseBenchmarks(v)
+		if err != nil {
+			return c, err
+		}
+		c.Benchmarks = b
 	}
 	var err error
 	if c.Pay, err = loadPayConfig(getenv); err != nil {
@@ -179,4 +190,26 @@ func openStore(ctx context.Context, c Config, forMigrate bool) (appStore, error)
 		}
 	}
 	return s, nil
+}
+
+// parseBenchmarks reads "equity=SPY,crypto=BTC-USD,fx=none": a benchmark per asset class, "none" for none.
+func parseBenchmarks(v string) (map[market.AssetClass]string, error) {
+	out := map[market.AssetClass]string{}
+	for _, part := range strings.Split(v, ",") {
+		class, sym, ok := strings.Cut(strings.TrimSpace(part), "=")
+		c := market.AssetClass(strings.ToLower(strings.TrimSpace(class)))
+		if !ok || (c != market.Equity && c != market.Crypto && c != market.FX) {
+			return nil, badInput("FORGE_BENCHMARKS: want CLASS=SYMBOL pairs for equity, crypto or fx, like equity=SPY,crypto=BTC-USD,fx=none; got %q", part)
+		}
+		if sym = strings.TrimSpace(sym); strings.EqualFold(sym, "none") {
+			out[c] = ""
+			continue
+		}
+		n, err := market.NormalizeSymbol(sym)
+		if err != nil {
+			return nil, badInput("FORGE_BENCHMARKS: %v", err)
+		}
+		out[c] = n
+	}
+	return out, nil
 }

@@ -283,6 +283,8 @@ func TestBadConfig(t *testing.T) {
 		"catch-up":      {map[string]string{"FORGE_SCHEDULE_CATCHUP": "0s"}, "FORGE_SCHEDULE_CATCHUP"},
 		"max schedules": {map[string]string{"FORGE_SCHEDULE_MAX_PER_ACCOUNT": "-3"}, "FORGE_SCHEDULE_MAX_PER_ACCOUNT"},
 		"public url":    {map[string]string{"FORGE_PUBLIC_URL": "ftp://x"}, "FORGE_PUBLIC_URL"},
+		"benchmarks":    {map[string]string{"FORGE_BENCHMARKS": "bonds=TLT"}, "FORGE_BENCHMARKS"},
+		"benchmark sym": {map[string]string{"FORGE_BENCHMARKS": "equity=../x"}, "FORGE_BENCHMARKS"},
 		"openai half":   {map[string]string{"OPENAI_BASE_URL": "http://x"}, "OPENAI_BASE_URL and OPENAI_API_KEY go together"},
 		"openai price":  {map[string]string{"OPENAI_BASE_URL": "http://x", "OPENAI_API_KEY": "sk-1", "OPENAI_MODEL": "mystery-1"}, "OPENAI_PRICE is needed"},
 		"catalog file":  {map[string]string{"FORGE_CATALOG": "/nonexistent/catalog.json"}, "FORGE_CATALOG"},

@@ -13,7 +13,7 @@ import (
 const dayDur = 24 * time.Hour
 
 // loadAAPL reads the whole real AAPL file through the CSV provider.
-func loadAAPL(t *testing.T) Series {
+func loadAAPL(t testing.TB) Series {
 	t.Helper()
 	s, err := NewCSV("testdata").History(context.Background(), "AAPL", 10*365*dayDur)
 	if err != nil {
