@@ -194,6 +194,9 @@ func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
 	if ev.Chart != nil {
 		v.Image, v.ImageName = ev.Chart, "chart-"+r.ID+".png"
 	}
+	if ev.Report != nil && ev.Report.CSV {
+		v.File, v.FileName = research.ScanCSV(ev.Report.Scan), "scan-"+r.ID+".csv"
+	}
 	if ev.ReceiptURL != "" {
 		v.Buttons = [][]Button{{{Label: "Receipt", URL: ev.ReceiptURL}}}
 	}
@@ -229,6 +232,9 @@ func RenderReport(rep research.Report) string {
 		b.WriteString("; model " + rep.Model)
 	}
 	b.WriteString("\n")
+	if len(rep.Scan) > 0 {
+		fmt.Fprintf(&b, "\nRanked watchlist (%d symbols)\n%s\n", len(rep.Scan), research.ScanText(rep.Scan))
+	}
 	for _, s := range rep.Sections {
 		fmt.Fprintf(&b, "\n%s\n", s.Symbol)
 		if s.Context != "" {

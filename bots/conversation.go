@@ -47,7 +47,7 @@ type Conversation struct {
 // for platforms that publish a command list.
 var Commands = []struct{ Name, Args, Help string }{
 	{"research", "SYMBOLS [quick|standard|deep] [model]", "quote and run research on up to 10 symbols"},
-	{"scan", "WATCHLIST [quick|standard|deep]", "rank a watchlist by signals and write up the top ones"},
+	{"scan", "WATCHLIST [quick|standard|deep] [csv]", "rank a watchlist in a table by signals and write up the top ones"},
 	{"watchlist", "add|remove|show [NAME] [SYMBOLS]", "your watchlists for /scan (presets too)"},
 	{"balance", "", "your Credit and routed balances"},
 	{"topup", "[credit|routed] [AMOUNT]", "add money: Telegram Stars, or a Stripe Checkout link"},
@@ -262,12 +262,22 @@ func hasModel(cat *research.Catalog, name string) bool {
 }
 
 func (c *Conversation) scan(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
-	if len(args) == 0 || len(args) > 2 {
-		return nil, sayf("Usage: /scan WATCHLIST [quick|standard|deep]. Presets: %s", strings.Join(presetNames(), ", "))
+	// "csv" anywhere after the watchlist asks for the ranked table as a CSV file too.
+	var rest []string
+	csv := false
+	for i, a := range args {
+		if i > 0 && strings.EqualFold(a, "csv") {
+			csv = true
+			continue
+		}
+		rest = append(rest, a)
 	}
-	req := research.Request{Kind: research.KindScan, Watchlist: args[0], Depth: research.Quick, Owner: in.Identity, Dest: dest(in)}
-	if len(args) == 2 {
-		d, err := research.ParseDepth(args[1])
+	if len(rest) == 0 || len(rest) > 2 {
+		return nil, sayf("Usage: /scan WATCHLIST [quick|standard|deep] [csv]. Presets: %s", strings.Join(presetNames(), ", "))
+	}
+	req := research.Request{Kind: research.KindScan, Watchlist: rest[0], Depth: research.Quick, Owner: in.Identity, Dest: dest(in), CSV: csv}
+	if len(rest) == 2 {
+		d, err := research.ParseDepth(rest[1])
 		if err != nil {
 			return nil, err
 		}
