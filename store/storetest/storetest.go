@@ -137,6 +137,7 @@ func Run(t *testing.T, h Harness) {
 		{"CancelBetweenStatements", testCancelBetweenStatements},
 		{"Receipts", testReceipts},
 		{"CheckFindsViolations", testCheckFindsViolations},
+		{"EndedRunIsFrozen", testEndedRunIsFrozen},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,8 @@ type Server struct {
 	def   Response
 	reqs  []Request
 
+	streamed map[int]int64 // text bytes written, by request index
+
 	disconnects chan Disconnect
 	chunks      atomic.Int64
 	dropped     atomic.Int64
@@ -140,6 +142,15 @@ func (s *Server) Requests() []Request {
 	return out
 }
 
+// StreamedBytes is how many bytes of answer text the fake wrote to request
+// number index: what a real provider would have generated (and billed) for
+// it, whatever the client kept.
+func (s *Server) StreamedBytes(index int) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streamed[index]
+}
+
 // Disconnected delivers a Disconnect each time a client leaves in the middle
 // of a stream (its connection closed while the fake was waiting or writing).
 // Up to 64 unread signals are kept; see Dropped.
@@ -235,7 +246,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		}
 		return s.event(w, rc, b)
 	}
-	for i, text := range resp.Chunks {
+	for i := 0; i < len(resp.Chunks) || (resp.Forever && len(resp.Chunks) > 0); i++ {
+		text := resp.Chunks[i%len(resp.Chunks)]
 		if !s.wait(r, resp) {
 			left()
 			return
@@ -254,6 +266,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 			left()
 			return
 		}
+		s.mu.Lock()
+		if s.streamed == nil {
+			s.streamed = map[int]int64{}
+		}
+		s.streamed[rec.Index] += int64(len(text))
+		s.mu.Unlock()
 	}
 	switch {
 	case resp.ErrorEvent != "":
