@@ -31,7 +31,20 @@ type Balance struct {
 	Posted    Money
 	Held      Money
 	Available Money
+	// Debt is what a refund took back that had already been spent: the
+	// account owes it, no new hold is placed while any bucket has debt, and
+	// the next money in pays it first.
+	Debt Money
 }
 
 // Balances holds both buckets of one account.
 type Balances map[Bucket]Balance
+
+// Debt is what the account owes across its buckets.
+func (b Balances) Debt() Money {
+	var d Money
+	for _, x := range b {
+		d += x.Debt
+	}
+	return d
+}

@@ -16,6 +16,18 @@ type BucketAudit struct {
 	EntryPosted Money // sum of entries' PostedDelta
 	EntryHeld   Money // sum of entries' HeldDelta
 	OpenHolds   Money // sum of open holds' amounts
+	Debt        Money // stored
+	EntryDebt   Money // sum of entries' DebtDelta
+}
+
+// PaymentAudit is one payment beside the entries that credit and reverse it.
+type PaymentAudit struct {
+	Payment
+	CreditEntries int   // top-up entries with the payment's reference (want 1)
+	Credited      Money // their Amount
+	CreditAccount AccountID
+	CreditBucket  Bucket
+	Reversed      Money // -Amount of its refund entries
 }
 
 // HoldAudit is one hold beside the entries that name it.
@@ -33,6 +45,10 @@ type Audit struct {
 	At      time.Time
 	Buckets []BucketAudit
 	Holds   []HoldAudit
+	// Payments and OrphanPayments: payment top-ups whose reference names no
+	// payment (by their entry keys).
+	Payments       []PaymentAudit
+	OrphanPayments []Entry
 }
 
 // Violation is one broken invariant, named for an operator.
@@ -82,6 +98,31 @@ func Check(a Audit) []Violation {
 		} else if avail < 0 {
 			add(b.AccountID, b.Bucket, 0, "available is negative: %s", avail)
 		}
+		if b.Debt != b.EntryDebt {
+			add(b.AccountID, b.Bucket, 0, "debt %s but entries' debt sums to %s", b.Debt, b.EntryDebt)
+		}
+		if b.Debt < 0 {
+			add(b.AccountID, b.Bucket, 0, "debt is negative: %s", b.Debt)
+		}
+	}
+	for _, p := range a.Payments {
+		bad := func(format string, args ...any) {
+			add(p.AccountID, p.Bucket, 0, "payment "+p.Reference()+": "+format, args...)
+		}
+		if p.CreditEntries != 1 {
+			bad("%d credit entries, want 1", p.CreditEntries)
+		} else if p.Credited != p.Amount || p.CreditAccount != p.AccountID || p.CreditBucket != p.Bucket {
+			bad("paid %s to %s but its entry credits %s to account %d %s", p.Amount, p.Bucket, p.Credited, p.CreditAccount, p.CreditBucket)
+		}
+		if p.Reversed != p.Refunded {
+			bad("refunded %s but refund entries reverse %s", p.Refunded, p.Reversed)
+		}
+		if p.Refunded < 0 || p.Refunded > p.Amount {
+			bad("refunded %s of %s", p.Refunded, p.Amount)
+		}
+	}
+	for _, e := range a.OrphanPayments {
+		add(e.AccountID, e.Bucket, 0, "entry %d (%s %s) names no payment", e.ID, e.Kind, e.Reference)
 	}
 	for _, h := range a.Holds {
 		bad := func(format string, args ...any) { add(h.AccountID, h.Bucket, h.ID, format, args...) }

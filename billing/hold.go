@@ -51,6 +51,11 @@ type HoldRequest struct {
 	Key       string
 	Reference string
 	Actor     string
+	// DefaultLimits are the operator's spend limits, applied when the account
+	// set none of its own; the store checks the account's limits in the same
+	// transaction (ErrSpendLimit as a *LimitError), and refuses any hold while
+	// the account is in debt (ErrInDebt).
+	DefaultLimits Limits
 }
 
 // Validate checks the request before it reaches the database.

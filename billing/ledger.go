@@ -9,12 +9,15 @@ import (
 type EntryKind string
 
 const (
-	KindGrant      EntryKind = "grant"      // free credit given by forgebot (posted +)
-	KindTopup      EntryKind = "topup"      // money paid in (posted +)
-	KindHold       EntryKind = "hold"       // a hold placed (held +)
-	KindCapture    EntryKind = "capture"    // a hold charged (posted -, held -)
-	KindRelease    EntryKind = "release"    // a hold given back, by release, partial capture or expiry (held -)
-	KindRefund     EntryKind = "refund"     // money returned after a capture (posted +)
+	KindGrant   EntryKind = "grant"   // free credit given by forgebot (posted +)
+	KindTopup   EntryKind = "topup"   // money paid in (posted +)
+	KindHold    EntryKind = "hold"    // a hold placed (held +)
+	KindCapture EntryKind = "capture" // a hold charged (posted -, held -)
+	KindRelease EntryKind = "release" // a hold given back, by release, partial capture or expiry (held -)
+	// KindRefund is money given back: to a bucket after a capture (posted +),
+	// or to a payer when a payment is refunded (negative: posted − for what
+	// was still there, debt + for what was already spent).
+	KindRefund     EntryKind = "refund"
 	KindAdjustment EntryKind = "adjustment" // an operator's signed correction (posted ±)
 )
 
@@ -29,6 +32,7 @@ type Entry struct {
 	Amount      Money
 	PostedDelta Money
 	HeldDelta   Money
+	DebtDelta   Money // + when a refund leaves debt, − when money in pays it
 	HoldID      int64 // 0 unless the entry belongs to a hold
 	Reference   string
 	Key         string
@@ -54,6 +58,10 @@ type PostRequest struct {
 	Reference string // run, receipt or operator note
 	Actor     string
 }
+
+// A grant, top-up or (positive) refund pays the bucket's debt first: the
+// entry's Amount is what came in, its DebtDelta what it paid off, and its
+// PostedDelta the rest.
 
 // Validate checks the request before it reaches the database.
 func (r PostRequest) Validate() error {

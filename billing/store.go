@@ -72,10 +72,41 @@ type Receipts interface {
 	FailedRequests(ctx context.Context, runID string) ([]FailedRequest, error)
 }
 
+// Payments records money paid in through providers, the offers behind it,
+// grants and spend limits.
+type Payments interface {
+	// CreateOffer stores an offer (a pending top-up) under its nonce.
+	CreateOffer(ctx context.Context, o Offer) error
+	// Offer returns the offer with that nonce, or ErrNotFound.
+	Offer(ctx context.Context, nonce string) (Offer, error)
+	// CreditPayment credits a provider charge once, with its top-up entry, in
+	// one transaction: a repeated charge id returns the first result with
+	// Replayed set (ErrIdempotencyConflict if its payload differs). With an
+	// OfferNonce, ErrOfferMismatch when the payment does not match the offer.
+	CreditPayment(ctx context.Context, req PaymentRequest) (Payment, Entry, error)
+	// RefundPayment reverses a payment's credit up to req.Total, in one
+	// transaction with its refund entry: what the bucket still has is taken
+	// back, the rest becomes debt. ErrUnknownPayment; ErrAlreadyRefunded when
+	// nothing is left to reverse and req.Total is zero. A Total at or below
+	// what was reversed already returns the payment with Replayed set.
+	RefundPayment(ctx context.Context, req RefundRequest) (Payment, Entry, error)
+	// Payment finds a payment by charge id or external ref; ErrUnknownPayment.
+	Payment(ctx context.Context, provider, id string) (Payment, error)
+	// GrantWelcome gives id's account the welcome grant once (see
+	// WelcomeReference for the rule). granted is false when it had one.
+	GrantWelcome(ctx context.Context, id Identity, w Welcome) (e Entry, granted bool, err error)
+	// SetLimits stores an account's own spend limits (zero: none).
+	SetLimits(ctx context.Context, acc AccountID, l Limits, actor string) error
+	// Spending returns what the account spent today and this month (at now)
+	// and the limits that apply to it (its own, else defaults).
+	Spending(ctx context.Context, acc AccountID, defaults Limits) (Spend, error)
+}
+
 // Store is everything billing needs from a database.
 type Store interface {
 	Accounts
 	Ledger
+	Payments
 	Receipts
 	Close() error
 }

@@ -206,10 +206,19 @@ func orProvider(s string) string {
 	return "local estimate"
 }
 
+// ReportPart is one whole-run part of a report under its heading.
+type ReportPart struct{ Name, Text string }
+
+// ReportParts lists a report's whole-run parts in reading order: a quick run's analysis, then a deeper run's
+// bull and bear cases, risks and synthesis.
+func ReportParts(rep research.Report) []ReportPart {
+	return []ReportPart{{"Analysis", rep.Overview}, {"Bull case", rep.Bull}, {"Bear case", rep.Bear}, {"Risks", rep.Risks}, {"Synthesis", rep.Synthesis}}
+}
+
 // RenderReport writes a report as plain text; adapters split or attach it.
 func RenderReport(rep research.Report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nData: %s as of %s", rep.Title, rep.DataSource, rep.AsOf.Format("2006-01-02"))
+	fmt.Fprintf(&b, "%s\nData: %s %s", rep.Title, rep.DataSource, rep.AsOfText())
 	if rep.Synthetic {
 		b.WriteString(" (SYNTHETIC demo data, not real prices)")
 	}
@@ -221,6 +230,12 @@ func RenderReport(rep research.Report) string {
 	b.WriteString("\n")
 	for _, s := range rep.Sections {
 		fmt.Fprintf(&b, "\n%s\n", s.Symbol)
+		if s.Context != "" {
+			fmt.Fprintf(&b, "  %s\n", s.Context)
+		}
+		for _, w := range s.Warnings {
+			fmt.Fprintf(&b, "  WARNING: %s\n", w)
+		}
 		for _, f := range s.Figures {
 			fmt.Fprintf(&b, "  %s: %s\n", f.Label, f.Value)
 		}
@@ -228,9 +243,9 @@ func RenderReport(rep research.Report) string {
 			fmt.Fprintf(&b, "%s\n", s.Text)
 		}
 	}
-	for _, part := range []struct{ name, text string }{{"Bull case", rep.Bull}, {"Bear case", rep.Bear}, {"Risks", rep.Risks}, {"Synthesis", rep.Synthesis}} {
-		if part.text != "" {
-			fmt.Fprintf(&b, "\n%s\n%s\n", part.name, part.text)
+	for _, part := range ReportParts(rep) {
+		if part.Text != "" {
+			fmt.Fprintf(&b, "\n%s\n%s\n", part.Name, part.Text)
 		}
 	}
 	for sym, why := range rep.Failed {

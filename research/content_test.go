@@ -47,7 +47,7 @@ func aaplData(t *testing.T) promptData {
 		t.Fatal(err)
 	}
 	ind := market.Compute(s, Plans[Quick].Window)
-	return promptData{Source: "csv", AsOf: ind.AsOf.Format("2006-01-02"), Symbols: []symbolData{symbolFor(ind)}}
+	return promptData{Source: "csv", AsOf: ind.AsOf.Format("2006-01-02"), Symbols: []symbolData{symbolFor(ind, ind.AsOf.Add(24*time.Hour))}}
 }
 
 func TestPromptCarriesFiguresAndQuotesData(t *testing.T) {
@@ -63,7 +63,7 @@ func TestPromptCarriesFiguresAndQuotesData(t *testing.T) {
 			t.Errorf("system prompt lacks %q", want)
 		}
 	}
-	for _, want := range []string{`"as_of": "2017-02-16"`, `"RSI 14"`, `"88.72"`, `"127.64 / 120.96 / 109.13"`} {
+	for _, want := range []string{`"as_of": "2017-02-16"`, `"RSI 14 (Wilder, daily)"`, `"88.72"`, `"127.64 / 120.96 / 109.13"`} {
 		if !strings.Contains(user, want) {
 			t.Errorf("user message lacks %q", want)
 		}

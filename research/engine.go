@@ -51,6 +51,9 @@ type Engine struct {
 	ProgressEvery time.Duration
 	ReceiptURL    func(publicID string) string
 	Admins        []billing.Identity
+	// SpendDefaults are the operator's spend limits for accounts that set
+	// none; the store enforces limits in the transaction placing the hold.
+	SpendDefaults billing.Limits
 	Log           *slog.Logger
 
 	mu      sync.Mutex
@@ -199,13 +202,14 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 	}
 	holds := []billing.HoldRequest{{
 		AccountID: q.AccountID, Bucket: q.Bucket, Amount: q.Hold, TTL: e.holdTTL(plan),
-		Key: "run:" + run.ID + ":hold", Reference: "run:" + run.ID, Actor: who.String(),
+		Key: "run:" + run.ID + ":hold", Reference: "run:" + run.ID, Actor: who.String(), DefaultLimits: e.SpendDefaults,
 	}}
 	run.FallbackBucket = q.FallbackBucket
 	if q.FallbackHold > 0 { // free fallback routes need no hold
 		holds = append(holds, billing.HoldRequest{
 			AccountID: q.AccountID, Bucket: q.FallbackBucket, Amount: q.FallbackHold, TTL: e.holdTTL(plan),
 			Key: "run:" + run.ID + ":fallback-hold", Reference: "run:" + run.ID + ":fallback", Actor: who.String(),
+			DefaultLimits: e.SpendDefaults,
 		})
 	}
 	run, err = e.Store.ConfirmQuote(ctx, q.ID, run, holds, plan.RuntimeHigh)

@@ -518,7 +518,7 @@ func (e *Engine) report(r Run, g gathered) Report {
 		if ind.AsOf.After(rep.AsOf) {
 			rep.AsOf = ind.AsOf
 		}
-		sec := Section{Symbol: s, Figures: figures(ind)}
+		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind)}
 		for i, st := range r.Stages {
 			if st.Symbol == s {
 				sec.Text = r.Outputs[i]
@@ -528,7 +528,9 @@ func (e *Engine) report(r Run, g gathered) Report {
 	}
 	for i, st := range r.Stages {
 		switch st.Role {
-		case "report", "synthesis":
+		case "report":
+			rep.Overview = r.Outputs[i]
+		case "synthesis":
 			rep.Synthesis = r.Outputs[i]
 		case "bull":
 			rep.Bull = r.Outputs[i]

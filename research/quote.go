@@ -38,6 +38,12 @@ type Quote struct {
 	Available billing.Money  `json:"available"`
 	AfterHold billing.Money  `json:"after_hold"`
 	Shortfall billing.Money  `json:"shortfall"` // > 0: not enough to confirm
+	// Debt > 0: a refund left the account owing; no run until it is paid.
+	Debt billing.Money `json:"debt,omitempty"`
+	// Spend is what the account spent today and this month against its
+	// limits; OverLimit, when set, says which limit this run would pass.
+	Spend     *billing.Spend `json:"spend,omitempty"`
+	OverLimit string         `json:"over_limit,omitempty"`
 
 	// With consent to an other-bucket fallback, that bucket pays the
 	// fallback's tokens from a second hold placed at confirm. A zero
@@ -76,7 +82,9 @@ type Quote struct {
 }
 
 // CanConfirm reports whether the balance covers the hold.
-func (q Quote) CanConfirm() bool { return q.Shortfall <= 0 && q.Status == QuoteOpen }
+func (q Quote) CanConfirm() bool {
+	return q.Shortfall <= 0 && q.Debt <= 0 && q.OverLimit == "" && q.Status == QuoteOpen
+}
 
 // intensity labels the estimated total tokens for a user.
 func intensity(tokens int64) string {

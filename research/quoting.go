@@ -95,6 +95,15 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	if q.AfterHold < 0 {
 		q.Shortfall = -q.AfterHold
 	}
+	q.Debt = bal.Debt()
+	if sr, ok := e.Ledger.(SpendReader); ok {
+		sp, err := sr.Spending(ctx, acc, e.SpendDefaults)
+		if err != nil {
+			return Quote{}, err
+		}
+		q.Spend = &sp
+		q.OverLimit = overLimit(sp, q.Hold+q.FallbackHold)
+	}
 	q.RuntimeLow, q.RuntimeHigh = e.runtime(route, q, plan)
 	q.RetryPolicy = "429, 5xx, timeouts and broken streams are retried up to 2 times per route with backoff, honouring Retry-After"
 	q.FallbackPolicy = fallbackPolicy(chain, req.Consent)
@@ -294,19 +303,26 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 }
 
 func (e *Engine) promptData(g gathered, plan Plan) promptData {
-	d := promptData{Source: e.Market.Name(), Synthetic: e.Market.Synthetic(), Window: fmt.Sprintf("%d days", int(plan.Window.Hours()/24)), Signals: g.notes}
-	var asOf time.Time
+	d := promptData{Source: e.Market.Name(), Synthetic: e.Market.Synthetic(), Depth: string(plan.Depth),
+		Window: fmt.Sprintf("%d days", int(plan.Window.Hours()/24)), Signals: g.notes}
+	now := e.now()
+	dates := map[string]bool{}
 	for _, s := range g.symbols {
 		ind, ok := g.ind[s]
 		if !ok {
 			continue
 		}
-		d.Symbols = append(d.Symbols, symbolFor(ind))
-		if ind.AsOf.After(asOf) {
-			asOf = ind.AsOf
+		d.Symbols = append(d.Symbols, symbolFor(ind, now))
+		dates[ind.AsOf.Format(time.DateOnly)] = true
+	}
+	// One as-of only when every symbol shares it: the latest date across symbols would date a crypto
+	// pair's or an old file's figures wrongly.
+	d.AsOf = "per symbol (see each symbol's as_of)"
+	for k := range dates {
+		if len(dates) == 1 {
+			d.AsOf = k
 		}
 	}
-	d.AsOf = asOf.Format("2006-01-02")
 	if len(g.failed) > 0 {
 		d.Failed = g.failed
 	}
@@ -329,4 +345,21 @@ func cmpAbs(a, b market.Value) int {
 		return 1
 	}
 	return 0
+}
+
+// SpendReader is the part of a ledger that reports spend against limits;
+// with it, quotes show "today: $0.40 of $2.00" and foresee a refusal.
+type SpendReader interface {
+	Spending(ctx context.Context, acc billing.AccountID, defaults billing.Limits) (billing.Spend, error)
+}
+
+// overLimit says which limit a hold of amount would pass, or "".
+func overLimit(sp billing.Spend, amount billing.Money) string {
+	switch {
+	case sp.Limits.Daily > 0 && sp.Today+amount > sp.Limits.Daily:
+		return fmt.Sprintf("this run holds up to %s and today's spend is %s of your %s daily limit", amount, sp.Today, sp.Limits.Daily)
+	case sp.Limits.Monthly > 0 && sp.Month+amount > sp.Limits.Monthly:
+		return fmt.Sprintf("this run holds up to %s and this month's spend is %s of your %s monthly limit", amount, sp.Month, sp.Limits.Monthly)
+	}
+	return ""
 }

@@ -47,6 +47,7 @@ const (
 	SkippedOverlap Outcome = "skipped_overlap" // the previous run was still going
 	SkippedBalance Outcome = "skipped_balance" // too little balance for the quote
 	SkippedCap     Outcome = "skipped_cap"     // the quote was above the schedule's cap
+	SkippedLimit   Outcome = "skipped_limit"   // the run would pass the owner's spend limit
 	SkippedPaused  Outcome = "skipped_paused"
 	Missed         Outcome = "missed" // due while nothing ran, outside the catch-up window
 	FailedOutcome  Outcome = "failed" // the quote could not be made

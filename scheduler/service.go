@@ -373,12 +373,23 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 		return false, fmt.Errorf("%w: the fire's quote is %s", research.ErrQuoteExpired, q.Status)
 	case sc.Cap > 0 && q.Hold > sc.Cap:
 		return false, skip(SkippedCap, fmt.Sprintf("its quote holds up to %s, above the cap of %s", q.Hold, sc.Cap))
+	case q.OverLimit != "":
+		return false, skip(SkippedLimit, q.OverLimit+"; raise it with /limit to keep it running")
+	case q.Debt > 0:
+		return false, skip(SkippedBalance, fmt.Sprintf("your account owes %s after a refund; top up to pay it and keep the schedule running", q.Debt))
 	case !q.CanConfirm():
 		return false, skip(SkippedBalance, fmt.Sprintf("your %s has %s and the run needs up to %s; top up to keep it running", q.Bucket, q.Available, q.Hold))
 	default:
 		run, _, err = s.Engine.Confirm(ctx, q.ID, sc.Owner, nil)
 		if errors.Is(err, research.ErrInsufficient) {
 			return false, skip(SkippedBalance, "the balance no longer covers the quote")
+		}
+		var le *billing.LimitError
+		if errors.As(err, &le) {
+			return false, skip(SkippedLimit, fmt.Sprintf("it would pass your %s spend limit of %s (%s spent); raise it with /limit to keep it running", le.Period, le.Limit, le.Spent))
+		}
+		if errors.Is(err, billing.ErrInDebt) {
+			return false, skip(SkippedBalance, "your account owes money after a refund; top up to pay it")
 		}
 		if errors.Is(err, research.ErrQuoteUsed) && run.ID != "" {
 			err = nil // another attempt of this job confirmed it first

@@ -258,7 +258,7 @@ func htmlBlocks(v bots.View, links []bots.Button) []block {
 // reportBlocks renders a report richly: symbols and parts in bold, figures
 // one per line, the notice in italics.
 func reportBlocks(rep research.Report) []block {
-	meta := fmt.Sprintf("Data: %s as of %s", rep.DataSource, rep.AsOf.Format("2006-01-02"))
+	meta := fmt.Sprintf("Data: %s %s", rep.DataSource, rep.AsOfText())
 	if rep.Synthetic {
 		meta += " (SYNTHETIC demo data, not real prices)"
 	}
@@ -270,6 +270,12 @@ func reportBlocks(rep research.Report) []block {
 	out := []block{italic(meta)}
 	for _, s := range rep.Sections {
 		out = append(out, bold(s.Symbol))
+		if s.Context != "" {
+			out = append(out, italic(s.Context))
+		}
+		for _, w := range s.Warnings {
+			out = append(out, labelled("Warning", w))
+		}
 		var figs []string
 		for _, f := range s.Figures {
 			figs = append(figs, f.Label+": "+f.Value)
@@ -279,12 +285,12 @@ func reportBlocks(rep research.Report) []block {
 		}
 		out = append(out, paragraphs(s.Text)...)
 	}
-	for _, part := range []struct{ name, text string }{{"Bull case", rep.Bull}, {"Bear case", rep.Bear}, {"Risks", rep.Risks}, {"Synthesis", rep.Synthesis}} {
-		if strings.TrimSpace(part.text) == "" {
+	for _, part := range bots.ReportParts(rep) {
+		if strings.TrimSpace(part.Text) == "" {
 			continue
 		}
-		ps := paragraphs(part.text)
-		ps[0].head = "<b>" + part.name + "</b>\n"
+		ps := paragraphs(part.Text)
+		ps[0].head = "<b>" + part.Name + "</b>\n"
 		out = append(out, ps...)
 	}
 	failed := make([]string, 0, len(rep.Failed))

@@ -144,3 +144,26 @@ func TestClassify(t *testing.T) {
 		t.Fatalf("gone = %v", err)
 	}
 }
+
+func TestSyntheticLabelOnEveryPart(t *testing.T) {
+	t.Parallel()
+	a := &Adapter{log: slog.New(slog.DiscardHandler)}
+	// Long enough for two or three messages, short enough not to become a document.
+	rep := &research.Report{Notice: research.Notice, Synthetic: true, Synthesis: strings.Repeat("word ", 1500)}
+	steps := a.plan(bots.View{Kind: bots.KindFinal, Final: true, Title: "T", Report: rep, Notice: research.Notice}, false)
+	if len(steps) < 2 {
+		t.Fatalf("expected a split report, got %d steps", len(steps))
+	}
+	for i, st := range steps {
+		if st.kind != "text" || !strings.Contains(st.text, "SYNTHETIC") || textLen(st.text) > maxText {
+			t.Errorf("part %d (%s, %d units) lacks the synthetic label or is too long: %.80q", i+1, st.kind, textLen(st.text), st.text)
+		}
+	}
+	// A real report's parts carry no such label.
+	rep.Synthetic = false
+	for i, st := range a.plan(bots.View{Kind: bots.KindFinal, Final: true, Title: "T", Report: rep, Notice: research.Notice}, false) {
+		if strings.Contains(st.text, "SYNTHETIC") {
+			t.Errorf("real report part %d says synthetic", i+1)
+		}
+	}
+}

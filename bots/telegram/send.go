@@ -46,7 +46,15 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 		a.log.Error("telegram: buttons dropped: payload over 64 bytes", "buttons", dropped)
 	}
 	var steps []step
-	switch parts := pack(htmlBlocks(v, links), maxText); {
+	// A synthetic report says so on every message it is split into, not only the first: a later part
+	// forwarded or read alone must not pass for real prices.
+	synthetic := v.Report != nil && v.Report.Synthetic
+	mark := italic(syntheticMark).render(syntheticMark, true) + "\n\n"
+	limit := maxText
+	if synthetic {
+		limit -= textLen(mark)
+	}
+	switch parts := pack(htmlBlocks(v, links), limit); {
 	case v.Kind == bots.KindProgress && !v.Final:
 		steps = []step{{kind: "text", text: plainText(v, links), kb: kb}}
 	case len(parts) > maxParts:
@@ -59,6 +67,9 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 			{kind: "document", file: []byte(documentText(v)), fileName: reportName(v), text: truncate(clean("Full report: "+v.Title), maxCaption)}}
 	default:
 		for i, p := range parts {
+			if synthetic && i > 0 {
+				p = mark + p
+			}
 			st := step{kind: "text", html: true, text: p}
 			if i == 0 {
 				st.kb = kb
@@ -75,6 +86,9 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 	}
 	return steps
 }
+
+// syntheticMark heads every part after the first of a synthetic report.
+const syntheticMark = "SYNTHETIC demo data, not real prices (continued)"
 
 func nameOr(name, def string) string {
 	if name == "" {

@@ -66,8 +66,10 @@ func TestResearchCommand(t *testing.T) {
 		t.Fatalf("research: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	// The report's key figures are the indicator tests' figures for AAPL as of 2017-02-16.
-	for _, want := range []string{"as of 2017-02-16", "Close: 135.35", "SMA 20 / 50 / 200: 127.64 / 120.96 / 109.13", "RSI 14: 88.72",
-		"MACD (12,26,9) line / signal / hist: 4.35 / 3.80 / 0.55", "ATR 14: 1.58", "Return 3M / YTD: +26.4% / +16.9%",
+	// 3M runs by calendar date, from the 2016-11-16 close (research/market's fixture).
+	for _, want := range []string{"as of 2017-02-16", "Close (2017-02-16, currency not given): 135.35", "SMA 20 / 50 / 200 (daily closes): 127.64 / 120.96 / 109.13",
+		"RSI 14 (Wilder, daily): 88.72", "MACD (12,26,9) line / signal / hist: 4.35 / 3.80 / 0.55", "ATR 14 (Wilder, daily): 1.58",
+		"Return 3M / YTD (price only, since the close dated): +23.1% since 2016-11-16 / +16.9% since 2016-12-30",
 		"Not financial advice", "succeeded: charged $0.0", "Receipt: http://127.0.0.1:8080/r/"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, r.stdout)

@@ -171,6 +171,7 @@ type bucketJSON struct {
 	Posted    int64 `json:"posted_micros"`
 	Held      int64 `json:"held_micros"`
 	Available int64 `json:"available_micros"`
+	Debt      int64 `json:"debt_micros,omitempty"`
 }
 
 func cmdShow(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
@@ -192,7 +193,7 @@ func cmdShow(ctx context.Context, cfg Config, args []string, stdout io.Writer) e
 	if *asJSON {
 		out := map[billing.Bucket]bucketJSON{}
 		for _, b := range billing.Buckets {
-			out[b] = bucketJSON{bal[b].Posted.Micros(), bal[b].Held.Micros(), bal[b].Available.Micros()}
+			out[b] = bucketJSON{bal[b].Posted.Micros(), bal[b].Held.Micros(), bal[b].Available.Micros(), bal[b].Debt.Micros()}
 		}
 		return json.NewEncoder(stdout).Encode(out)
 	}
@@ -206,9 +207,9 @@ func cmdShow(ctx context.Context, cfg Config, args []string, stdout io.Writer) e
 	}
 	fmt.Fprintf(stdout, "account %d (%s)\n", acc, strings.Join(names, ", "))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "bucket\tposted\theld\tavailable\t")
+	fmt.Fprintln(tw, "bucket\tposted\theld\tavailable\tdebt\t")
 	for _, b := range billing.Buckets {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", b, bal[b].Posted, bal[b].Held, bal[b].Available)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", b, bal[b].Posted, bal[b].Held, bal[b].Available, bal[b].Debt)
 	}
 	return tw.Flush()
 }
@@ -225,6 +226,7 @@ type entryJSON struct {
 	Reference   string    `json:"reference"`
 	Key         string    `json:"key"`
 	Actor       string    `json:"actor"`
+	DebtDelta   int64     `json:"debt_delta_micros,omitempty"`
 }
 
 func cmdLedger(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
@@ -251,7 +253,7 @@ func cmdLedger(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 		out := make([]entryJSON, len(entries))
 		for i, e := range entries {
 			out[i] = entryJSON{e.ID, e.CreatedAt, string(e.Bucket), string(e.Kind), e.Amount.Micros(), e.PostedDelta.Micros(),
-				e.HeldDelta.Micros(), e.HoldID, e.Reference, e.Key, e.Actor}
+				e.HeldDelta.Micros(), e.HoldID, e.Reference, e.Key, e.Actor, e.DebtDelta.Micros()}
 		}
 		return json.NewEncoder(stdout).Encode(out)
 	}
@@ -262,8 +264,14 @@ func cmdLedger(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 		if e.HoldID != 0 {
 			hold = fmt.Sprint(e.HoldID)
 		}
+		ref := e.Reference
+		if e.DebtDelta > 0 {
+			ref += fmt.Sprintf(" (%s owed)", e.DebtDelta)
+		} else if e.DebtDelta < 0 {
+			ref += fmt.Sprintf(" (%s of debt paid)", -e.DebtDelta)
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.CreatedAt.Format("2006-01-02 15:04:05"), e.Bucket, e.Kind,
-			e.Amount, hold, e.Reference, e.Actor)
+			e.Amount, hold, ref, e.Actor)
 	}
 	return tw.Flush()
 }

@@ -170,19 +170,22 @@ func Chart(series []Series, opts ChartOptions) ([]byte, error) {
 // chartTitle says what is drawn, as of when and from where, and puts the synthetic warning at both ends so
 // that cropping cannot remove it.
 func chartTitle(desc string, series []Series) string {
-	var asOf time.Time
-	var sources []string
-	synthetic := false
+	var sources, dates []string
+	synthetic, same := false, true
 	for _, s := range series {
-		if s.AsOf().After(asOf) {
-			asOf = s.AsOf()
-		}
 		if !slices.Contains(sources, s.Source) {
 			sources = append(sources, s.Source)
 		}
 		synthetic = synthetic || s.Synthetic
+		same = same && s.AsOf().Equal(series[0].AsOf())
+		dates = append(dates, s.Symbol+" "+s.AsOf().Format(time.DateOnly))
 	}
-	title := fmt.Sprintf("%s\nas of %s, source: %s", desc, asOf.Format(time.DateOnly), strings.Join(sources, ", "))
+	// Each symbol is dated by its own last bar: a crypto pair's or an old file's as-of is not another's.
+	asOf := strings.Join(dates, ", ")
+	if same {
+		asOf = series[0].AsOf().Format(time.DateOnly)
+	}
+	title := fmt.Sprintf("%s\nas of %s, source: %s", desc, asOf, strings.Join(sources, ", "))
 	if synthetic {
 		title = "SYNTHETIC DATA - " + title + " - NOT REAL PRICES"
 	}

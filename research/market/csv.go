@@ -70,7 +70,7 @@ func (c *CSV) History(ctx context.Context, symbol string, lookback time.Duration
 	for i < len(bars) && bars[i].Date.Before(start) {
 		i++
 	}
-	return Series{Symbol: sym, Bars: bars[i:], Source: "csv"}, nil
+	return Series{Symbol: sym, Bars: bars[i:], Source: "csv", Class: ClassOf(sym, "")}, nil
 }
 
 // readCSVBars parses a whole file. Errors wrap ErrMalformed and name the line.
@@ -127,7 +127,12 @@ func readCSVBars(r io.Reader) ([]Bar, error) {
 			continue
 		}
 		var v [5]float64
+		noVol := false
 		for k := 1; k <= 5; k++ {
+			if k == 5 && (field(k) == "" || strings.EqualFold(field(k), "null")) {
+				noVol = true // a missing volume is not a day without trades
+				continue
+			}
 			x, err := strconv.ParseFloat(field(k), 64)
 			if err != nil || x < 0 || x != x || x > 1e15 {
 				return nil, fmt.Errorf("%w: line %d: %s %q is not a price", ErrMalformed, line, names[k], field(k))
@@ -141,7 +146,7 @@ func readCSVBars(r io.Reader) ([]Bar, error) {
 			return nil, fmt.Errorf("%w: line %d: date %s does not come after %s", ErrMalformed, line,
 				date.Format(time.DateOnly), bars[n-1].Date.Format(time.DateOnly))
 		}
-		bars = append(bars, Bar{Date: date, Open: v[0], High: v[1], Low: v[2], Close: v[3], Volume: v[4]})
+		bars = append(bars, Bar{Date: date, Open: v[0], High: v[1], Low: v[2], Close: v[3], Volume: v[4], NoVolume: noVol})
 	}
 	return bars, nil
 }

@@ -60,7 +60,7 @@ func (d *Demo) History(ctx context.Context, symbol string, lookback time.Duratio
 	if len(bars) == 0 {
 		return Series{}, fmt.Errorf("demo: %s: %w: demo data starts on %s", sym, ErrNoData, demoEpoch.Format(time.DateOnly))
 	}
-	return Series{Symbol: sym, Bars: bars, Source: "demo", Synthetic: true}, nil
+	return Series{Symbol: sym, Bars: bars, Source: "demo", Synthetic: true, Class: ClassOf(sym, ""), TimeZone: "UTC"}, nil
 }
 
 // demoWalk generates the walk from demoEpoch to end and keeps the bars from start on. Every day draws the

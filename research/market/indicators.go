@@ -64,6 +64,20 @@ type Indicators struct {
 	Bars      int       `json:"bars"`
 	Close     float64   `json:"close"`
 
+	// Per-symbol facts a reader needs to read the figures right; see Series.
+	Class    AssetClass `json:"asset_class"`
+	Currency string     `json:"currency,omitempty"`
+	Exchange string     `json:"exchange,omitempty"`
+	TimeZone string     `json:"time_zone,omitempty"`
+	LastTime time.Time  `json:"last_time,omitzero"`
+	// Decimals is the price precision (Series.Precision); DaysPerYear the calendar (AssetClass.DaysPerYear).
+	Decimals    int  `json:"decimals"`
+	DaysPerYear int  `json:"days_per_year"`
+	Live        *Bar `json:"live,omitempty"`
+	// Warnings are the series' data problems (suspect jumps) found by CheckJumps. A series with any is
+	// Suspect: Signals raises nothing for it.
+	Warnings []Warning `json:"warnings,omitempty"`
+
 	SMA20  Value `json:"sma20"`
 	SMA50  Value `json:"sma50"`
 	SMA200 Value `json:"sma200"`
@@ -77,10 +91,15 @@ type Indicators struct {
 	// RSI14 and ATR14 use Wilder's smoothing.
 	RSI14 Value `json:"rsi14"`
 	ATR14 Value `json:"atr14"`
-	// Volatility20 is the annualised sample standard deviation of the last 20 daily log returns, in percent.
+	// Volatility20 is the sample standard deviation of the last 20 daily log returns, annualised with the
+	// class's DaysPerYear, in percent.
 	Volatility20 Value `json:"volatility20"`
-	// MaxDrawdown is the worst peak-to-trough fall of the close within the analysis window, in percent (<= 0).
-	MaxDrawdown Value `json:"max_drawdown"`
+	// MaxDrawdown is the worst peak-to-trough fall of the close within the analysis window, in percent (<= 0):
+	// the window's first bar is DrawdownFrom, the peak and the trough are dated.
+	MaxDrawdown    Value     `json:"max_drawdown"`
+	DrawdownFrom   time.Time `json:"drawdown_from,omitzero"`
+	DrawdownPeak   time.Time `json:"drawdown_peak,omitzero"`
+	DrawdownTrough time.Time `json:"drawdown_trough,omitzero"`
 	// High52w and Low52w are the highest daily high and lowest daily low of the bars dated within one year
 	// before AsOf (intraday extremes, as exchanges and Yahoo quote them). FromHigh52w (<= 0) and FromLow52w
 	// (>= 0) are the distance of Close from them in percent.
@@ -91,13 +110,25 @@ type Indicators struct {
 	// VolumeVsAvg20 is the last bar's volume over the mean volume of the 20 bars before it (the last bar is
 	// left out so that a spike does not dilute its own yardstick). Not known where volume is zero (FX).
 	VolumeVsAvg20 Value `json:"volume_vs_avg20"`
-	// Returns in percent over 1, 5, 21 and 63 bars, and since the last close of the previous calendar year.
-	Return1D  Value `json:"return_1d"`
-	Return1W  Value `json:"return_1w"`
-	Return1M  Value `json:"return_1m"`
-	Return3M  Value `json:"return_3m"`
-	ReturnYTD Value `json:"return_ytd"`
+	// Returns are price-only (dividends left out), in percent: 1D over the previous bar; 1W, 1M and 3M by
+	// calendar date, from the last close on or before AsOf minus 7 days, one month and three months (so "1W"
+	// is a week of calendar time whatever the asset trades on); YTD from the last close of the previous
+	// calendar year. Each From is the date of the close the return starts from.
+	Return1D      Value     `json:"return_1d"`
+	Return1W      Value     `json:"return_1w"`
+	Return1M      Value     `json:"return_1m"`
+	Return3M      Value     `json:"return_3m"`
+	ReturnYTD     Value     `json:"return_ytd"`
+	Return1DFrom  time.Time `json:"return_1d_from,omitzero"`
+	Return1WFrom  time.Time `json:"return_1w_from,omitzero"`
+	Return1MFrom  time.Time `json:"return_1m_from,omitzero"`
+	Return3MFrom  time.Time `json:"return_3m_from,omitzero"`
+	ReturnYTDFrom time.Time `json:"return_ytd_from,omitzero"`
 }
+
+// Suspect reports whether the series has a data problem that makes its figures unreliable (a jump that looks
+// like an unadjusted split or a bad print).
+func (ind Indicators) Suspect() bool { return len(ind.Warnings) > 0 }
 
 // coverSlack is how far after a period's start the first bar may be and still count as covering it: a
 // period that starts on a Saturday before a Monday holiday has its first bar three days later.
@@ -115,7 +146,16 @@ func Compute(s Series, window time.Duration) Indicators {
 		Source:    s.Source,
 		Synthetic: s.Synthetic,
 		Bars:      len(s.Bars),
+		Class:     s.AssetClass(),
+		Currency:  s.Currency,
+		Exchange:  s.Exchange,
+		TimeZone:  s.TimeZone,
+		LastTime:  s.LastTime,
+		Decimals:  s.Precision(),
+		Live:      s.Live,
+		Warnings:  CheckJumps(s),
 	}
+	ind.DaysPerYear = ind.Class.DaysPerYear()
 	n := len(s.Bars)
 	if n == 0 {
 		return ind
@@ -132,12 +172,16 @@ func Compute(s Series, window time.Duration) Indicators {
 	ind.MACD, ind.MACDSignal, ind.MACDHist = last(line), last(sig), last(hist)
 	ind.RSI14 = last(RSI(c, 14))
 	ind.ATR14 = last(ATR(h, l, c, 14))
-	ind.Volatility20 = last(Volatility(c, 20))
+	ind.Volatility20 = last(VolatilityPerYear(c, 20, ind.DaysPerYear))
 
-	if window <= 0 {
-		ind.MaxDrawdown = Known(MaxDrawdown(c))
-	} else if i, ok := periodStart(s.Bars, ind.AsOf.Add(-window)); ok {
-		ind.MaxDrawdown = Known(MaxDrawdown(c[i:]))
+	from, ok := 0, true
+	if window > 0 {
+		from, ok = periodStart(s.Bars, ind.AsOf.Add(-window))
+	}
+	if ok {
+		dd, peak, trough := drawdown(c[from:])
+		ind.MaxDrawdown = Known(dd)
+		ind.DrawdownFrom, ind.DrawdownPeak, ind.DrawdownTrough = s.Bars[from].Date, s.Bars[from+peak].Date, s.Bars[from+trough].Date
 	}
 
 	if i, ok := periodStart(s.Bars, ind.AsOf.AddDate(-1, 0, 0)); ok {
@@ -154,22 +198,40 @@ func Compute(s Series, window time.Duration) Indicators {
 		for _, x := range v[n-21 : n-1] {
 			sum += x
 		}
-		if sum > 0 {
+		// A last bar without volume (null from the provider) or with none (FX) has no ratio: 0.00x would
+		// read as a day nobody traded.
+		if sum > 0 && v[n-1] > 0 && !s.Bars[n-1].NoVolume {
 			ind.VolumeVsAvg20 = Known(v[n-1] / (sum / 20))
 		}
 	}
 
-	ind.Return1D = Known(Return(c, 1))
-	ind.Return1W = Known(Return(c, 5))
-	ind.Return1M = Known(Return(c, 21))
-	ind.Return3M = Known(Return(c, 63))
+	if n > 1 {
+		ind.Return1D, ind.Return1DFrom = Known(Return(c, 1)), s.Bars[n-2].Date
+	}
+	ind.Return1W, ind.Return1WFrom = returnSince(s.Bars, ind.AsOf.AddDate(0, 0, -7))
+	ind.Return1M, ind.Return1MFrom = returnSince(s.Bars, ind.AsOf.AddDate(0, -1, 0))
+	ind.Return3M, ind.Return3MFrom = returnSince(s.Bars, ind.AsOf.AddDate(0, -3, 0))
 	for i := n - 1; i >= 0; i-- {
 		if s.Bars[i].Date.Year() < ind.AsOf.Year() {
-			ind.ReturnYTD = Known(PercentChange(c[i], ind.Close))
+			ind.ReturnYTD, ind.ReturnYTDFrom = Known(PercentChange(c[i], ind.Close)), s.Bars[i].Date
 			break
 		}
 	}
 	return ind
+}
+
+// returnSince is the percent change of the last close over the last close dated on or before start, and that
+// close's date; not known when the series starts after start.
+func returnSince(bars []Bar, start time.Time) (Value, time.Time) {
+	n := len(bars)
+	if n < 2 || bars[0].Date.After(start) {
+		return Value{}, time.Time{}
+	}
+	i := n - 1
+	for i > 0 && bars[i].Date.After(start) {
+		i--
+	}
+	return Known(PercentChange(bars[i].Close, bars[n-1].Close)), bars[i].Date
 }
 
 // periodStart returns the index of the first bar dated after start, and whether the series reaches back far

@@ -225,8 +225,8 @@ func TestIndicatorsAgainstNaiveOnAAPL(t *testing.T) {
 	}
 	checkValue(t, "Return1D", ind.Return1D, (c[n-1]-closeOn("2017-02-15"))/closeOn("2017-02-15")*100)
 	checkValue(t, "Return1W", ind.Return1W, (c[n-1]-closeOn("2017-02-09"))/closeOn("2017-02-09")*100)
-	checkValue(t, "Return1M", ind.Return1M, (c[n-1]-closeOn("2017-01-18"))/closeOn("2017-01-18")*100)
-	checkValue(t, "Return3M", ind.Return3M, (c[n-1]-closeOn("2016-11-15"))/closeOn("2016-11-15")*100)
+	checkValue(t, "Return1M", ind.Return1M, (c[n-1]-closeOn("2017-01-13"))/closeOn("2017-01-13")*100) // 2017-01-16 was a holiday
+	checkValue(t, "Return3M", ind.Return3M, (c[n-1]-closeOn("2016-11-16"))/closeOn("2016-11-16")*100)
 	checkValue(t, "ReturnYTD", ind.ReturnYTD, (c[n-1]-closeOn("2016-12-30"))/closeOn("2016-12-30")*100)
 
 	volSum := 0.0

@@ -37,8 +37,12 @@ type Signal struct {
 }
 
 // Signals lists the conditions that hold for s as of its last bar, in the order of the kind constants. ind
-// must be Compute's result for s; figures it lacks (too little history) raise no signal.
+// must be Compute's result for s; figures it lacks (too little history) raise no signal, and neither does a
+// Suspect series (its figures span a jump that looks like a data error).
 func Signals(s Series, ind Indicators) []Signal {
+	if ind.Suspect() {
+		return nil
+	}
 	var out []Signal
 	add := func(kind string, score float64, format string, args ...any) {
 		out = append(out, Signal{Symbol: s.Symbol, Kind: kind, Detail: fmt.Sprintf(format, args...), Score: score})
@@ -94,7 +98,8 @@ func Signals(s Series, ind Indicators) []Signal {
 		// The yardstick is the 20 daily returns before today's, so that the move does not inflate it.
 		daily := math.NaN()
 		if n > 21 {
-			daily = Volatility(c[n-22:n-1], 20)[20] / math.Sqrt(TradingDaysPerYear)
+			perYear := s.AssetClass().DaysPerYear()
+			daily = VolatilityPerYear(c[n-22:n-1], 20, perYear)[20] / math.Sqrt(float64(perYear))
 		}
 		move := math.Abs(r.V)
 		switch {

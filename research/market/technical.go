@@ -150,13 +150,19 @@ func ATR(high, low, closes []float64, n int) []float64 {
 	return out
 }
 
-// TradingDaysPerYear annualises daily volatility.
+// TradingDaysPerYear is the equity calendar's year of exchange days; see AssetClass.DaysPerYear for others.
 const TradingDaysPerYear = 252
 
-// Volatility is realised volatility in percent a year: the sample standard deviation (n-1 in the
-// denominator) of the last n daily log returns, times sqrt(252). out[i] uses the returns ending at bar i, so
-// the first value is at index n.
+// Volatility is VolatilityPerYear on the equity calendar (252 bars a year).
 func Volatility(closes []float64, n int) []float64 {
+	return VolatilityPerYear(closes, n, TradingDaysPerYear)
+}
+
+// VolatilityPerYear is realised volatility in percent a year: the sample standard deviation (n-1 in the
+// denominator) of the last n daily log returns, times sqrt(perYear), perYear being the bars in a year on the
+// asset's calendar (252 for equities, 365 for crypto). out[i] uses the returns ending at bar i, so the first
+// value is at index n.
+func VolatilityPerYear(closes []float64, n, perYear int) []float64 {
 	out := nans(len(closes))
 	if n < 2 {
 		return out
@@ -172,7 +178,7 @@ func Volatility(closes []float64, n int) []float64 {
 			d := math.Log(closes[j]/closes[j-1]) - mean
 			ss += d * d
 		}
-		out[i] = math.Sqrt(ss/float64(n-1)) * math.Sqrt(TradingDaysPerYear) * 100
+		out[i] = math.Sqrt(ss/float64(n-1)) * math.Sqrt(float64(perYear)) * 100
 	}
 	return out
 }
@@ -180,15 +186,25 @@ func Volatility(closes []float64, n int) []float64 {
 // MaxDrawdown is the largest fall from a running peak to a later value, in percent (zero or negative: -12.5
 // means the worst peak-to-trough fall was 12.5 %). It is NaN for an empty slice.
 func MaxDrawdown(xs []float64) float64 {
+	dd, _, _ := drawdown(xs)
+	return dd
+}
+
+// drawdown is MaxDrawdown with the indices of the peak and the trough (both 0 when there was no fall).
+func drawdown(xs []float64) (worst float64, peakAt, troughAt int) {
 	if len(xs) == 0 {
-		return math.NaN()
+		return math.NaN(), 0, 0
 	}
-	peak, worst := xs[0], 0.0
-	for _, x := range xs {
-		peak = math.Max(peak, x)
-		worst = math.Min(worst, (x/peak-1)*100)
+	peak, at := xs[0], 0
+	for i, x := range xs {
+		if x > peak {
+			peak, at = x, i
+		}
+		if d := (x/peak - 1) * 100; d < worst {
+			worst, peakAt, troughAt = d, at, i
+		}
 	}
-	return worst
+	return worst, peakAt, troughAt
 }
 
 // PercentChange is the change from a to b in percent: 10 for 100 -> 110.

@@ -225,8 +225,29 @@ type yahooResult struct {
 		Currency             string `json:"currency"`
 		ExchangeTimezoneName string `json:"exchangeTimezoneName"`
 		GMTOffset            int    `json:"gmtoffset"`
+		ExchangeName         string `json:"exchangeName"`
+		InstrumentType       string `json:"instrumentType"`
+		PriceHint            int    `json:"priceHint"`
+		RegularMarketTime    int64  `json:"regularMarketTime"`
+		CurrentTradingPeriod struct {
+			Regular struct {
+				Start int64 `json:"start"`
+				End   int64 `json:"end"`
+			} `json:"regular"`
+		} `json:"currentTradingPeriod"`
 	} `json:"meta"`
-	Timestamp  []int64 `json:"timestamp"`
+	Timestamp []int64 `json:"timestamp"`
+	Events    struct {
+		Dividends map[string]struct {
+			Amount float64 `json:"amount"`
+			Date   int64   `json:"date"`
+		} `json:"dividends"`
+		Splits map[string]struct {
+			Date        int64   `json:"date"`
+			Numerator   float64 `json:"numerator"`
+			Denominator float64 `json:"denominator"`
+		} `json:"splits"`
+	} `json:"events"`
 	Indicators struct {
 		Quote []struct {
 			Open   []*float64 `json:"open"`
@@ -287,6 +308,7 @@ func parseYahooChart(sym string, body []byte) (Series, error) {
 
 	loc := exchangeLocation(r.Meta.ExchangeTimezoneName, r.Meta.GMTOffset)
 	bars := make([]Bar, 0, n)
+	stamps := make([]int64, 0, n) // session opens of bars, for LastTime
 	for i, ts := range r.Timestamp {
 		if ts <= 0 {
 			return Series{}, fmt.Errorf("yahoo: %s: %w: timestamp %d", sym, ErrMalformed, ts)
@@ -296,29 +318,68 @@ func parseYahooChart(sym string, body []byte) (Series, error) {
 			continue
 		}
 		// Volume may be missing where prices are not (indices, FX); prices are what matter, so keep the bar.
-		vol := 0.0
+		vol, noVol := 0.0, true
 		if len(q.Volume) == n && q.Volume[i] != nil {
-			vol = *q.Volume[i]
+			vol, noVol = *q.Volume[i], false
 		}
 		b := Bar{
 			Date: day(time.Unix(ts, 0).In(loc)),
-			Open: *q.Open[i], High: *q.High[i], Low: *q.Low[i], Close: *q.Close[i], Volume: vol,
+			Open: *q.Open[i], High: *q.High[i], Low: *q.Low[i], Close: *q.Close[i], Volume: vol, NoVolume: noVol,
 		}
 		// Timestamps are session opens in the exchange's zone, so the local date is the trading day. During
 		// the session Yahoo may add the live bar as a second entry for the same day; the later one wins.
 		if k := len(bars); k > 0 && !b.Date.After(bars[k-1].Date) {
 			if b.Date.Equal(bars[k-1].Date) {
-				bars[k-1] = b
+				bars[k-1], stamps[k-1] = b, ts
 				continue
 			}
 			return Series{}, fmt.Errorf("yahoo: %s: %w: timestamps out of order", sym, ErrMalformed)
 		}
 		bars = append(bars, b)
+		stamps = append(stamps, ts)
 	}
 	if len(bars) == 0 {
 		return Series{}, fmt.Errorf("yahoo: %s: %w: every bar in range is empty", sym, ErrNoData)
 	}
-	return Series{Symbol: sym, Bars: bars, Source: "yahoo", Currency: r.Meta.Currency}, nil
+	s := Series{
+		Symbol: sym, Bars: bars, Source: "yahoo", Currency: r.Meta.Currency,
+		Class: ClassOf(sym, r.Meta.InstrumentType), Exchange: r.Meta.ExchangeName, TimeZone: r.Meta.ExchangeTimezoneName,
+		PriceHint: max(r.Meta.PriceHint, 0), LastTime: time.Unix(stamps[len(stamps)-1], 0).In(loc),
+	}
+	if s.TimeZone == "" && r.Meta.GMTOffset == 0 {
+		s.TimeZone = "UTC"
+	}
+	// The last bar is live when the market's latest trade lies inside the current regular session and that
+	// session is the last bar's day: Yahoo then sends the running day as a bar whose "close" is the last
+	// trade. It is left out of Bars (and kept in Live) so that nothing treats it as a close.
+	p := r.Meta.CurrentTradingPeriod.Regular
+	if mt := r.Meta.RegularMarketTime; mt > 0 && p.End > p.Start && mt >= p.Start && mt < p.End &&
+		day(time.Unix(mt, 0).In(loc)).Equal(bars[len(bars)-1].Date) {
+		live := bars[len(bars)-1]
+		live.Date = time.Unix(mt, 0).In(loc) // when the live "close" was the last trade
+		s.Live, s.Bars = &live, bars[:len(bars)-1]
+		if len(s.Bars) == 0 {
+			return Series{}, fmt.Errorf("yahoo: %s: %w: only a live bar for a session not yet closed", sym, ErrNoData)
+		}
+		s.LastTime = time.Unix(stamps[len(s.Bars)-1], 0).In(loc)
+	}
+	for _, d := range r.Events.Dividends {
+		if d.Date > 0 {
+			s.Actions = append(s.Actions, Action{Date: day(time.Unix(d.Date, 0).In(loc)), Kind: "dividend", Amount: d.Amount})
+		}
+	}
+	for _, sp := range r.Events.Splits {
+		if sp.Date > 0 && sp.Numerator > 0 && sp.Denominator > 0 {
+			s.Actions = append(s.Actions, Action{Date: day(time.Unix(sp.Date, 0).In(loc)), Kind: "split", Numerator: sp.Numerator, Denominator: sp.Denominator})
+		}
+	}
+	slices.SortFunc(s.Actions, func(a, b Action) int {
+		if c := a.Date.Compare(b.Date); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Kind, b.Kind)
+	})
+	return s, nil
 }
 
 // exchangeLocation prefers the named zone, which knows daylight saving; Yahoo's gmtoffset is the offset
@@ -406,6 +467,11 @@ func (y *Yahoo) store(key string, s Series, now time.Time) {
 // cloneSeries copies the bars so that a caller editing its series cannot change the cached one.
 func cloneSeries(s Series) Series {
 	s.Bars = slices.Clone(s.Bars)
+	s.Actions = slices.Clone(s.Actions)
+	if s.Live != nil {
+		live := *s.Live
+		s.Live = &live
+	}
 	return s
 }
 

@@ -130,11 +130,13 @@ var Dialect = sqlcore.Dialect{
 
 // fastPlaceHold places a hold in one statement: the funds check is the
 // UPDATE's WHERE clause on the locked balance row. No row comes back when the
-// funds are short or the account is unknown; a used key fails on a unique
+// funds are short, the account is unknown, has spend limits or owes debt; a used key fails on a unique
 // index. Either way the core's general transaction takes over.
 const fastPlaceHold = `WITH b AS (
 	UPDATE balances SET held = held + $3, updated_at = $4
 	WHERE account_id = $1 AND bucket = $2 AND posted - held >= $3
+	AND NOT EXISTS (SELECT 1 FROM spend_limits l WHERE l.account_id = $1)
+	AND NOT EXISTS (SELECT 1 FROM balances d WHERE d.account_id = $1 AND d.debt > 0)
 	RETURNING account_id, bucket
 ), h AS (
 	INSERT INTO holds (account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at)

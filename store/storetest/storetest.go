@@ -138,6 +138,10 @@ func Run(t *testing.T, h Harness) {
 		{"Receipts", testReceipts},
 		{"CheckFindsViolations", testCheckFindsViolations},
 		{"EndedRunIsFrozen", testEndedRunIsFrozen},
+		{"Payments", testPayments},
+		{"RefundDebt", testRefundDebt},
+		{"WelcomeGrant", testWelcomeGrant},
+		{"SpendLimits", testSpendLimits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -150,7 +150,10 @@ func (c *Core) linkTx(ctx context.Context, tx Querier, have, add billing.Identit
 		return acc, nil // already linked
 	case err == nil:
 		var entries int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE account_id = $1`, other).Scan(&entries); err != nil {
+		// An account whose only entry is its welcome grant may be joined: the
+		// grant stays behind with it (billing.WelcomeReference says the rule).
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE account_id = $1
+			AND NOT (kind = 'grant' AND reference = $2)`, other, billing.WelcomeReference).Scan(&entries); err != nil {
 			return 0, err
 		}
 		if entries > 0 {

@@ -16,14 +16,16 @@ func (c *Core) Audit(ctx context.Context) (billing.Audit, error) {
 		rows, err := tx.Query(ctx, `SELECT b.account_id, b.bucket, b.posted, b.held,
 			COALESCE((SELECT sum(posted_delta) FROM ledger_entries e WHERE e.account_id = b.account_id AND e.bucket = b.bucket), 0),
 			COALESCE((SELECT sum(held_delta) FROM ledger_entries e WHERE e.account_id = b.account_id AND e.bucket = b.bucket), 0),
-			COALESCE((SELECT sum(amount) FROM holds h WHERE h.account_id = b.account_id AND h.bucket = b.bucket AND h.status = 'open'), 0)
+			COALESCE((SELECT sum(amount) FROM holds h WHERE h.account_id = b.account_id AND h.bucket = b.bucket AND h.status = 'open'), 0),
+			b.debt,
+			COALESCE((SELECT sum(debt_delta) FROM ledger_entries e WHERE e.account_id = b.account_id AND e.bucket = b.bucket), 0)
 			FROM balances b ORDER BY b.account_id, b.bucket`)
 		if err != nil {
 			return fmt.Errorf("audit balances: %w", err)
 		}
 		for rows.Next() {
 			var b billing.BucketAudit
-			if err := rows.Scan(&b.AccountID, &b.Bucket, &b.Posted, &b.Held, &b.EntryPosted, &b.EntryHeld, &b.OpenHolds); err != nil {
+			if err := rows.Scan(&b.AccountID, &b.Bucket, &b.Posted, &b.Held, &b.EntryPosted, &b.EntryHeld, &b.OpenHolds, &b.Debt, &b.EntryDebt); err != nil {
 				rows.Close()
 				return err
 			}
@@ -31,6 +33,9 @@ func (c *Core) Audit(ctx context.Context) (billing.Audit, error) {
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := c.auditPayments(ctx, tx, &a); err != nil {
 			return err
 		}
 		rows, err = tx.Query(ctx, `SELECT `+prefixed("h.", holdCols)+`,
@@ -65,4 +70,52 @@ func prefixed(prefix, cols string) string {
 		parts[i] = prefix + strings.TrimSpace(p)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// auditPayments reads each payment beside the entries keyed to it, and the
+// payment top-ups that name no payment.
+func (c *Core) auditPayments(ctx context.Context, tx Querier, a *billing.Audit) error {
+	rows, err := tx.Query(ctx, `SELECT `+prefixed("p.", paymentCols)+`,
+		(SELECT count(*) FROM ledger_entries e WHERE e.idem_key = 'pay:' || p.provider || ':' || p.charge_id),
+		COALESCE((SELECT sum(amount) FROM ledger_entries e WHERE e.idem_key = 'pay:' || p.provider || ':' || p.charge_id), 0),
+		COALESCE((SELECT min(account_id) FROM ledger_entries e WHERE e.idem_key = 'pay:' || p.provider || ':' || p.charge_id), 0),
+		COALESCE((SELECT min(bucket) FROM ledger_entries e WHERE e.idem_key = 'pay:' || p.provider || ':' || p.charge_id), ''),
+		COALESCE((SELECT -sum(amount) FROM ledger_entries e WHERE e.kind = 'refund'
+			AND substr(e.idem_key, 1, length(p.provider) + length(p.charge_id) + 9) = 'refund:' || p.provider || ':' || p.charge_id || ':'), 0)
+		FROM payments p ORDER BY p.id`)
+	if err != nil {
+		return fmt.Errorf("audit payments: %w", err)
+	}
+	for rows.Next() {
+		var pa billing.PaymentAudit
+		p := &pa.Payment
+		if err := rows.Scan(&p.ID, &p.Provider, &p.ChargeID, &p.ExternalRef, &p.OfferNonce, &p.AccountID, &p.Bucket, &p.Amount,
+			&p.Refunded, &p.EntryID, &p.Actor, tc(&p.CreatedAt), tc(&p.RefundedAt),
+			&pa.CreditEntries, &pa.Credited, &pa.CreditAccount, &pa.CreditBucket, &pa.Reversed); err != nil {
+			rows.Close()
+			return err
+		}
+		a.Payments = append(a.Payments, pa)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows, err = tx.Query(ctx, `SELECT `+entryCols+` FROM ledger_entries e
+		WHERE (substr(e.idem_key, 1, 4) = 'pay:' AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.entry_id = e.id))
+		OR (substr(e.idem_key, 1, 7) = 'refund:' AND NOT EXISTS (SELECT 1 FROM payments p
+			WHERE substr(e.idem_key, 1, length(p.provider) + length(p.charge_id) + 9) = 'refund:' || p.provider || ':' || p.charge_id || ':'))
+		ORDER BY e.id`)
+	if err != nil {
+		return fmt.Errorf("audit payment entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return err
+		}
+		a.OrphanPayments = append(a.OrphanPayments, e)
+	}
+	return rows.Err()
 }

@@ -46,22 +46,22 @@ func (c *Core) insertEntry(ctx context.Context, tx Querier, e billing.Entry) (bi
 		holdID = e.HoldID
 	}
 	err := tx.QueryRow(ctx, `INSERT INTO ledger_entries
-		(account_id, bucket, kind, amount, posted_delta, held_delta, hold_id, reference, idem_key, actor, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+		(account_id, bucket, kind, amount, posted_delta, held_delta, hold_id, reference, idem_key, actor, created_at, debt_delta)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
 		e.AccountID, string(e.Bucket), string(e.Kind), int64(e.Amount), int64(e.PostedDelta), int64(e.HeldDelta),
-		holdID, e.Reference, e.Key, e.Actor, c.t(e.CreatedAt)).Scan(&e.ID)
+		holdID, e.Reference, e.Key, e.Actor, c.t(e.CreatedAt), int64(e.DebtDelta)).Scan(&e.ID)
 	if err != nil {
 		return e, fmt.Errorf("append %s entry: %w", e.Kind, err)
 	}
 	return e, nil
 }
 
-const entryCols = `id, account_id, bucket, kind, amount, posted_delta, held_delta, COALESCE(hold_id, 0), reference, idem_key, actor, created_at`
+const entryCols = `id, account_id, bucket, kind, amount, posted_delta, held_delta, COALESCE(hold_id, 0), reference, idem_key, actor, created_at, debt_delta`
 
 func scanEntry(r Row) (billing.Entry, error) {
 	var e billing.Entry
 	err := r.Scan(&e.ID, &e.AccountID, &e.Bucket, &e.Kind, &e.Amount, &e.PostedDelta, &e.HeldDelta, &e.HoldID,
-		&e.Reference, &e.Key, &e.Actor, tc(&e.CreatedAt))
+		&e.Reference, &e.Key, &e.Actor, tc(&e.CreatedAt), &e.DebtDelta)
 	return e, err
 }
 
@@ -87,6 +87,14 @@ func (c *Core) Post(ctx context.Context, req billing.PostRequest) (billing.Entry
 				return err
 			}
 		}
+		if req.Kind != billing.KindAdjustment {
+			out, err = c.creditTx(ctx, tx, billing.Entry{AccountID: acc, Bucket: req.Bucket, Kind: req.Kind, Amount: req.Amount,
+				Reference: req.Reference, Key: req.Key + "/post", Actor: req.Actor})
+			if err != nil {
+				return err
+			}
+			return c.setKeyResult(ctx, tx, req.Key, out.ID)
+		}
 		// A negative adjustment may not take the bucket below what is held.
 		n, err := tx.Exec(ctx, `UPDATE balances SET posted = posted + $3, updated_at = $4
 			WHERE account_id = $1 AND bucket = $2 AND posted + $3 - held >= 0`,
@@ -107,6 +115,28 @@ func (c *Core) Post(ctx context.Context, req billing.PostRequest) (billing.Entry
 		return c.setKeyResult(ctx, tx, req.Key, out.ID)
 	})
 	return out, err
+}
+
+// creditTx adds e.Amount (> 0) to a bucket inside the caller's transaction,
+// paying the bucket's debt first, and appends e with its deltas filled in.
+func (c *Core) creditTx(ctx context.Context, tx Querier, e billing.Entry) (billing.Entry, error) {
+	var debt billing.Money
+	err := tx.QueryRow(ctx, `SELECT debt FROM balances WHERE account_id = $1 AND bucket = $2`+c.Dialect.ForUpdate,
+		e.AccountID, string(e.Bucket)).Scan(&debt)
+	if errors.Is(err, ErrNoRows) {
+		return e, fmt.Errorf("%w: account %d", billing.ErrUnknownAccount, e.AccountID)
+	}
+	if err != nil {
+		return e, fmt.Errorf("read balance: %w", err)
+	}
+	paid := min(debt, e.Amount)
+	e.DebtDelta, e.PostedDelta = -paid, e.Amount-paid
+	if _, err := tx.Exec(ctx, `UPDATE balances SET posted = posted + $3, debt = debt - $4, updated_at = $5
+		WHERE account_id = $1 AND bucket = $2`,
+		e.AccountID, string(e.Bucket), int64(e.PostedDelta), int64(paid), c.t(c.now())); err != nil {
+		return e, fmt.Errorf("update balance: %w", err)
+	}
+	return c.insertEntry(ctx, tx, e)
 }
 
 // whyNoBalance explains an UPDATE of balances that matched no row.
@@ -139,7 +169,9 @@ func (c *Core) PlaceHold(ctx context.Context, req billing.HoldRequest) (billing.
 	if err := req.Validate(); err != nil {
 		return billing.Hold{}, err
 	}
-	if c.Dialect.FastPlaceHold != "" {
+	// The fast path declines accounts with limits or debt itself; operator
+	// defaults make every account limited, so it is not tried at all then.
+	if c.Dialect.FastPlaceHold != "" && req.DefaultLimits.None() {
 		now := c.now()
 		h, ok, err := c.fast(ctx, c.Dialect.FastPlaceHold, req.AccountID, string(req.Bucket), int64(req.Amount), c.t(now),
 			req.Reference, req.Key, c.t(now.Add(req.TTL)), req.Fingerprint(), req.Actor, req.Key+"/hold")
@@ -166,6 +198,9 @@ func (c *Core) placeHoldTx(ctx context.Context, tx Querier, req billing.HoldRequ
 		out, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`, resultID))
 		out.Replayed = true
 		return out, err
+	}
+	if err := c.checkSpendTx(ctx, tx, req); err != nil {
+		return billing.Hold{}, err
 	}
 	now := c.now()
 	n, err := tx.Exec(ctx, `UPDATE balances SET held = held + $3, updated_at = $4
@@ -344,7 +379,7 @@ func (c *Core) Hold(ctx context.Context, id int64) (billing.Hold, error) {
 
 // Balances implements billing.Ledger.
 func (c *Core) Balances(ctx context.Context, acc billing.AccountID) (billing.Balances, error) {
-	rows, err := c.DB.Query(ctx, `SELECT bucket, posted, held FROM balances WHERE account_id = $1`, acc)
+	rows, err := c.DB.Query(ctx, `SELECT bucket, posted, held, debt FROM balances WHERE account_id = $1`, acc)
 	if err != nil {
 		return nil, fmt.Errorf("read balances: %w", err)
 	}
@@ -352,7 +387,7 @@ func (c *Core) Balances(ctx context.Context, acc billing.AccountID) (billing.Bal
 	out := billing.Balances{}
 	for rows.Next() {
 		var b billing.Balance
-		if err := rows.Scan(&b.Bucket, &b.Posted, &b.Held); err != nil {
+		if err := rows.Scan(&b.Bucket, &b.Posted, &b.Held, &b.Debt); err != nil {
 			return nil, err
 		}
 		b.Available = b.Posted - b.Held
