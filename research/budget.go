@@ -20,14 +20,20 @@ var ErrNoRoom = fmt.Errorf("the call's worst case does not fit in what is left o
 // for an other-bucket route. It counts what the provider side used, charged
 // or not (a failed stream was still generated), so the provider's cost can
 // pass the hold by at most the chunk that crossed an output limit.
+//
+// A reservation is written ahead: before each attempt the run's stored
+// Exposure becomes what was used plus that attempt's worst case, so a run
+// resumed after its process died counts the attempt in flight as fully
+// spent and can still never pass its hold.
 type runBudget struct {
-	run Run // prices, buckets and holds; read only
+	run     Run // prices, buckets and holds; read only
+	persist func(exposure map[string]Tokens) error
 
 	mu   sync.Mutex
 	used map[string]Tokens // by route: the run's Exposure, plus attempts made here
 }
 
-func newRunBudget(r Run) *runBudget {
+func newRunBudget(r Run, persist func(map[string]Tokens) error) *runBudget {
 	used := maps.Clone(r.Exposure)
 	if used == nil {
 		used = map[string]Tokens{}
@@ -38,7 +44,7 @@ func newRunBudget(r Run) *runBudget {
 		u := used[id]
 		used[id] = Tokens{In: max(u.In, t.In), Out: max(u.Out, t.Out)}
 	}
-	return &runBudget{run: r, used: used}
+	return &runBudget{run: r, used: used, persist: persist}
 }
 
 var _ llm.Budget = (*runBudget)(nil)
@@ -75,6 +81,11 @@ func (b *runBudget) Reserve(route llm.Route, prompt, maxOut int64) error {
 		used, _ := costOf(b.run, b.used, bucket)
 		return fmt.Errorf("%w: %d prompt + %d output tokens on %s need up to %s more; %s of the %s hold is used",
 			ErrNoRoom, prompt, maxOut, route.ID, need-used, used, hold)
+	}
+	if b.persist != nil {
+		if err := b.persist(trial); err != nil {
+			return fmt.Errorf("reserve: %w", err)
+		}
 	}
 	return nil
 }

@@ -103,7 +103,16 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 	}
 	routes := e.routes(r)
 	writer := e.writer(r.Offline)
-	budget := newRunBudget(r)
+	budget := newRunBudget(r, func(exposure map[string]Tokens) error {
+		_, err := e.Store.UpdateRun(db, runID, "worker", "reserve", func(r *Run) error {
+			if r.CancelRequested {
+				return fmt.Errorf("%w: cancel requested", ErrWrongState)
+			}
+			r.Exposure = exposure
+			return nil
+		})
+		return err
+	})
 	missing := "" // a whole-run stage that failed after others had written
 
 	// r.Missing set: an earlier attempt stopped at a failed stage (and then

@@ -126,6 +126,13 @@ func (s *Server) SetDefault(r Response) {
 	s.def = r
 }
 
+// ClearQueue drops every queued response not yet used.
+func (s *Server) ClearQueue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = nil
+}
+
 // Pending is the number of queued responses not yet used.
 func (s *Server) Pending() int {
 	s.mu.Lock()
