@@ -93,8 +93,14 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 	case errors.Is(err, research.ErrBadRequest), errors.Is(err, research.ErrNoRoute):
 		msg = strings.TrimPrefix(err.Error(), research.ErrBadRequest.Error()+": ")
 	case errors.Is(err, research.ErrDataUnavailable):
-		msg = "Market data is unavailable right now (" + strings.TrimPrefix(err.Error(), research.ErrDataUnavailable.Error()+": ") +
-			"). Nothing was held or charged; try again in a few minutes."
+		// Only the failure's class and reference: the provider's text and
+		// URL stay in the log.
+		why := "market data is unavailable"
+		var pe *research.PublicError
+		if errors.As(err, &pe) {
+			why = pe.Error()
+		}
+		msg = "Market data is unavailable right now (" + why + "). Nothing was held or charged; try again in a few minutes."
 	case errors.Is(err, research.ErrForbidden):
 		msg = "Only the person who started this (or an admin) can do that."
 	case errors.Is(err, research.ErrWrongState):

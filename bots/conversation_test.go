@@ -452,7 +452,8 @@ func (m failingMarket) History(context.Context, string, time.Duration) (market.S
 }
 
 // TestMarketOutageAtQuote: a provider that is rate limited gets a clear
-// message naming the symbol and provider, and nothing is held.
+// message naming the symbol and the failure's class with a reference, and
+// nothing is held.
 func TestMarketOutageAtQuote(t *testing.T) {
 	t.Parallel()
 	c := newChat(t, testbed.Options{NoWorkers: true})
@@ -460,7 +461,7 @@ func TestMarketOutageAtQuote(t *testing.T) {
 	c.b.Engine.Market = failingMarket{Provider: c.b.Market, err: market.ErrRateLimited}
 	r := one(t, c.say(t, alice, "/research AAPL"))
 	if r.View.Kind != bots.KindError || !strings.Contains(r.View.Text, "Market data is unavailable") ||
-		!strings.Contains(r.View.Text, "AAPL") || !strings.Contains(r.View.Text, "rate limited") || strings.Contains(r.View.Text, "ref ") {
+		!strings.Contains(r.View.Text, "AAPL") || !strings.Contains(r.View.Text, "rate limited") || !strings.Contains(r.View.Text, "(ref ") {
 		t.Fatalf("reply = %+v", r.View)
 	}
 	if c.b.OpenHolds() != 0 {

@@ -106,6 +106,14 @@ func (o *Outbox) Register(name string, s Sender, l Limits) {
 		chats: map[string]*rate.Limiter{}, blocked: map[string]time.Time{}}
 }
 
+// Serves reports whether a platform's sender is registered.
+func (o *Outbox) Serves(platform string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.platforms[platform]
+	return ok
+}
+
 // Submit queues v for the message at d. A newer view of the same message
 // replaces an older one not yet sent; a final view is never replaced by a
 // non-final one, and a message whose final view has gone out (or is going

@@ -92,3 +92,59 @@ type Reply struct {
 	// progress in another message than the quote's calls MoveRun with it.
 	RunID string
 }
+
+// CleanView returns v with research.CleanText applied to every string it
+// shows (title, text, fields, button labels, notice, the report's parts):
+// model output and user-supplied names carry no control or bidi character
+// to any platform. Every adapter renders only cleaned views.
+func CleanView(v View) View {
+	c := research.CleanText
+	v.Title, v.Text, v.Notice = c(v.Title), c(v.Text), c(v.Notice)
+	if v.Fields != nil {
+		fields := make([]Field, len(v.Fields))
+		for i, f := range v.Fields {
+			fields[i] = Field{Name: c(f.Name), Value: c(f.Value)}
+		}
+		v.Fields = fields
+	}
+	if v.Buttons != nil {
+		rows := make([][]Button, len(v.Buttons))
+		for i, row := range v.Buttons {
+			rows[i] = make([]Button, len(row))
+			for j, b := range row {
+				b.Label = c(b.Label)
+				rows[i][j] = b
+			}
+		}
+		v.Buttons = rows
+	}
+	if v.Report != nil {
+		rep := CleanReport(*v.Report)
+		v.Report = &rep
+	}
+	return v
+}
+
+// CleanReport is CleanView for a report.
+func CleanReport(rep research.Report) research.Report {
+	c := research.CleanText
+	rep.Title, rep.DataSource, rep.Model, rep.Notice = c(rep.Title), c(rep.DataSource), c(rep.Model), c(rep.Notice)
+	rep.Synthesis, rep.Bull, rep.Bear, rep.Risks, rep.Missing = c(rep.Synthesis), c(rep.Bull), c(rep.Bear), c(rep.Risks), c(rep.Missing)
+	secs := make([]research.Section, len(rep.Sections))
+	for i, s := range rep.Sections {
+		figs := make([]research.Figure, len(s.Figures))
+		for j, f := range s.Figures {
+			figs[j] = research.Figure{Label: c(f.Label), Value: c(f.Value)}
+		}
+		secs[i] = research.Section{Symbol: c(s.Symbol), Figures: figs, Text: c(s.Text)}
+	}
+	rep.Sections = secs
+	if rep.Failed != nil {
+		failed := make(map[string]string, len(rep.Failed))
+		for k, v := range rep.Failed {
+			failed[c(k)] = c(v)
+		}
+		rep.Failed = failed
+	}
+	return rep
+}

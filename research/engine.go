@@ -42,6 +42,9 @@ type Engine struct {
 	Offline Writer // the offline route
 	Health  *llm.Health
 	Sink    Sink
+	// Benchmarks names the symbol each asset class's relative strength is measured against; a class not
+	// listed uses DefaultBenchmark (SPY), one listed with "" has none.
+	Benchmarks map[market.AssetClass]string
 
 	Now      func() time.Time
 	QuoteTTL time.Duration // default 10 min
@@ -55,6 +58,15 @@ type Engine struct {
 	// none; the store enforces limits in the transaction placing the hold.
 	SpendDefaults billing.Limits
 	Log           *slog.Logger
+
+	// Crash recovery (lease.go): how long a run's lease lasts unrenewed
+	// (default 10 s); which destinations this process can deliver to (nil:
+	// all); which are bound to a process that dies with them (a terminal).
+	LeaseTTL     time.Duration
+	Deliverable  func(Destination) bool
+	Bound        func(Destination) bool
+	instance     string
+	instanceOnce sync.Once
 
 	mu      sync.Mutex
 	active  map[string]context.CancelCauseFunc // runs executing in this process
@@ -573,7 +585,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 	if err != nil {
 		return cur, err
 	}
-	if extra != nil {
+	if extra != nil && !extra.free {
 		cur.ByRoute = maps.Clone(cur.ByRoute)
 		cur.addUsage(extra.route, extra.usage.PromptTokens, extra.usage.CompletionTokens)
 		cur.InSource = worseSource(cur.InSource, extra.usage.PromptSource)
@@ -599,6 +611,9 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		free = "nothing was delivered, so nothing was charged"
 	}
 	if free != "" {
+		capture, fallback = 0, 0
+	}
+	if extra != nil && extra.free { // nothing reached the user
 		capture, fallback = 0, 0
 	}
 	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, fallback, func(r *Run, rc *billing.Receipt) error {
@@ -653,6 +668,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 type partialUsage struct {
 	route string
 	usage llm.Usage
+	free  bool // charge nothing: nothing of the run reached its user
 }
 
 func worseSource(a, b billing.UsageSource) billing.UsageSource {

@@ -3,6 +3,7 @@ package research
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -25,6 +26,28 @@ import (
 // reference and returned as an error, so no input takes the process down.
 func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) (err error) {
 	defer e.recoverPanic("execute run", runID, &err)
+	if e.isActive(runID) {
+		return nil // a second delivery of the job while this process runs it
+	}
+	// The run's lease tells other instances this one is alive; a run whose
+	// lease is held by a live instance is not run twice (ErrLeaseHeld: the
+	// queue tries again shortly, in case that instance just released it).
+	ctx, release, err := e.claim(ctx, runID)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrWrongState):
+		return nil // gone, ended or paused: nothing to do
+	case err != nil:
+		return err
+	}
+	defer release()
+	err = e.execute(ctx, runID, attempt, maxAttempts)
+	if errors.Is(err, ErrLeaseLost) || errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		return nil // the instance that took the run over finishes it
+	}
+	return err
+}
+
+func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
 	// The queue ends ctx on a cancel from another instance, a timeout or a
 	// shutdown; the run's bookkeeping must still reach the store so that
 	// every way out settles or pauses the run, never leaves it half-done.
@@ -61,7 +84,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		return nil
 	})
 	if errors.Is(err, ErrWrongState) {
-		return e.Execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
+		return e.execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
 	}
 	if err != nil {
 		return err
@@ -140,7 +163,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			callErr = err
 			if err != nil {
 				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage}, g, i)
+					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage}, g, i)
 				}
 				// A failed call is a failed request: it costs nothing.
 				switch {
@@ -151,19 +174,19 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 						return e.finish(ctx, runID, Failed, "call does not fit the hold", nil, missing)
 					}
 				case st.Symbol != "" && len(r.Symbols) > 1:
-					g.failed[st.Symbol] = err.Error() // partial: the other symbols go on
+					g.failed[st.Symbol] = e.public(err, "", "run_id", runID, "stage", st.Name).Error() // partial: the other symbols go on
 				case wroteAny(r):
 					// What was written is delivered and charged; the run
 					// ends partial, naming the part that is missing.
-					missing = st.Name + ": " + err.Error()
+					missing = st.Name + ": " + e.public(err, "", "run_id", runID, "stage", st.Name).Error()
 					if rest := stageNames(r.Stages[i+1:]); rest != "" {
 						missing += "; not run after it: " + rest
 					}
 				default:
-					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+err.Error())
+					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error())
 				}
 			}
-			text = res.Text
+			text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
 		}
 		exposure := budget.exposure()
 		r, err = e.Store.UpdateRun(db, runID, "worker", "stage done", func(r *Run) error {
@@ -429,6 +452,8 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 	}
 	cause := context.Cause(runCtx)
 	switch {
+	case errors.Is(cause, ErrLeaseLost):
+		return ErrLeaseLost // taken over: the new holder settles it
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
@@ -488,13 +513,14 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	g := gathered{symbols: r.Symbols, failed: map[string]string{}, ind: map[string]market.Indicators{}}
 	series, errs := market.FetchAll(ctx, e.Market, r.Symbols, plan.Lookback)
 	for s, err := range errs {
-		g.failed[s] = err.Error()
+		g.failed[s] = e.public(err, s, "run_id", r.ID, "symbol", s).Error()
 	}
 	maps.Copy(g.failed, r.SymbolErrors)
 	g.series = series
 	for s, ser := range series {
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
+	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
 	return g
 }
@@ -527,7 +553,7 @@ func (e *Engine) report(r Run, g gathered) Report {
 		if ind.AsOf.After(rep.AsOf) {
 			rep.AsOf = ind.AsOf
 		}
-		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind)}
+		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind, g.cx[s])}
 		for i, st := range r.Stages {
 			if st.Symbol == s {
 				sec.Text = r.Outputs[i]
@@ -549,7 +575,28 @@ func (e *Engine) report(r Run, g gathered) Report {
 			rep.Risks = r.Outputs[i]
 		}
 	}
+	if !rep.RuleBased {
+		// A model may write a number the data does not hold; the reader is told under the text.
+		data, _ := json.Marshal(g.data)
+		for _, text := range []*string{&rep.Overview, &rep.Synthesis, &rep.Bull, &rep.Bear, &rep.Risks} {
+			*text = grounded(*text, string(data))
+		}
+		for i := range rep.Sections {
+			rep.Sections[i].Text = grounded(rep.Sections[i].Text, string(data))
+		}
+	}
 	return rep
+}
+
+// grounded appends the grounding check's note to a model-written text whose figures are not all in data.
+func grounded(text, data string) string {
+	if strings.TrimSpace(text) == "" {
+		return text
+	}
+	if note := CheckGrounding(text, data).Note(); note != "" {
+		return text + "\n\n" + note
+	}
+	return text
 }
 
 func titleFor(r Run) string {

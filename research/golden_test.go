@@ -103,6 +103,7 @@ func goldenText(t *testing.T, p market.Provider, syms []string, now time.Time, d
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
 	e := &Engine{Market: p, Now: func() time.Time { return now }}
+	e.addContext(context.Background(), &g, plan)
 	d := e.promptData(g, plan)
 	var b strings.Builder
 	fmt.Fprintf(&b, "request %s at %s, depth %s; data %s\n", strings.Join(syms, " "), now.Format(time.RFC3339), depth, d.AsOf)

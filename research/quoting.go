@@ -217,8 +217,58 @@ type gathered struct {
 	notes   []string
 	series  map[string]market.Series
 	ind     map[string]market.Indicators
+	cx      map[string]market.Context
 	failed  map[string]string
-	data    promptData
+	// benchErr says why relative strength is missing, when a benchmark could not be fetched.
+	benchErr string
+	data     promptData
+}
+
+// DefaultBenchmark is what symbols are measured against when Engine.Benchmarks names nothing for their class.
+const DefaultBenchmark = "SPY"
+
+// benchmarkFor is the benchmark of an asset class: Engine.Benchmarks' entry (an empty one means none), else
+// DefaultBenchmark.
+func (e *Engine) benchmarkFor(c market.AssetClass) string {
+	if b, ok := e.Benchmarks[c]; ok {
+		return b
+	}
+	return DefaultBenchmark
+}
+
+// addContext fetches the benchmarks g's symbols are measured against and computes every symbol's Context.
+// A benchmark that cannot be fetched leaves relative strength unknown, and says why, without failing the
+// symbol.
+func (e *Engine) addContext(ctx context.Context, g *gathered, plan Plan) {
+	g.cx = map[string]market.Context{}
+	var want []string
+	for _, s := range g.symbols {
+		if ser, ok := g.series[s]; ok {
+			if b := e.benchmarkFor(ser.AssetClass()); b != "" && b != s && !slices.Contains(want, b) {
+				want = append(want, b)
+			}
+		}
+	}
+	bench, errs := market.FetchAll(ctx, e.Market, want, plan.Lookback)
+	for _, s := range g.symbols {
+		ser, ok := g.series[s]
+		if !ok {
+			continue
+		}
+		var b *market.Series
+		name := e.benchmarkFor(ser.AssetClass())
+		if bs, ok := bench[name]; ok && name != s {
+			b = &bs
+		}
+		cx := market.ComputeContext(ser, g.ind[s], b)
+		if b == nil && name != "" && name != s {
+			cx.Benchmark = name
+			if err := errs[name]; err != nil {
+				g.benchErr = fmt.Sprintf("benchmark %s unavailable: %v", name, err)
+			}
+		}
+		g.cx[s] = cx
+	}
 }
 
 // gather resolves a request's symbols and fetches and computes their data.
@@ -254,9 +304,9 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 				if errors.Is(err, market.ErrUnknownSymbol) || errors.Is(err, market.ErrInvalidSymbol) {
 					return g, fmt.Errorf("%w: unknown symbol %s", ErrBadRequest, s)
 				}
-				return g, fmt.Errorf("%w: %s from %s: %w", ErrDataUnavailable, s, e.Market.Name(), err)
+				return g, fmt.Errorf("%w: %w", ErrDataUnavailable, e.public(err, s, "symbol", s, "provider", e.Market.Name()))
 			}
-			g.failed[s] = err.Error()
+			g.failed[s] = e.public(err, s, "symbol", s, "provider", e.Market.Name()).Error()
 		}
 	}
 	g.series, g.ind = series, map[string]market.Indicators{}
@@ -298,6 +348,7 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 		}
 		g.symbols = top
 	}
+	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
 	return g, nil
 }
@@ -312,7 +363,7 @@ func (e *Engine) promptData(g gathered, plan Plan) promptData {
 		if !ok {
 			continue
 		}
-		d.Symbols = append(d.Symbols, symbolFor(ind, now))
+		d.Symbols = append(d.Symbols, symbolFor(ind, g.cx[s], now))
 		dates[ind.AsOf.Format(time.DateOnly)] = true
 	}
 	// One as-of only when every symbol shares it: the latest date across symbols would date a crypto

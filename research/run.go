@@ -93,6 +93,9 @@ type Run struct {
 	ReceiptID string        `json:"receipt_id,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	JobID     int64         `json:"job_id"`
+	// Version counts the run's stored changes: the store increments it on
+	// every write, so views of the run can be ordered across instances.
+	Version int64 `json:"version"`
 
 	PauseRequested    bool      `json:"pause_requested"`
 	CancelRequested   bool      `json:"cancel_requested"`

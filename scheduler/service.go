@@ -27,7 +27,11 @@ type Service struct {
 	MinInterval   time.Duration // default 1 h
 	MaxPerAccount int           // default 10
 	CatchUp       time.Duration // a time missed by less than this still runs; default 1 h
-	Log           *slog.Logger
+	// Reports says whether this process can deliver to a platform's chats;
+	// the claimer leaves other platforms' schedules to a process that can
+	// (a serve with the adapter, or the console for its own). nil: all.
+	Reports func(platform string) bool
+	Log     *slog.Logger
 }
 
 func (s *Service) now() time.Time {
@@ -248,6 +252,9 @@ func (s *Service) List(ctx context.Context, who billing.Identity) ([]Schedule, m
 // the window, are recorded as missed.
 func (s *Service) decide(now time.Time) func(Schedule) Due {
 	return func(sc Schedule) Due {
+		if s.Reports != nil && !s.Reports(sc.Request.Dest.Platform) {
+			return Due{Skip: true}
+		}
 		spec, err := ParseSpec(sc.Spec, sc.Zone)
 		if err != nil {
 			return Due{Next: now.Add(24 * time.Hour)} // cannot happen for a stored schedule; park it
@@ -455,9 +462,11 @@ func permanent(err error) bool {
 func failReason(err error) string {
 	switch {
 	case errors.Is(err, research.ErrDataUnavailable):
-		// The quote's own words name the symbol and the provider.
-		if _, detail, ok := strings.Cut(err.Error(), research.ErrDataUnavailable.Error()+": "); ok {
-			return "market data was not available (" + detail + ")"
+		// The failure's class names the symbol; the provider's own text
+		// stays in the log, under the notice's reference.
+		var pe *research.PublicError
+		if errors.As(err, &pe) {
+			return pe.Class
 		}
 		return "market data was not available"
 	case errors.Is(err, market.ErrUnavailable), errors.Is(err, market.ErrRateLimited),

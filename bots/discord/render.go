@@ -9,6 +9,7 @@ import (
 	"github.com/bwmarrin/discordgo"
 
 	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/research"
 )
 
 // Discord's message limits, counted in UTF-16 code units as Discord counts them.
@@ -172,6 +173,7 @@ func alert(text string, ephemeral bool) message {
 // otherwise cut, with the whole view attached as a Markdown file), fields,
 // the notice as footer, the chart as an attached image, buttons as rows.
 func render(v bots.View) message {
+	v = bots.CleanView(v)
 	m := message{components: components(v.Buttons), embeds: []*discordgo.MessageEmbed{}}
 	if v.Title == "" && v.Text == "" && len(v.Fields) == 0 && len(v.Image) == 0 && len(v.File) == 0 {
 		return m
@@ -426,7 +428,7 @@ var escaper = strings.NewReplacer(
 // escape makes text show literally in Discord Markdown: inline markers
 // everywhere, and headings, quotes and list markers at line starts.
 func escape(s string) string {
-	return strings.Join(escapeLines(s), "\n")
+	return strings.Join(escapeLines(research.CleanText(s)), "\n")
 }
 
 func escapeLines(s string) []string {

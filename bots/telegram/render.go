@@ -41,7 +41,7 @@ var mentionRE = regexp.MustCompile(`@(\w)`)
 // safe to show: valid UTF-8, and no @mention that would ping anyone (a word
 // joiner after the @ keeps it readable but breaks the mention).
 func clean(s string) string {
-	return mentionRE.ReplaceAllString(strings.ToValidUTF8(s, "\uFFFD"), "@\u2060$1")
+	return mentionRE.ReplaceAllString(research.CleanText(s), "@\u2060$1")
 }
 
 // escapeHTML cleans and escapes text for parse_mode HTML.

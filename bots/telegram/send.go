@@ -41,6 +41,7 @@ type step struct {
 // text; everything else HTML, in up to maxParts messages, else a summary and
 // the report as a document; then the chart as a photo.
 func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
+	v = bots.CleanView(v)
 	kb, links, dropped := keyboard(v.Buttons, linksAsText)
 	if len(dropped) > 0 {
 		a.log.Error("telegram: buttons dropped: payload over 64 bytes", "buttons", dropped)
@@ -54,7 +55,16 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 	if synthetic {
 		limit -= textLen(mark)
 	}
-	switch parts := pack(htmlBlocks(v, links), limit); {
+	blocks := htmlBlocks(v, links)
+	parts := pack(blocks, limit)
+	// The first message is the one edited in place and read first: when a report runs over several, it
+	// ends with the notice too, not only the last.
+	notice := ""
+	if v.Report != nil && v.Report.Notice != "" && len(parts) > 1 {
+		notice = "\n\n" + italic(v.Report.Notice).render(v.Report.Notice, true)
+		parts = pack(blocks, limit-textLen(notice))
+	}
+	switch {
 	case v.Kind == bots.KindProgress && !v.Final:
 		steps = []step{{kind: "text", text: plainText(v, links), kb: kb}}
 	case len(parts) > maxParts:
@@ -69,6 +79,9 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 		for i, p := range parts {
 			if synthetic && i > 0 {
 				p = mark + p
+			}
+			if i == 0 && notice != "" && len(parts) > 1 {
+				p += notice
 			}
 			st := step{kind: "text", html: true, text: p}
 			if i == 0 {

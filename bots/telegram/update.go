@@ -36,7 +36,7 @@ func (q *answer) send(ctx context.Context, text string, alert bool) bool {
 		did = true
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		text = truncate(strings.ToValidUTF8(text, "\uFFFD"), maxAlert)
+		text = truncate(clean(text), maxAlert)
 		_, err := q.a.bot.AnswerCallbackQuery(ctx, &bot.AnswerCallbackQueryParams{CallbackQueryID: q.id, Text: text, ShowAlert: alert && text != ""})
 		if err != nil {
 			q.a.log.Warn("telegram: answerCallbackQuery failed", "err", q.a.redact.classify("answerCallbackQuery", err))

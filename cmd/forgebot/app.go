@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/bots/console"
 	"github.com/tokensforge/forgebot/research"
 	"github.com/tokensforge/forgebot/research/llm"
 	"github.com/tokensforge/forgebot/research/market"
@@ -162,8 +163,15 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
 	a.engine.Sink = a.conv
+	// A run whose process died is resumed by a process that can deliver
+	// it; one bound to a dead terminal (`forgebot research`, the demo's
+	// console) is settled by any process, charging nothing, if none can.
+	a.engine.Deliverable = func(d research.Destination) bool { return a.outbox.Serves(d.Platform) }
+	a.engine.Bound = func(d research.Destination) bool { return d.Platform == cliPlatform || d.Platform == console.Platform }
 	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, Log: log,
 		MinInterval: cfg.ScheduleMinInterval, CatchUp: cfg.ScheduleCatchUp, MaxPerAccount: cfg.ScheduleMaxPerAccount}
+	// A process fires only the schedules whose chats it can post to.
+	a.schedules.Reports = a.outbox.Serves
 	a.conv.Schedules = a.schedules
 	rs.SetFirer(a.schedules)
 	return a, nil
@@ -178,6 +186,7 @@ func (a *app) start(ctx context.Context) error {
 	go (&billing.Sweeper{Ledger: a.store, Log: a.log}).Run(ctx)
 	go a.schedules.Run(ctx)
 	go a.engine.RunReaper(ctx, time.Minute, time.Hour)
+	go a.engine.Watch(ctx, 0) // takes over runs whose process died
 	return a.store.StartWorkers(context.WithoutCancel(ctx), a.engine)
 }
 

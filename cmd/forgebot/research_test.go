@@ -200,3 +200,43 @@ func TestResearchThroughOpenAIShortcut(t *testing.T) {
 		t.Fatalf("ledger check: %+v", r)
 	}
 }
+
+// TestResearchPrintsNoRawEscape: `forgebot research` with a model whose
+// output carries a terminal escape, a right-to-left override and a NUL
+// prints the report (text and JSON) without any of them.
+func TestResearchPrintsNoRawEscape(t *testing.T) {
+	t.Parallel()
+	for _, asJSON := range []bool{false, true} {
+		db, _ := fundedAnn(t)
+		api := llmtest.NewServer(t)
+		api.SetDefault(llmtest.Stream("AAPL \x1b[2J\x1b]0;pwned\x07", " rises \u202Eevil\u202C\x00 done").WithUsage(100, 10))
+		env := func(k string) string {
+			switch k {
+			case "OPENAI_BASE_URL":
+				return api.URL()
+			case "OPENAI_API_KEY":
+				return "sk-test-escape1234"
+			}
+			return researchEnv(db)(k)
+		}
+		args := []string{"research", "AAPL", "--yes", "--user", "cli:ann"}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		out, errb := newScreen(), newScreen()
+		if code := run(t.Context(), args, env, stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: make(chan os.Signal)}); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+		}
+		// The progress line's own "\r\x1b[K" (clear the line) is forgebot's,
+		// not the model's.
+		all := out.String() + strings.ReplaceAll(errb.String(), "\r\x1b[K", "")
+		if !strings.Contains(all, "rises") {
+			t.Fatalf("the model's text is missing:\n%s", all)
+		}
+		for _, bad := range []string{"\x1b", "\x07", "\x00", "\u202E", `\u001b`, `\u0000`, `\u202e`, `\u0007`} {
+			if strings.Contains(all, bad) {
+				t.Errorf("json=%v: output has %q:\n%q", asJSON, bad, all)
+			}
+		}
+	}
+}
