@@ -165,6 +165,8 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
 	a.engine.Sink = a.conv
+	a.engine.SpendDefaults = cfg.Pay.Limits.Defaults
+	a.conv.Pay = cfg.Pay.pay(rs)
 	// A run whose process died is resumed by a process that can deliver
 	// it; one bound to a dead terminal (`forgebot research`, the demo's
 	// console) is settled by any process, charging nothing, if none can.
