@@ -201,7 +201,7 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 	plan := Plans[q.Request.Depth]
 	run := Run{
 		ID: newID("r"), QuoteID: q.ID, AccountID: q.AccountID, Owner: q.Request.Owner, Request: q.Request,
-		Symbols: q.Symbols, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
+		Symbols: q.Symbols, Scan: q.Scan, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
 		RouteKind: q.RouteKind, Offline: q.Offline, Price: q.Price, Bucket: q.Bucket, Synthetic: q.Synthetic,
 	}
 	run.Prices, run.Buckets = map[string]billing.Price{}, map[string]billing.Bucket{}

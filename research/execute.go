@@ -520,6 +520,15 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	for s, ser := range series {
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
+	if r.Request.Kind == KindScan {
+		// The model writes from the picks' signals as of now, and from why each was picked.
+		g.notes = scanNotes(series, g.ind, r.Symbols)
+		for _, row := range r.Scan {
+			if row.Picked {
+				g.notes = append(g.notes, row.Symbol+": "+row.Why)
+			}
+		}
+	}
 	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
 	return g
@@ -540,7 +549,7 @@ func (e *Engine) routes(r Run) []llm.Route {
 func (e *Engine) report(r Run, g gathered) Report {
 	rep := Report{
 		Title: titleFor(r), DataSource: e.Market.Name(), Synthetic: r.Synthetic, RuleBased: r.Offline,
-		Model: r.Model, Notice: Notice,
+		Model: r.Model, Notice: Notice, Scan: r.Scan, CSV: r.Request.CSV && len(r.Scan) > 0,
 	}
 	if len(r.SymbolErrors) > 0 {
 		rep.Failed = maps.Clone(r.SymbolErrors)

@@ -57,7 +57,7 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		ID: id, Request: req, AccountID: acc, Status: QuoteOpen,
 		RouteID: route.ID, Model: route.Model, RouteKind: route.Kind, KeyMasked: llm.MaskKey(route.APIKey),
 		Offline: route.BaseURL == OfflineBaseURL, Price: route.Price, Bucket: route.Bucket(),
-		Symbols: in.symbols, SymbolNotes: in.notes, DataSource: e.Market.Name(), Synthetic: e.Market.Synthetic(),
+		Symbols: in.symbols, SymbolNotes: in.notes, Scan: in.scan, DataSource: e.Market.Name(), Synthetic: e.Market.Synthetic(),
 		CreatedAt: e.now(),
 	}
 	if q.Offline {
@@ -221,7 +221,9 @@ type gathered struct {
 	failed  map[string]string
 	// benchErr says why relative strength is missing, when a benchmark could not be fetched.
 	benchErr string
-	data     promptData
+	// scan is a scan's ranked table of every watchlist symbol.
+	scan []ScanRow
+	data promptData
 }
 
 // DefaultBenchmark is what symbols are measured against when Engine.Benchmarks names nothing for their class.
@@ -314,26 +316,21 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
 	if req.Kind == KindScan {
-		var sigs []market.Signal
-		for _, s := range g.symbols {
-			if ser, ok := series[s]; ok {
-				sigs = append(sigs, market.Signals(ser, g.ind[s])...)
-			}
-		}
+		// Every watchlist symbol gets a row; the strongest by signal score are written up, and the rows say
+		// why. Stale and suspect series are in the table but not ranked by signals.
+		g.scan = scanTable(g.symbols, series, g.ind, g.failed, e.now())
 		var top []string
-		for _, sg := range market.Rank(sigs) {
-			if !slices.Contains(top, sg.Symbol) && len(top) < plan.MaxSymbols {
-				top = append(top, sg.Symbol)
-			}
-			if slices.Contains(top, sg.Symbol) {
-				g.notes = append(g.notes, sg.Symbol+": "+sg.Detail)
+		for _, r := range g.scan {
+			if r.Score > 0 && len(top) < plan.MaxSymbols {
+				top = append(top, r.Symbol)
 			}
 		}
-		if len(top) == 0 {
-			// No signal fired: cover the biggest one-month movers instead, and say so.
+		bySignal := len(top) > 0
+		if !bySignal {
+			// No signal fired: cover the biggest one-month movers among the usable series, and say so.
 			var fetched []string
 			for _, s := range g.symbols {
-				if _, ok := series[s]; ok {
+				if ind, ok := g.ind[s]; ok && !ind.Suspect() && market.Staleness(ind, e.now()) == "" {
 					fetched = append(fetched, s)
 				}
 			}
@@ -342,10 +339,12 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 			})
 			top = fetched[:min(len(fetched), plan.MaxSymbols)]
 			if len(top) == 0 {
-				return g, fmt.Errorf("%w: no market data for watchlist %q", ErrBadRequest, req.Watchlist)
+				return g, fmt.Errorf("%w: no usable market data for watchlist %q", ErrBadRequest, req.Watchlist)
 			}
 			g.notes = append(g.notes, "no signal fired; covering the largest 1-month moves")
 		}
+		markPicked(g.scan, top, bySignal)
+		g.notes = append(g.notes, scanNotes(series, g.ind, top)...)
 		g.symbols = top
 	}
 	e.addContext(ctx, &g, plan)

@@ -41,6 +41,7 @@ type Run struct {
 	State     State             `json:"state"`
 
 	Symbols   []string          `json:"symbols"`
+	Scan      []ScanRow         `json:"scan,omitempty"` // a scan's ranked table, from its quote
 	Stages    []Stage           `json:"stages"`
 	Done      int               `json:"done"`    // stages finished
 	Outputs   map[int]string    `json:"outputs"` // finished stages' text, by stage index, kept for resume

@@ -525,6 +525,9 @@ func (a *Adapter) callNow(ctx context.Context, t target, st step, edit int) (int
 // sendView posts a view for a user waiting on it; further parts reply to
 // the first message.
 func (a *Adapter) sendView(ctx context.Context, t target, v bots.View) (int, error) {
+	if v.Invoice != nil {
+		return a.sendInvoice(ctx, t, v)
+	}
 	steps := a.plan(v, false)
 	id, err := a.first(ctx, t, &steps, v, 0, true)
 	if err != nil {

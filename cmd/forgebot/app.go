@@ -23,6 +23,7 @@ type runStore interface {
 	appStore
 	research.Store
 	scheduler.Store
+	bots.MessageStore
 	SetFirer(f scheduler.Firer)
 	StartWorkers(ctx context.Context, exec research.Executor) error
 	StopWorkers(ctx context.Context) error
@@ -153,6 +154,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	}
 	health := llm.NewHealth(llm.HealthOptions{})
 	a := &app{cfg: cfg, store: rs, health: health, log: log, outbox: bots.NewOutbox(log)}
+	a.outbox.Store = rs // finals survive crashes and outages; views ordered across instances
 	a.engine = &research.Engine{
 		Store: rs, Ledger: rs, Catalog: cat, Market: cfg.marketProvider(marketDefault), Health: health,
 		LLM:      &llm.Client{HTTPClient: &http.Client{}, Health: health, Log: log},
@@ -163,6 +165,8 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
 	a.engine.Sink = a.conv
+	a.engine.SpendDefaults = cfg.Pay.Limits.Defaults
+	a.conv.Pay = cfg.Pay.pay(rs)
 	// A run whose process died is resumed by a process that can deliver
 	// it; one bound to a dead terminal (`forgebot research`, the demo's
 	// console) is settled by any process, charging nothing, if none can.
