@@ -595,7 +595,7 @@ func (c *Conversation) Publish(ev research.Event) {
 	if d.MessageID == "" {
 		d.Ref = ev.Run.ID // a run that starts without a message (scheduled) gets one
 	}
-	c.Outbox.Submit(d, v)
+	c.Outbox.SubmitRun(d, v, ev.Run.ID, ev.Run.Version)
 }
 
 // Notify posts a short notice to a chat (a schedule's skipped run, say).

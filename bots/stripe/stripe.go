@@ -32,8 +32,13 @@ import (
 	"github.com/tokensforge/forgebot/bots"
 )
 
-// WebhookPath is where Mount serves the webhook.
-const WebhookPath = "/stripe/webhook"
+// WebhookPath is where Mount serves the webhook; DonePath and CancelledPath
+// are the pages Checkout sends the payer back to.
+const (
+	WebhookPath   = "/stripe/webhook"
+	DonePath      = "/stripe/done"
+	CancelledPath = "/stripe/cancelled"
+)
 
 // Config configures Checkout.
 type Config struct {
@@ -181,7 +186,17 @@ func redact(err error) error {
 }
 
 // Mount serves the webhook on mux.
-func (c *Checkout) Mount(mux *http.ServeMux) { mux.Handle("POST "+WebhookPath, c) }
+func (c *Checkout) Mount(mux *http.ServeMux) {
+	mux.Handle("POST "+WebhookPath, c)
+	page := func(text string) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte(text + "\n"))
+		}
+	}
+	mux.Handle("GET "+DonePath, page("Thank you: your payment is being confirmed. forgebot tells you in chat when it lands."))
+	mux.Handle("GET "+CancelledPath, page("The payment was cancelled; nothing was charged. Send /topup in chat to try again."))
+}
 
 // maxBody bounds a webhook body (Stripe's events are a few KiB).
 const maxBody = 1 << 20

@@ -23,6 +23,7 @@ type runStore interface {
 	appStore
 	research.Store
 	scheduler.Store
+	bots.MessageStore
 	SetFirer(f scheduler.Firer)
 	StartWorkers(ctx context.Context, exec research.Executor) error
 	StopWorkers(ctx context.Context) error
@@ -153,6 +154,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	}
 	health := llm.NewHealth(llm.HealthOptions{})
 	a := &app{cfg: cfg, store: rs, health: health, log: log, outbox: bots.NewOutbox(log)}
+	a.outbox.Store = rs // finals survive crashes and outages; views ordered across instances
 	a.engine = &research.Engine{
 		Store: rs, Ledger: rs, Catalog: cat, Market: cfg.marketProvider(marketDefault), Health: health,
 		LLM:      &llm.Client{HTTPClient: &http.Client{}, Health: health, Log: log},

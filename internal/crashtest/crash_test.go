@@ -155,6 +155,7 @@ func crash(t testing.TB, sc scenario) time.Duration {
 	defer close(gate)
 	chat := &platform{final: make(chan struct{}, 16)}
 	ob := bots.NewOutbox(nil)
+	ob.Store = b.Store.(bots.MessageStore)
 	ob.Register("chat", chat, bots.Limits{})
 	octx, stop := context.WithCancel(context.Background())
 	defer stop()
