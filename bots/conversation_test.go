@@ -375,7 +375,7 @@ func TestWatchlistsAndScan(t *testing.T) {
 	one(t, c.press(t, alice, button(t, q.View, "Confirm"), "m1"))
 	final := c.screen.waitFinal(t, "m1")
 	if !strings.Contains(final.Title, "Scan chips") || !strings.Contains(final.Title, "succeeded") {
-		t.Fatalf("scan final = %+v", final.Title)
+		t.Fatalf("scan final = %+v\n%s", final.Title, final.Text)
 	}
 	// The answer ranks every watchlist symbol in a table, says why the top ones were picked, and, asked
 	// for csv, attaches the table as a file.

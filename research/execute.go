@@ -521,13 +521,8 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
 	if r.Request.Kind == KindScan {
-		// The model writes from the picks' signals as of now, and from why each was picked.
-		g.notes = scanNotes(series, g.ind, r.Symbols)
-		for _, row := range r.Scan {
-			if row.Picked {
-				g.notes = append(g.notes, row.Symbol+": "+row.Why)
-			}
-		}
+		// The model writes from the picks' signals and why each was picked, as the quote counted them.
+		g.notes = scanNotes(series, g.ind, r.Scan)
 	}
 	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)

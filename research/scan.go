@@ -163,13 +163,20 @@ func ScanCSV(rows []ScanRow) []byte {
 	return buf.Bytes()
 }
 
-// scanNotes are the signals of the picked symbols, as "SYMBOL: detail" lines for the prompt and the quote.
-func scanNotes(series map[string]market.Series, ind map[string]market.Indicators, picked []string) []string {
+// scanNotes are, for each picked row, its signals (as "SYMBOL: detail" lines) and why it was picked: what
+// the prompt and the quote show. A quote and its run build the same notes from the same rows.
+func scanNotes(series map[string]market.Series, ind map[string]market.Indicators, rows []ScanRow) []string {
 	var out []string
-	for _, s := range picked {
-		for _, sg := range market.Signals(series[s], ind[s]) {
-			out = append(out, s+": "+sg.Detail)
+	for _, r := range rows {
+		if !r.Picked {
+			continue
 		}
+		if ser, ok := series[r.Symbol]; ok {
+			for _, sg := range market.Signals(ser, ind[r.Symbol]) {
+				out = append(out, r.Symbol+": "+sg.Detail)
+			}
+		}
+		out = append(out, r.Symbol+": "+r.Why)
 	}
 	return out
 }

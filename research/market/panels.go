@@ -297,7 +297,7 @@ func drawPanels(w, h int, plots []*plot.Plot, shares []float64) ([]byte, error) 
 		p.Draw(draw.Crop(subs[i], left-l, -(right - r), 0, 0))
 	}
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, canvas.Image()); err != nil {
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, canvas.Image()); err != nil {
 		return nil, fmt.Errorf("chart: encoding png: %w", err)
 	}
 	return buf.Bytes(), nil
