@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -117,15 +118,34 @@ func (c Config) Validate() error {
 			}
 		}
 		return nil
+	case isKeyValueDSN(u):
+		// host=... dbname=... (libpq's key=value form): the same rule as a
+		// URL, both named.
+		var host, db bool
+		for _, kv := range parseKeyValueDSN(u) {
+			host = host || kv.key == "host" && kv.value != ""
+			db = db || kv.key == "dbname" && kv.value != ""
+		}
+		if !host || !db {
+			return badInput("DATABASE_URL needs a host and a database name, like host=127.0.0.1 port=5432 user=forgebot dbname=forgebot")
+		}
+		return nil
 	case strings.HasPrefix(u, "sqlite:"):
 		if sqlitePath(u) == "" {
 			return badInput("DATABASE_URL: sqlite: needs a file path, like sqlite:./forgebot-data/forgebot.db")
 		}
 		return nil
 	}
-	scheme, _, _ := strings.Cut(u, ":")
-	return badInput("DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got %q)", scheme+":...")
+	// Name what was given only when it is clearly a scheme: anything else
+	// may be a secret pasted in the wrong place.
+	got := ""
+	if scheme, _, ok := strings.Cut(u, ":"); ok && schemeRE.MatchString(scheme) {
+		got = fmt.Sprintf(" (got %q)", scheme+":...")
+	}
+	return badInput("DATABASE_URL must start with postgres://, postgresql:// or sqlite:, or be key=value settings like host=127.0.0.1 dbname=forgebot%s", got)
 }
+
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,15}$`)
 
 func sqlitePath(u string) string {
 	return strings.TrimPrefix(strings.TrimPrefix(u, "sqlite:"), "//")
@@ -158,7 +178,7 @@ func openStore(ctx context.Context, c Config, forMigrate bool) (appStore, error)
 		s, err = postgres.Open(openCtx, c.DatabaseURL, postgres.Options{})
 	}
 	if err != nil {
-		return nil, badInput("%v", err)
+		return nil, badInput("%s", redactSecret(err.Error(), c.DatabaseURL))
 	}
 	if !forMigrate {
 		if err := s.CheckSchema(ctx); err != nil {
