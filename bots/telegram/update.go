@@ -179,8 +179,16 @@ func (a *Adapter) show(ctx context.Context, t target, group bool, who models.Use
 }
 
 func (a *Adapter) sendOrLog(ctx context.Context, t target, v bots.View) {
+	u := updateOf(ctx)
 	if _, err := a.sendView(ctx, t, v); err != nil {
-		a.log.Warn("telegram: reply not sent", "chat_id", t.chat, "err", err)
+		id := int64(0)
+		if u != nil {
+			u.failed.Store(true)
+			id = u.id
+		}
+		a.log.Warn("telegram: reply not sent", "update_id", id, "chat_id", t.chat, "err", err)
+	} else if u != nil {
+		u.sent.Store(true)
 	}
 }
 

@@ -39,7 +39,9 @@ type app struct {
 	schedules  *scheduler.Service // claimed by start's loop
 	// adapterStops stop the chat adapters once the final messages are out.
 	adapterStops []func(context.Context)
-	log          *slog.Logger
+	// adapterStates say how each chat adapter is, for /healthz.
+	adapterStates map[string]func() string
+	log           *slog.Logger
 }
 
 // knownPrices are list prices per 1M tokens for the quick-start shortcuts;
@@ -167,6 +169,23 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv.Schedules = a.schedules
 	rs.SetFirer(a.schedules)
 	return a, nil
+}
+
+// setState registers an adapter's health for /healthz.
+func (a *app) setState(name string, state func() string) {
+	if a.adapterStates == nil {
+		a.adapterStates = map[string]func() string{}
+	}
+	a.adapterStates[name] = state
+}
+
+// states is every adapter's health now.
+func (a *app) states() map[string]string {
+	out := make(map[string]string, len(a.adapterStates))
+	for name, f := range a.adapterStates {
+		out[name] = f()
+	}
+	return out
 }
 
 // start runs the workers, the outbox and the sweepers until ctx ends.

@@ -29,9 +29,14 @@ type Config struct {
 	CatalogPath string
 	HTTPAddr    string
 	PublicURL   string
-	Admins      []billing.Identity
-	QuoteTTL    time.Duration
-	PauseTTL    time.Duration
+	// MetricsAddr serves /metrics on a listener of its own (keep it
+	// private); MetricsToken serves it on the main listener behind a
+	// bearer token instead. Neither: /metrics is not served.
+	MetricsAddr  string
+	MetricsToken string
+	Admins       []billing.Identity
+	QuoteTTL     time.Duration
+	PauseTTL     time.Duration
 	// Schedules: the shortest gap between fire times, how late a time
 	// missed during downtime may still run, and schedules per account
 	// (zero means the scheduler's default: 1h, 1h, 10).
@@ -46,18 +51,23 @@ type Config struct {
 
 func loadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
-		DatabaseURL: strings.TrimSpace(getenv("DATABASE_URL")),
-		Market:      strings.TrimSpace(getenv("FORGE_MARKET")),
-		YahooURL:    strings.TrimSpace(getenv("FORGE_YAHOO_URL")),
-		CatalogPath: strings.TrimSpace(getenv("FORGE_CATALOG")),
-		HTTPAddr:    strings.TrimSpace(getenv("FORGE_HTTP_ADDR")),
-		PublicURL:   strings.TrimRight(strings.TrimSpace(getenv("FORGE_PUBLIC_URL")), "/"),
-		QuoteTTL:    10 * time.Minute,
-		PauseTTL:    time.Hour,
-		getenv:      getenv,
+		DatabaseURL:  strings.TrimSpace(getenv("DATABASE_URL")),
+		Market:       strings.TrimSpace(getenv("FORGE_MARKET")),
+		YahooURL:     strings.TrimSpace(getenv("FORGE_YAHOO_URL")),
+		CatalogPath:  strings.TrimSpace(getenv("FORGE_CATALOG")),
+		HTTPAddr:     strings.TrimSpace(getenv("FORGE_HTTP_ADDR")),
+		PublicURL:    strings.TrimRight(strings.TrimSpace(getenv("FORGE_PUBLIC_URL")), "/"),
+		MetricsAddr:  strings.TrimSpace(getenv("FORGE_METRICS_ADDR")),
+		MetricsToken: strings.TrimSpace(getenv("FORGE_METRICS_TOKEN")),
+		QuoteTTL:     10 * time.Minute,
+		PauseTTL:     time.Hour,
+		getenv:       getenv,
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = DefaultDatabaseURL
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return c, badInput("FORGE_METRICS_TOKEN must be at least 16 characters (it guards /metrics)")
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = "127.0.0.1:8080"
