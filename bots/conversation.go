@@ -436,7 +436,7 @@ func (c *Conversation) balance(ctx context.Context, in Incoming) ([]Reply, error
 	if err != nil {
 		return nil, err
 	}
-	v := View{Kind: KindInfo, Title: "Your balance"}
+	v := View{Kind: KindInfo, Title: "Your balance", Private: true} // figures: the owner's eyes only
 	for _, b := range billing.Buckets {
 		name := map[billing.Bucket]string{billing.BucketCredit: "Credit (official routes)", billing.BucketRouted: "Routed balance (routed routes)"}[b]
 		v.Fields = append(v.Fields, Field{name, fmt.Sprintf("%s available (%s posted, %s held)", bal[b].Available, bal[b].Posted, bal[b].Held)})
@@ -566,6 +566,18 @@ func (c *Conversation) Notify(_ context.Context, d research.Destination, text st
 	d.MessageID, d.Ref = "", "notice:"+newRef()
 	c.Outbox.Submit(d, View{Kind: KindInfo, Text: text, Final: true})
 }
+
+// NotifyOwner posts text to a user's private chat with the bot: notices
+// with figures (a schedule skipped for too little balance) that the chat
+// the schedule posts to must not see. The destination's chat is
+// "user:ID", which each adapter resolves to its private chat.
+func (c *Conversation) NotifyOwner(ctx context.Context, owner billing.Identity, text string) {
+	c.Notify(ctx, research.Destination{Platform: owner.Platform, ChatID: PrivateChat(owner)}, text)
+}
+
+// PrivateChat is the chat id of a user's private chat with the bot, for a
+// Destination: adapters resolve "user:ID".
+func PrivateChat(who billing.Identity) string { return "user:" + who.ExternalID }
 
 // captureEntry finds the ledger entry that charged a run, for the final card.
 func (c *Conversation) captureEntry(r research.Run) int64 {

@@ -70,7 +70,7 @@ func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
 		},
 		Buttons: [][]Button{{{Label: "Confirm schedule", Data: scheduleButton(sc.ID, "confirm"), Style: "primary"}, {Label: "Cancel", Data: scheduleButton(sc.ID, "decline"), Style: "danger"}}},
 	}
-	return v
+	return withPublic(v, v.Text)
 }
 
 // schedulePolicies is shown with every schedule quote and list, built from

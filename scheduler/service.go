@@ -22,7 +22,11 @@ type Service struct {
 	Store  Store
 	Engine *research.Engine
 	// Notify posts a notice to a schedule's chat (a skipped run, say).
-	Notify        func(ctx context.Context, d research.Destination, text string)
+	Notify func(ctx context.Context, d research.Destination, text string)
+	// NotifyOwner posts to the schedule owner's private chat: a notice's
+	// figures (balance, shortfall) never go to the schedule's chat, which
+	// may be a group. Without it the figures are not sent at all.
+	NotifyOwner   func(ctx context.Context, owner billing.Identity, text string)
 	Now           func() time.Time
 	MinInterval   time.Duration // default 1 h
 	MaxPerAccount int           // default 10
@@ -378,7 +382,12 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 	case q.Debt > 0:
 		return false, skip(SkippedBalance, fmt.Sprintf("your account owes %s after a refund; top up to pay it and keep the schedule running", q.Debt))
 	case !q.CanConfirm():
-		return false, skip(SkippedBalance, fmt.Sprintf("your %s has %s and the run needs up to %s; top up to keep it running", q.Bucket, q.Available, q.Hold))
+		if s.NotifyOwner != nil {
+			when := f.At.In(loadZone(sc.Zone)).Format("Mon 2006-01-02 15:04 MST")
+			s.NotifyOwner(ctx, sc.Owner, fmt.Sprintf("Scheduled %s (%s) at %s was skipped: your %s has %s and the run needs up to %s; top up to keep it running.",
+				describe(sc), sc.ID, when, q.Bucket, q.Available, q.Hold))
+		}
+		return false, skip(SkippedBalance, "too little balance (the owner was told the figures privately); top up to keep it running")
 	default:
 		run, _, err = s.Engine.Confirm(ctx, q.ID, sc.Owner, nil)
 		if errors.Is(err, research.ErrInsufficient) {

@@ -164,7 +164,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
 	a.engine.Sink = a.conv
-	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, Log: log,
+	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, NotifyOwner: a.conv.NotifyOwner, Log: log,
 		MinInterval: cfg.ScheduleMinInterval, CatchUp: cfg.ScheduleCatchUp, MaxPerAccount: cfg.ScheduleMaxPerAccount}
 	a.conv.Schedules = a.schedules
 	rs.SetFirer(a.schedules)
