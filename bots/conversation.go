@@ -39,6 +39,10 @@ type Conversation struct {
 	// TopUpHint tells a user how to add money (shown with a shortfall).
 	TopUpHint string
 	Log       *slog.Logger
+	// Limits bound what one user may ask for (quotes a minute, runs at once).
+	Limits UserLimits
+
+	quotes quoteLimiter
 }
 
 // Commands lists the commands with a one-line description each, for /help and
@@ -273,6 +277,9 @@ func (c *Conversation) MoveRun(ctx context.Context, runID string, who billing.Id
 }
 
 func (c *Conversation) quote(ctx context.Context, req research.Request) ([]Reply, error) {
+	if err := c.allowQuote(req.Owner); err != nil {
+		return nil, err
+	}
 	q, err := c.Engine.Quote(ctx, req)
 	if err != nil {
 		return nil, err
@@ -310,6 +317,11 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 	}
 	switch p.action {
 	case "confirm":
+		if q.Status == research.QuoteOpen {
+			if err := c.allowRun(ctx, q.AccountID); err != nil {
+				return nil, err
+			}
+		}
 		d := dest(in)
 		run, nq, err := c.Engine.Confirm(ctx, q.ID, in.Identity, &d)
 		switch {
@@ -346,6 +358,9 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		}
 		// The new quote first: if it cannot be made (too many symbols for
 		// that depth, say), the old one stays open and usable.
+		if err := c.allowQuote(in.Identity); err != nil {
+			return nil, err
+		}
 		nq, err := c.Engine.Quote(ctx, req)
 		if err != nil {
 			return nil, err

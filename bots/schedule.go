@@ -41,6 +41,9 @@ func (c *Conversation) schedule(ctx context.Context, in Incoming) ([]Reply, erro
 	case "add":
 		words = words[1:]
 	}
+	if err := c.allowQuote(in.Identity); err != nil {
+		return nil, err
+	}
 	p, err := c.Schedules.Propose(ctx, in.Identity, words, dest(in))
 	if err != nil {
 		return nil, err

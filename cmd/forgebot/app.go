@@ -110,8 +110,15 @@ func (c Config) catalog() (*research.Catalog, error) {
 	return cat, nil
 }
 
-// marketProvider builds the market data source; def applies when FORGE_MARKET is unset.
+// marketProvider builds the market data source; def applies when
+// FORGE_MARKET is unset. It is cached: concurrent requests for a symbol
+// share one fetch, results are kept a minute and failures 30 s, so no user
+// can make the provider see more than one request per symbol in that time.
 func (c Config) marketProvider(def string) market.Provider {
+	return market.NewCache(c.rawMarketProvider(def), market.CacheOptions{})
+}
+
+func (c Config) rawMarketProvider(def string) market.Provider {
 	m := c.Market
 	if m == "" {
 		m = def
