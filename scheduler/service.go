@@ -30,6 +30,11 @@ type Service struct {
 	Now           func() time.Time
 	MinInterval   time.Duration // default 1 h
 	MaxPerAccount int           // default 10
+	// MaxProposals bounds an account's schedules proposed and not yet
+	// confirmed (default 5); ProposalTTL is how long one waits for its
+	// confirm before Prune deletes it (default 1 h).
+	MaxProposals int
+	ProposalTTL  time.Duration
 	CatchUp       time.Duration // a time missed by less than this still runs; default 1 h
 	Log           *slog.Logger
 }
@@ -114,14 +119,22 @@ func (s *Service) Propose(ctx context.Context, owner billing.Identity, words []s
 		return p, fmt.Errorf("%w: %q fires every %s; the minimum is %s", ErrBadSpec, cmd.Spec, gap, s.minInterval())
 	}
 	req := research.Request{Kind: cmd.Kind, Symbols: cmd.Symbols, Watchlist: cmd.List, Depth: cmd.Depth, Owner: owner, Dest: dest}
+	if acc, err := s.Engine.Ledger.AccountOf(ctx, owner); err == nil {
+		// Before the quote: a refused proposal fetches no market data.
+		counts, err := s.Store.ScheduleCounts(ctx, acc)
+		if err != nil {
+			return p, err
+		}
+		if n := counts[Active] + counts[Paused]; n >= s.maxPerAccount() {
+			return p, fmt.Errorf("%w: you have %d schedules, the most an account may have", ErrBadSpec, n)
+		}
+		if n := counts[Proposed]; n >= s.maxProposals() {
+			return p, fmt.Errorf("%w: you have %d schedule proposals waiting; confirm or cancel one first (unconfirmed ones lapse after %s)", ErrBadSpec, n, s.proposalTTL())
+		}
+	}
 	q, err := s.Engine.Quote(ctx, req)
 	if err != nil {
 		return p, err
-	}
-	if n, err := s.countLive(ctx, q.AccountID); err != nil {
-		return p, err
-	} else if n >= s.maxPerAccount() {
-		return p, fmt.Errorf("%w: you have %d schedules, the most an account may have", ErrBadSpec, n)
 	}
 	p.Quote, p.Next = q, spec.NextN(now, 5)
 	p.PerMonth = spec.perMonth(now)
@@ -135,15 +148,23 @@ func (s *Service) Propose(ctx context.Context, owner billing.Identity, words []s
 	return p, s.Store.SaveSchedule(ctx, p.Schedule)
 }
 
-func (s *Service) countLive(ctx context.Context, acc billing.AccountID) (int, error) {
-	all, err := s.Store.SchedulesOf(ctx, acc)
-	n := 0
-	for _, sc := range all {
-		if sc.Status == Active || sc.Status == Paused {
-			n++
-		}
+func (s *Service) maxProposals() int {
+	if s.MaxProposals > 0 {
+		return s.MaxProposals
 	}
-	return n, err
+	return 5
+}
+
+func (s *Service) proposalTTL() time.Duration {
+	if s.ProposalTTL > 0 {
+		return s.ProposalTTL
+	}
+	return time.Hour
+}
+
+// Prune deletes proposals that waited longer than ProposalTTL for a confirm.
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	return s.Store.PruneProposals(ctx, s.now().Add(-s.proposalTTL()))
 }
 
 // owned loads a schedule its owner (or a linked identity, or an admin) may change.
@@ -170,12 +191,9 @@ func (s *Service) Confirm(ctx context.Context, id string, who billing.Identity) 
 	if err != nil {
 		return sc, err
 	}
-	if n, err := s.countLive(ctx, sc.AccountID); err != nil {
-		return sc, err
-	} else if n >= s.maxPerAccount() {
-		return sc, fmt.Errorf("%w: you have %d schedules, the most an account may have", ErrBadSpec, n)
-	}
-	return s.Store.UpdateSchedule(ctx, id, func(sc *Schedule) error {
+	// The limit is counted in the activating transaction: concurrent
+	// confirms cannot all see room.
+	return s.Store.ActivateSchedule(ctx, id, s.maxPerAccount(), func(sc *Schedule) error {
 		if sc.Status != Proposed {
 			return fmt.Errorf("%w: the schedule is %s", research.ErrWrongState, sc.Status)
 		}

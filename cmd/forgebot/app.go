@@ -204,7 +204,35 @@ func (a *app) start(ctx context.Context) error {
 	go (&billing.Sweeper{Ledger: a.store, Log: a.log}).Run(ctx)
 	go a.schedules.Run(ctx)
 	go a.engine.RunReaper(ctx, time.Minute, time.Hour)
+	go a.prune(ctx, 10*time.Minute)
 	return a.store.StartWorkers(context.WithoutCancel(ctx), a.engine)
+}
+
+// prune deletes, every interval, quotes expired for an hour that never
+// became runs and schedule proposals left unconfirmed past their time, so
+// neither table grows with every quote ever asked for. Failures are logged
+// once per interval, not retried in a loop.
+func (a *app) prune(ctx context.Context, every time.Duration) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := a.store.PruneQuotes(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			a.log.Warn("prune quotes", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned expired quotes", "count", n)
+		}
+		if n, err := a.schedules.Prune(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("prune schedule proposals", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned unconfirmed schedule proposals", "count", n)
+		}
+		t.Reset(every)
+	}
 }
 
 // stop drains: no new runs, running runs get grace to finish, then are
