@@ -35,8 +35,8 @@ type Service struct {
 	// confirm before Prune deletes it (default 1 h).
 	MaxProposals int
 	ProposalTTL  time.Duration
-	CatchUp       time.Duration // a time missed by less than this still runs; default 1 h
-	Log           *slog.Logger
+	CatchUp      time.Duration // a time missed by less than this still runs; default 1 h
+	Log          *slog.Logger
 }
 
 func (s *Service) now() time.Time {
