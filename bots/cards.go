@@ -41,11 +41,12 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	if len(q.SymbolNotes) > 0 {
 		v.Fields = append(v.Fields, Field{"Signals", strings.Join(q.SymbolNotes, "\n")})
 	}
+	if q.Spend != nil {
+		v.Fields = append(v.Fields, Field{"Spend limits", spendText(*q.Spend)})
+	}
 	if !q.CanConfirm() {
-		v.Text = fmt.Sprintf("Not enough in your %s: this run holds up to %s and you have %s (short by %s). %s",
-			bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, c.TopUpHint)
-		v.Buttons = [][]Button{{{Label: "Close", Data: quoteButton(q.ID, "decline")}}}
-		return withPublic(v, fmt.Sprintf("Your %s does not cover this run (it holds up to %s). The figures went to you privately.", bucketName(q.Bucket), q.Hold))
+		v.Text, v.Buttons = c.cannotConfirm(q)
+		return withPublic(v, fmt.Sprintf("Your %s does not cover this run, or a limit stops it (it holds up to %s). The figures went to you privately.", bucketName(q.Bucket), q.Hold))
 	}
 	v.Text = fmt.Sprintf("Confirm to hold %s from your %s. The quote expires at %s UTC.", q.Hold, bucketName(q.Bucket), q.ExpiresAt.UTC().Format("15:04"))
 	v.Buttons = [][]Button{
@@ -80,6 +81,8 @@ func withPublic(v View, text string) View {
 			f.Value = strings.SplitN(f.Value, ":", 2)[0] + " (the balance went to you privately)"
 		case "Per run":
 			f.Value, _, _ = strings.Cut(f.Value, " (")
+		case "Spend limits":
+			continue // what was spent today and this month: the owner's only
 		}
 		pub.Fields = append(pub.Fields, f)
 	}
@@ -214,6 +217,9 @@ func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
 	if ev.Chart != nil {
 		v.Image, v.ImageName = ev.Chart, "chart-"+r.ID+".png"
 	}
+	if ev.Report != nil && ev.Report.CSV {
+		v.File, v.FileName = research.ScanCSV(ev.Report.Scan), "scan-"+r.ID+".csv"
+	}
 	if ev.ReceiptURL != "" {
 		v.Buttons = [][]Button{{{Label: "Receipt", URL: ev.ReceiptURL}}}
 	}
@@ -249,6 +255,9 @@ func RenderReport(rep research.Report) string {
 		b.WriteString("; model " + rep.Model)
 	}
 	b.WriteString("\n")
+	if len(rep.Scan) > 0 {
+		fmt.Fprintf(&b, "\nRanked watchlist (%d symbols)\n%s\n", len(rep.Scan), research.ScanText(rep.Scan))
+	}
 	for _, s := range rep.Sections {
 		fmt.Fprintf(&b, "\n%s\n", s.Symbol)
 		if s.Context != "" {

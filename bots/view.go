@@ -65,6 +65,9 @@ type View struct {
 	// buttons. The full view then goes to the user's private chat. nil: the
 	// view has nothing to show the group.
 	Public *View
+	// Invoice asks the platform for a native payment (Telegram Stars); an
+	// adapter without one shows Text.
+	Invoice *Invoice
 }
 
 // Field is a labelled value.

@@ -67,6 +67,9 @@ type Due struct {
 	Fire   *time.Time  // the time to run now, if any
 	Missed []time.Time // times recorded as missed
 	Next   time.Time   // the next fire time
+	// Skip leaves the schedule as it is, for a claimer that can report to
+	// its chat (Fire, Missed and Next are ignored).
+	Skip bool
 }
 
 // Store keeps schedules and their fires.

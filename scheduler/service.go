@@ -36,7 +36,11 @@ type Service struct {
 	MaxProposals int
 	ProposalTTL  time.Duration
 	CatchUp      time.Duration // a time missed by less than this still runs; default 1 h
-	Log          *slog.Logger
+	// Reports says whether this process can deliver to a platform's chats;
+	// the claimer leaves other platforms' schedules to a process that can
+	// (a serve with the adapter, or the console for its own). nil: all.
+	Reports func(platform string) bool
+	Log     *slog.Logger
 }
 
 func (s *Service) now() time.Time {
@@ -270,6 +274,9 @@ func (s *Service) List(ctx context.Context, who billing.Identity) ([]Schedule, m
 // the window, are recorded as missed.
 func (s *Service) decide(now time.Time) func(Schedule) Due {
 	return func(sc Schedule) Due {
+		if s.Reports != nil && !s.Reports(sc.Request.Dest.Platform) {
+			return Due{Skip: true}
+		}
 		spec, err := ParseSpec(sc.Spec, sc.Zone)
 		if err != nil {
 			return Due{Next: now.Add(24 * time.Hour)} // cannot happen for a stored schedule; park it

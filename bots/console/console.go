@@ -14,12 +14,18 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mattn/go-isatty"
 	"golang.org/x/time/rate"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/research"
 )
+
+// IsTerminal reports whether f is a terminal (not a file or a pipe).
+func IsTerminal(f *os.File) bool {
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+}
 
 // Platform is the console's platform name in identities and destinations.
 const Platform = "console"

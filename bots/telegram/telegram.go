@@ -270,7 +270,7 @@ func New(cfg Config, conv Conversation) (*Adapter, error) {
 		bot.WithErrorsHandler(func(err error) {
 			a.log.Warn("telegram: bot api", "err", a.redact.String(err.Error()))
 		}),
-		bot.WithAllowedUpdates(bot.AllowedUpdates{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery}),
+		bot.WithAllowedUpdates(bot.AllowedUpdates{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery, models.AllowedUpdatePreCheckoutQuery}),
 	}
 	if cfg.APIURL != "" {
 		opts = append(opts, bot.WithServerURL(strings.TrimRight(cfg.APIURL, "/")))
@@ -373,7 +373,7 @@ func (a *Adapter) Start(ctx context.Context) error {
 // setWebhook registers the webhook with its secret.
 func (a *Adapter) setWebhook(ctx context.Context) error {
 	_, err := a.bot.SetWebhook(ctx, &bot.SetWebhookParams{URL: a.cfg.WebhookURL, SecretToken: a.cfg.WebhookSecret,
-		AllowedUpdates: []string{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery}})
+		AllowedUpdates: []string{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery, models.AllowedUpdatePreCheckoutQuery}})
 	if err != nil {
 		return a.redact.classify("setWebhook", err)
 	}

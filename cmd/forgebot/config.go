@@ -43,6 +43,11 @@ type Config struct {
 	ScheduleMinInterval   time.Duration
 	ScheduleCatchUp       time.Duration
 	ScheduleMaxPerAccount int
+	Pay                   PayConfig
+
+	// localRuns: this process's runs go to a River queue of its own (the
+	// demo and `forgebot research` set it; serve works the shared queue).
+	localRuns bool
 
 	// getenv resolves the API keys named in the catalog; kept so that keys
 	// are read where routes are built and nowhere else.
@@ -104,6 +109,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			return c, badInput("FORGE_SCHEDULE_MAX_PER_ACCOUNT: want a positive whole number like 10, got %q", v)
 		}
 		c.ScheduleMaxPerAccount = n
+	}
+	var err error
+	if c.Pay, err = loadPayConfig(getenv); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }
@@ -181,11 +190,11 @@ func openStore(ctx context.Context, c Config, forMigrate bool) (appStore, error)
 		if _, statErr := os.Stat(path); !forMigrate && errors.Is(statErr, fs.ErrNotExist) {
 			return nil, badInput("no database at %s yet: run `forgebot migrate` first", path)
 		}
-		s, err = sqlite.Open(ctx, path, sqlite.Options{})
+		s, err = sqlite.Open(ctx, path, sqlite.Options{LocalQueue: c.localRuns})
 	} else {
 		openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		s, err = postgres.Open(openCtx, c.DatabaseURL, postgres.Options{})
+		s, err = postgres.Open(openCtx, c.DatabaseURL, postgres.Options{LocalQueue: c.localRuns})
 	}
 	if err != nil {
 		return nil, badInput("%s", redactSecret(err.Error(), c.DatabaseURL))

@@ -38,6 +38,7 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer logFile.Close()
+	cfg.localRuns = true // the demo's runs report to this terminal: no serve may take them
 	a, err := newApp(ctx, cfg, "demo", true, slog.New(slog.NewTextHandler(logFile, nil)))
 	if err != nil {
 		return err
@@ -91,4 +92,7 @@ type stdio struct {
 	in         io.Reader
 	out, err   io.Writer
 	interrupts <-chan os.Signal
+	// outTerminal, errTerminal: out or err is a terminal, where progress
+	// may redraw a line in place.
+	outTerminal, errTerminal bool
 }

@@ -10,12 +10,15 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/tokensforge/forgebot/bots/console"
 )
 
 func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr, interrupts: sig}))
+	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr, interrupts: sig,
+		outTerminal: console.IsTerminal(os.Stdout), errTerminal: console.IsTerminal(os.Stderr)}))
 }
 
 // Exit statuses.

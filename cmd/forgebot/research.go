@@ -12,10 +12,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/bots/console"
 	"github.com/tokensforge/forgebot/research"
 )
+
+// cliPlatform is the destination platform of `forgebot research` runs: the
+// terminal of the process that started them.
+const cliPlatform = "cli"
 
 // cmdResearch is the one-shot command: quote, confirm (or --yes), progress on
 // stderr, the report on stdout. SIGINT cancels the run and settles it.
@@ -48,16 +53,24 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	if err != nil {
 		return err
 	}
+	cfg.localRuns = true // the run reports to this terminal: no serve may take it
 	a, err := newApp(ctx, cfg, "yahoo", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
-	defer a.stop(10 * time.Second)
-	sink := &oneShotSink{conv: a.conv, progress: io_.err, final: make(chan research.Event, 1)}
+	stopQuickly := false
+	defer func() {
+		if stopQuickly {
+			stopWithin(a, 3*time.Second)
+		} else {
+			a.stop(10 * time.Second)
+		}
+	}()
+	sink := &oneShotSink{conv: a.conv, progress: io_.err, terminal: io_.errTerminal, final: make(chan research.Event, 1)}
 	a.engine.Sink = sink
 
 	q, err := a.engine.Quote(ctx, research.Request{Kind: research.KindResearch, Symbols: symbols, Depth: d, Model: *model,
-		Owner: who, Dest: research.Destination{Platform: "cli", ChatID: who.String()}})
+		Owner: who, Dest: research.Destination{Platform: cliPlatform, ChatID: who.String()}})
 	if errors.Is(err, research.ErrBadRequest) || errors.Is(err, research.ErrNoRoute) {
 		return badInput("research: %s", strings.TrimPrefix(err.Error(), "bad request: "))
 	}
@@ -98,17 +111,12 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 		}
 		break
 	}
-	var final research.Event
-	for done := false; !done; {
-		select {
-		case final = <-sink.final:
-			done = true
-		case <-io_.interrupts:
-			fmt.Fprintln(io_.err, "\ncancelling… (settling what was used)")
-			if _, err := a.engine.Cancel(context.WithoutCancel(ctx), run.ID, who); err != nil && !errors.Is(err, research.ErrWrongState) {
-				fmt.Fprintln(io_.err, "cancel: "+err.Error())
-			}
-		}
+	final, quit, err := awaitFinal(ctx, a, sink, run, who, io_)
+	if quit {
+		stopQuickly = true
+	}
+	if err != nil {
+		return err
 	}
 	r := final.Run
 	if *asJSON {
@@ -143,6 +151,86 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	return &cliError{code: exitFailure, err: fmt.Errorf("research: run %s: %s", r.State, r.Error)}
 }
 
+// settleWait is how long the CLI waits, after a Ctrl-C, for the run to
+// settle before it gives up and exits (the run still settles where it runs).
+var settleWait = 5 * time.Second
+
+// awaitFinal waits for run's final event. It also follows the run through
+// the store, so a run that ended where this process cannot hear it still
+// ends the wait. The first interrupt cancels the run and waits up to
+// settleWait for it to settle; a second one, or the wait running out, exits
+// at once (quit is then true: the caller must not wait for the workers).
+func awaitFinal(ctx context.Context, a *app, sink *oneShotSink, run research.Run, who billing.Identity, io_ stdio) (ev research.Event, quit bool, err error) {
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	var giveUp, useStored <-chan time.Time
+	var stored *research.Run
+	interrupted := false
+	stopped := func(why string) (research.Event, bool, error) {
+		sink.endLine()
+		return research.Event{}, true, &cliError{code: exitCancelled, err: fmt.Errorf("research: %s before run %s settled; it settles by itself (its hold is released at the latest when it lapses): see forgebot wallet show --user %s", why, run.ID, who)}
+	}
+	for {
+		select {
+		case ev := <-sink.final:
+			return ev, false, nil
+		case <-poll.C:
+			// Bounded: a settle in progress may hold the store's connection.
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+			r, err := a.store.Run(pctx, run.ID)
+			cancel()
+			if err == nil && r.State.Terminal() && stored == nil {
+				// The final event follows the settle at once when this
+				// process ran the run: give it a moment before the
+				// store's account of it (no report) stands in.
+				stored = &r
+				t := time.NewTimer(2 * time.Second)
+				defer t.Stop()
+				useStored = t.C
+			}
+		case <-useStored:
+			return a.engine.Snapshot(*stored, ""), false, nil
+		case <-giveUp:
+			return stopped(fmt.Sprintf("gave up after %s", settleWait))
+		case <-io_.interrupts:
+			if interrupted {
+				return stopped("quit")
+			}
+			interrupted = true
+			sink.endLine()
+			fmt.Fprintln(io_.err, "cancelling… (settling what was used; Ctrl-C again to quit)")
+			// In the background: the loop must still hear a second Ctrl-C.
+			go func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleWait)
+				defer cancel()
+				if _, err := a.engine.Cancel(cctx, run.ID, who); err != nil && !errors.Is(err, research.ErrWrongState) && cctx.Err() == nil {
+					fmt.Fprintln(io_.err, "cancel: "+err.Error())
+				}
+			}()
+			t := time.NewTimer(settleWait)
+			defer t.Stop()
+			giveUp = t.C
+		}
+	}
+}
+
+// stopWithin stops a's workers but returns after at most d: a user who quit
+// waits no longer (a run still settling finishes, or is settled by the next
+// forgebot process or its hold's lapse).
+func stopWithin(a *app, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.stop(d / 2)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
 // confirmPrompt asks to confirm q (unless --yes). Ctrl-C at the prompt, or
 // one pressed while the quote was being made, is a no.
 func confirmPrompt(stdin *bufio.Reader, io_ stdio, q research.Quote, yes bool) (bool, error) {
@@ -172,18 +260,24 @@ func confirmPrompt(stdin *bufio.Reader, io_ stdio, q research.Quote, yes bool) (
 	}
 }
 
-// oneShotSink prints a run's progress on one terminal line and hands over the final event.
+// oneShotSink shows a run's progress on stderr and hands over the final
+// event. On a terminal it redraws one line in place; elsewhere (a file, a
+// pipe) it writes a plain line when the stage or note changes, with no
+// cursor controls.
 type oneShotSink struct {
 	conv     *bots.Conversation
 	progress io.Writer
+	terminal bool
 	final    chan research.Event
 	mu       sync.Mutex
 	last     time.Time
+	lastKey  string
+	open     bool // a redrawn line is on screen without its newline
 }
 
 func (s *oneShotSink) Publish(ev research.Event) {
 	if ev.Final {
-		fmt.Fprintln(s.progress)
+		s.endLine()
 		select {
 		case s.final <- ev:
 		default:
@@ -192,10 +286,33 @@ func (s *oneShotSink) Publish(ev research.Event) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	line := strings.SplitN(research.CleanText(s.conv.ProgressView(ev).Text), "\n", 2)[0] + fmt.Sprintf("  %s", ev.Cost)
+	if !s.terminal {
+		key := fmt.Sprintf("%d/%s", ev.Stage, ev.Note)
+		if ev.Note == "writing" {
+			key = fmt.Sprintf("%d/", ev.Stage)
+		}
+		if key == s.lastKey {
+			return
+		}
+		s.lastKey = key
+		fmt.Fprintln(s.progress, line)
+		return
+	}
 	if time.Since(s.last) < 200*time.Millisecond && ev.Note == "writing" {
 		return
 	}
 	s.last = time.Now()
-	v := s.conv.ProgressView(ev)
-	fmt.Fprintf(s.progress, "\r\033[K%s", strings.SplitN(research.CleanText(v.Text), "\n", 2)[0]+fmt.Sprintf("  %s", ev.Cost))
+	fmt.Fprintf(s.progress, "\r\033[K%s", line)
+	s.open = true
+}
+
+// endLine ends a redrawn progress line, so what follows starts on its own.
+func (s *oneShotSink) endLine() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open {
+		fmt.Fprintln(s.progress)
+		s.open = false
+	}
 }

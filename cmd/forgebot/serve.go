@@ -63,6 +63,11 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		log.Info("metrics", "addr", mln.Addr().String())
 	}
 	var enabled []string
+	if _, err := setupStripe(cfg, a, mux); err != nil { // payments, not a chat adapter
+		ln.Close()
+		a.stop(time.Second)
+		return err
+	}
 	for name, setup := range map[string]func(context.Context, Config, *app, *http.ServeMux) (bool, error){
 		"telegram": setupTelegram, "discord": setupDiscord,
 	} {

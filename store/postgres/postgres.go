@@ -48,6 +48,11 @@ type Options struct {
 	// RescueAfter is how long a job may stay running before River takes it
 	// for dead and retries it (tests); default the longest run plus 5 min.
 	RescueAfter time.Duration
+	// LocalQueue gives this process's runs a River queue of their own, which
+	// no other process works (the console and `forgebot research`: their
+	// runs report to their terminal). Off, runs go to the queue every
+	// `forgebot serve` shares.
+	LocalQueue bool
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value DSN)
@@ -83,7 +88,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		pool.Close()
 		return nil, fmt.Errorf("read current schema: %w", err)
 	}
-	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
+	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Queue: riverqueue.QueueFor(opts.LocalQueue), Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -196,6 +201,9 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	}
 	return applied, nil
 }
+
+// QueueName is the River queue this store's runs go to and are worked from.
+func (s *Store) QueueName() string { return s.queue.Name() }
 
 // StartWorkers works queued runs with exec until StopWorkers.
 func (s *Store) StartWorkers(ctx context.Context, exec research.Executor) error {

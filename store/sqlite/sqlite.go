@@ -52,6 +52,11 @@ type Options struct {
 	// RescueAfter is how long a job may stay running before River takes it
 	// for dead and retries it (tests); default the longest run plus 5 min.
 	RescueAfter time.Duration
+	// LocalQueue gives this process's runs a River queue of their own, which
+	// no other process works (the console and `forgebot research`: their
+	// runs report to their terminal). Off, runs go to the queue every
+	// `forgebot serve` shares.
+	LocalQueue bool
 }
 
 // Open opens (creating if needed) the database file at path; its folder is
@@ -88,7 +93,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	// No LISTEN on SQLite: River polls, so poll often enough that a run
 	// starts (and a cancel lands) quickly.
-	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
+	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Queue: riverqueue.QueueFor(opts.LocalQueue), Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -133,6 +138,9 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	}
 	return applied, nil
 }
+
+// QueueName is the River queue this store's runs go to and are worked from.
+func (s *Store) QueueName() string { return s.queue.Name() }
 
 // StartWorkers works queued runs with exec until StopWorkers.
 func (s *Store) StartWorkers(ctx context.Context, exec research.Executor) error {

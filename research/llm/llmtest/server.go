@@ -34,6 +34,10 @@ type Server struct {
 	queue []Response
 	def   Response
 	reqs  []Request
+	// waiters are closed once that many requests have arrived (Received).
+	waiters map[int][]chan struct{}
+
+	streamed map[int]int64 // text bytes written, by request index
 
 	disconnects chan Disconnect
 	chunks      atomic.Int64
@@ -124,6 +128,13 @@ func (s *Server) SetDefault(r Response) {
 	s.def = r
 }
 
+// ClearQueue drops every queued response not yet used.
+func (s *Server) ClearQueue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = nil
+}
+
 // Pending is the number of queued responses not yet used.
 func (s *Server) Pending() int {
 	s.mu.Lock()
@@ -138,6 +149,31 @@ func (s *Server) Requests() []Request {
 	out := make([]Request, len(s.reqs))
 	copy(out, s.reqs)
 	return out
+}
+
+// StreamedBytes is how many bytes of answer text the fake wrote to request
+// number index: what a real provider would have generated (and billed) for
+// it, whatever the client kept.
+func (s *Server) StreamedBytes(index int) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streamed[index]
+}
+
+// Received returns a channel closed once n requests have arrived.
+func (s *Server) Received(n int) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	if len(s.reqs) >= n {
+		close(ch)
+		return ch
+	}
+	if s.waiters == nil {
+		s.waiters = map[int][]chan struct{}{}
+	}
+	s.waiters[n] = append(s.waiters[n], ch)
+	return ch
 }
 
 // Disconnected delivers a Disconnect each time a client leaves in the middle
@@ -184,6 +220,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	rec.Index = len(s.reqs)
 	s.reqs = append(s.reqs, rec)
+	for _, ch := range s.waiters[len(s.reqs)] {
+		close(ch)
+	}
+	delete(s.waiters, len(s.reqs))
 	resp := s.def
 	if len(s.queue) > 0 {
 		resp, s.queue = s.queue[0], s.queue[1:]
@@ -235,7 +275,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		}
 		return s.event(w, rc, b)
 	}
-	for i, text := range resp.Chunks {
+	for i := 0; i < len(resp.Chunks) || (resp.Forever && len(resp.Chunks) > 0); i++ {
+		text := resp.Chunks[i%len(resp.Chunks)]
 		if !s.wait(r, resp) {
 			left()
 			return
@@ -254,6 +295,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 			left()
 			return
 		}
+		s.mu.Lock()
+		if s.streamed == nil {
+			s.streamed = map[int]int64{}
+		}
+		s.streamed[rec.Index] += int64(len(text))
+		s.mu.Unlock()
 	}
 	switch {
 	case resp.ErrorEvent != "":

@@ -6,9 +6,13 @@ package riverqueue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,8 +25,37 @@ import (
 	"github.com/tokensforge/forgebot/scheduler"
 )
 
-// queueName is the River queue runs go to.
-const queueName = "runs"
+// SharedQueue is the River queue of the workers by design (`forgebot serve`):
+// every serve instance takes its jobs, and only serve inserts into it, so a
+// serve never runs a job whose messages it cannot deliver.
+const SharedQueue = "runs"
+
+// LocalQueuePrefix starts the name of a process's own queue: the console
+// (`forgebot demo`) and `forgebot research` run their jobs there, where no
+// serve (and no other CLI) takes them; their progress and final events go
+// to the terminal of the process that started them. A job left in a local
+// queue by a process that died is for crash recovery to find by this prefix.
+const LocalQueuePrefix = "local_"
+
+// LocalQueue returns a fresh queue name for one process: LocalQueuePrefix,
+// the process id and a random suffix (pids are reused across machines and
+// restarts).
+func LocalQueue() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s%d_%s", LocalQueuePrefix, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// QueueFor returns a fresh LocalQueue when local, else SharedQueue.
+func QueueFor(local bool) string {
+	if local {
+		return LocalQueue()
+	}
+	return SharedQueue
+}
+
+// IsLocal reports whether a queue is some process's own (see LocalQueue).
+func IsLocal(queue string) bool { return strings.HasPrefix(queue, LocalQueuePrefix) }
 
 // MaxAttempts is how often River tries a job: a second attempt resumes a run
 // whose instance died, from its last finished stage, and retries a schedule
@@ -79,11 +112,21 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	if exec == nil {
 		return errors.New("no executor: workers not started")
 	}
-	return (*exec).Execute(ctx, job.Args.RunID, job.Attempt, job.MaxAttempts)
+	err := (*exec).Execute(ctx, job.Args.RunID, job.Attempt, job.MaxAttempts)
+	if errors.Is(err, research.ErrLeaseHeld) {
+		// Another live instance holds the run (River ran the job twice, or a
+		// resume raced the previous holder's release): look again shortly;
+		// once the run ends or the lease frees, this attempt ends at once.
+		return river.JobSnooze(2 * time.Second)
+	}
+	return err
 }
 
 // Config tunes a Queue.
 type Config struct {
+	// Queue is the one River queue this client inserts into and works:
+	// SharedQueue (the default) for serve, a LocalQueue for a CLI process.
+	Queue             string
 	Schema            string // PostgreSQL schema of River's tables ("" = search_path)
 	MaxWorkers        int    // concurrent runs per instance; default 100
 	FetchPollInterval time.Duration
@@ -100,6 +143,7 @@ type Queue[TTx any] struct {
 	fire    *fireWorker
 	driver  riverdriver.Driver[TTx]
 	schema  string
+	queue   string
 	started atomic.Bool
 }
 
@@ -107,6 +151,9 @@ type Queue[TTx any] struct {
 func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], error) {
 	if cfg.MaxWorkers <= 0 {
 		cfg.MaxWorkers = 100
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = SharedQueue
 	}
 	if cfg.RescueStuckJobsAfter <= 0 {
 		cfg.RescueStuckJobsAfter = research.LongestRun() + 5*time.Minute
@@ -123,7 +170,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 		return nil, err
 	}
 	client, err := river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{queueName: {MaxWorkers: cfg.MaxWorkers}},
+		Queues:               map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
 		Workers:              workers,
 		MaxAttempts:          MaxAttempts,
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
@@ -140,7 +187,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	return &Queue[TTx]{client: client, worker: w, fire: fw, driver: driver, schema: cfg.Schema}, nil
+	return &Queue[TTx]{client: client, worker: w, fire: fw, driver: driver, schema: cfg.Schema, queue: cfg.Queue}, nil
 }
 
 type retryPolicy struct{}
@@ -156,7 +203,7 @@ func (q *Queue[TTx]) EnqueueTx(ctx context.Context, tx any, runID string, timeou
 		return 0, fmt.Errorf("enqueue: transaction is %T", tx)
 	}
 	res, err := q.client.InsertTx(ctx, t, RunArgs{RunID: runID, TimeoutSeconds: int(timeout / time.Second)},
-		&river.InsertOpts{Queue: queueName, MaxAttempts: MaxAttempts})
+		&river.InsertOpts{Queue: q.queue, MaxAttempts: MaxAttempts})
 	if err != nil {
 		return 0, err
 	}
@@ -171,12 +218,15 @@ func (q *Queue[TTx]) EnqueueFireTx(ctx context.Context, tx any, scheduleID strin
 		return 0, fmt.Errorf("enqueue: transaction is %T", tx)
 	}
 	res, err := q.client.InsertTx(ctx, t, FireArgs{ScheduleID: scheduleID, At: at.UTC()},
-		&river.InsertOpts{Queue: queueName, MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
+		&river.InsertOpts{Queue: q.queue, MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
 	if err != nil {
 		return 0, err
 	}
 	return res.Job.ID, nil
 }
+
+// Name is the queue this client inserts into and works.
+func (q *Queue[TTx]) Name() string { return q.queue }
 
 // SetFirer sets who fires schedules; call it before Start.
 func (q *Queue[TTx]) SetFirer(f scheduler.Firer) { q.fire.firer.Store(&f) }
@@ -185,6 +235,21 @@ func (q *Queue[TTx]) SetFirer(f scheduler.Firer) { q.fire.firer.Store(&f) }
 // instance running it (its context is cancelled with ErrJobCancelledRemotely).
 func (q *Queue[TTx]) Cancel(ctx context.Context, jobID int64) error {
 	_, err := q.client.JobCancel(ctx, jobID)
+	if errors.Is(err, river.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// CancelTx cancels a job inside tx, which must be the driver's transaction
+// type. Used on the job of a run whose process died: River marks it
+// cancel-requested, and its rescuer later ends it without running it.
+func (q *Queue[TTx]) CancelTx(ctx context.Context, tx any, jobID int64) error {
+	t, ok := tx.(TTx)
+	if !ok {
+		return fmt.Errorf("cancel: transaction is %T", tx)
+	}
+	_, err := q.client.JobCancelTx(ctx, t, jobID)
 	if errors.Is(err, river.ErrNotFound) {
 		return nil
 	}

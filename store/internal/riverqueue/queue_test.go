@@ -2,6 +2,7 @@ package riverqueue
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,5 +41,20 @@ func TestFireWorkerPassesAttempts(t *testing.T) {
 	}
 	if rec.id != "s1" || !rec.at.Equal(job.Args.At) || rec.attempt != 2 || rec.maxTries != MaxAttempts {
 		t.Fatalf("firer got %+v", rec)
+	}
+}
+
+// TestLocalQueueNames: every process gets a queue of its own that River
+// accepts, recognisable as local; serve's is the shared one.
+func TestLocalQueueNames(t *testing.T) {
+	t.Parallel()
+	a, b := LocalQueue(), LocalQueue()
+	if a == b || !IsLocal(a) || IsLocal(SharedQueue) || QueueFor(false) != SharedQueue || !IsLocal(QueueFor(true)) {
+		t.Fatalf("queues %q %q %q", a, b, SharedQueue)
+	}
+	for _, q := range []string{a, SharedQueue} {
+		if _, err := river.NewClient[any](nil, &river.Config{Queues: map[string]river.QueueConfig{q: {MaxWorkers: 1}}, Workers: river.NewWorkers()}); err != nil && strings.Contains(err.Error(), "queue name") {
+			t.Fatalf("River refuses queue %q: %v", q, err)
+		}
 	}
 }

@@ -118,6 +118,9 @@ func (c *Core) ClaimDue(ctx context.Context, now time.Time, limit int, decide fu
 		}
 		for _, s := range due {
 			d := decide(s)
+			if d.Skip {
+				continue
+			}
 			for _, at := range d.Missed {
 				if _, err := c.insertFire(ctx, tx, scheduler.Fire{ScheduleID: s.ID, At: at, Outcome: scheduler.Missed, Note: "due while forgebot was down, outside the catch-up window"}); err != nil {
 					return err
