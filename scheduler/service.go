@@ -315,18 +315,34 @@ func (s *Service) Claim(ctx context.Context) (int, error) {
 
 // Run claims due schedules every 250 ms until ctx ends, so a time fires
 // well within a second of being due.
+//
+// While claiming fails (the database is down, say) it backs off, doubling
+// the wait from 250 ms up to 30 s, and logs the first failure, then one
+// line per backoff step, and one when claiming works again: not 4 a second.
 func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
+	const every, maxWait = 250 * time.Millisecond, 30 * time.Second
+	wait, failures := every, 0
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		if _, err := s.Claim(ctx); err != nil && ctx.Err() == nil {
-			s.log().Error("claim schedules", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		_, err := s.Claim(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			failures++
+			if failures == 1 || wait < maxWait {
+				s.log().Error("claim schedules", "err", err, "failures", failures, "next_try_in", min(2*wait, maxWait).String())
+			}
+			wait = min(2*wait, maxWait)
+		case err == nil && failures > 0:
+			s.log().Info("claim schedules works again", "after_failures", failures)
+			wait, failures = every, 0
+		}
+		t.Reset(wait)
 	}
 }
 

@@ -173,6 +173,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	}
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
+	a.conv.Limits = bots.UserLimits{QuotesPerMinute: cfg.QuotesPerMinute, MaxRunning: cfg.MaxRunning}
 	a.engine.Sink = a.conv
 	a.engine.SpendDefaults = cfg.Pay.Limits.Defaults
 	a.conv.Pay = cfg.Pay.pay(rs)
@@ -181,7 +182,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	// console) is settled by any process, charging nothing, if none can.
 	a.engine.Deliverable = func(d research.Destination) bool { return a.outbox.Serves(d.Platform) }
 	a.engine.Bound = func(d research.Destination) bool { return d.Platform == cliPlatform || d.Platform == console.Platform }
-	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, NotifyOwner: a.conv.NotifyOwner, Log: log,
+	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, NotifyOwner: a.conv.NotifyOwner, Log: log, MaxProposals: cfg.MaxProposals,
 		MinInterval: cfg.ScheduleMinInterval, CatchUp: cfg.ScheduleCatchUp, MaxPerAccount: cfg.ScheduleMaxPerAccount}
 	// A process fires only the schedules whose chats it can post to.
 	a.schedules.Reports = a.outbox.Serves

@@ -34,9 +34,12 @@ type Config struct {
 	// bearer token instead. Neither: /metrics is not served.
 	MetricsAddr  string
 	MetricsToken string
-	Admins       []billing.Identity
-	QuoteTTL     time.Duration
-	PauseTTL     time.Duration
+	// Per-user limits (zero: the defaults, 10 quotes a minute, 3 runs at
+	// once, 5 schedule proposals waiting).
+	QuotesPerMinute, MaxRunning, MaxProposals int
+	Admins                                    []billing.Identity
+	QuoteTTL                                  time.Duration
+	PauseTTL                                  time.Duration
 	// Schedules: the shortest gap between fire times, how late a time
 	// missed during downtime may still run, and schedules per account
 	// (zero means the scheduler's default: 1h, 1h, 10).
@@ -101,6 +104,16 @@ func loadConfig(getenv func(string) string) (Config, error) {
 				return c, badInput("%s: want a positive duration like 10m, got %q", name, v)
 			}
 			*dst = d
+		}
+	}
+	for name, dst := range map[string]*int{"FORGE_QUOTES_PER_MINUTE": &c.QuotesPerMinute, "FORGE_MAX_RUNNING": &c.MaxRunning,
+		"FORGE_SCHEDULE_MAX_PROPOSALS": &c.MaxProposals} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return c, badInput("%s: want a positive whole number, got %q", name, v)
+			}
+			*dst = n
 		}
 	}
 	if v := strings.TrimSpace(getenv("FORGE_SCHEDULE_MAX_PER_ACCOUNT")); v != "" {
