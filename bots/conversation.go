@@ -480,9 +480,24 @@ func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) 
 
 func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
 	if len(args) != 1 {
-		return nil, sayf("Usage: /receipt ID")
+		return nil, sayf("Usage: /receipt ID (a receipt id or link, or a run id from /usage)")
 	}
-	rc, err := c.Ledger.Receipt(ctx, args[0])
+	id := args[0]
+	// A pasted receipt link: its last path part after /r/.
+	if i := strings.LastIndex(id, "/r/"); i >= 0 {
+		id = strings.TrimRight(strings.SplitN(strings.SplitN(id[i+3:], "?", 2)[0], "#", 2)[0], "/")
+	}
+	// A run id, as /usage lists them: that run's receipt.
+	if r, err := c.Runs.Run(ctx, id); err == nil {
+		if !c.Engine.MayAct(in.Identity, r.Owner) {
+			return nil, research.ErrNotFound
+		}
+		if r.ReceiptID == "" {
+			return nil, sayf("Run %s has no receipt yet: it is %s. Its receipt comes when it ends.", r.ID, r.State)
+		}
+		id = r.ReceiptID
+	}
+	rc, err := c.Ledger.Receipt(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -497,6 +512,9 @@ func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) 
 		{"Held / charged / released", fmt.Sprintf("%s / %s / %s", rc.Held, rc.Captured, rc.Released)},
 		{"Attempts", fmt.Sprint(rc.Attempts)},
 	}}
+	if rc.Purchase != "" {
+		v.Fields = append(v.Fields[:1], append([]Field{{"Bought", rc.Purchase}}, v.Fields[1:]...)...)
+	}
 	if rc.Notes != "" {
 		v.Fields = append(v.Fields, Field{"Notes", rc.Notes})
 	}
