@@ -57,9 +57,10 @@ func (c *Conversation) quoteView(q research.Quote) View {
 			depths = append(depths, Button{Label: strings.ToUpper(string(d[:1])) + string(d[1:]), Data: quoteButton(q.ID, string(d)), Group: "depth"})
 		}
 	}
+	// The fallback choice only where a route of the other bucket serves the model.
 	if q.Request.Consent {
 		depths = append(depths, Button{Label: "No other-bucket fallback", Data: quoteButton(q.ID, "noconsent")})
-	} else {
+	} else if q.OtherBucketRoutes {
 		depths = append(depths, Button{Label: "Allow other-bucket fallback", Data: quoteButton(q.ID, "consent")})
 	}
 	v.Buttons = append(v.Buttons, depths)
@@ -136,7 +137,7 @@ func (c *Conversation) progressView(ev research.Event) View {
 		fmt.Fprintf(&b, "\n%s", ev.Note)
 	}
 	elapsed := roundDur(ev.Elapsed) + " elapsed"
-	if ev.Remaining >= time.Second {
+	if ev.Remaining >= time.Second && r.State == research.Running { // a paused run has no time left to count
 		elapsed += ", about " + roundDur(ev.Remaining) + " left"
 	}
 	v.Fields = []Field{

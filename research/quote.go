@@ -25,6 +25,9 @@ type Quote struct {
 	AccountID billing.AccountID `json:"account_id"`
 	Status    QuoteStatus       `json:"status"`
 	RunID     string            `json:"run_id,omitempty"`
+	// OtherBucketRoutes: a route of the other bucket serves the model, so
+	// consenting to an other-bucket fallback would change the chain.
+	OtherBucketRoutes bool `json:"other_bucket_routes,omitempty"`
 
 	RouteID   string            `json:"route_id"`
 	Model     string            `json:"model"`

@@ -86,6 +86,13 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		}
 	}
 	q.Hold = q.CostHigh
+	if !req.Consent { // would consent add a route? (a consented chain shows it)
+		if all, err := e.Catalog.Chain(model, req.RouteKind, true); err == nil {
+			for _, r := range all {
+				q.OtherBucketRoutes = q.OtherBucketRoutes || r.Bucket() != q.Bucket
+			}
+		}
+	}
 	chain = e.quoteFallback(&q, chain, bal)
 	for _, r := range chain[1:] {
 		q.Fallbacks = append(q.Fallbacks, r.ID)

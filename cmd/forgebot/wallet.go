@@ -15,6 +15,39 @@ import (
 )
 
 // flags makes a FlagSet that reports errors to us instead of printing usage.
+// helpRequested is -h or --help on a command: its usage goes to stdout and
+// the exit status is 0.
+type helpRequested struct{ fs *flag.FlagSet }
+
+func (h *helpRequested) Error() string { return h.fs.Name() + ": help requested" }
+
+// flagError turns a flag parse error into help or bad input.
+func flagError(fs *flag.FlagSet, err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return &helpRequested{fs}
+	}
+	return badInput("%s: %v", fs.Name(), err)
+}
+
+// printHelp writes a command's usage lines (from the overall usage) and its flags.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "Usage:")
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "forgebot "+fs.Name()+" ") || strings.TrimSpace(line) == "forgebot "+fs.Name() ||
+			strings.HasPrefix(strings.TrimSpace(line), "forgebot "+fs.Name()+"  ") {
+			fmt.Fprintln(w, line)
+		}
+	}
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nFlags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+}
+
 func flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -23,7 +56,7 @@ func flags(name string) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		return badInput("%s: %v", fs.Name(), err)
+		return flagError(fs, err)
 	}
 	// The flag package lets a repeated flag's last value win; for money
 	// commands that is ambiguous (--amount 1 --amount 2), so it is refused.
