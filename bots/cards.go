@@ -41,10 +41,11 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	if len(q.SymbolNotes) > 0 {
 		v.Fields = append(v.Fields, Field{"Signals", strings.Join(q.SymbolNotes, "\n")})
 	}
+	if q.Spend != nil {
+		v.Fields = append(v.Fields, Field{"Spend limits", spendText(*q.Spend)})
+	}
 	if !q.CanConfirm() {
-		v.Text = fmt.Sprintf("Not enough in your %s: this run holds up to %s and you have %s (short by %s). %s",
-			bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, c.TopUpHint)
-		v.Buttons = [][]Button{{{Label: "Close", Data: quoteButton(q.ID, "decline")}}}
+		v.Text, v.Buttons = c.cannotConfirm(q)
 		return v
 	}
 	v.Text = fmt.Sprintf("Confirm to hold %s from your %s. The quote expires at %s UTC.", q.Hold, bucketName(q.Bucket), q.ExpiresAt.UTC().Format("15:04"))
@@ -194,6 +195,9 @@ func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
 	if ev.Chart != nil {
 		v.Image, v.ImageName = ev.Chart, "chart-"+r.ID+".png"
 	}
+	if ev.Report != nil && ev.Report.CSV {
+		v.File, v.FileName = research.ScanCSV(ev.Report.Scan), "scan-"+r.ID+".csv"
+	}
 	if ev.ReceiptURL != "" {
 		v.Buttons = [][]Button{{{Label: "Receipt", URL: ev.ReceiptURL}}}
 	}
@@ -229,6 +233,9 @@ func RenderReport(rep research.Report) string {
 		b.WriteString("; model " + rep.Model)
 	}
 	b.WriteString("\n")
+	if len(rep.Scan) > 0 {
+		fmt.Fprintf(&b, "\nRanked watchlist (%d symbols)\n%s\n", len(rep.Scan), research.ScanText(rep.Scan))
+	}
 	for _, s := range rep.Sections {
 		fmt.Fprintf(&b, "\n%s\n", s.Symbol)
 		if s.Context != "" {

@@ -38,7 +38,9 @@ type Conversation struct {
 	Schedules *scheduler.Service
 	// TopUpHint tells a user how to add money (shown with a shortfall).
 	TopUpHint string
-	Log       *slog.Logger
+	// Pay turns on money in from chat (/topup, grants, refunds, limits); nil: off.
+	Pay *Pay
+	Log *slog.Logger
 }
 
 // Commands lists the commands with a one-line description each, for /help and
@@ -46,15 +48,19 @@ type Conversation struct {
 var Commands = []struct{ Name, Args, Help string }{
 	{"research", "SYMBOLS [quick|standard|deep] [model]", fmt.Sprintf("quote and run research: up to %d symbols quick, %d standard, %d deep",
 		research.Plans[research.Quick].MaxSymbols, research.Plans[research.Standard].MaxSymbols, research.Plans[research.Deep].MaxSymbols)},
-	{"scan", "WATCHLIST [quick|standard|deep]", "rank a watchlist by signals and write up the top ones"},
+	{"scan", "WATCHLIST [quick|standard|deep] [csv]", "rank a watchlist in a table by signals and write up the top ones"},
 	{"watchlist", "add|remove|show [NAME] [SYMBOLS]", "your watchlists for /scan (presets too)"},
 	{"balance", "", "your Credit and routed balances"},
+	{"topup", "[credit|routed] [AMOUNT]", "add money: Telegram Stars, or a Stripe Checkout link"},
+	{"limit", "daily AMOUNT | monthly AMOUNT | off", "cap what you spend per day or month"},
 	{"usage", "", "your recent runs and what they cost"},
-	{"receipt", "ID", "show a receipt"},
+	{"receipt", "ID", "show a receipt (its id or link, or a run id from /usage)"},
 	{"models", "", "models, routes, prices and route health"},
 	{"cancel", "[RUN]", "cancel your running research"},
 	{"link", "[CODE]", "join this chat account to your account on another platform"},
 	{"schedule", "daily|weekdays HH:MM research SYMBOLS | scan LIST [depth] [tz:Zone] [cap:1.00]", "recurring runs; also add \"CRON\" ..., list, pause|resume|delete|run ID"},
+	{"grant", "platform:id AMOUNT credit|routed NOTE", "admins: give money, audited"},
+	{"refund", "CHARGE_ID", "admins: refund a payment and reverse its credit"},
 	{"help", "", "this list"},
 }
 
@@ -73,15 +79,17 @@ func (c *Conversation) Handle(ctx context.Context, in Incoming) []Reply {
 	if in.Admin {
 		ctx = research.WithAdmin(ctx)
 	}
+	var welcome string
 	if in.Button != "" {
 		replies, err = c.press(ctx, in)
 	} else {
+		welcome = c.welcome(ctx, in)
 		replies, err = c.command(ctx, in)
 	}
 	if err != nil {
-		return []Reply{c.errorReply(err, in.Button != "")}
+		replies = []Reply{c.errorReply(err, in.Button != "")}
 	}
-	return replies
+	return withWelcome(welcome, replies)
 }
 
 // errorReply maps domain errors to words and hides the rest behind a reference.
@@ -119,6 +127,13 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 		msg = "Too many attempts: try again in an hour."
 	case errors.Is(err, billing.ErrLinkConflict):
 		msg = "Cannot link: " + strings.TrimPrefix(err.Error(), billing.ErrLinkConflict.Error()+": ")
+	case errors.Is(err, billing.ErrSpendLimit):
+		var le *billing.LimitError
+		errors.As(err, &le)
+		msg = fmt.Sprintf("This run would pass your %s spend limit: %s spent of %s, and it holds up to %s. Nothing was held. Change it with /limit.",
+			le.Period, le.Spent, le.Limit, le.Amount)
+	case errors.Is(err, billing.ErrInDebt):
+		msg = "You owe money after a refund: top up with /topup to pay it, then runs start again. Nothing was held."
 	default:
 		ref := newRef()
 		c.log().Error("conversation failed", "ref", ref, "err", err)
@@ -174,6 +189,14 @@ func (c *Conversation) command(ctx context.Context, in Incoming) ([]Reply, error
 		return c.scan(ctx, in, args)
 	case "balance":
 		return c.balance(ctx, in)
+	case "topup":
+		return c.topupCommand(ctx, in, args)
+	case "limit":
+		return c.limit(ctx, in, args)
+	case "grant":
+		return c.grant(ctx, in, args)
+	case "refund":
+		return c.refund(ctx, in, args)
 	case "usage":
 		return c.usage(ctx, in)
 	case "receipt":
@@ -300,12 +323,22 @@ func hasModel(cat *research.Catalog, name string) bool {
 }
 
 func (c *Conversation) scan(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
-	if len(args) == 0 || len(args) > 2 {
-		return nil, sayf("Usage: /scan WATCHLIST [quick|standard|deep]. Presets: %s", strings.Join(presetNames(), ", "))
+	// "csv" anywhere after the watchlist asks for the ranked table as a CSV file too.
+	var rest []string
+	csv := false
+	for i, a := range args {
+		if i > 0 && strings.EqualFold(a, "csv") {
+			csv = true
+			continue
+		}
+		rest = append(rest, a)
 	}
-	req := research.Request{Kind: research.KindScan, Watchlist: args[0], Depth: research.Quick, Owner: in.Identity, Dest: dest(in)}
-	if len(args) == 2 {
-		d, err := research.ParseDepth(args[1])
+	if len(rest) == 0 || len(rest) > 2 {
+		return nil, sayf("Usage: /scan WATCHLIST [quick|standard|deep] [csv]. Presets: %s", strings.Join(presetNames(), ", "))
+	}
+	req := research.Request{Kind: research.KindScan, Watchlist: rest[0], Depth: research.Quick, Owner: in.Identity, Dest: dest(in), CSV: csv}
+	if len(rest) == 2 {
+		d, err := research.ParseDepth(rest[1])
 		if err != nil {
 			return nil, err
 		}
@@ -350,6 +383,9 @@ func (c *Conversation) ProgressView(ev research.Event) View { return c.progressV
 
 // press handles a button.
 func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) {
+	if strings.HasPrefix(in.Button, "t:") {
+		return c.pressTopup(ctx, in)
+	}
 	p, ok := parsePayload(in.Button)
 	if !ok {
 		return nil, sayf("That button is not valid any more.")
@@ -508,6 +544,7 @@ func (c *Conversation) balance(ctx context.Context, in Incoming) ([]Reply, error
 	if c.TopUpHint != "" {
 		v.Text = c.TopUpHint
 	}
+	c.balanceExtras(ctx, acc, bal, &v)
 	return []Reply{{View: v}}, nil
 }
 
@@ -520,10 +557,14 @@ func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) 
 	if err != nil {
 		return nil, err
 	}
-	if len(runs) == 0 {
+	money := c.moneyLines(ctx, acc)
+	if len(runs) == 0 && money == "" {
 		return []Reply{{View: View{Kind: KindInfo, Text: "No runs yet."}}}, nil
 	}
 	var b strings.Builder
+	if money != "" {
+		b.WriteString("Top-ups, refunds and grants:\n" + money + "\nRuns:\n")
+	}
 	for _, r := range runs {
 		// A run not yet settled shows what it has used so far, as its card does.
 		spent := r.Captured.String()
@@ -633,6 +674,7 @@ func (c *Conversation) Publish(ev research.Event) {
 	var v View
 	if ev.Final {
 		v = c.finalView(ev, c.captureEntry(ev.Run))
+		c.lowBalance(&v, ev.Run)
 	} else {
 		v = c.progressView(ev)
 	}
@@ -640,7 +682,7 @@ func (c *Conversation) Publish(ev research.Event) {
 	if d.MessageID == "" {
 		d.Ref = ev.Run.ID // a run that starts without a message (scheduled) gets one
 	}
-	c.Outbox.Submit(d, v)
+	c.Outbox.SubmitRun(d, v, ev.Run.ID, ev.Run.Version)
 }
 
 // Notify posts a short notice to a chat (a schedule's skipped run, say).

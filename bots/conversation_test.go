@@ -373,7 +373,7 @@ func TestWatchlistsAndScan(t *testing.T) {
 			t.Errorf("%q = %+v, want %q", text, r.View, want)
 		}
 	}
-	q := one(t, c.say(t, alice, "/scan chips quick"))
+	q := one(t, c.say(t, alice, "/scan chips quick csv"))
 	if q.View.Kind != bots.KindQuote || !strings.Contains(q.View.Title, "scan of chips") {
 		t.Fatalf("scan quote = %+v", q.View)
 	}
@@ -381,6 +381,19 @@ func TestWatchlistsAndScan(t *testing.T) {
 	final := c.screen.waitFinal(t, "m1")
 	if !strings.Contains(final.Title, "Scan chips") || !strings.Contains(final.Title, "succeeded") {
 		t.Fatalf("scan final = %+v", final.Title)
+	}
+	// The answer ranks every watchlist symbol in a table, says why the top ones were picked, and, asked
+	// for csv, attaches the table as a file.
+	csvText := string(final.File)
+	if final.Report == nil || len(final.Report.Scan) != 2 || !strings.Contains(final.Text, "Ranked watchlist (2 symbols)") ||
+		!strings.Contains(final.Text, "picked: ") || !strings.HasPrefix(csvText, "rank,symbol,as_of,close") ||
+		strings.Count(csvText, "\n") != 3 || !strings.HasSuffix(final.FileName, ".csv") {
+		t.Fatalf("scan table: %+v\n%s\n%s", final.Report, final.Text, csvText)
+	}
+	for _, sym := range []string{"NVDA", "AVGO"} {
+		if !strings.Contains(csvText, ","+sym+",") {
+			t.Errorf("CSV lacks %s:\n%s", sym, csvText)
+		}
 	}
 	if r := one(t, c.say(t, alice, "/watchlist remove chips")); !strings.Contains(r.View.Text, "removed") {
 		t.Fatalf("delete = %+v", r.View)

@@ -2,6 +2,7 @@ package bots
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,19 @@ type Limits struct {
 // that chat until it passes.
 type Outbox struct {
 	Log *slog.Logger
+	// Store, when set, keeps final views (and notices) until they are
+	// delivered, so neither a crash nor a platform outage loses them, and
+	// orders each run's views across instances (see MessageStore). Set it,
+	// and the clock, before Run.
+	Store MessageStore
+	// Now and After are the outbox's clock (tests inject one); default the
+	// real time.
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
+	// FinalFor is how long a final view's edit is retried before the result
+	// is posted as a new message (retried as long again); default 1 h.
+	FinalFor time.Duration
+	owner    string // names this outbox in the store's claims
 
 	mu        sync.Mutex
 	platforms map[string]*platform
@@ -79,6 +93,14 @@ type item struct {
 	view     View
 	seq      uint64 // order of first submission
 	attempts int
+	run      string // the run the view shows, if any, and its version
+	version  int64
+	stored   int64     // the store's id of a kept message (0: not kept)
+	first    time.Time // first submitted: a final's retries count from here
+	// probe marks a final's one try as a new message after its edit kept
+	// failing early; orig is the message it was to edit.
+	probe bool
+	orig  research.Destination
 }
 
 // NewOutbox makes an empty outbox; Register platforms, then Run it.
@@ -89,7 +111,28 @@ func NewOutbox(log *slog.Logger) *Outbox {
 	idle := make(chan struct{})
 	close(idle)
 	return &Outbox{Log: log, platforms: map[string]*platform{}, pending: map[msgKey]*item{}, posted: map[msgKey]string{},
-		finished: map[msgKey]time.Time{}, wake: make(chan struct{}, 1), idle: idle}
+		finished: map[msgKey]time.Time{}, wake: make(chan struct{}, 1), idle: idle, owner: "o" + newRef() + newRef()}
+}
+
+func (o *Outbox) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+func (o *Outbox) after(d time.Duration) <-chan time.Time {
+	if o.After != nil {
+		return o.After(d)
+	}
+	return time.After(d)
+}
+
+func (o *Outbox) finalFor() time.Duration {
+	if o.FinalFor > 0 {
+		return o.FinalFor
+	}
+	return time.Hour
 }
 
 // Register adds a platform's sender and limits.
@@ -118,24 +161,71 @@ func (o *Outbox) Serves(platform string) bool {
 // replaces an older one not yet sent; a final view is never replaced by a
 // non-final one, and a message whose final view has gone out (or is going
 // out) takes no more progress: a late event cannot overwrite the result.
-func (o *Outbox) Submit(d research.Destination, v View) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if _, ok := o.platforms[d.Platform]; !ok {
+// With a Store, a final view is stored before Submit returns.
+func (o *Outbox) Submit(d research.Destination, v View) { o.SubmitRun(d, v, "", 0) }
+
+// SubmitRun is Submit for a view of run runID at its stored version: with a
+// Store, an instance never sends a view older than one already sent for the
+// run, nor any view but the final once that went out or the run ended.
+func (o *Outbox) SubmitRun(d research.Destination, v View, runID string, version int64) {
+	if !o.Serves(d.Platform) {
 		o.Log.Warn("outbox: no sender for platform", "platform", d.Platform)
 		return
 	}
-	k := keyOf(d)
-	if _, done := o.finished[k]; done && !v.Final {
+	it := &item{dest: d, view: v, run: runID, version: version, first: o.now()}
+	if v.Final && o.Store != nil {
+		it.stored = o.keep(it)
+	}
+	o.enqueue(keyOf(d), it)
+}
+
+// keep stores a final view for delivery, claimed by this outbox; 0 when
+// the store failed (the view is then delivered from memory only).
+func (o *Outbox) keep(it *item) int64 {
+	body, err := json.Marshal(storedBody{Dest: it.dest, View: it.view})
+	if err != nil {
+		o.Log.Error("outbox: encode a final view", "err", err)
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k := keyOf(it.dest)
+	id, err := o.Store.SaveMessage(ctx, StoredMessage{Platform: k.platform, Key: k.chat + "/" + k.message, RunID: it.run,
+		Version: it.version, Body: body, Created: it.first}, o.owner, it.first.Add(claimFor))
+	if err != nil {
+		o.Log.Error("outbox: store a final view (delivering it from memory only)", "platform", k.platform, "chat_id", k.chat, "err", err)
+		return 0
+	}
+	return id
+}
+
+// enqueue adds it under k, applying Submit's rules.
+func (o *Outbox) enqueue(k msgKey, it *item) {
+	var superseded int64
+	defer func() {
+		if superseded != 0 { // a stored final replaced by a newer one
+			o.finish(superseded, false)
+		}
+	}()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, done := o.finished[k]; done && !it.view.Final {
 		o.coalesced.Add(1)
 		return
 	}
 	if old, ok := o.pending[k]; ok {
-		if old.view.Final && !v.Final {
+		if old.view.Final && !it.view.Final {
 			return
 		}
+		if it.stored != 0 && old.stored == it.stored {
+			return // already queued (a claim taken back)
+		}
 		o.coalesced.Add(1)
-		old.dest, old.view = d, v
+		if old.stored != 0 && old.stored != it.stored {
+			superseded = old.stored
+		}
+		it.seq = old.seq
+		o.pending[k] = it
 	} else {
 		select {
 		case <-o.idle: // idle until now: Flush callers wait on a new channel
@@ -143,11 +233,24 @@ func (o *Outbox) Submit(d research.Destination, v View) {
 		default: // a delivery is in flight; its end closes the current one
 		}
 		o.seq++
-		o.pending[k] = &item{dest: d, view: v, seq: o.seq}
+		it.seq = o.seq
+		o.pending[k] = it
 	}
 	select {
 	case o.wake <- struct{}{}:
 	default:
+	}
+}
+
+// finish records a stored message as delivered (or given up).
+func (o *Outbox) finish(id int64, delivered bool) {
+	if id == 0 || o.Store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.Store.FinishMessage(ctx, id, delivered, o.now()); err != nil {
+		o.Log.Error("outbox: mark a stored message done", "id", id, "err", err)
 	}
 }
 
@@ -170,26 +273,77 @@ func (o *Outbox) Flush(ctx context.Context) error {
 	}
 }
 
-// Run delivers until ctx ends.
+// Run delivers until ctx ends. With a Store it also renews its claims on
+// the stored messages it is delivering and takes over, every few seconds,
+// those whose claim lapsed (their process died), for its platforms.
 func (o *Outbox) Run(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	var tick <-chan time.Time
+	if o.Store != nil {
+		t := time.NewTicker(claimEvery)
+		defer t.Stop()
+		tick = t.C
+		o.Reclaim(ctx)
+	}
 	for {
-		it, k, p, wait := o.next(time.Now())
+		it, k, p, wait := o.next(o.now())
 		if it == nil {
-			if wait <= 0 {
-				wait = time.Hour
+			var due <-chan time.Time // nil: nothing pending, wait for a wake
+			if wait > 0 {
+				due = o.after(wait)
 			}
-			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
 				return
 			case <-o.wake:
-			case <-timer.C:
+			case <-due:
+			case <-tick:
+				o.Reclaim(ctx)
 			}
 			continue
 		}
 		o.deliver(ctx, it, k, p)
+	}
+}
+
+// claimFor is how long an outbox's claim on a stored message lasts without
+// renewal; claimEvery how often claims are renewed and lapsed ones taken.
+const (
+	claimFor   = 15 * time.Second
+	claimEvery = 2 * time.Second
+)
+
+// Reclaim renews this outbox's claims and takes the stored messages of its
+// platforms whose claim lapsed, queueing them for delivery.
+func (o *Outbox) Reclaim(ctx context.Context) {
+	if o.Store == nil {
+		return
+	}
+	now := o.now()
+	if err := o.Store.RenewMessages(ctx, o.owner, now.Add(claimFor)); err != nil && ctx.Err() == nil {
+		o.Log.Warn("outbox: renew claims", "err", err)
+	}
+	o.mu.Lock()
+	names := make([]string, 0, len(o.platforms))
+	for name := range o.platforms {
+		names = append(names, name)
+	}
+	o.mu.Unlock()
+	ms, err := o.Store.ClaimMessages(ctx, o.owner, names, now, now.Add(claimFor), 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.Log.Warn("outbox: claim stored messages", "err", err)
+		}
+		return
+	}
+	for _, m := range ms {
+		var b storedBody
+		if err := json.Unmarshal(m.Body, &b); err != nil {
+			o.Log.Error("outbox: decode a stored message", "id", m.ID, "err", err)
+			o.finish(m.ID, false)
+			continue
+		}
+		o.Log.Info("outbox: delivering a stored message another process left", "id", m.ID, "platform", m.Platform, "chat_id", b.Dest.ChatID)
+		o.enqueue(keyOf(b.Dest), &item{dest: b.Dest, view: b.View, run: m.RunID, version: m.Version, stored: m.ID, first: m.Created})
 	}
 }
 
@@ -259,7 +413,32 @@ func minPositive(a, b time.Duration) time.Duration {
 }
 
 func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
-	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer o.idleIfEmpty()
+	now := o.now()
+	if it.run != "" && o.Store != nil {
+		ok, wait, err := o.Store.BeginView(context.WithoutCancel(ctx), it.run, it.version, it.view.Final, now, now.Add(sendTimeout))
+		switch {
+		case err != nil:
+			o.Log.Warn("outbox: view order unknown", "run_id", it.run, "err", err)
+			if !it.view.Final {
+				return // progress is best-effort; a final goes out anyway
+			}
+		case !ok:
+			// A newer view, or the final, went out from some instance, or
+			// the run ended: this view is stale.
+			o.coalesced.Add(1)
+			return
+		case wait > 0:
+			// Another instance is sending an older view: the final goes
+			// after it, so it is the last thing the message shows.
+			o.mu.Lock()
+			p.blocked[k.chat] = now.Add(min(wait, sendTimeout))
+			o.mu.Unlock()
+			o.requeue(k, it)
+			return
+		}
+	}
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
 	defer cancel()
 	var err error
 	d := it.dest
@@ -279,7 +458,16 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 	} else {
 		err = p.sender.Edit(sendCtx, d, it.view)
 	}
-	if it.view.Final {
+	if it.run != "" && o.Store != nil {
+		sent := int64(0)
+		if err == nil {
+			sent = it.version
+		}
+		if e := o.Store.EndView(context.WithoutCancel(ctx), it.run, sent, it.view.Final, now.Add(sendTimeout)); e != nil {
+			o.Log.Warn("outbox: record a view sent", "run_id", it.run, "err", e)
+		}
+	}
+	if it.view.Final && err == nil {
 		o.mu.Lock()
 		delete(o.posted, k)
 		o.mu.Unlock()
@@ -288,35 +476,85 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 	switch {
 	case err == nil:
 		o.sent.Add(1)
+		o.finish(it.stored, true)
 	case errors.As(err, &ra):
 		o.limited.Add(1)
 		o.mu.Lock()
-		p.blocked[k.chat] = time.Now().Add(ra.Wait)
+		p.blocked[k.chat] = o.now().Add(ra.Wait)
 		o.mu.Unlock()
 		o.requeue(k, it)
+	case it.view.Final:
+		o.retryFinal(it, k, p, err)
 	default:
+		// Progress is best-effort: a few tries, unless a newer view came.
 		it.attempts++
-		switch {
-		case it.view.Final && it.attempts < 4:
-			o.Log.Warn("outbox: final message failed, retrying", "platform", k.platform, "chat_id", k.chat, "err", err)
+		if it.attempts < 3 {
 			o.mu.Lock()
-			p.blocked[k.chat] = time.Now().Add(time.Duration(it.attempts) * time.Second)
+			p.blocked[k.chat] = o.now().Add(backoff(it.attempts))
 			o.mu.Unlock()
 			o.requeue(k, it)
-		case it.view.Final && it.attempts == 4 && it.dest.MessageID != "":
-			// The message cannot be edited (deleted, or refused for good):
-			// the result goes out once more as a new message in the chat.
-			o.Log.Warn("outbox: final edit keeps failing, posting it as a new message", "platform", k.platform, "chat_id", k.chat, "err", err)
-			// Its own key: no other view (a notice, another run's final)
-			// can take its place in the queue.
-			it.dest.MessageID, it.dest.Ref = "", "final:"+k.message
-			o.requeue(keyOf(it.dest), it)
-		default:
-			o.failed.Add(1)
-			o.Log.Error("outbox: delivery failed", "platform", k.platform, "chat_id", k.chat, "final", it.view.Final, "err", err)
+			return
 		}
+		o.failed.Add(1)
+		o.Log.Error("outbox: delivery failed", "platform", k.platform, "chat_id", k.chat, "final", false, "err", err)
 	}
+}
+
+// sendTimeout bounds one delivery.
+const sendTimeout = 30 * time.Second
+
+// retryFinal schedules a failed final view again. Its edit is retried with
+// backoff (1 s doubling to 1 min) for FinalFor; after four failures it is
+// tried once as a new message (the message may be gone: deleted, or too
+// old to edit), and if that fails too the platform is down and the edits go
+// on. After FinalFor the result is posted as a new message, retried as long
+// again, then given up.
+func (o *Outbox) retryFinal(it *item, k msgKey, p *platform, err error) {
+	it.attempts++
+	age := o.now().Sub(it.first)
+	delay := backoff(it.attempts)
+	switch {
+	case age >= 2*o.finalFor():
+		o.failed.Add(1)
+		o.Log.Error("outbox: final message given up", "platform", k.platform, "chat_id", k.chat, "attempts", it.attempts, "err", err)
+		o.finish(it.stored, false)
+		return
+	case it.dest.MessageID != "" && (it.attempts == 4 || age >= o.finalFor()):
+		o.Log.Warn("outbox: final edit keeps failing, posting it as a new message", "platform", k.platform, "chat_id", k.chat, "err", err)
+		it.probe = age < o.finalFor()
+		it.orig = it.dest
+		// Its own key: no other view (a notice, another run's final) can
+		// take its place in the queue.
+		it.dest.MessageID, it.dest.Ref = "", "final:"+k.message
+		k, delay = keyOf(it.dest), 0
+	case it.probe:
+		o.Log.Warn("outbox: final message failed as a new message too; retrying the edit", "platform", k.platform, "chat_id", k.chat, "err", err)
+		it.probe = false
+		it.dest = it.orig
+		k = keyOf(it.dest)
+	default:
+		o.Log.Warn("outbox: final message failed, retrying", "platform", k.platform, "chat_id", k.chat, "attempt", it.attempts, "err", err)
+	}
+	if delay > 0 {
+		o.mu.Lock()
+		p.blocked[k.chat] = o.now().Add(delay)
+		o.mu.Unlock()
+	}
+	o.requeue(k, it)
+}
+
+// backoff is the wait before retry n (from 1): 1 s doubling, at most 1 min.
+func backoff(n int) time.Duration {
+	if n > 7 {
+		return time.Minute
+	}
+	return min(time.Second<<max(n-1, 0), time.Minute)
+}
+
+// idleIfEmpty closes idle once nothing is pending.
+func (o *Outbox) idleIfEmpty() {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if len(o.pending) == 0 {
 		select {
 		case <-o.idle:
@@ -324,19 +562,23 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 			close(o.idle)
 		}
 	}
-	o.mu.Unlock()
 }
 
 // requeue puts an unsent item back unless a newer view took its place; a
 // final view always comes back in place of a non-final one.
 func (o *Outbox) requeue(k msgKey, it *item) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if cur, newer := o.pending[k]; !newer || (it.view.Final && !cur.view.Final) {
+	cur, newer := o.pending[k]
+	dropped := newer && !(it.view.Final && !cur.view.Final) && cur.stored != it.stored
+	if !dropped {
 		o.pending[k] = it // o.idle is still open: deliver closes it after this
 	}
 	select {
 	case o.wake <- struct{}{}:
 	default:
+	}
+	o.mu.Unlock()
+	if dropped {
+		o.finish(it.stored, false) // superseded by a newer view of the message
 	}
 }

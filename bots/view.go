@@ -59,6 +59,9 @@ type View struct {
 	Notice    string           // the not-financial-advice notice, on final views
 	Final     bool             // the last state of a message: the outbox never drops it
 	Private   bool             // show only to the user who asked, where the platform can
+	// Invoice asks the platform for a native payment (Telegram Stars); an
+	// adapter without one shows Text.
+	Invoice *Invoice
 }
 
 // Field is a labelled value.

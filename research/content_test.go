@@ -47,7 +47,7 @@ func aaplData(t *testing.T) promptData {
 		t.Fatal(err)
 	}
 	ind := market.Compute(s, Plans[Quick].Window)
-	return promptData{Source: "csv", AsOf: ind.AsOf.Format("2006-01-02"), Symbols: []symbolData{symbolFor(ind, ind.AsOf.Add(24*time.Hour))}}
+	return promptData{Source: "csv", AsOf: ind.AsOf.Format("2006-01-02"), Symbols: []symbolData{symbolFor(ind, market.ComputeContext(s, ind, nil), ind.AsOf.Add(24*time.Hour))}}
 }
 
 func TestPromptCarriesFiguresAndQuotesData(t *testing.T) {

@@ -37,6 +37,9 @@ type Engine struct {
 	Offline Writer // the offline route
 	Health  *llm.Health
 	Sink    Sink
+	// Benchmarks names the symbol each asset class's relative strength is measured against; a class not
+	// listed uses DefaultBenchmark (SPY), one listed with "" has none.
+	Benchmarks map[market.AssetClass]string
 
 	Now      func() time.Time
 	QuoteTTL time.Duration // default 10 min
@@ -50,6 +53,15 @@ type Engine struct {
 	// none; the store enforces limits in the transaction placing the hold.
 	SpendDefaults billing.Limits
 	Log           *slog.Logger
+
+	// Crash recovery (lease.go): how long a run's lease lasts unrenewed
+	// (default 10 s); which destinations this process can deliver to (nil:
+	// all); which are bound to a process that dies with them (a terminal).
+	LeaseTTL     time.Duration
+	Deliverable  func(Destination) bool
+	Bound        func(Destination) bool
+	instance     string
+	instanceOnce sync.Once
 
 	mu      sync.Mutex
 	active  map[string]context.CancelCauseFunc // runs executing in this process
@@ -184,7 +196,7 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 	plan := Plans[q.Request.Depth]
 	run := Run{
 		ID: newID("r"), QuoteID: q.ID, AccountID: q.AccountID, Owner: q.Request.Owner, Request: q.Request,
-		Symbols: q.Symbols, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
+		Symbols: q.Symbols, Scan: q.Scan, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
 		RouteKind: q.RouteKind, Offline: q.Offline, Price: q.Price, Bucket: q.Bucket, Synthetic: q.Synthetic,
 	}
 	run.Prices, run.Buckets = map[string]billing.Price{}, map[string]billing.Bucket{}
@@ -513,7 +525,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 	if err != nil {
 		return cur, err
 	}
-	if extra != nil {
+	if extra != nil && !extra.free {
 		cur.ByRoute = maps.Clone(cur.ByRoute)
 		cur.addUsage(extra.route, extra.usage.PromptTokens, extra.usage.CompletionTokens)
 		cur.InSource = worseSource(cur.InSource, extra.usage.PromptSource)
@@ -522,6 +534,9 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 	capture, fallback := cur.CostIn(cur.Bucket), billing.Money(0)
 	if cur.FallbackHoldID != 0 {
 		fallback = cur.CostIn(cur.FallbackBucket)
+	}
+	if extra != nil && extra.free { // nothing reached the user
+		capture, fallback = 0, 0
 	}
 	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, fallback, func(r *Run, rc *billing.Receipt) error {
 		r.State, r.Error = to, errText
@@ -566,6 +581,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 type partialUsage struct {
 	route string
 	usage llm.Usage
+	free  bool // charge nothing: nothing of the run reached its user
 }
 
 func worseSource(a, b billing.UsageSource) billing.UsageSource {

@@ -19,4 +19,9 @@ var (
 	ErrCancelled       = errors.New("cancelled by the user")
 	ErrShutdown        = errors.New("server shutting down")
 	ErrPaused          = errors.New("paused by the user")
+	// ErrLeaseHeld: another live instance is executing the run.
+	ErrLeaseHeld = errors.New("the run is executing on another instance")
+	// ErrLeaseLost: this instance stopped renewing the run's lease in time
+	// and another took the run over; its writes are refused.
+	ErrLeaseLost = errors.New("the run was taken over by another instance")
 )

@@ -3,6 +3,7 @@ package research
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,6 +21,28 @@ import (
 // pause (asked for, or a server shutting down), which keeps the hold until
 // Resume or the pause's expiry.
 func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
+	if e.isActive(runID) {
+		return nil // a second delivery of the job while this process runs it
+	}
+	// The run's lease tells other instances this one is alive; a run whose
+	// lease is held by a live instance is not run twice (ErrLeaseHeld: the
+	// queue tries again shortly, in case that instance just released it).
+	ctx, release, err := e.claim(ctx, runID)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrWrongState):
+		return nil // gone, ended or paused: nothing to do
+	case err != nil:
+		return err
+	}
+	defer release()
+	err = e.execute(ctx, runID, attempt, maxAttempts)
+	if errors.Is(err, ErrLeaseLost) || errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		return nil // the instance that took the run over finishes it
+	}
+	return err
+}
+
+func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
 	// The queue ends ctx on a cancel from another instance, a timeout or a
 	// shutdown; the run's bookkeeping must still reach the store so that
 	// every way out settles or pauses the run, never leaves it half-done.
@@ -51,7 +74,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		return nil
 	})
 	if errors.Is(err, ErrWrongState) {
-		return e.Execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
+		return e.execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
 	}
 	if err != nil {
 		return err
@@ -120,7 +143,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 			callErr = err
 			if err != nil {
 				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, &partialUsage{res.Route.ID, res.Usage})
+					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage})
 				}
 				// A failed call is a failed request: it costs nothing.
 				switch {
@@ -270,6 +293,8 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 	}
 	cause := context.Cause(runCtx)
 	switch {
+	case errors.Is(cause, ErrLeaseLost):
+		return ErrLeaseLost // taken over: the new holder settles it
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
@@ -332,6 +357,16 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	for s, ser := range series {
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
+	if r.Request.Kind == KindScan {
+		// The model writes from the picks' signals as of now, and from why each was picked.
+		g.notes = scanNotes(series, g.ind, r.Symbols)
+		for _, row := range r.Scan {
+			if row.Picked {
+				g.notes = append(g.notes, row.Symbol+": "+row.Why)
+			}
+		}
+	}
+	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
 	return g
 }
@@ -351,7 +386,7 @@ func (e *Engine) routes(r Run) []llm.Route {
 func (e *Engine) report(r Run, g gathered) Report {
 	rep := Report{
 		Title: titleFor(r), DataSource: e.Market.Name(), Synthetic: r.Synthetic, RuleBased: r.Offline,
-		Model: r.Model, Notice: Notice,
+		Model: r.Model, Notice: Notice, Scan: r.Scan, CSV: r.Request.CSV && len(r.Scan) > 0,
 	}
 	if len(r.SymbolErrors) > 0 {
 		rep.Failed = maps.Clone(r.SymbolErrors)
@@ -364,7 +399,7 @@ func (e *Engine) report(r Run, g gathered) Report {
 		if ind.AsOf.After(rep.AsOf) {
 			rep.AsOf = ind.AsOf
 		}
-		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind)}
+		sec := Section{Symbol: s, AsOf: ind.AsOf, Context: contextLine(ind), Warnings: warningsOf(ind, e.now()), Figures: figures(ind, g.cx[s])}
 		for i, st := range r.Stages {
 			if st.Symbol == s {
 				sec.Text = r.Outputs[i]
@@ -386,7 +421,28 @@ func (e *Engine) report(r Run, g gathered) Report {
 			rep.Risks = r.Outputs[i]
 		}
 	}
+	if !rep.RuleBased {
+		// A model may write a number the data does not hold; the reader is told under the text.
+		data, _ := json.Marshal(g.data)
+		for _, text := range []*string{&rep.Overview, &rep.Synthesis, &rep.Bull, &rep.Bear, &rep.Risks} {
+			*text = grounded(*text, string(data))
+		}
+		for i := range rep.Sections {
+			rep.Sections[i].Text = grounded(rep.Sections[i].Text, string(data))
+		}
+	}
 	return rep
+}
+
+// grounded appends the grounding check's note to a model-written text whose figures are not all in data.
+func grounded(text, data string) string {
+	if strings.TrimSpace(text) == "" {
+		return text
+	}
+	if note := CheckGrounding(text, data).Note(); note != "" {
+		return text + "\n\n" + note
+	}
+	return text
 }
 
 func titleFor(r Run) string {

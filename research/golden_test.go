@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,7 @@ func goldenText(t *testing.T, p market.Provider, syms []string, now time.Time, d
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
 	e := &Engine{Market: p, Now: func() time.Time { return now }}
+	e.addContext(context.Background(), &g, plan)
 	d := e.promptData(g, plan)
 	var b strings.Builder
 	fmt.Fprintf(&b, "request %s at %s, depth %s; data %s\n", strings.Join(syms, " "), now.Format(time.RFC3339), depth, d.AsOf)
@@ -194,4 +196,46 @@ func TestGoldenReports(t *testing.T) {
 			checkGolden(t, tc.name, goldenText(t, tc.p(t), tc.syms, tc.now, tc.depth))
 		})
 	}
+}
+
+// TestGoldenScanTable ranks a whole preset watchlist as a scan does, on the demo provider (deterministic),
+// with a stale CSV symbol and an unknown one mixed in through a provider that routes by symbol.
+func TestGoldenScanTable(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	demo := market.NewDemo(func() time.Time { return now })
+	syms := market.Presets["us-megacaps"]
+	plan := Plans[Quick]
+	series, errs := market.FetchAll(context.Background(), demo, syms, plan.Lookback)
+	ind := map[string]market.Indicators{}
+	for s, ser := range series {
+		ind[s] = market.Compute(ser, plan.Window)
+	}
+	// AAPL from the 2017 file: stale now, so in the table but not ranked by its signals.
+	old, err := market.NewCSV("market/testdata").History(context.Background(), "AAPL", plan.Lookback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	series["AAPL"], ind["AAPL"] = old, market.Compute(old, plan.Window)
+	failed := map[string]string{"NOPE": "unknown symbol"}
+	for s, err := range errs {
+		failed[s] = err.Error()
+	}
+	rows := scanTable(append(slices.Clone(syms), "NOPE"), series, ind, failed, now)
+	var picked []string
+	for _, r := range rows {
+		if r.Score > 0 && len(picked) < plan.MaxSymbols {
+			picked = append(picked, r.Symbol)
+		}
+	}
+	markPicked(rows, picked, true)
+	if len(rows) != len(syms)+1 || rows[len(rows)-1].Symbol != "NOPE" {
+		t.Fatalf("rows %+v", rows)
+	}
+	for i := 1; i < len(rows)-1; i++ {
+		if rows[i].Score > rows[i-1].Score {
+			t.Fatalf("not ranked by score: %+v", rows)
+		}
+	}
+	checkGolden(t, "scan-table", ScanText(rows)+"\n\n"+string(ScanCSV(rows)))
 }

@@ -3,6 +3,7 @@ package research
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -278,19 +279,28 @@ func rsiWord(v float64) string {
 	return "neutral"
 }
 
-// levelPoints are where the price stands against its averages and its year's range.
+// levelPoints are where the price stands against its averages, bands and its year's range.
 func levelPoints(r rawFigs) []string {
 	var out []string
 	for _, m := range []struct {
-		name string
-		v    *float64
-	}{{"SMA 20", r.SMA20}, {"SMA 50", r.SMA50}, {"SMA 200", r.SMA200}} {
-		if m.v != nil && *m.v != 0 {
-			out = append(out, fmt.Sprintf("%+.1f%% from %s (%s)", (r.Close / *m.v - 1)*100, m.name, px(*m.v, r)))
+		name     string
+		dist, at *float64
+	}{{"SMA 20", r.DistSMA20, r.SMA20}, {"SMA 50", r.DistSMA50, r.SMA50}, {"SMA 200", r.DistSMA200, r.SMA200}} {
+		if m.dist != nil && m.at != nil {
+			out = append(out, fmt.Sprintf("%+.1f%% from %s (%s)", *m.dist, m.name, px(*m.at, r)))
 		}
+	}
+	if r.ATRSMA200 != nil {
+		out = append(out, fmt.Sprintf("%+.1f ATR from SMA 200", *r.ATRSMA200))
+	}
+	if r.PercentB != nil {
+		out = append(out, fmt.Sprintf("Bollinger %%B %.2f", *r.PercentB))
 	}
 	if r.FromHigh52w != nil && r.FromLow52w != nil {
 		out = append(out, fmt.Sprintf("%+.1f%% from the 52-week high and %+.1f%% from the low", *r.FromHigh52w, *r.FromLow52w))
+	}
+	if r.WeeklyTrend != "" {
+		out = append(out, "weekly trend "+r.WeeklyTrend)
 	}
 	return out
 }
@@ -309,6 +319,12 @@ func bullPoints(r rawFigs) []string {
 	if r.RSI14 != nil && *r.RSI14 < 30 {
 		out = append(out, fmt.Sprintf("RSI %.1f oversold, a rebound setup", *r.RSI14))
 	}
+	if r.Excess3M != nil && *r.Excess3M > 0 {
+		out = append(out, fmt.Sprintf("beat %s by %.1f points over 3 months", r.Benchmark, *r.Excess3M))
+	}
+	if r.WeeklyTrend == "up" {
+		out = append(out, "weekly trend up")
+	}
 	return out
 }
 
@@ -325,6 +341,12 @@ func bearPoints(r rawFigs) []string {
 	}
 	if r.RSI14 != nil && *r.RSI14 > 70 {
 		out = append(out, fmt.Sprintf("RSI %.1f overbought", *r.RSI14))
+	}
+	if r.Excess3M != nil && *r.Excess3M < 0 {
+		out = append(out, fmt.Sprintf("lagged %s by %.1f points over 3 months", r.Benchmark, -*r.Excess3M))
+	}
+	if r.WeeklyTrend == "down" {
+		out = append(out, "weekly trend down")
 	}
 	return out
 }
@@ -367,6 +389,15 @@ func riskPoints(r rawFigs) []string {
 		case *r.MaxDD <= -12:
 			add(1, "drawdown: %.1f%% peak to trough in the window", *r.MaxDD)
 		}
+	}
+	if r.VolPct != nil && *r.VolPct >= 80 {
+		add(1, "volatility regime: 20-day volatility at the %.0fth percentile of its year", *r.VolPct)
+	}
+	if r.PercentB != nil && (*r.PercentB > 1 || *r.PercentB < 0) {
+		add(1, "stretch: Bollinger %%B %.2f, outside the bands", *r.PercentB)
+	}
+	if r.ATRSMA200 != nil && math.Abs(*r.ATRSMA200) >= 8 {
+		add(1, "extension: %+.1f ATR from SMA 200", *r.ATRSMA200)
 	}
 	if r.RSI14 != nil && *r.RSI14 > 80 {
 		add(1, "reversal risk: RSI 14 = %.1f, stretched", *r.RSI14)

@@ -80,6 +80,18 @@ type rawFigs struct {
 	Return3M    *float64 `json:"return_3m"`
 	ReturnYTD   *float64 `json:"return_ytd"`
 	VolumeRatio *float64 `json:"volume_vs_avg20"`
+	ATRPct      *float64 `json:"atr_pct"`
+	DistSMA20   *float64 `json:"dist_sma20_pct"`
+	DistSMA50   *float64 `json:"dist_sma50_pct"`
+	DistSMA200  *float64 `json:"dist_sma200_pct"`
+	ATRSMA200   *float64 `json:"dist_sma200_atr"`
+	PercentB    *float64 `json:"bollinger_pct_b"`
+	VolPct      *float64 `json:"volatility_percentile"`
+	WeeklyTrend string   `json:"weekly_trend,omitempty"`
+	WeeklyRSI   *float64 `json:"weekly_rsi14"`
+	Benchmark   string   `json:"benchmark,omitempty"`
+	Excess3M    *float64 `json:"excess_3m_pts"`
+	Beta        *float64 `json:"beta"`
 }
 
 func ptr(v market.Value) *float64 {
@@ -148,7 +160,7 @@ func currencyOf(ind market.Indicators) string {
 
 // figures is a symbol's table of key figures, as shown in reports and prompts. Every label says the window
 // and the definition; prices are to the symbol's own precision, in its currency.
-func figures(ind market.Indicators) []Figure {
+func figures(ind market.Indicators, cx market.Context) []Figure {
 	d := ind.Decimals
 	vol := times(ind.VolumeVsAvg20)
 	if !ind.VolumeVsAvg20.OK && ind.Bars > 20 {
@@ -171,7 +183,87 @@ func figures(ind market.Indicators) []Figure {
 		{"52-week high / low (daily highs and lows)", price(ind.High52w, d) + " / " + price(ind.Low52w, d)},
 		{"From 52-week high / low", pct(ind.FromHigh52w) + " / " + pct(ind.FromLow52w)},
 		{"Volume vs 20-day average (last bar over the 20 before it)", vol},
+		{"ATR 14 as % of close", level(cx.ATRPct)},
+		{"Distance from SMA 20 / 50 / 200 (% of the SMA; in ATR 14 multiples)", distance(cx.DistSMA20, cx.ATRSMA20) + " / " + distance(cx.DistSMA50, cx.ATRSMA50) + " / " + distance(cx.DistSMA200, cx.ATRSMA200)},
+		{"Bollinger 20, 2σ (population) upper / lower / %B (0 = lower band, 1 = upper)", price(cx.BollUpper, d) + " / " + price(cx.BollLower, d) + " / " + num2(cx.PercentB)},
+		{"Donchian 20-day high / low; 55-day high / low (daily highs and lows, last bar included)", price(cx.Don20High, d) + " / " + price(cx.Don20Low, d) + "; " + price(cx.Don55High, d) + " / " + price(cx.Don55Low, d)},
+		{fmt.Sprintf("Swing highs / lows (pivots %d bars each side, past year, newest first)", market.SwingSpan), levels(cx.SwingHighs, d) + " / " + levels(cx.SwingLows, d)},
+		{"Volatility percentile (20d volatility vs its daily readings over the past year)", percentile(cx.VolPercentile)},
+		{"Weekly trend / RSI 14 (weekly closes; trend = close vs 10-week SMA vs 40-week SMA)", orNA(cx.WeeklyTrend, "n/a (fewer than 40 weeks)") + " / " + num2(cx.WeeklyRSI14)},
+		relative(cx),
+		{"Events (provider's dividends and splits, past year)", events(cx.Actions, d, ind.Currency)},
 	}
+}
+
+// distance is "+6.0% (5.1 ATR)".
+func distance(pctV, atr market.Value) string {
+	if !pctV.OK {
+		return notEnough
+	}
+	if !atr.OK {
+		return pct(pctV)
+	}
+	return fmt.Sprintf("%s (%+.1f ATR)", pct(pctV), atr.V)
+}
+
+func percentile(v market.Value) string {
+	if !v.OK {
+		return "n/a (under half a year of readings)"
+	}
+	return fmt.Sprintf("%.0fth percentile", v.V)
+}
+
+func orNA(s, na string) string {
+	if s == "" {
+		return na
+	}
+	return s
+}
+
+func levels(ls []market.Level, d int) string {
+	if len(ls) == 0 {
+		return "none found"
+	}
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, market.FormatPrice(l.Price, d)+" on "+date(l.Date))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// relative is the relative-strength figure: excess returns, beta and correlation against the benchmark.
+func relative(cx market.Context) Figure {
+	if cx.Benchmark == "" {
+		return Figure{"Relative strength", "n/a (no benchmark for this asset class)"}
+	}
+	label := fmt.Sprintf("Relative to %s (1M / 3M excess price return in points; beta and correlation of up to %d common daily returns)", cx.Benchmark, market.RelWindow)
+	if cx.BenchmarkAsOf.IsZero() {
+		return Figure{label, "n/a (benchmark " + cx.Benchmark + " not available from this source)"}
+	}
+	pts := func(v market.Value) string {
+		if !v.OK {
+			return notEnough
+		}
+		return fmt.Sprintf("%+.1f pts", v.V)
+	}
+	return Figure{label, pts(cx.Excess1M) + " / " + pts(cx.Excess3M) + "; beta " + num2(cx.Beta) + ", correlation " + num2(cx.Correlation)}
+}
+
+// events lists dividends and splits; the chart API gives no earnings dates, so the figure says so.
+func events(as []market.Action, d int, currency string) string {
+	var parts []string
+	for _, a := range as {
+		switch a.Kind {
+		case "dividend":
+			parts = append(parts, fmt.Sprintf("dividend %s %s ex %s", market.FormatPrice(a.Amount, max(d, 3)), orNA(currency, ""), date(a.Date)))
+		case "split":
+			parts = append(parts, fmt.Sprintf("split %g:%g on %s", a.Numerator, a.Denominator, date(a.Date)))
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "none reported")
+	}
+	return strings.Join(parts, "; ") + "; next earnings date: not given by the provider"
 }
 
 func num2(v market.Value) string {
@@ -210,15 +302,19 @@ func warningsOf(ind market.Indicators, now time.Time) []string {
 	return out
 }
 
-func symbolFor(ind market.Indicators, now time.Time) symbolData {
+func symbolFor(ind market.Indicators, cx market.Context, now time.Time) symbolData {
 	return symbolData{Symbol: ind.Symbol, AsOf: date(ind.AsOf), Context: contextLine(ind), Warnings: warningsOf(ind, now),
-		Figures: figures(ind), Raw: rawFigs{
+		Figures: figures(ind, cx), Raw: rawFigs{
 			Close: ind.Close, Class: string(ind.Class), Decimals: ind.Decimals, Currency: ind.Currency, Suspect: ind.Suspect(),
 			Stale: market.Staleness(ind, now) != "", SMA20: ptr(ind.SMA20), SMA50: ptr(ind.SMA50), SMA200: ptr(ind.SMA200),
 			RSI14: ptr(ind.RSI14), MACDHist: ptr(ind.MACDHist), ATR14: ptr(ind.ATR14), Vol20: ptr(ind.Volatility20),
 			MaxDD: ptr(ind.MaxDrawdown), FromHigh52w: ptr(ind.FromHigh52w), FromLow52w: ptr(ind.FromLow52w),
 			Return1M: ptr(ind.Return1M), Return3M: ptr(ind.Return3M), ReturnYTD: ptr(ind.ReturnYTD),
-			VolumeRatio: ptr(ind.VolumeVsAvg20),
+			VolumeRatio: ptr(ind.VolumeVsAvg20), ATRPct: ptr(cx.ATRPct),
+			DistSMA20: ptr(cx.DistSMA20), DistSMA50: ptr(cx.DistSMA50), DistSMA200: ptr(cx.DistSMA200),
+			ATRSMA200: ptr(cx.ATRSMA200), PercentB: ptr(cx.PercentB), VolPct: ptr(cx.VolPercentile),
+			WeeklyTrend: cx.WeeklyTrend, WeeklyRSI: ptr(cx.WeeklyRSI14), Benchmark: cx.Benchmark,
+			Excess3M: ptr(cx.Excess3M), Beta: ptr(cx.Beta),
 		}}
 }
 

@@ -59,9 +59,11 @@ type Quote struct {
 
 	Symbols     []string `json:"symbols"`
 	SymbolNotes []string `json:"symbol_notes,omitempty"` // e.g. what a scan picked and why
-	DataSource  string   `json:"data_source"`
-	Synthetic   bool     `json:"synthetic"`
-	Stages      []Stage  `json:"stages"`
+	// Scan is a scan's ranked table of every watchlist symbol, as of the quote.
+	Scan       []ScanRow `json:"scan,omitempty"`
+	DataSource string    `json:"data_source"`
+	Synthetic  bool      `json:"synthetic"`
+	Stages     []Stage   `json:"stages"`
 
 	Calls       int           `json:"calls"`
 	TokensIn    int64         `json:"tokens_in"`

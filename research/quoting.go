@@ -57,7 +57,7 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		ID: id, Request: req, AccountID: acc, Status: QuoteOpen,
 		RouteID: route.ID, Model: route.Model, RouteKind: route.Kind, KeyMasked: llm.MaskKey(route.APIKey),
 		Offline: route.BaseURL == OfflineBaseURL, Price: route.Price, Bucket: route.Bucket(),
-		Symbols: in.symbols, SymbolNotes: in.notes, DataSource: e.Market.Name(), Synthetic: e.Market.Synthetic(),
+		Symbols: in.symbols, SymbolNotes: in.notes, Scan: in.scan, DataSource: e.Market.Name(), Synthetic: e.Market.Synthetic(),
 		CreatedAt: e.now(),
 	}
 	if q.Offline {
@@ -224,8 +224,60 @@ type gathered struct {
 	notes   []string
 	series  map[string]market.Series
 	ind     map[string]market.Indicators
+	cx      map[string]market.Context
 	failed  map[string]string
-	data    promptData
+	// benchErr says why relative strength is missing, when a benchmark could not be fetched.
+	benchErr string
+	// scan is a scan's ranked table of every watchlist symbol.
+	scan []ScanRow
+	data promptData
+}
+
+// DefaultBenchmark is what symbols are measured against when Engine.Benchmarks names nothing for their class.
+const DefaultBenchmark = "SPY"
+
+// benchmarkFor is the benchmark of an asset class: Engine.Benchmarks' entry (an empty one means none), else
+// DefaultBenchmark.
+func (e *Engine) benchmarkFor(c market.AssetClass) string {
+	if b, ok := e.Benchmarks[c]; ok {
+		return b
+	}
+	return DefaultBenchmark
+}
+
+// addContext fetches the benchmarks g's symbols are measured against and computes every symbol's Context.
+// A benchmark that cannot be fetched leaves relative strength unknown, and says why, without failing the
+// symbol.
+func (e *Engine) addContext(ctx context.Context, g *gathered, plan Plan) {
+	g.cx = map[string]market.Context{}
+	var want []string
+	for _, s := range g.symbols {
+		if ser, ok := g.series[s]; ok {
+			if b := e.benchmarkFor(ser.AssetClass()); b != "" && b != s && !slices.Contains(want, b) {
+				want = append(want, b)
+			}
+		}
+	}
+	bench, errs := market.FetchAll(ctx, e.Market, want, plan.Lookback)
+	for _, s := range g.symbols {
+		ser, ok := g.series[s]
+		if !ok {
+			continue
+		}
+		var b *market.Series
+		name := e.benchmarkFor(ser.AssetClass())
+		if bs, ok := bench[name]; ok && name != s {
+			b = &bs
+		}
+		cx := market.ComputeContext(ser, g.ind[s], b)
+		if b == nil && name != "" && name != s {
+			cx.Benchmark = name
+			if err := errs[name]; err != nil {
+				g.benchErr = fmt.Sprintf("benchmark %s unavailable: %v", name, err)
+			}
+		}
+		g.cx[s] = cx
+	}
 }
 
 // gather resolves a request's symbols and fetches and computes their data.
@@ -271,26 +323,21 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
 	if req.Kind == KindScan {
-		var sigs []market.Signal
-		for _, s := range g.symbols {
-			if ser, ok := series[s]; ok {
-				sigs = append(sigs, market.Signals(ser, g.ind[s])...)
-			}
-		}
+		// Every watchlist symbol gets a row; the strongest by signal score are written up, and the rows say
+		// why. Stale and suspect series are in the table but not ranked by signals.
+		g.scan = scanTable(g.symbols, series, g.ind, g.failed, e.now())
 		var top []string
-		for _, sg := range market.Rank(sigs) {
-			if !slices.Contains(top, sg.Symbol) && len(top) < plan.MaxSymbols {
-				top = append(top, sg.Symbol)
-			}
-			if slices.Contains(top, sg.Symbol) {
-				g.notes = append(g.notes, sg.Symbol+": "+sg.Detail)
+		for _, r := range g.scan {
+			if r.Score > 0 && len(top) < plan.MaxSymbols {
+				top = append(top, r.Symbol)
 			}
 		}
-		if len(top) == 0 {
-			// No signal fired: cover the biggest one-month movers instead, and say so.
+		bySignal := len(top) > 0
+		if !bySignal {
+			// No signal fired: cover the biggest one-month movers among the usable series, and say so.
 			var fetched []string
 			for _, s := range g.symbols {
-				if _, ok := series[s]; ok {
+				if ind, ok := g.ind[s]; ok && !ind.Suspect() && market.Staleness(ind, e.now()) == "" {
 					fetched = append(fetched, s)
 				}
 			}
@@ -299,12 +346,15 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 			})
 			top = fetched[:min(len(fetched), plan.MaxSymbols)]
 			if len(top) == 0 {
-				return g, fmt.Errorf("%w: no market data for watchlist %q", ErrBadRequest, req.Watchlist)
+				return g, fmt.Errorf("%w: no usable market data for watchlist %q", ErrBadRequest, req.Watchlist)
 			}
 			g.notes = append(g.notes, "no signal fired; covering the largest 1-month moves")
 		}
+		markPicked(g.scan, top, bySignal)
+		g.notes = append(g.notes, scanNotes(series, g.ind, top)...)
 		g.symbols = top
 	}
+	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
 	return g, nil
 }
@@ -319,7 +369,7 @@ func (e *Engine) promptData(g gathered, plan Plan) promptData {
 		if !ok {
 			continue
 		}
-		d.Symbols = append(d.Symbols, symbolFor(ind, now))
+		d.Symbols = append(d.Symbols, symbolFor(ind, g.cx[s], now))
 		dates[ind.AsOf.Format(time.DateOnly)] = true
 	}
 	// One as-of only when every symbol shares it: the latest date across symbols would date a crypto

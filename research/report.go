@@ -18,6 +18,10 @@ type Report struct {
 	RuleBased  bool      `json:"rule_based"` // written by the offline analyst, not an LLM
 	Model      string    `json:"model"`
 	Sections   []Section `json:"sections"`
+	// Scan is a scan's ranked table of every watchlist symbol (see ScanText, ScanCSV); CSV asks for it as a
+	// file too.
+	Scan []ScanRow `json:"scan,omitempty"`
+	CSV  bool      `json:"csv,omitempty"`
 	// Overview is a quick run's one report over all symbols; Synthesis is the closing section of a
 	// standard or deep run, written from the sections before it.
 	Overview  string            `json:"overview,omitempty"`

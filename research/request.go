@@ -45,6 +45,8 @@ type Request struct {
 	Consent bool             `json:"consent"`
 	Owner   billing.Identity `json:"owner"`
 	Dest    Destination      `json:"dest"`
+	// CSV asks for a scan's ranked table as a CSV file as well.
+	CSV bool `json:"csv,omitempty"`
 	// ScheduleID is set when a schedule made the request.
 	ScheduleID string `json:"schedule_id,omitempty"`
 }

@@ -42,6 +42,7 @@ type Run struct {
 	State     State             `json:"state"`
 
 	Symbols   []string          `json:"symbols"`
+	Scan      []ScanRow         `json:"scan,omitempty"` // a scan's ranked table, from its quote
 	Stages    []Stage           `json:"stages"`
 	Done      int               `json:"done"`    // stages finished
 	Outputs   map[int]string    `json:"outputs"` // finished stages' text, by stage index, kept for resume
@@ -86,6 +87,9 @@ type Run struct {
 	ReceiptID string        `json:"receipt_id,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	JobID     int64         `json:"job_id"`
+	// Version counts the run's stored changes: the store increments it on
+	// every write, so views of the run can be ordered across instances.
+	Version int64 `json:"version"`
 
 	PauseRequested    bool      `json:"pause_requested"`
 	CancelRequested   bool      `json:"cancel_requested"`

@@ -25,6 +25,8 @@ type Store interface {
 	Run(ctx context.Context, id string) (Run, error)
 	// UpdateRun applies fn to the locked run and stores it; a changed state is
 	// stored as a transition. fn's error aborts the update and is returned.
+	// Under a lease (WithLease) the write is refused with ErrLeaseLost when
+	// the lease has moved to another owner; SettleRun likewise.
 	UpdateRun(ctx context.Context, id, actor, reason string, fn func(*Run) error) (Run, error)
 	// SettleRun, in one transaction: captures capture from the run's hold (or
 	// releases it all when capture is 0), lets fn set the terminal state and fill
@@ -42,6 +44,20 @@ type Store interface {
 	Transitions(ctx context.Context, runID string) ([]Transition, error)
 	// StaleRuns lists runs in one of states not updated since before.
 	StaleRuns(ctx context.Context, states []State, before time.Time, limit int) ([]Run, error)
+	// ClaimRun gives owner the run's lease until until: at now, the run must be
+	// unleased, leased by owner, or its lease lapsed (ErrLeaseHeld otherwise).
+	ClaimRun(ctx context.Context, id, owner string, now, until time.Time) error
+	// RenewLease extends owner's lease; ErrLeaseLost when owner no longer holds it.
+	RenewLease(ctx context.Context, id, owner string, until time.Time) error
+	// ReleaseLease ends owner's lease (a no-op when owner does not hold it).
+	ReleaseLease(ctx context.Context, id, owner string) error
+	// LapsedRuns lists live runs whose lease ended before now: their process died.
+	LapsedRuns(ctx context.Context, now time.Time, limit int) ([]Run, error)
+	// TakeOverRun, in one transaction, for a run whose lease lapsed before
+	// now: cancels its old job, enqueues a new one and clears the lease, so
+	// the run resumes on any instance. ErrWrongState when the lease is live
+	// again or the run ended.
+	TakeOverRun(ctx context.Context, id string, now time.Time, timeout time.Duration) (Run, error)
 	// RunsOf lists an account's newest runs.
 	RunsOf(ctx context.Context, account billing.AccountID, limit int) ([]Run, error)
 	// Watchlists returns an account's watchlists by name.

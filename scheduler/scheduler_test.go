@@ -571,3 +571,28 @@ func TestClaimerLeavesChatsItCannotReport(t *testing.T) {
 	fs := r.settled(t, sc.ID, 1)
 	r.b.Events.WaitFinal(t, fs[0].RunID, 20*time.Second)
 }
+
+// TestSpendLimitSkip: a fire whose run would pass the owner's spend limit is
+// skipped with a notice, holding nothing.
+func TestSpendLimitSkip(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, testbed.Options{})
+	acc := r.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	sc := r.make(t, "daily 09:00 research AAPL")
+	if err := r.b.Store.SetLimits(t.Context(), acc, billing.Limits{Daily: 1}, alice.String()); err != nil {
+		t.Fatal(err)
+	}
+	r.b.Clock.Advance(sc.NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now()))
+	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
+		t.Fatalf("claim = %d, %v", n, err)
+	}
+	fs := r.settled(t, sc.ID, 1)
+	if fs[0].Outcome != scheduler.SkippedLimit || fs[0].RunID != "" {
+		t.Fatalf("fire at the limit = %+v", fs[0])
+	}
+	notices := r.noticesSoFar()
+	if len(notices) != 1 || !strings.Contains(notices[0], "was skipped") || !strings.Contains(notices[0], "daily limit") || !strings.Contains(notices[0], "/limit") {
+		t.Fatalf("notices = %q", notices)
+	}
+	r.b.CheckSettled()
+}

@@ -85,7 +85,7 @@ func truncate(s string, n int) string {
 // and reopened around each piece, so no tag or entity is ever broken.
 type block struct {
 	head string // HTML, kept with the first piece
-	tag  string // "", "b" or "i"
+	tag  string // "", "b", "i" or "pre"
 	text string // raw text
 }
 
@@ -268,6 +268,10 @@ func reportBlocks(rep research.Report) []block {
 		meta += "; model " + rep.Model
 	}
 	out := []block{italic(meta)}
+	if len(rep.Scan) > 0 {
+		// Fixed width, so the columns line up on a phone too.
+		out = append(out, bold(fmt.Sprintf("Ranked watchlist (%d symbols)", len(rep.Scan))), block{tag: "pre", text: research.ScanText(rep.Scan)})
+	}
 	for _, s := range rep.Sections {
 		out = append(out, bold(s.Symbol))
 		if s.Context != "" {

@@ -55,7 +55,16 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 	if synthetic {
 		limit -= textLen(mark)
 	}
-	switch parts := pack(htmlBlocks(v, links), limit); {
+	blocks := htmlBlocks(v, links)
+	parts := pack(blocks, limit)
+	// The first message is the one edited in place and read first: when a report runs over several, it
+	// ends with the notice too, not only the last.
+	notice := ""
+	if v.Report != nil && v.Report.Notice != "" && len(parts) > 1 {
+		notice = "\n\n" + italic(v.Report.Notice).render(v.Report.Notice, true)
+		parts = pack(blocks, limit-textLen(notice))
+	}
+	switch {
 	case v.Kind == bots.KindProgress && !v.Final:
 		steps = []step{{kind: "text", text: plainText(v, links), kb: kb}}
 	case len(parts) > maxParts:
@@ -70,6 +79,9 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 		for i, p := range parts {
 			if synthetic && i > 0 {
 				p = mark + p
+			}
+			if i == 0 && notice != "" && len(parts) > 1 {
+				p += notice
 			}
 			st := step{kind: "text", html: true, text: p}
 			if i == 0 {
@@ -513,6 +525,9 @@ func (a *Adapter) callNow(ctx context.Context, t target, st step, edit int) (int
 // sendView posts a view for a user waiting on it; further parts reply to
 // the first message.
 func (a *Adapter) sendView(ctx context.Context, t target, v bots.View) (int, error) {
+	if v.Invoice != nil {
+		return a.sendInvoice(ctx, t, v)
+	}
 	steps := a.plan(v, false)
 	id, err := a.first(ctx, t, &steps, v, 0, true)
 	if err != nil {

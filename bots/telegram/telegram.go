@@ -222,7 +222,7 @@ func New(cfg Config, conv Conversation) (*Adapter, error) {
 		bot.WithErrorsHandler(func(err error) {
 			a.log.Warn("telegram: bot api", "err", a.redact.String(err.Error()))
 		}),
-		bot.WithAllowedUpdates(bot.AllowedUpdates{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery}),
+		bot.WithAllowedUpdates(bot.AllowedUpdates{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery, models.AllowedUpdatePreCheckoutQuery}),
 	}
 	if cfg.APIURL != "" {
 		opts = append(opts, bot.WithServerURL(strings.TrimRight(cfg.APIURL, "/")))
@@ -277,7 +277,7 @@ func (a *Adapter) Start(ctx context.Context) error {
 
 	if a.cfg.WebhookURL != "" {
 		_, err := a.bot.SetWebhook(callCtx, &bot.SetWebhookParams{URL: a.cfg.WebhookURL, SecretToken: a.cfg.WebhookSecret,
-			AllowedUpdates: []string{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery}})
+			AllowedUpdates: []string{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery, models.AllowedUpdatePreCheckoutQuery}})
 		if err != nil {
 			a.Stop(context.Background())
 			return fmt.Errorf("telegram: set webhook: %w", a.redact.classify("setWebhook", err))

@@ -69,6 +69,10 @@ func (a *Adapter) process(ctx context.Context, upd *models.Update) {
 		a.apologise(ctx, upd, ans, ref)
 	}()
 	switch {
+	case upd.PreCheckoutQuery != nil:
+		a.onPreCheckout(ctx, upd.PreCheckoutQuery)
+	case upd.Message != nil && upd.Message.SuccessfulPayment != nil:
+		a.onPayment(ctx, upd.Message)
 	case upd.CallbackQuery != nil:
 		a.onCallback(ctx, upd.CallbackQuery, ans)
 	case upd.Message != nil:

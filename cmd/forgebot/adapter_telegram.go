@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots/telegram"
 )
 
@@ -40,6 +41,9 @@ func setupTelegram(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) 
 		return false, badInput("%v", err)
 	}
 	a.outbox.Register(telegram.Platform, ad, telegram.Limits)
+	if a.conv.Pay != nil {
+		a.conv.Pay.Refunders[billing.ProviderStars] = ad
+	}
 	ad.Mount(mux)
 	if err := ad.Start(ctx); err != nil {
 		if errors.Is(err, telegram.ErrBadToken) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/bots/console"
 	"github.com/tokensforge/forgebot/research"
 	"github.com/tokensforge/forgebot/research/llm"
 	"github.com/tokensforge/forgebot/research/market"
@@ -22,6 +23,7 @@ type runStore interface {
 	appStore
 	research.Store
 	scheduler.Store
+	bots.MessageStore
 	SetFirer(f scheduler.Firer)
 	StartWorkers(ctx context.Context, exec research.Executor) error
 	StopWorkers(ctx context.Context) error
@@ -152,6 +154,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	}
 	health := llm.NewHealth(llm.HealthOptions{})
 	a := &app{cfg: cfg, store: rs, health: health, log: log, outbox: bots.NewOutbox(log)}
+	a.outbox.Store = rs // finals survive crashes and outages; views ordered across instances
 	a.engine = &research.Engine{
 		Store: rs, Ledger: rs, Catalog: cat, Market: cfg.marketProvider(marketDefault), Health: health,
 		LLM:      &llm.Client{HTTPClient: &http.Client{}, Health: health, Log: log},
@@ -162,6 +165,13 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
 	a.engine.Sink = a.conv
+	a.engine.SpendDefaults = cfg.Pay.Limits.Defaults
+	a.conv.Pay = cfg.Pay.pay(rs)
+	// A run whose process died is resumed by a process that can deliver
+	// it; one bound to a dead terminal (`forgebot research`, the demo's
+	// console) is settled by any process, charging nothing, if none can.
+	a.engine.Deliverable = func(d research.Destination) bool { return a.outbox.Serves(d.Platform) }
+	a.engine.Bound = func(d research.Destination) bool { return d.Platform == cliPlatform || d.Platform == console.Platform }
 	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, Log: log,
 		MinInterval: cfg.ScheduleMinInterval, CatchUp: cfg.ScheduleCatchUp, MaxPerAccount: cfg.ScheduleMaxPerAccount}
 	// A process fires only the schedules whose chats it can post to.
@@ -180,6 +190,7 @@ func (a *app) start(ctx context.Context) error {
 	go (&billing.Sweeper{Ledger: a.store, Log: a.log}).Run(ctx)
 	go a.schedules.Run(ctx)
 	go a.engine.RunReaper(ctx, time.Minute, time.Hour)
+	go a.engine.Watch(ctx, 0) // takes over runs whose process died
 	return a.store.StartWorkers(context.WithoutCancel(ctx), a.engine)
 }
 

@@ -37,6 +37,7 @@ type Config struct {
 	ScheduleMinInterval   time.Duration
 	ScheduleCatchUp       time.Duration
 	ScheduleMaxPerAccount int
+	Pay                   PayConfig
 
 	// localRuns: this process's runs go to a River queue of its own (the
 	// demo and `forgebot research` set it; serve works the shared queue).
@@ -97,6 +98,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			return c, badInput("FORGE_SCHEDULE_MAX_PER_ACCOUNT: want a positive whole number like 10, got %q", v)
 		}
 		c.ScheduleMaxPerAccount = n
+	}
+	var err error
+	if c.Pay, err = loadPayConfig(getenv); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }

@@ -18,6 +18,10 @@ import (
 	"github.com/tokensforge/forgebot/research"
 )
 
+// cliPlatform is the destination platform of `forgebot research` runs: the
+// terminal of the process that started them.
+const cliPlatform = "cli"
+
 // cmdResearch is the one-shot command: quote, confirm (or --yes), progress on
 // stderr, the report on stdout. SIGINT cancels the run and settles it.
 func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) error {
@@ -66,7 +70,7 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	a.engine.Sink = sink
 
 	q, err := a.engine.Quote(ctx, research.Request{Kind: research.KindResearch, Symbols: symbols, Depth: d, Model: *model,
-		Owner: who, Dest: research.Destination{Platform: "cli", ChatID: who.String()}})
+		Owner: who, Dest: research.Destination{Platform: cliPlatform, ChatID: who.String()}})
 	if errors.Is(err, research.ErrBadRequest) || errors.Is(err, research.ErrNoRoute) {
 		return badInput("research: %s", strings.TrimPrefix(err.Error(), "bad request: "))
 	}

@@ -41,6 +41,11 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: log}))
 	var enabled []string
+	if _, err := setupStripe(cfg, a, mux); err != nil { // payments, not a chat adapter
+		ln.Close()
+		a.stop(time.Second)
+		return err
+	}
 	for name, setup := range map[string]func(context.Context, Config, *app, *http.ServeMux) (bool, error){
 		"telegram": setupTelegram, "discord": setupDiscord,
 	} {

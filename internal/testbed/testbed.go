@@ -5,8 +5,11 @@ package testbed
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +55,13 @@ type Options struct {
 	// RescueAfter is how long River lets a job stay running before it
 	// retries it as crashed (default: the production value).
 	RescueAfter time.Duration
+	// LeaseTTL is how long a run's lease lasts unrenewed (default the
+	// engine's); with workers, each instance watches for lapsed leases.
+	LeaseTTL time.Duration
+	// Sink also receives every instance's events (besides Events).
+	Sink research.Sink
+	// Deliverable and Bound are the engines' (see research.Engine).
+	Deliverable, Bound func(research.Destination) bool
 }
 
 // Bed is one wired engine on one fresh database.
@@ -94,7 +104,7 @@ func (c *Clock) Advance(d time.Duration) {
 func New(t testing.TB, opts Options) *Bed {
 	t.Helper()
 	b := &Bed{t: t, opts: opts, Clock: &Clock{}, Events: NewRecorder(), LLM: llmtest.NewServer(t)}
-	b.Market = market.NewDemo(func() time.Time { return time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC) })
+	b.Market = demoMarket()
 	if opts.Postgres {
 		_, b.pgConfig = pgtest.Schema(t)
 	} else {
@@ -111,61 +121,128 @@ func (b *Bed) InstanceWithWorkers() (Store, *research.Engine) { return b.instanc
 func (b *Bed) instance(workers bool) (Store, *research.Engine) {
 	t := b.t
 	t.Helper()
+	var sink research.Sink = b.Events
+	if b.opts.Sink != nil {
+		sink = research.SinkFunc(func(ev research.Event) { b.Events.Publish(ev); b.opts.Sink.Publish(ev) })
+	}
+	in, err := build(b.pgConfig, b.sqlPath, b.opts, b.Market, b.LLM.URL(), b.LLM.Client(), b.Clock.Now, sink, workers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	return in.Store, in.Engine
+}
+
+// Spec names the bed's database for another process: "sqlite:PATH" or a
+// PostgreSQL URL whose search_path is the bed's schema.
+func (b *Bed) Spec() string {
+	if b.pgConfig == nil {
+		return "sqlite:" + b.sqlPath
+	}
+	return b.pgConfig.ConnString() + "&search_path=" + b.pgConfig.ConnConfig.RuntimeParams["search_path"]
+}
+
+// Instance is an engine with its store, opened by Attach.
+type Instance struct {
+	Store  Store
+	Engine *research.Engine
+	stop   func()
+}
+
+// Close stops the instance's workers and watcher and closes its store.
+func (in *Instance) Close() { in.stop() }
+
+// Attach opens the database spec names (Bed.Spec) with running workers and a
+// lease watcher, as another forgebot process would: child processes of tests
+// (which have no *testing.T) use it. llmURL is the parent's fake LLM API.
+func Attach(spec string, opts Options, llmURL string, sink research.Sink) (*Instance, error) {
+	var (
+		pg      *pgxpool.Config
+		sqlPath string
+	)
+	if path, ok := strings.CutPrefix(spec, "sqlite:"); ok {
+		sqlPath = path
+	} else {
+		cfg, err := pgxpool.ParseConfig(spec)
+		if err != nil {
+			return nil, err
+		}
+		pg = cfg
+	}
+	return build(pg, sqlPath, opts, demoMarket(), llmURL, http.DefaultClient, time.Now, sink, true)
+}
+
+func build(pg *pgxpool.Config, sqlPath string, opts Options, mkt market.Provider, llmURL string, hc *http.Client, now func() time.Time, sink research.Sink, workers bool) (*Instance, error) {
 	ctx := context.Background()
 	var (
 		s   Store
 		err error
 	)
-	if b.pgConfig != nil {
-		cfg := b.pgConfig.Copy()
+	if pg != nil {
+		cfg := pg.Copy()
 		// PostgreSQL allows 100 connections and tests run in parallel: small
 		// pools, except for benchmarks that ask for many workers.
-		cfg.MaxConns = int32(min(80, max(8, b.opts.MaxWorkers/4)))
-		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers, RescueAfter: b.opts.RescueAfter})
+		cfg.MaxConns = int32(min(80, max(8, opts.MaxWorkers/4)))
+		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter})
 	} else {
-		s, err = sqlite.Open(ctx, b.sqlPath, sqlite.Options{Now: b.Clock.Now, MaxWorkers: b.opts.MaxWorkers, RescueAfter: b.opts.RescueAfter})
+		s, err = sqlite.Open(ctx, sqlPath, sqlite.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter})
 	}
 	if err != nil {
-		t.Fatalf("open store: %v", err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatalf("migrate: %v", err)
+		s.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	cat, err := research.ParseCatalog(research.DefaultCatalog, func(string) string { return "" })
 	if err != nil {
-		t.Fatal(err)
+		s.Close()
+		return nil, err
 	}
-	if b.opts.RoutesFor != nil {
-		for _, r := range b.opts.RoutesFor(b.LLM.URL()) {
+	if opts.RoutesFor != nil {
+		for _, r := range opts.RoutesFor(llmURL) {
 			if err := cat.Add(r); err != nil {
-				t.Fatal(err)
+				s.Close()
+				return nil, err
 			}
 		}
 	}
 	health := llm.NewHealth(llm.HealthOptions{})
 	e := &research.Engine{
-		Store: s, Ledger: s, Catalog: cat, Market: b.Market, Health: health, Sink: b.Events,
-		LLM: &llm.Client{HTTPClient: b.LLM.Client(), Health: health, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		Store: s, Ledger: s, Catalog: cat, Market: mkt, Health: health, Sink: sink,
+		LLM: &llm.Client{HTTPClient: hc, Health: health, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 			Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }},
-		Offline:       &research.OfflineAnalyst{Pace: b.opts.Pace},
-		Now:           b.Clock.Now,
+		Offline:       &research.OfflineAnalyst{Pace: opts.Pace},
+		Now:           now,
 		ReceiptURL:    func(id string) string { return "http://forgebot.test/r/" + id },
-		Admins:        b.opts.Admins,
-		ProgressEvery: b.opts.ProgressEvery,
+		Admins:        opts.Admins,
+		ProgressEvery: opts.ProgressEvery,
 		Log:           slog.New(slog.DiscardHandler),
+		LeaseTTL:      opts.LeaseTTL,
+		Deliverable:   opts.Deliverable,
+		Bound:         opts.Bound,
 	}
+	watch, stopWatch := context.WithCancel(ctx)
 	if workers {
 		if err := s.StartWorkers(ctx, e); err != nil {
-			t.Fatalf("start workers: %v", err)
+			stopWatch()
+			s.Close()
+			return nil, fmt.Errorf("start workers: %w", err)
 		}
+		go e.Watch(watch, 0)
 	}
-	t.Cleanup(func() {
+	return &Instance{Store: s, Engine: e, stop: func() {
+		stopWatch()
 		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = s.StopWorkers(stop)
 		s.Close()
-	})
-	return s, e
+	}}, nil
+}
+
+// demoMarket is the beds' market data: the demo series as of a fixed day.
+func demoMarket() market.Provider {
+	return market.NewDemo(func() time.Time { return time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC) })
 }
 
 // Fund tops a user's bucket up.

@@ -99,6 +99,26 @@ type Message struct {
 	ReplyTo   int
 	File      File
 	Edits     int
+	Invoice   *Invoice // Kind "invoice"
+}
+
+// Invoice is a sent invoice as the chat shows it.
+type Invoice struct {
+	Title, Description, Payload, Currency, ProviderToken string
+	Total                                                int // sum of the prices, in the currency's smallest unit
+}
+
+// CheckoutAnswer is the bot's answer to a pre_checkout_query.
+type CheckoutAnswer struct {
+	Answered bool
+	OK       bool
+	Error    string
+	After    time.Duration // from the query's queueing to the answer
+}
+
+type charge struct {
+	user     int64
+	refunded bool
 }
 
 // Buttons lists the message's inline keyboard.
@@ -181,6 +201,10 @@ type Server struct {
 	secret    string
 	commands  string
 	blockedDM map[int64]bool
+	checkouts map[string]*CheckoutAnswer
+	queuedAt  map[string]time.Time
+	charges   map[string]*charge
+	nextPay   int
 
 	limits    *Limits
 	chatLim   map[int64]*rate.Limiter
@@ -192,7 +216,8 @@ type Server struct {
 // New starts a fake; it is closed when the test ends.
 func New(t testing.TB) *Server {
 	s := &Server{changed: make(chan struct{}), nextMsg: map[int64]int{}, queries: map[string]bool{},
-		messages: map[msgKey]*Message{}, script: map[string][]Answer{}, blockedDM: map[int64]bool{}}
+		messages: map[msgKey]*Message{}, script: map[string][]Answer{}, blockedDM: map[int64]bool{},
+		checkouts: map[string]*CheckoutAnswer{}, queuedAt: map[string]time.Time{}, charges: map[string]*charge{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -698,6 +723,30 @@ func (s *Server) handle(c *Call) (any, *apiError) {
 		return true, nil
 	case "sendMessage", "editMessageText", "sendPhoto", "sendDocument":
 		return s.message(c)
+	case "sendInvoice":
+		return s.invoice(c)
+	case "answerPreCheckoutQuery":
+		a, ok := s.checkouts[f["pre_checkout_query_id"]]
+		if !ok || a.Answered {
+			return nil, bad("QUERY_ID_INVALID")
+		}
+		ok = f["ok"] == "true"
+		if !ok && f["error_message"] == "" {
+			return nil, bad("error_message is required when ok is false")
+		}
+		a.Answered, a.OK, a.Error = true, ok, f["error_message"]
+		a.After = time.Since(s.queuedAt[f["pre_checkout_query_id"]])
+		return true, nil
+	case "refundStarPayment":
+		ch, ok := s.charges[f["telegram_payment_charge_id"]]
+		switch {
+		case !ok || strconv.FormatInt(ch.user, 10) != f["user_id"]:
+			return nil, bad("CHARGE_NOT_FOUND")
+		case ch.refunded:
+			return nil, bad("CHARGE_ALREADY_REFUNDED")
+		}
+		ch.refunded = true
+		return true, nil
 	}
 	return nil, &apiError{code: 404, desc: "Not Found: method not found"}
 }
@@ -869,4 +918,117 @@ func checkMarkup(raw string) (string, *apiError) {
 	}
 	canon, _ := json.Marshal(kb)
 	return string(canon), nil
+}
+
+// invoice handles sendInvoice as Telegram documents it for Stars: currency
+// XTR, no provider token, exactly one price.
+func (s *Server) invoice(c *Call) (any, *apiError) {
+	f := c.Fields
+	chat, err := strconv.ParseInt(f["chat_id"], 10, 64)
+	if err != nil {
+		return nil, bad("chat not found")
+	}
+	var prices []struct {
+		Label  string `json:"label"`
+		Amount int    `json:"amount"`
+	}
+	if err := json.Unmarshal([]byte(f["prices"]), &prices); err != nil || len(prices) == 0 {
+		return nil, bad("can't parse prices JSON object")
+	}
+	inv := &Invoice{Title: f["title"], Description: f["description"], Payload: f["payload"], Currency: f["currency"], ProviderToken: f["provider_token"]}
+	for _, p := range prices {
+		if p.Label == "" || p.Amount <= 0 {
+			return nil, bad("CURRENCY_TOTAL_AMOUNT_INVALID")
+		}
+		inv.Total += p.Amount
+	}
+	switch {
+	case Len(inv.Title) < 1 || Len(inv.Title) > 32:
+		return nil, bad("INVOICE_TITLE_INVALID")
+	case Len(inv.Description) < 1 || Len(inv.Description) > 255:
+		return nil, bad("INVOICE_DESCRIPTION_INVALID")
+	case len(inv.Payload) < 1 || len(inv.Payload) > 128:
+		return nil, bad("INVOICE_PAYLOAD_INVALID")
+	case inv.Currency == "XTR" && (inv.ProviderToken != "" || len(prices) != 1):
+		return nil, bad("a Stars invoice takes no provider token and exactly one price")
+	case inv.Currency == "":
+		return nil, bad("CURRENCY_INVALID")
+	}
+	if aerr := s.limited(chat); aerr != nil {
+		return nil, aerr
+	}
+	m := &Message{Chat: chat, Kind: "invoice", Text: inv.Title, Visible: inv.Title + "\n" + inv.Description, Invoice: inv}
+	if markup, aerr := checkMarkup(f["reply_markup"]); aerr == nil {
+		m.Markup = markup
+	}
+	c.MessageID = s.store(m)
+	return s.result(m), nil
+}
+
+// PreCheckout queues a pre_checkout_query from a payer who pressed Pay on an
+// invoice with this payload and total; it returns the query id.
+func (s *Server) PreCheckout(from User, payload, currency string, total int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextQuery++
+	qid := fmt.Sprintf("pcq%d", s.nextQuery)
+	s.checkouts[qid] = &CheckoutAnswer{}
+	s.queuedAt[qid] = time.Now()
+	s.nextUpd++
+	raw, _ := json.Marshal(map[string]any{"update_id": s.nextUpd, "pre_checkout_query": map[string]any{
+		"id": qid, "from": from, "currency": currency, "total_amount": total, "invoice_payload": payload}})
+	s.updates = append(s.updates, update{s.nextUpd, raw})
+	s.signal()
+	return qid
+}
+
+// WaitCheckout waits for the bot's answer to a pre_checkout_query (Telegram
+// gives it 10 s) and returns it.
+func (s *Server) WaitCheckout(t testing.TB, qid string) CheckoutAnswer {
+	t.Helper()
+	var a CheckoutAnswer
+	s.Wait(t, 10*time.Second, "answerPreCheckoutQuery "+qid, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		a = *s.checkouts[qid]
+		return a.Answered
+	})
+	return a
+}
+
+// Pay queues the successful_payment message Telegram sends after a payment
+// and returns its telegram_payment_charge_id (refundable through the fake).
+func (s *Server) Pay(chat Chat, from User, payload, currency string, total int) string {
+	s.mu.Lock()
+	s.nextPay++
+	id := fmt.Sprintf("stxCHARGE%04d", s.nextPay)
+	s.mu.Unlock()
+	s.Repay(chat, from, payload, currency, total, id)
+	return id
+}
+
+// Repay queues a successful_payment with a given charge id: a replay of an
+// earlier one when the id was used before.
+func (s *Server) Repay(chat Chat, from User, payload, currency string, total int, chargeID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.charges[chargeID]; !ok {
+		s.charges[chargeID] = &charge{user: from.ID}
+	}
+	id := s.store(&Message{Chat: chat.ID, Kind: "payment"})
+	s.nextUpd++
+	raw, _ := json.Marshal(map[string]any{"update_id": s.nextUpd, "message": map[string]any{
+		"message_id": id, "date": time.Now().Unix(), "chat": chat, "from": from,
+		"successful_payment": map[string]any{"currency": currency, "total_amount": total, "invoice_payload": payload,
+			"telegram_payment_charge_id": chargeID, "provider_payment_charge_id": ""}}})
+	s.updates = append(s.updates, update{s.nextUpd, raw})
+	s.signal()
+}
+
+// Refunded reports whether the fake refunded a charge.
+func (s *Server) Refunded(chargeID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.charges[chargeID]
+	return ok && ch.refunded
 }

@@ -34,6 +34,8 @@ type Server struct {
 	queue []Response
 	def   Response
 	reqs  []Request
+	// waiters are closed once that many requests have arrived (Received).
+	waiters map[int][]chan struct{}
 
 	disconnects chan Disconnect
 	chunks      atomic.Int64
@@ -140,6 +142,22 @@ func (s *Server) Requests() []Request {
 	return out
 }
 
+// Received returns a channel closed once n requests have arrived.
+func (s *Server) Received(n int) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	if len(s.reqs) >= n {
+		close(ch)
+		return ch
+	}
+	if s.waiters == nil {
+		s.waiters = map[int][]chan struct{}{}
+	}
+	s.waiters[n] = append(s.waiters[n], ch)
+	return ch
+}
+
 // Disconnected delivers a Disconnect each time a client leaves in the middle
 // of a stream (its connection closed while the fake was waiting or writing).
 // Up to 64 unread signals are kept; see Dropped.
@@ -184,6 +202,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	rec.Index = len(s.reqs)
 	s.reqs = append(s.reqs, rec)
+	for _, ch := range s.waiters[len(s.reqs)] {
+		close(ch)
+	}
+	delete(s.waiters, len(s.reqs))
 	resp := s.def
 	if len(s.queue) > 0 {
 		resp, s.queue = s.queue[0], s.queue[1:]

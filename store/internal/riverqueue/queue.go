@@ -112,7 +112,14 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	if exec == nil {
 		return errors.New("no executor: workers not started")
 	}
-	return (*exec).Execute(ctx, job.Args.RunID, job.Attempt, job.MaxAttempts)
+	err := (*exec).Execute(ctx, job.Args.RunID, job.Attempt, job.MaxAttempts)
+	if errors.Is(err, research.ErrLeaseHeld) {
+		// Another live instance holds the run (River ran the job twice, or a
+		// resume raced the previous holder's release): look again shortly;
+		// once the run ends or the lease frees, this attempt ends at once.
+		return river.JobSnooze(2 * time.Second)
+	}
+	return err
 }
 
 // Config tunes a Queue.
@@ -228,6 +235,21 @@ func (q *Queue[TTx]) SetFirer(f scheduler.Firer) { q.fire.firer.Store(&f) }
 // instance running it (its context is cancelled with ErrJobCancelledRemotely).
 func (q *Queue[TTx]) Cancel(ctx context.Context, jobID int64) error {
 	_, err := q.client.JobCancel(ctx, jobID)
+	if errors.Is(err, river.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// CancelTx cancels a job inside tx, which must be the driver's transaction
+// type. Used on the job of a run whose process died: River marks it
+// cancel-requested, and its rescuer later ends it without running it.
+func (q *Queue[TTx]) CancelTx(ctx context.Context, tx any, jobID int64) error {
+	t, ok := tx.(TTx)
+	if !ok {
+		return fmt.Errorf("cancel: transaction is %T", tx)
+	}
+	_, err := q.client.JobCancelTx(ctx, t, jobID)
 	if errors.Is(err, river.ErrNotFound) {
 		return nil
 	}

@@ -102,6 +102,9 @@ type Queue interface {
 	EnqueueFireTx(ctx context.Context, tx any, scheduleID string, at time.Time) (int64, error)
 	// Cancel cancels a job, wherever it runs.
 	Cancel(ctx context.Context, jobID int64) error
+	// CancelTx cancels a job inside tx (a Tx's Native value); a job that no
+	// longer exists is fine.
+	CancelTx(ctx context.Context, tx any, jobID int64) error
 }
 
 // tq wraps a transaction so every statement calls the AfterStatement hook.

@@ -81,7 +81,7 @@ func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Ru
 		}
 		now := c.now()
 		run.HoldID, run.Hold, run.State = h.ID, h.Amount, research.Queued
-		run.CreatedAt, run.UpdatedAt = now, now
+		run.CreatedAt, run.UpdatedAt, run.Version = now, now, 1
 		if run.JobID, err = c.Queue.EnqueueTx(ctx, tx.Native(), run.ID, timeout); err != nil {
 			return fmt.Errorf("enqueue run: %w", err)
 		}
@@ -116,7 +116,8 @@ func (c *Core) insertRun(ctx context.Context, tx Querier, r research.Run) error 
 	return nil
 }
 
-func (c *Core) storeRun(ctx context.Context, tx Querier, r research.Run) error {
+func (c *Core) storeRun(ctx context.Context, tx Querier, r *research.Run) error {
+	r.Version++ // every stored change is a new version of the run
 	body, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -155,12 +156,15 @@ func (c *Core) UpdateRun(ctx context.Context, id, actor, reason string, fn func(
 		if err != nil {
 			return err
 		}
+		if err := c.checkLease(ctx, tx, id); err != nil {
+			return err
+		}
 		from := r.State
 		if err := fn(&r); err != nil {
 			return err
 		}
 		r.UpdatedAt = c.now()
-		if err := c.storeRun(ctx, tx, r); err != nil {
+		if err := c.storeRun(ctx, tx, &r); err != nil {
 			return err
 		}
 		if r.State != from {
@@ -185,6 +189,9 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 		if r.State.Terminal() {
 			out = r
 			return fmt.Errorf("%w: run %s is already %s", research.ErrWrongState, r.ID, r.State)
+		}
+		if err := c.checkLease(ctx, tx, id); err != nil {
+			return err
 		}
 		from := r.State
 		now := c.now()
@@ -242,7 +249,7 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 			}
 			r.FallbackCaptured, r.FallbackReceiptID = fh.Captured, frc.PublicID
 		}
-		if err := c.storeRun(ctx, tx, r); err != nil {
+		if err := c.storeRun(ctx, tx, &r); err != nil {
 			return err
 		}
 		out = r
@@ -315,7 +322,7 @@ func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout
 			return fmt.Errorf("enqueue run: %w", err)
 		}
 		r.State, r.PauseRequested, r.UpdatedAt = research.Queued, false, c.now()
-		if err := c.storeRun(ctx, tx, r); err != nil {
+		if err := c.storeRun(ctx, tx, &r); err != nil {
 			return err
 		}
 		out = r

@@ -1,0 +1,68 @@
+package bots_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/internal/testbed"
+)
+
+func payChat(t *testing.T) *chat {
+	c := newChat(t, testbed.Options{})
+	c.conv.Pay = &bots.Pay{Store: c.b.Store, Amounts: []billing.Money{billing.Micro, 5 * billing.Micro}, StarsPerUSD: 50,
+		Welcome: billing.Welcome{Bucket: billing.BucketRouted, Amount: 100_000}, LowBalance: billing.Micro}
+	return c
+}
+
+func TestWelcomeGrantOnce(t *testing.T) {
+	t.Parallel()
+	c := payChat(t)
+	first := one(t, c.say(t, alice, "/help"))
+	if !strings.HasPrefix(first.View.Text, "Welcome to forgebot! You got $0.10 of routed balance") || !strings.Contains(first.View.Text, "/research") {
+		t.Fatalf("first reply = %q: want the welcome above the help", first.View.Text)
+	}
+	again := one(t, c.say(t, alice, "/help"))
+	if strings.Contains(again.View.Text, "Welcome to forgebot!") {
+		t.Fatal("welcomed twice")
+	}
+	acc, _ := c.b.Store.AccountOf(t.Context(), alice)
+	bal, _ := c.b.Store.Balances(t.Context(), acc)
+	if bal[billing.BucketRouted].Posted != 100_000 {
+		t.Fatalf("routed = %s, want the $0.10 grant once", bal[billing.BucketRouted].Posted)
+	}
+	// The balance is private and offers the top-up buttons.
+	b := one(t, c.say(t, alice, "/balance"))
+	if !b.View.Private || button(t, b.View, "$5 routed") != "t:routed:5000000" {
+		t.Fatalf("/balance = %+v", b.View)
+	}
+	// A top-up button for an amount not configured is refused.
+	if r := one(t, c.press(t, alice, "t:credit:7000000", "m1")); !strings.Contains(r.Alert, "not one of the top-up amounts") {
+		t.Fatalf("unlisted amount = %+v", r)
+	}
+	c.b.CheckLedger()
+}
+
+func TestLowBalanceOncePerCrossing(t *testing.T) {
+	t.Parallel()
+	c := payChat(t)
+	c.conv.Pay.Welcome = billing.Welcome{}
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro) // exactly the threshold
+	run := func(msg string) bots.View {
+		q := one(t, c.say(t, alice, "/research NVDA quick"))
+		one(t, c.conv.Handle(t.Context(), bots.Incoming{Identity: alice, Chat: group, Button: button(t, q.View, "Confirm"), MessageID: msg}))
+		return c.screen.waitFinal(t, msg)
+	}
+	v := run("m-low-1")
+	if !strings.Contains(v.Text, "Your Credit is down to") || !strings.Contains(v.Text, "below $1.00") {
+		t.Fatalf("first final = %q: want the low-balance note", v.Text)
+	}
+	if button(t, v, "$5 Credit") != "t:credit:5000000" {
+		t.Fatal("no top-up button on the low-balance note")
+	}
+	if v := run("m-low-2"); strings.Contains(v.Text, "is down to") {
+		t.Fatalf("second final repeats the note: %q", v.Text)
+	}
+	c.b.CheckLedger()
+}

@@ -1,0 +1,319 @@
+// Package crashtest kills processes that are running research runs and
+// checks that the runs come back: a child process (this test binary re-run
+// with FORGE_CRASH_CHILD set) executes a run on a shared store and is killed
+// with SIGKILL mid-stage; a fresh instance (a restart) or one that was
+// already running (PostgreSQL) resumes the run from its last finished stage,
+// settles it, and the final message goes out exactly once.
+package crashtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/internal/testbed"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/llm/llmtest"
+)
+
+// Recovery is the bound the issue sets: a crashed run resumes within 30 s.
+const Recovery = 30 * time.Second
+
+const (
+	envChild = "FORGE_CRASH_CHILD" // the store spec the child opens
+	envLLM   = "FORGE_CRASH_LLM"   // the parent's fake LLM API
+)
+
+var price = billing.Price{InputPerM: 1 * billing.Micro, OutputPerM: 4 * billing.Micro}
+
+func routes(url string) []llm.Route {
+	return []llm.Route{{ID: "api-a", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-aaaa1111", Price: price, Enabled: true}}
+}
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(envChild); spec != "" {
+		child(spec, os.Getenv(envLLM))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// line is what the child prints per event.
+type line struct {
+	Run   string `json:"run"`
+	Done  int    `json:"done"`
+	State string `json:"state"`
+}
+
+// child executes runs on the parent's store until it is killed, printing
+// every event as a JSON line.
+func child(spec, llmURL string) {
+	var mu sync.Mutex
+	enc := json.NewEncoder(os.Stdout)
+	sink := research.SinkFunc(func(ev research.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(line{Run: ev.Run.ID, Done: ev.Run.Done, State: string(ev.Run.State)})
+	})
+	if _, err := testbed.Attach(spec, testbed.Options{RoutesFor: routes}, llmURL, sink); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(2)
+	}
+	select {} // until SIGKILL
+}
+
+// platform records what the outbox sent to one fake chat platform.
+type platform struct {
+	mu    sync.Mutex
+	views map[string][]bots.View // by message id
+	final chan struct{}          // gets a value per final view
+}
+
+func (p *platform) Send(_ context.Context, d research.Destination, v bots.View) (string, error) {
+	return "new", p.Edit(context.Background(), research.Destination{MessageID: "new"}, v)
+}
+
+func (p *platform) Edit(_ context.Context, d research.Destination, v bots.View) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.views == nil {
+		p.views = map[string][]bots.View{}
+	}
+	p.views[d.MessageID] = append(p.views[d.MessageID], v)
+	if v.Final {
+		select {
+		case p.final <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (p *platform) finals(msg string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, v := range p.views[msg] {
+		if v.Final {
+			n++
+		}
+	}
+	return n
+}
+
+// fwd is a sink set after the bed exists (the conversation needs its engine).
+type fwd struct {
+	mu sync.Mutex
+	s  research.Sink
+}
+
+func (f *fwd) Publish(ev research.Event) {
+	f.mu.Lock()
+	s := f.s
+	f.mu.Unlock()
+	if s != nil {
+		s.Publish(ev)
+	}
+}
+
+// crash runs one run in a child process, kills it after its first model
+// stage, and returns how long after the kill the run resumed. With live, a
+// second instance is already running when the child dies; otherwise one is
+// started after the kill (a restart).
+// scenario is one way a run's process dies.
+type scenario struct {
+	pg     bool // PostgreSQL, else SQLite
+	live   bool // a second instance is running when the child dies
+	cancel bool // Cancel is pressed while the run's process is dead
+	cli    bool // the run is a `forgebot research` run: nobody can deliver it
+}
+
+func crash(t testing.TB, sc scenario) time.Duration {
+	pg, live, cancel := sc.pg, sc.live, sc.cancel
+	gate := make(chan struct{})
+	sink := &fwd{}
+	opts := testbed.Options{Postgres: pg, NoWorkers: true, RoutesFor: routes, Sink: sink}
+	platformName := "chat"
+	if sc.cli {
+		// As in `forgebot serve`: it cannot deliver to a dead terminal.
+		platformName = "cli"
+		opts.Deliverable = func(d research.Destination) bool { return d.Platform == "chat" }
+		opts.Bound = func(d research.Destination) bool { return d.Platform == "cli" }
+	}
+	b := testbed.New(t, opts)
+	defer close(gate)
+	chat := &platform{final: make(chan struct{}, 16)}
+	ob := bots.NewOutbox(nil)
+	ob.Store = b.Store.(bots.MessageStore)
+	ob.Register("chat", chat, bots.Limits{})
+	octx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go ob.Run(octx)
+	sink.mu.Lock()
+	sink.s = &bots.Conversation{Engine: b.Engine, Ledger: b.Store, Runs: b.Store, Outbox: ob}
+	sink.mu.Unlock()
+
+	alice := billing.Identity{Platform: "chat", ExternalID: "alice"}
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	b.LLM.Enqueue(llmtest.Stream("AAPL ", "looks firm.").WithUsage(1000, 10),
+		llmtest.Stream("NVDA ", "never finishes here.").WithGate(gate)) // the child dies in this one
+	q, err := b.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL", "NVDA"},
+		Depth: research.Standard, Model: "gpt-test", Owner: alice, Dest: research.Destination{Platform: platformName, ChatID: "c1", MessageID: "m1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _, err := b.Engine.Confirm(t.Context(), q.ID, alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"="+b.Spec(), envLLM+"="+b.LLM.URL())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	defer func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	// Wait until the child is in its second model call (the first one's
+	// stage is stored), then kill it there.
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	select {
+	case <-b.LLM.Received(2):
+	case <-time.After(60 * time.Second):
+		t.Fatal("the child never reached its second model call")
+	}
+	if live {
+		b.InstanceWithWorkers()
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed = true
+	dead := time.Now()
+	b.LLM.Enqueue(llmtest.Stream("NVDA ", "is strong.").WithUsage(1100, 11), llmtest.Stream("Both ", "hold up.").WithUsage(1200, 12))
+	if cancel {
+		// Pressed during the stall, on an instance that is not running it.
+		if _, err := b.Engine.Cancel(t.Context(), run.ID, alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !live {
+		b.InstanceWithWorkers() // the restart
+	}
+	if sc.cli {
+		final := b.Events.WaitFinal(t, run.ID, Recovery)
+		took := time.Since(dead)
+		if final.Run.State != research.Failed || final.Run.Captured != 0 || took > Recovery {
+			t.Fatalf("run ended %s, captured %s, %s after the kill", final.Run.State, final.Run.Captured, took)
+		}
+		b.CheckSettled()
+		return took
+	}
+	if cancel {
+		final := b.Events.WaitFinal(t, run.ID, Recovery)
+		took := time.Since(dead)
+		if final.Run.State != research.Cancelled || final.Run.Captured > final.Run.Hold || took > Recovery {
+			t.Fatalf("run ended %s, captured %s, %s after the kill", final.Run.State, final.Run.Captured, took)
+		}
+		select {
+		case <-chat.final:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no final message")
+		}
+		b.CheckSettled()
+		return took
+	}
+	b.Events.Wait(t, run.ID, Recovery, func(ev research.Event) bool { return strings.Contains(ev.Note, "resuming from stage 4") })
+	took := time.Since(dead)
+	if took > Recovery {
+		t.Fatalf("resumed %s after the kill, over %s", took, Recovery)
+	}
+	final := b.Events.WaitFinal(t, run.ID, 60*time.Second)
+
+	if final.Run.State != research.Succeeded || final.Report == nil {
+		t.Fatalf("run ended %s (%s)", final.Run.State, final.Run.Error)
+	}
+	// Completed stages are paid once: AAPL's analysis was not asked again,
+	// and the charge is the three finished calls' usage.
+	if want := price.Cost(1000+1100+1200, 10+11+12); final.Run.Captured != want {
+		t.Fatalf("captured %s, want %s", final.Run.Captured, want)
+	}
+	aapl := 0
+	for _, r := range b.LLM.Requests() {
+		if slices.ContainsFunc(r.Messages, func(m llmtest.Message) bool { return strings.Contains(m.Content, `"focus": "AAPL"`) }) {
+			aapl++
+		}
+	}
+	if n := len(b.LLM.Requests()); n != 4 || aapl > 1 {
+		t.Fatalf("%d model requests (%d for AAPL's analysis), want 4 with AAPL once", n, aapl)
+	}
+	select {
+	case <-chat.final:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no final message")
+	}
+	flush, done := context.WithTimeout(t.Context(), 30*time.Second)
+	defer done()
+	if err := ob.Flush(flush); err != nil {
+		t.Fatal(err)
+	}
+	if n := chat.finals("m1"); n != 1 {
+		t.Fatalf("the final message was delivered %d times", n)
+	}
+	b.CheckSettled()
+	return took
+}
+
+func TestCrashRestartSQLite(t *testing.T) {
+	t.Parallel()
+	t.Logf("resumed %s after SIGKILL", crash(t, scenario{}))
+}
+
+func TestCrashRestartPostgres(t *testing.T) {
+	t.Parallel()
+	t.Logf("resumed %s after SIGKILL", crash(t, scenario{pg: true}))
+}
+
+func TestCrashLiveInstancePostgres(t *testing.T) {
+	t.Parallel()
+	t.Logf("resumed %s after SIGKILL", crash(t, scenario{pg: true, live: true}))
+}
+
+// TestCancelDuringStall: Cancel pressed while the run's process is dead (and
+// before the restart) settles the run within the bound, not after the
+// reaper's hour.
+func TestCancelDuringStall(t *testing.T) {
+	t.Parallel()
+	t.Logf("settled %s after SIGKILL", crash(t, scenario{cancel: true}))
+}
+
+// TestCrashedCLIRunSettled: a `forgebot research` process dies mid-run; the
+// next forgebot process (here one that serves a chat platform, as serve does)
+// cannot deliver the report to a terminal that is gone: it settles the run
+// within the bound, charging nothing.
+func TestCrashedCLIRunSettled(t *testing.T) {
+	t.Parallel()
+	t.Logf("settled %s after SIGKILL", crash(t, scenario{cli: true}))
+}

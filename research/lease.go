@@ -1,0 +1,170 @@
+package research
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Crash recovery. River has no job liveness of its own: its rescuer retries a
+// job only once it has been running longer than RescueStuckJobsAfter (which
+// must exceed the longest run, so about 20 minutes). So a run carries a
+// lease: the instance executing it renews it every LeaseTTL/3, and a watcher
+// in every forgebot process (Watch) takes over runs whose lease lapsed, which
+// means their process died: it cancels the dead job and enqueues a new one in
+// one transaction, and the run resumes from its last finished stage on any
+// instance. Every write made under a lease is fenced: once the lease moved,
+// the old holder's writes are refused (ErrLeaseLost), so a stage is never
+// recorded (and paid) twice even when the "dead" process was only stalled.
+
+// DefaultLeaseTTL is how long a run's lease lasts without renewal.
+const DefaultLeaseTTL = 10 * time.Second
+
+type leaseKey struct{}
+
+// WithLease marks ctx as acting under owner's lease on the run it writes:
+// the store refuses the write with ErrLeaseLost once the lease moved.
+func WithLease(ctx context.Context, owner string) context.Context {
+	return context.WithValue(ctx, leaseKey{}, owner)
+}
+
+// LeaseOf returns the lease owner ctx acts for, if any.
+func LeaseOf(ctx context.Context) (string, bool) {
+	o, ok := ctx.Value(leaseKey{}).(string)
+	return o, ok && o != ""
+}
+
+func (e *Engine) leaseTTL() time.Duration {
+	if e.LeaseTTL > 0 {
+		return e.LeaseTTL
+	}
+	return DefaultLeaseTTL
+}
+
+// Instance names this engine in run leases (random per process).
+func (e *Engine) Instance() string {
+	e.instanceOnce.Do(func() {
+		if e.instance == "" {
+			e.instance = newID("i")
+		}
+	})
+	return e.instance
+}
+
+// claim takes a run's lease for this instance and renews it until release;
+// the returned context carries the lease and is cancelled with ErrLeaseLost
+// when another instance took the run over.
+func (e *Engine) claim(ctx context.Context, runID string) (context.Context, func(), error) {
+	ttl, owner := e.leaseTTL(), e.Instance()
+	db := context.WithoutCancel(ctx)
+	if err := e.Store.ClaimRun(db, runID, owner, time.Now(), time.Now().Add(ttl)); err != nil {
+		return ctx, func() {}, err
+	}
+	lctx, lost := context.WithCancelCause(WithLease(ctx, owner))
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				err := e.Store.RenewLease(db, runID, owner, time.Now().Add(ttl))
+				if errors.Is(err, ErrLeaseLost) {
+					e.log().Warn("run lease lost: another instance took the run over", "run_id", runID)
+					lost(ErrLeaseLost)
+					return
+				}
+				if err != nil {
+					e.log().Warn("renew run lease", "run_id", runID, "err", err)
+				}
+			}
+		}
+	}()
+	return lctx, func() {
+		close(done)
+		lost(nil)
+		if err := e.Store.ReleaseLease(db, runID, owner); err != nil {
+			e.log().Warn("release run lease", "run_id", runID, "err", err)
+		}
+	}, nil
+}
+
+func (e *Engine) isActive(runID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.active[runID]
+	return ok
+}
+
+// Watch takes over, every interval (default LeaseTTL/5), the runs whose
+// lease lapsed, until ctx ends. Every process that can execute runs calls it.
+func (e *Engine) Watch(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = e.leaseTTL() / 5
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := e.TakeOver(ctx); err != nil && ctx.Err() == nil {
+				e.log().Error("take over lapsed runs", "err", err)
+			}
+		}
+	}
+}
+
+// TakeOver handles the runs whose lease lapsed once, and returns how many it
+// took. A run this process can deliver is resumed (on any instance, through a
+// new job); a run bound to a process that died with it (a terminal's
+// `forgebot research`) cannot be delivered by anyone: it is settled, charging
+// nothing, since nothing of it reached its user. Other runs are left for an
+// instance that can deliver them.
+func (e *Engine) TakeOver(ctx context.Context) (n int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = errors.Join(err, errors.New("panic taking over runs"))
+			e.log().Error("take over panicked", "panic", p)
+		}
+	}()
+	runs, err := e.Store.LapsedRuns(ctx, time.Now(), 100)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range runs {
+		if e.isActive(r.ID) {
+			continue // ours, renewing late (a stalled database): not dead
+		}
+		d := r.Request.Dest
+		if e.Deliverable != nil && !e.Deliverable(d) {
+			if e.Bound == nil || !e.Bound(d) {
+				continue
+			}
+			to, why := Failed, "interrupted: the process running it stopped before delivering it; nothing was charged"
+			if r.CancelRequested {
+				to, why = Cancelled, "cancelled; the process running it had stopped, so nothing was charged"
+			}
+			s, err := e.settle(ctx, r.ID, to, "watcher", why, &partialUsage{free: true}, why)
+			if err == nil {
+				e.publish(e.event(s, why))
+				n++
+			} else if !errors.Is(err, ErrWrongState) {
+				e.log().Error("settle a lapsed run", "run_id", r.ID, "err", err)
+			}
+			continue
+		}
+		if _, err := e.Store.TakeOverRun(ctx, r.ID, time.Now(), Plans[r.Request.Depth].RuntimeHigh); err != nil {
+			if !errors.Is(err, ErrWrongState) {
+				e.log().Error("take over a run", "run_id", r.ID, "err", err)
+			}
+			continue
+		}
+		e.log().Info("run taken over: its process stopped renewing its lease", "run_id", r.ID, "state", string(r.State))
+		n++
+	}
+	return n, nil
+}
