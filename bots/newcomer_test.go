@@ -25,7 +25,12 @@ func TestReceiptByRunIDAndLink(t *testing.T) {
 	one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1"))
 	c.screen.waitFinal(t, "m1")
 	usage := one(t, c.say(t, alice, "/usage"))
-	runID := strings.Fields(strings.SplitN(usage.View.Text, "\n", 2)[0])[2]
+	runID := ""
+	for _, line := range strings.Split(usage.View.Text, "\n") {
+		if strings.Contains(line, "succeeded") {
+			runID = strings.Fields(line)[2]
+		}
+	}
 	byRun := one(t, c.say(t, alice, "/receipt "+runID))
 	if !strings.HasPrefix(byRun.View.Title, "Receipt ") || field(byRun.View, "Run") != runID {
 		t.Fatalf("/receipt RUN (%s) = %+v", runID, byRun)
