@@ -27,7 +27,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		{"Model", model},
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},
-		{"Estimated tokens", fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)},
+		{"Estimated tokens", estimatedTokens(q)},
 		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
 		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
 		{"Plan", planText(q)},
@@ -66,6 +66,16 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	}
 	v.Buttons = append(v.Buttons, depths)
 	return v
+}
+
+// estimatedTokens is the quote's token estimate: calibrated on recent runs
+// like it when there are enough, else counted from the prompts.
+func estimatedTokens(q research.Quote) string {
+	if q.Samples > 0 {
+		return fmt.Sprintf("%d to %d in, %d to %d out over %d call(s), from %d recent runs like this one (up to %d out at most): %s",
+			q.InLow, q.InHigh, q.OutLow, q.OutEst, q.Calls, q.Samples, q.OutHigh, q.Intensity)
+	}
+	return fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)
 }
 
 // paidFrom names the paying bucket, and the other bucket's hold when a

@@ -574,6 +574,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		return r, err
 	}
 	e.log().Info("run settled", "run_id", r.ID, "state", string(r.State), "captured", r.Captured.String())
+	e.observe(ctx, r)
 	return r, nil
 }
 

@@ -65,10 +65,17 @@ type Quote struct {
 	Synthetic  bool      `json:"synthetic"`
 	Stages     []Stage   `json:"stages"`
 
-	Calls       int           `json:"calls"`
-	TokensIn    int64         `json:"tokens_in"`
-	OutLow      int64         `json:"out_low"`
-	OutHigh     int64         `json:"out_high"`
+	Calls    int   `json:"calls"`
+	TokensIn int64 `json:"tokens_in"`
+	OutLow   int64 `json:"out_low"`
+	OutHigh  int64 `json:"out_high"`
+	// With Samples > 0 the ranges come from that many recent runs on this
+	// route, depth and symbol count: input InLow to InHigh, output OutLow to
+	// OutEst (OutHigh stays the limit the hold covers).
+	Samples     int           `json:"samples,omitempty"`
+	InLow       int64         `json:"in_low,omitempty"`
+	InHigh      int64         `json:"in_high,omitempty"`
+	OutEst      int64         `json:"out_est,omitempty"`
 	Intensity   string        `json:"intensity"`
 	CostLow     billing.Money `json:"cost_low"`
 	CostHigh    billing.Money `json:"cost_high"`

@@ -64,6 +64,7 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		q.KeyMasked = "none needed (offline analyst)"
 	}
 	q.Stages = plan.Stages(in.symbols)
+	priors := int64(0) // earlier outputs counted into later prompts at their limit
 	for i, st := range q.Stages {
 		if st.Kind != StageLLM {
 			continue
@@ -75,11 +76,14 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 			prior = int64(plan.OutputLimit) * int64(countLLM(q.Stages[:i]))
 		}
 		q.TokensIn += llm.CountPromptTokens(buildPrompt(st, in.data, plan.OutputLimit).Messages) + prior
+		priors += prior
 	}
 	q.OutHigh = int64(q.Calls * plan.OutputLimit)
-	q.OutLow = q.OutHigh * 35 / 100
+	// The static low end: earlier outputs shorter than their limit feed the
+	// synthesis fewer tokens, and a model may write a twentieth of its limit.
+	q.OutLow = q.OutHigh * 5 / 100
 	q.Intensity = intensity(q.TokensIn + q.OutHigh)
-	q.CostLow = route.Price.Cost(q.TokensIn, q.OutLow)
+	q.CostLow = route.Price.Cost(q.TokensIn-priors, q.OutLow)
 	for _, r := range chain {
 		if r.Bucket() == q.Bucket {
 			q.CostHigh = max(q.CostHigh, r.Price.Cost(q.TokensIn, q.OutHigh))
@@ -112,6 +116,11 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		q.OverLimit = overLimit(sp, q.Hold+q.FallbackHold)
 	}
 	q.RuntimeLow, q.RuntimeHigh = e.runtime(route, q, plan)
+	// Runs like this one, when there are enough, say better than the static
+	// estimate what it will use, cost and take.
+	if c, ok := e.calibrate(ctx, route.ID, req.Depth, len(q.Symbols)); ok {
+		q.applyCalibration(c)
+	}
 	q.RetryPolicy = "429, 5xx, timeouts and broken streams are retried up to 2 times per route with backoff, honouring Retry-After"
 	q.FallbackPolicy = fallbackPolicy(chain, req.Consent)
 	if q.FallbackNote != "" {

@@ -1,0 +1,106 @@
+package research_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/internal/testbed"
+	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm/llmtest"
+)
+
+// bracketRuns runs n research runs of mixed symbols (1 to 3, quick and
+// standard) and counts how many were charged within their quote's cost range
+// and finished within its runtime range. before is called ahead of each
+// confirm (to script the fake API's answers).
+func bracketRuns(t *testing.T, b *testbed.Bed, n int, model string, before func(q research.Quote)) (costIn, timeIn, calibrated int, misses []string) {
+	t.Helper()
+	pool := []string{"AAPL", "MSFT", "NVDA", "AMD", "GOOG", "AMZN", "META", "TSLA", "ORCL", "INTC", "IBM", "CSCO"}
+	rng := rand.New(rand.NewPCG(15, 1))
+	b.Fund(alice, billing.BucketCredit, 100*billing.Micro)
+	for i := range n {
+		k := 1 + i%3
+		syms := make([]string, k)
+		for j := range syms {
+			syms[j] = pool[rng.IntN(len(pool))]
+		}
+		depth := research.Quick
+		if i%2 == 1 {
+			depth = research.Standard
+		}
+		q := quote(t, b, research.Request{Symbols: syms, Depth: depth, Model: model})
+		if q.Samples > 0 {
+			calibrated++
+		}
+		if before != nil {
+			before(q)
+		}
+		run := confirm(t, b, q)
+		ev := b.Events.WaitFinal(t, run.ID, 60*time.Second)
+		r := ev.Run
+		if r.State != research.Succeeded {
+			t.Fatalf("run %d: %s %s", i, r.State, r.Error)
+		}
+		took := r.FinishedAt.Sub(r.StartedAt)
+		if r.Captured >= q.CostLow && r.Captured <= q.CostHigh {
+			costIn++
+		} else {
+			misses = append(misses, fmt.Sprintf("run %d %v %s (samples %d): charged %s, quoted %s to %s (in %d/%d..%d, out %d/%d..%d)",
+				i, q.Symbols, depth, q.Samples, r.Captured, q.CostLow, q.CostHigh, r.TokensIn, q.InLow, q.InHigh, r.TokensOut, q.OutLow, q.OutEst))
+		}
+		if took >= q.RuntimeLow && took <= q.RuntimeHigh {
+			timeIn++
+		}
+	}
+	return costIn, timeIn, calibrated, misses
+}
+
+// TestQuotesBracketChargesOffline: on the offline route the quoted cost
+// range contains the charge for at least 95% of runs (the figure in
+// docs/benchmarks.md comes from this test with -v).
+func TestQuotesBracketChargesOffline(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	b := testbed.New(t, testbed.Options{Pace: 200 * time.Microsecond})
+	costIn, timeIn, cal, misses := bracketRuns(t, b, n, "", nil)
+	t.Logf("offline route: cost in range %d/%d (%.1f%%), runtime in range %d/%d (%.1f%%), %d quotes calibrated",
+		costIn, n, 100*float64(costIn)/n, timeIn, n, 100*float64(timeIn)/n, cal)
+	if costIn*100 < 95*n {
+		t.Errorf("only %d/%d charges within their quote:\n%s", costIn, n, strings.Join(misses, "\n"))
+	}
+	if cal < n-18 { // 6 keys (3 symbol counts x 2 depths), 3 runs each before calibration
+		t.Errorf("only %d of %d quotes calibrated", cal, n)
+	}
+}
+
+// TestQuotesBracketChargesFakeAPI: the same on an OpenAI-compatible route
+// (the fake API), whose answers vary in length from run to run and report
+// their usage.
+func TestQuotesBracketChargesFakeAPI(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	b := testbed.New(t, testbed.Options{RoutesFor: apiRoutes})
+	rng := rand.New(rand.NewPCG(15, 2))
+	costIn, timeIn, cal, misses := bracketRuns(t, b, n, "gpt-test", func(q research.Quote) {
+		per := q.OutHigh / int64(q.Calls)
+		for range q.Calls {
+			// A model writes 10% to 60% of its limit; the server sends
+			// no usage, so both counts are local.
+			words := per/10 + rng.Int64N(per/2)
+			parts := make([]string, words)
+			for i := range parts {
+				parts[i] = "word "
+			}
+			b.LLM.Enqueue(llmtest.Stream(parts...).WithoutUsage())
+		}
+	})
+	t.Logf("fake API route: cost in range %d/%d (%.1f%%), runtime in range %d/%d (%.1f%%), %d quotes calibrated",
+		costIn, n, 100*float64(costIn)/n, timeIn, n, 100*float64(timeIn)/n, cal)
+	if costIn*100 < 95*n {
+		t.Errorf("only %d/%d charges within their quote:\n%s", costIn, n, strings.Join(misses, "\n"))
+	}
+}
