@@ -72,7 +72,7 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		q.Calls++
 		// Earlier model outputs feed the synthesis: count them at their limit.
 		prior := int64(0)
-		if st.Role == "synthesis" || st.Role == "bull" || st.Role == "bear" || st.Role == "risk" {
+		if usesPrior(st) {
 			prior = int64(plan.OutputLimit) * int64(countLLM(q.Stages[:i]))
 		}
 		q.TokensIn += llm.CountPromptTokens(buildPrompt(st, in.data, plan.OutputLimit).Messages) + prior

@@ -25,6 +25,7 @@ type Store interface {
 	Run(ctx context.Context, id string) (Run, error)
 	// UpdateRun applies fn to the locked run and stores it; a changed state is
 	// stored as a transition. fn's error aborts the update and is returned.
+	// A run already terminal is refused with ErrWrongState, fn not called.
 	// Under a lease (WithLease) the write is refused with ErrLeaseLost when
 	// the lease has moved to another owner; SettleRun likewise.
 	UpdateRun(ctx context.Context, id, actor, reason string, fn func(*Run) error) (Run, error)

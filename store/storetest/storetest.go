@@ -137,6 +137,7 @@ func Run(t *testing.T, h Harness) {
 		{"CancelBetweenStatements", testCancelBetweenStatements},
 		{"Receipts", testReceipts},
 		{"CheckFindsViolations", testCheckFindsViolations},
+		{"EndedRunIsFrozen", testEndedRunIsFrozen},
 		{"Payments", testPayments},
 		{"RefundDebt", testRefundDebt},
 		{"WelcomeGrant", testWelcomeGrant},
