@@ -139,6 +139,9 @@ func demoListener(cfg *Config) (net.Listener, error) {
 // the returned stop is called.
 func serveReceipts(a *app, ln net.Listener) (stop func()) {
 	metrics := web.NewMetrics(a.health)
+	for _, r := range a.engine.Catalog.Routes {
+		metrics.KnowRoutes(r.ID)
+	}
 	a.engine.Sink = metrics.Observe(a.conv)
 	srv := &http.Server{Handler: web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: a.log}), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
