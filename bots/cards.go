@@ -28,7 +28,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},
 		{"Estimated tokens", estimatedTokens(q)},
-		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
+		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", alike(q.CostLow, q.CostHigh, q.Hold)...)},
 		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
 		{"Plan", planText(q)},
 		{"Market data", data},
@@ -109,6 +109,15 @@ func planText(q research.Quote) string {
 		window, len(q.Stages), strings.Join(names, ", "), p.OutputLimit)
 }
 
+// alike formats amounts shown together with the same precision, as fmt arguments.
+func alike(ms ...billing.Money) []any {
+	var out []any
+	for _, s := range billing.Alike(ms...) {
+		out = append(out, s)
+	}
+	return out
+}
+
 func bucketName(b billing.Bucket) string {
 	switch string(b) {
 	case "credit":
@@ -153,7 +162,7 @@ func (c *Conversation) progressView(ev research.Event) View {
 	}
 	v.Fields = []Field{
 		{"Tokens", fmt.Sprintf("%d in / %d out", ev.TokensIn, ev.TokensOut)},
-		{"Cost so far", fmt.Sprintf("%s of %s held from %s", ev.Cost, r.Hold, bucketName(r.Bucket))},
+		{"Cost so far", fmt.Sprintf("%s of %s held from %s", append(alike(ev.Cost, r.Hold), bucketName(r.Bucket))...)},
 		{"Time", elapsed},
 	}
 	v.Text = b.String()
@@ -167,10 +176,14 @@ func (c *Conversation) progressView(ev research.Event) View {
 }
 
 func titleOf(r research.Run) string {
+	t := "Research " + strings.Join(r.Symbols, ", ")
 	if r.Request.Kind == research.KindScan {
-		return "Scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
+		t = "Scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
 	}
-	return "Research " + strings.Join(r.Symbols, ", ")
+	if r.Request.ScheduleID != "" {
+		t = "Scheduled (" + r.Request.ScheduleID + ") " + strings.ToLower(t[:1]) + t[1:]
+	}
+	return t
 }
 
 // finalView is the last state of a run's message: the report, the chart,

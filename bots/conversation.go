@@ -567,13 +567,14 @@ func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) 
 	}
 	for _, r := range runs {
 		// A run not yet settled shows what it has used so far, as its card does.
-		spent := r.Captured.String()
+		spent, suffix := r.Captured, ""
 		if !r.State.Terminal() {
-			spent = r.CostIn(r.Bucket).String() + " so far"
+			spent, suffix = r.CostIn(r.Bucket), " so far"
 		}
-		fmt.Fprintf(&b, "%s  %s  %s  %s: %s of %s held, %d in / %d out tokens",
+		m := billing.Alike(spent, r.Hold)
+		fmt.Fprintf(&b, "%s  %s  %s  %s: %s%s of %s held, %d in / %d out tokens",
 			r.CreatedAt.UTC().Format("2006-01-02 15:04"), r.ID, strings.Join(r.Symbols, ","), r.State,
-			spent, r.Hold, r.TokensIn, r.TokensOut)
+			m[0], suffix, m[1], r.TokensIn, r.TokensOut)
 		if r.ReceiptID != "" {
 			fmt.Fprintf(&b, ", receipt %s", r.ReceiptID)
 		}
