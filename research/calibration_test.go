@@ -104,3 +104,25 @@ func TestQuotesBracketChargesFakeAPI(t *testing.T) {
 		t.Errorf("only %d/%d charges within their quote:\n%s", costIn, n, strings.Join(misses, "\n"))
 	}
 }
+
+// TestQuoteCalibratedAfterRunsOnPostgres: after three runs of a key the next
+// quote is calibrated on them (PostgreSQL store); another key stays static.
+func TestQuoteCalibratedAfterRunsOnPostgres(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{Postgres: true})
+	b.Fund(alice, billing.BucketCredit, 10*billing.Micro)
+	for i := range 3 {
+		q := quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick})
+		if q.Samples != 0 { // fewer than three runs: the static estimate
+			t.Fatalf("quote %d calibrated on %d runs", i, q.Samples)
+		}
+		b.Events.WaitFinal(t, confirm(t, b, q).ID, 30*time.Second)
+	}
+	q := quote(t, b, research.Request{Symbols: []string{"MSFT"}, Depth: research.Quick})
+	if q.Samples != 3 || q.InLow > q.TokensIn || q.InHigh < q.TokensIn || q.CostHigh > q.Hold || q.CostLow > q.CostHigh {
+		t.Fatalf("calibrated quote: %+v", q)
+	}
+	if other := quote(t, b, research.Request{Symbols: []string{"AAPL", "MSFT"}, Depth: research.Quick}); other.Samples != 0 {
+		t.Fatalf("two symbols calibrated on one-symbol runs: %d", other.Samples)
+	}
+}
