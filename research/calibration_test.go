@@ -126,3 +126,23 @@ func TestQuoteCalibratedAfterRunsOnPostgres(t *testing.T) {
 		t.Fatalf("two symbols calibrated on one-symbol runs: %d", other.Samples)
 	}
 }
+
+// TestCancelledRunShowsPartialReport: a run cancelled after it wrote a part
+// ends cancelled, charged for what was used, and its final shows the part
+// written and names the stages not run.
+func TestCancelledRunShowsPartialReport(t *testing.T) {
+	t.Parallel()
+	b := testbed.New(t, testbed.Options{Pace: 3 * time.Millisecond})
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL", "MSFT", "NVDA"}, Depth: research.Deep}))
+	b.Events.Wait(t, run.ID, 30*time.Second, func(ev research.Event) bool { return ev.Run.Done >= 3 && ev.TokensOut > 0 && !ev.Final })
+	if _, err := b.Engine.Cancel(t.Context(), run.ID, alice); err != nil {
+		t.Fatal(err)
+	}
+	final := b.Events.WaitFinal(t, run.ID, 30*time.Second)
+	if final.Run.State != research.Cancelled || final.Report == nil || len(final.Report.Sections) == 0 ||
+		!strings.Contains(final.Report.Missing, "cancelled") || final.Run.Captured <= 0 {
+		t.Fatalf("cancelled final: state %s, report %+v, captured %s", final.Run.State, final.Report, final.Run.Captured)
+	}
+	b.CheckLedger()
+}

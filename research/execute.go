@@ -146,6 +146,8 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 			return err
 		}
 		switch {
+		case cur.CancelRequested && wroteAny(cur) && len(g.series) > 0:
+			return e.cancelWithReport(ctx, cur, g, nil, i)
 		case cur.CancelRequested:
 			return e.finish(ctx, runID, Cancelled, "cancelled", nil, "")
 		case cur.PauseRequested:
@@ -455,6 +457,10 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 	case errors.Is(cause, ErrLeaseLost):
 		return ErrLeaseLost // taken over: the new holder settles it
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
+		if wroteAny(cur) && len(g.series) > 0 {
+			// What was written before the cancel is paid for: show it.
+			return e.cancelWithReport(ctx, cur, g, partial, i)
+		}
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
 		if wroteAny(cur) && len(g.series) > 0 {
@@ -481,6 +487,25 @@ func (e *Engine) finish(ctx context.Context, runID string, to State, reason stri
 		return err
 	}
 	e.publish(e.event(r, reason))
+	return nil
+}
+
+// cancelWithReport settles a cancelled run that had written parts, and
+// publishes its final with the partial report (what was written, and the
+// stages not run).
+func (e *Engine) cancelWithReport(ctx context.Context, r Run, g gathered, partial *partialUsage, i int) error {
+	report := e.report(r, g)
+	report.Missing = stageNames(r.Stages[i:]) + ": not run: the run was cancelled"
+	final, err := e.settle(ctx, r.ID, Cancelled, "worker", "cancelled mid-stream", partial, "")
+	if errors.Is(err, ErrWrongState) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ev := e.event(final, "cancelled mid-stream")
+	ev.Report = &report
+	e.publish(ev)
 	return nil
 }
 
