@@ -28,14 +28,16 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},
 		{"Estimated tokens", fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)},
-		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
+		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles: the most it can cost)", q.CostLow, q.CostHigh, q.Hold)},
 		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
 		{"Plan", planText(q)},
 		{"Market data", data},
 		{"Retries", q.RetryPolicy},
 		{"Fallback", q.FallbackPolicy},
-		{"A failed request costs", q.FailedCost.String()},
+		{"A failed request costs", q.FailedCost.String() + " (failed attempts are not charged; a run that fails costs nothing)"},
 		{"Cancelling", q.CancelPolicy},
+		{"At the cap", q.CapPolicy},
+		{"If it runs out of time", q.TimeoutPolicy},
 		{"Receipt", q.ReceiptWhere},
 	}}
 	if len(q.SymbolNotes) > 0 {
