@@ -81,7 +81,7 @@ type Quote struct {
 	// TimeoutPolicy what a run that runs out of time costs.
 	CapPolicy     string `json:"cap_policy"`
 	TimeoutPolicy string `json:"timeout_policy"`
-	ReceiptWhere   string        `json:"receipt_where"`
+	ReceiptWhere  string `json:"receipt_where"`
 
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
