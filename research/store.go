@@ -13,6 +13,9 @@ import (
 type Store interface {
 	// SaveQuote inserts or replaces a quote.
 	SaveQuote(ctx context.Context, q Quote) error
+	// PruneQuotes deletes quotes that expired before the time and never
+	// became a run; it returns how many.
+	PruneQuotes(ctx context.Context, before time.Time) (int64, error)
 	// Quote returns a quote or ErrNotFound.
 	Quote(ctx context.Context, id string) (Quote, error)
 	// ConfirmQuote, in one transaction: marks the quote confirmed (ErrQuoteUsed

@@ -73,6 +73,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, io_ std
 		printHelp(io_.out, fs)
 		return exitOK
 	}
+	if dsn := getenv("DATABASE_URL"); len(dsnPasswords(dsn)) > 0 {
+		// Logs and messages alike: nothing printed carries the password.
+		io_.out, io_.err = redactingWriter{io_.out, dsn}, redactingWriter{io_.err, dsn}
+	}
 	cfg, err := loadConfig(getenv)
 	if err != nil && slices.ContainsFunc(args, isHelp) {
 		// Help needs no configuration: every command parses its flags first.
@@ -88,7 +92,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, io_ std
 		printHelp(io_.out, h.fs)
 		return exitOK
 	}
-	fmt.Fprintln(io_.err, "forgebot: "+oneLine(err.Error()))
+	// Every message passes the one redaction: no form of the database
+	// password is printed, whichever error path carried it.
+	fmt.Fprintln(io_.err, "forgebot: "+oneLine(redactSecret(err.Error(), getenv("DATABASE_URL"))))
 	if ce := (*cliError)(nil); errors.As(err, &ce) {
 		return ce.code
 	}
