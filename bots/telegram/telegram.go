@@ -84,6 +84,9 @@ type Config struct {
 	// spins until answered); a refusal that comes later is posted in the
 	// chat instead. Default 2s.
 	AnswerWithin time.Duration
+	// PaymentRetry is the first wait before crediting a successful_payment
+	// again after a failure (doubling each time); default 1s.
+	PaymentRetry time.Duration
 }
 
 // String describes the configuration without its secrets.
