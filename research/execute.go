@@ -522,12 +522,7 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	}
 	if r.Request.Kind == KindScan {
 		// The model writes from the picks' signals as of now, and from why each was picked.
-		g.notes = scanNotes(series, g.ind, r.Symbols)
-		for _, row := range r.Scan {
-			if row.Picked {
-				g.notes = append(g.notes, row.Symbol+": "+row.Why)
-			}
-		}
+		g.notes = scanPromptNotes(series, g.ind, r.Symbols, r.Scan)
 	}
 	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
