@@ -60,7 +60,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	case Cancelling:
 		return e.finish(ctx, r.ID, Cancelled, "cancelled", nil, "")
 	case Pausing:
-		return e.pauseNow(ctx, r.ID)
+		return e.pauseOrGoOn(ctx, r.ID, attempt, maxAttempts)
 	}
 	resumed := r.State == Running
 	r, err = e.Store.UpdateRun(db, runID, "worker", "started", func(r *Run) error {
@@ -125,7 +125,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 		case cur.CancelRequested:
 			return e.finish(ctx, runID, Cancelled, "cancelled", nil, "")
 		case cur.PauseRequested:
-			return e.pauseNow(ctx, runID)
+			return e.pauseOrGoOn(ctx, runID, attempt, maxAttempts)
 		}
 		st := r.Stages[i]
 		var res llm.Result
@@ -318,6 +318,23 @@ func (e *Engine) finish(ctx context.Context, runID string, to State, reason stri
 		return err
 	}
 	e.publish(e.event(r, reason))
+	return nil
+}
+
+// pauseOrGoOn pauses a run asked to pause; when the pause was withdrawn
+// meanwhile (Resume before it took effect), the run goes on instead of
+// being left live with no job to run it.
+func (e *Engine) pauseOrGoOn(ctx context.Context, runID string, attempt, maxAttempts int) error {
+	if err := e.pauseNow(ctx, runID); err != nil {
+		return err
+	}
+	cur, err := e.Store.Run(context.WithoutCancel(ctx), runID)
+	if err != nil {
+		return err
+	}
+	if cur.State == Queued || cur.State == Running {
+		return e.execute(ctx, runID, attempt, maxAttempts)
+	}
 	return nil
 }
 
