@@ -15,9 +15,10 @@ import (
 	"github.com/tokensforge/forgebot/research/market"
 )
 
-// Execute runs a queued run to its end. The queue calls it; a second attempt
-// (after a crash: the queue's rescuer retries the job) resumes from the last
-// finished stage. Every way out settles the hold exactly once, except a
+// Execute runs a queued run to its end, holding the run's lease (lease.go)
+// while it does. The queue calls it; after a crash the run is taken over
+// through a new job (or River's rescuer retries the old one, the last
+// resort), and that execution resumes from the last finished stage. Every way out settles the hold exactly once, except a
 // pause (asked for, or a server shutting down), which keeps the hold until
 // Resume or the pause's expiry.
 func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
