@@ -93,7 +93,9 @@ func Check(a Audit) []Violation {
 		if b.Held < 0 {
 			add(b.AccountID, b.Bucket, 0, "held is negative: %s", b.Held)
 		}
-		if avail := b.Posted - b.Held; avail < 0 {
+		if avail, err := Sub(b.Posted, b.Held); err != nil {
+			add(b.AccountID, b.Bucket, 0, "available overflows: %v", err)
+		} else if avail < 0 {
 			add(b.AccountID, b.Bucket, 0, "available is negative: %s", avail)
 		}
 		if b.Debt != b.EntryDebt {

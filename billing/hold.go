@@ -69,6 +69,9 @@ func (r HoldRequest) Validate() error {
 	if r.Amount <= 0 {
 		return fmt.Errorf("%w: a hold must be positive, got %s", ErrInvalidAmount, r.Amount)
 	}
+	if err := checkAmount(r.Amount); err != nil {
+		return err
+	}
 	if r.TTL <= 0 {
 		return fmt.Errorf("a hold needs a positive time to live")
 	}
@@ -95,6 +98,9 @@ func (r CaptureRequest) Validate() error {
 	}
 	if r.Amount < 0 {
 		return fmt.Errorf("%w: a capture cannot be negative, got %s", ErrInvalidAmount, r.Amount)
+	}
+	if err := checkAmount(r.Amount); err != nil {
+		return err
 	}
 	return nil
 }

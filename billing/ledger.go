@@ -88,7 +88,7 @@ func (r PostRequest) Validate() error {
 	default:
 		return fmt.Errorf("cannot post an entry of kind %q", r.Kind)
 	}
-	return nil
+	return checkAmount(r.Amount)
 }
 
 // Fingerprint is the payload that a repeated key must match.

@@ -53,6 +53,19 @@ func ParseMoney(s string) (Money, error) {
 // amounts cannot overflow.
 const maxDollars = 1_000_000_000
 
+// MaxAmount is the largest amount one ledger operation may move (a billion
+// dollars): with it, sums of balances stay far from the int64 limit, and a
+// request beyond it is refused as ErrInvalidAmount before any SQL runs.
+const MaxAmount Money = maxDollars * Micro
+
+// checkAmount refuses an amount whose size is beyond MaxAmount.
+func checkAmount(m Money) error {
+	if m > MaxAmount || m < -MaxAmount {
+		return fmt.Errorf("%w: %d micro-dollars is beyond the largest amount (%s)", ErrInvalidAmount, m, MaxAmount)
+	}
+	return nil
+}
+
 func allDigits(s string) bool {
 	for _, r := range s {
 		if r < '0' || r > '9' {

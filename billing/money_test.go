@@ -111,3 +111,49 @@ func ExampleMoney_String() {
 	// $0.00035 350
 	// $0.00039
 }
+
+// TestMoneyOverflow: absurd token counts and sums return ErrOverflow (or
+// saturate where only a display figure is made); nothing panics.
+func TestMoneyOverflow(t *testing.T) {
+	p := billing.Price{InputPerM: billing.Micro, OutputPerM: 4 * billing.Micro} // $1 / $4 per 1M
+	for _, tc := range []struct{ in, out int64 }{
+		{0, 3e18}, {1<<63 - 1, 1<<63 - 1}, {0, 1<<63 - 1}, {9e18, 9e18},
+	} {
+		if _, err := p.CostChecked(tc.in, tc.out); !errors.Is(err, billing.ErrOverflow) {
+			t.Errorf("CostChecked(%d, %d) = %v, want ErrOverflow", tc.in, tc.out, err)
+		}
+		if got := p.Cost(tc.in, tc.out); got != billing.MaxMoney {
+			t.Errorf("Cost(%d, %d) = %d, want it saturated", tc.in, tc.out, got)
+		}
+	}
+	if m, err := p.CostChecked(1_000_000, 1_000_000); err != nil || m != 5*billing.Micro {
+		t.Errorf("CostChecked(1M, 1M) = %d, %v", m, err)
+	}
+	if _, err := billing.Add(billing.MaxMoney, 1); !errors.Is(err, billing.ErrOverflow) {
+		t.Errorf("Add(max, 1) = %v", err)
+	}
+	if _, err := billing.Sub(-billing.MaxMoney, 2); !errors.Is(err, billing.ErrOverflow) {
+		t.Errorf("Sub(-max, 2) = %v", err)
+	}
+	if _, err := billing.Sum(billing.MaxMoney/2, billing.MaxMoney/2, 2); !errors.Is(err, billing.ErrOverflow) {
+		t.Errorf("Sum = %v", err)
+	}
+	if s, err := billing.Sum(1, 2, -3, 10); err != nil || s != 10 {
+		t.Errorf("Sum(1, 2, -3, 10) = %d, %v", s, err)
+	}
+	if got := billing.SaturatingAdd(billing.MaxMoney, 5); got != billing.MaxMoney {
+		t.Errorf("SaturatingAdd = %d", got)
+	}
+	// Amounts beyond MaxAmount are refused before any SQL.
+	big := billing.MaxAmount + 1
+	if err := (billing.PostRequest{Identity: billing.Identity{Platform: "cli", ExternalID: "a"}, Bucket: billing.BucketCredit,
+		Kind: billing.KindTopup, Amount: big, Key: "k"}).Validate(); !errors.Is(err, billing.ErrInvalidAmount) {
+		t.Errorf("post of %d = %v", big, err)
+	}
+	if err := (billing.HoldRequest{AccountID: 1, Bucket: billing.BucketCredit, Amount: big, TTL: 1, Key: "k"}).Validate(); !errors.Is(err, billing.ErrInvalidAmount) {
+		t.Errorf("hold of %d = %v", big, err)
+	}
+	if err := (billing.CaptureRequest{HoldID: 1, Amount: big, Key: "k"}).Validate(); !errors.Is(err, billing.ErrInvalidAmount) {
+		t.Errorf("capture of %d = %v", big, err)
+	}
+}

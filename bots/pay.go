@@ -457,6 +457,16 @@ func (c *Conversation) refundText(p billing.Payment, e billing.Entry) string {
 	return s
 }
 
+// adminRefundText is refundText for the admin who refunded.
+func adminRefundText(p billing.Payment, e billing.Entry) string {
+	s := fmt.Sprintf("Payment %s of account %d was refunded: %s taken back from its %s (ledger entry #%d).",
+		p.Reference(), p.AccountID, -e.Amount, bucketName(p.Bucket), e.ID)
+	if e.DebtDelta > 0 {
+		s += fmt.Sprintf(" %s of it was already spent: the account owes %s and its runs wait until it is paid.", e.DebtDelta, e.DebtDelta)
+	}
+	return s
+}
+
 // refund is the admin's /refund CHARGE_ID: the provider gives the money
 // back, then the credit is reversed.
 func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
@@ -500,13 +510,12 @@ func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) (
 	if err != nil {
 		return nil, err
 	}
-	text := c.refundText(p, e)
 	if p.OfferNonce != "" {
 		if o, err := c.Pay.Store.Offer(ctx, p.OfferNonce); err == nil {
-			c.notifyOffer(ctx, OfferPayload(o), text)
+			c.notifyOffer(ctx, OfferPayload(o), c.refundText(p, e))
 		}
 	}
-	return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true, Text: "Done. " + text}}}, nil
+	return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true, Text: "Done. " + adminRefundText(p, e)}}}, nil
 }
 
 // grant is the admin's /grant platform:id AMOUNT BUCKET [NOTE...].
@@ -640,6 +649,7 @@ func withWelcome(welcome string, replies []Reply) []Reply {
 	for i := range replies {
 		if replies[i].View.Kind != "" {
 			replies[i].View.Text = strings.TrimSpace(welcome + "\n\n" + replies[i].View.Text)
+			replies[i].View.Private = true // it tells a balance
 			return replies
 		}
 	}

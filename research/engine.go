@@ -1,6 +1,7 @@
 package research
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +27,9 @@ type Ledger interface {
 	AccountOf(ctx context.Context, id billing.Identity) (billing.AccountID, error)
 	Balances(ctx context.Context, id billing.AccountID) (billing.Balances, error)
 	RecordFailedRequest(ctx context.Context, f billing.FailedRequest) (billing.FailedRequest, error)
+	// Hold returns a hold (billing.ErrUnknownHold): a run whose hold lapsed,
+	// or would lapse before it could finish, is not started.
+	Hold(ctx context.Context, id int64) (billing.Hold, error)
 }
 
 // Engine quotes, confirms, executes, cancels, pauses and settles runs.
@@ -297,7 +302,9 @@ func (e *Engine) Cancel(ctx context.Context, runID string, who billing.Identity)
 	if r.State.Terminal() {
 		return r, fmt.Errorf("%w: the run already %s", ErrWrongState, r.State)
 	}
-	if r.State == Queued || r.State == Paused {
+	if r.State == Queued || r.State == Paused || (r.State == Pausing && r.StartedAt.IsZero()) {
+		// Nothing is streaming: a paused run, or one that never started
+		// (queued, or paused before it started), settles at once.
 		if err := e.Store.CancelJob(ctx, r.JobID); err != nil {
 			e.log().Warn("cancel job", "run_id", r.ID, "err", err)
 		}
@@ -473,6 +480,11 @@ func (e *Engine) pauseAsked(runID string) bool {
 // Reap settles runs that nobody will finish: paused runs past PauseTTL expire;
 // live runs untouched for staleAfter (their process died and the queue gave
 // up) fail as interrupted. It returns how many it settled.
+//
+// Either way the user pays only for what they receive: stages written
+// before the run stopped are delivered in a partial report and charged;
+// a run with nothing written ends at $0. A panic settling one run is
+// recovered and logged with a reference; the others are still reaped.
 func (e *Engine) Reap(ctx context.Context, staleAfter time.Duration) (int, error) {
 	n := 0
 	paused, err := e.Store.StaleRuns(ctx, []State{Paused}, e.now().Add(-e.pauseTTL()), 100)
@@ -480,8 +492,7 @@ func (e *Engine) Reap(ctx context.Context, staleAfter time.Duration) (int, error
 		return n, err
 	}
 	for _, r := range paused {
-		if r, err := e.settle(ctx, r.ID, Expired, "reaper", "paused too long", nil, ""); err == nil {
-			e.publish(e.event(r, "expired while paused"))
+		if e.reapOne(ctx, r, Expired, "paused too long") {
 			n++
 		}
 	}
@@ -494,12 +505,61 @@ func (e *Engine) Reap(ctx context.Context, staleAfter time.Duration) (int, error
 		if r.CancelRequested {
 			to, why = Cancelled, "cancelled"
 		}
-		if r, err := e.settle(ctx, r.ID, to, "reaper", why, nil, ""); err == nil {
-			e.publish(e.event(r, why))
+		if e.reapOne(ctx, r, to, why) {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// reapOne settles one run the reaper found, reporting whether it did.
+func (e *Engine) reapOne(ctx context.Context, r Run, to State, why string) (done bool) {
+	var err error
+	defer func() {
+		if err != nil {
+			done = false
+			e.log().Error("reap run", "run_id", r.ID, "err", err)
+		}
+	}()
+	defer e.recoverPanic("reap run", r.ID, &err) // runs first: recover must be called by the deferred function itself
+	if to != Cancelled && wroteAny(r) {
+		// Deliver what was written rather than charge for text nobody sees.
+		plan := Plans[r.Request.Depth]
+		fetch, cancel := context.WithTimeout(ctx, 30*time.Second)
+		g := e.gatherRun(fetch, r, plan)
+		cancel()
+		missing := stageNames(r.Stages[min(r.Done, len(r.Stages)):])
+		if r.Missing != "" {
+			missing = r.Missing
+		} else if missing != "" {
+			missing += ": not run: " + why
+		}
+		var settled bool
+		settled, err = e.deliverAs(ctx, r, g, plan, missing, why, "reaper")
+		return err == nil && settled
+	}
+	var final Run
+	final, err = e.settle(ctx, r.ID, to, "reaper", why, nil, "")
+	if err != nil {
+		if errors.Is(err, ErrWrongState) {
+			err = nil // settled meanwhile by someone else
+		}
+		return false
+	}
+	e.publish(e.event(final, why))
+	return true
+}
+
+// recoverPanic, deferred, turns a panic into an error with a reference that
+// is logged with the stack, so one bad run cannot take the process down.
+func (e *Engine) recoverPanic(what, runID string, errp *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	ref := newID("")[:8]
+	e.log().Error("panic recovered", "what", what, "run_id", runID, "ref", ref, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	*errp = fmt.Errorf("internal error in %s (ref %s)", what, ref)
 }
 
 // RunReaper reaps every interval until ctx ends.
@@ -514,8 +574,24 @@ func (e *Engine) RunReaper(ctx context.Context, every, staleAfter time.Duration)
 			if _, err := e.Reap(ctx, staleAfter); err != nil && ctx.Err() == nil {
 				e.log().Error("reap runs", "err", err)
 			}
+			e.pruneCancels(e.now().Add(-staleAfter))
 		}
 	}
+}
+
+// pruneCancels forgets cancel requests older than before: their run
+// settled on another instance (whose final event would have removed them
+// here), so the map does not grow with every cancel ever asked.
+func (e *Engine) pruneCancels(before time.Time) int {
+	n := 0
+	e.cancels.Range(func(k, v any) bool {
+		if v.(time.Time).Before(before) {
+			e.cancels.Delete(k)
+			n++
+		}
+		return true
+	})
+	return n
 }
 
 // settle ends a run: it captures the usage recorded on the run plus extra
@@ -534,9 +610,27 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		cur.InSource = worseSource(cur.InSource, extra.usage.PromptSource)
 		cur.OutSource = worseSource(cur.OutSource, extra.usage.CompletionSource)
 	}
-	capture, fallback := cur.CostIn(cur.Bucket), billing.Money(0)
+	var overflow error
+	capture, err := cur.CostInChecked(cur.Bucket)
+	overflow = err
+	fallback := billing.Money(0)
 	if cur.FallbackHoldID != 0 {
-		fallback = cur.CostIn(cur.FallbackBucket)
+		fallback, err = cur.CostInChecked(cur.FallbackBucket)
+		overflow = cmp.Or(overflow, err)
+	}
+	free := ""
+	switch {
+	case overflow != nil:
+		// Usage no Money can price is not usage anyone can be charged for.
+		e.log().Error("run usage overflows", "run_id", runID, "err", overflow)
+		free = "the recorded usage could not be priced, so nothing was charged"
+	case to == Failed:
+		free = "a failed run costs nothing"
+	case to == Expired:
+		free = "nothing was delivered, so nothing was charged"
+	}
+	if free != "" {
+		capture, fallback = 0, 0
 	}
 	if extra != nil && extra.free { // nothing reached the user
 		capture, fallback = 0, 0
@@ -567,8 +661,17 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		if len(r.SymbolErrors) > 0 {
 			notes = append(notes, fmt.Sprintf("%d symbol(s) failed and were not charged", len(r.SymbolErrors)))
 		}
+		if len(r.Anomalies) > 0 {
+			notes = append(notes, "usage not believed, the local count was charged: "+strings.Join(r.Anomalies, "; "))
+		}
 		if reason != "" {
 			notes = append(notes, reason)
+		}
+		if errText != "" && to == Partial {
+			notes = append(notes, "not delivered and not charged: "+errText)
+		}
+		if free != "" {
+			notes = append(notes, free)
 		}
 		rc.Notes = strings.Join(notes, "; ")
 		return nil

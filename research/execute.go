@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/tokensforge/forgebot/billing"
 
 	"github.com/tokensforge/forgebot/research/llm"
 	"github.com/tokensforge/forgebot/research/market"
@@ -20,8 +23,10 @@ import (
 // through a new job (or River's rescuer retries the old one, the last
 // resort), and that execution resumes from the last finished stage. Every way out settles the hold exactly once, except a
 // pause (asked for, or a server shutting down), which keeps the hold until
-// Resume or the pause's expiry.
-func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
+// Resume or the pause's expiry. A panic is recovered, logged with a
+// reference and returned as an error, so no input takes the process down.
+func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) (err error) {
+	defer e.recoverPanic("execute run", runID, &err)
 	if e.isActive(runID) {
 		return nil // a second delivery of the job while this process runs it
 	}
@@ -63,6 +68,11 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	case Pausing:
 		return e.pauseOrGoOn(ctx, r.ID, attempt, maxAttempts)
 	}
+	plan := Plans[r.Request.Depth]
+	if why := e.holdTooShort(db, r, plan); why != "" && !wroteAny(r) {
+		// Starting would spend what nobody can be charged for.
+		return e.finish(ctx, r.ID, Failed, why, nil, why+"; nothing was charged: ask for a new quote")
+	}
 	resumed := r.State == Running
 	r, err = e.Store.UpdateRun(db, runID, "worker", "started", func(r *Run) error {
 		if r.State != Queued && r.State != Running {
@@ -90,11 +100,10 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	defer cancel(nil)
 	defer e.track(runID, cancel)()
 
-	plan := Plans[r.Request.Depth]
 	g := e.gatherRun(runCtx, r, plan)
 	if runCtx.Err() != nil {
 		// Cancelled (or shut down) while fetching: not a data failure.
-		return e.interrupted(ctx, runCtx, r, nil)
+		return e.interrupted(ctx, runCtx, r, nil, g, r.Done)
 	}
 	if len(g.failed) > 0 {
 		r, err = e.Store.UpdateRun(db, runID, "worker", "market data", func(r *Run) error {
@@ -111,8 +120,23 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	if len(g.series) == 0 {
 		return e.finish(ctx, runID, Failed, "no market data for any symbol", nil, "no market data: "+joinErrors(g.failed))
 	}
+	if why := e.holdTooShort(db, r, plan); why != "" {
+		// Resumed with stages written but a hold that would lapse before
+		// the rest could finish: deliver what was written.
+		return e.deliver(ctx, r, g, plan, "remaining stages not run: "+why, why)
+	}
 	routes := e.routes(r)
 	writer := e.writer(r.Offline)
+	budget := newRunBudget(r, func(exposure map[string]Tokens) error {
+		_, err := e.Store.UpdateRun(db, runID, "worker", "reserve", func(r *Run) error {
+			if r.CancelRequested {
+				return fmt.Errorf("%w: cancel requested", ErrWrongState)
+			}
+			r.Exposure = exposure
+			return nil
+		})
+		return err
+	})
 	missing := "" // a whole-run stage that failed after others had written
 
 	// r.Missing set: an earlier attempt stopped at a failed stage (and then
@@ -133,21 +157,23 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 		var text string
 		var callErr error
 		if st.Kind == StageLLM && !(st.Symbol != "" && g.failed[st.Symbol] != "") {
-			d := g.data
-			for j := 0; j < i; j++ {
-				if out := r.Outputs[j]; out != "" && r.Stages[j].Kind == StageLLM {
-					d.Prior = append(d.Prior, r.Stages[j].Name+": "+out)
-				}
-			}
-			res, err = e.call(runCtx, r, writer, routes, buildPrompt(st, d, plan.OutputLimit))
+			req := e.prompt(r, i, g.data, plan)
+			req.Budget = budget
+			res, err = e.call(runCtx, r, writer, routes, req)
 			e.recordFailures(db, r, res)
 			callErr = err
 			if err != nil {
 				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage})
+					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage}, g, i)
 				}
 				// A failed call is a failed request: it costs nothing.
 				switch {
+				case errors.Is(err, llm.ErrOverBudget):
+					// Not made: the run ends here with what was written.
+					missing = stageNames(r.Stages[i:]) + ": not run: " + noRoomText(err)
+					if !wroteAny(r) {
+						return e.finish(ctx, runID, Failed, "call does not fit the hold", nil, missing)
+					}
 				case st.Symbol != "" && len(r.Symbols) > 1:
 					g.failed[st.Symbol] = e.public(err, "", "run_id", runID, "stage", st.Name).Error() // partial: the other symbols go on
 				case wroteAny(r):
@@ -163,6 +189,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 			}
 			text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
 		}
+		exposure := budget.exposure()
 		r, err = e.Store.UpdateRun(db, runID, "worker", "stage done", func(r *Run) error {
 			r.Done = i + 1
 			if r.Outputs == nil {
@@ -173,6 +200,12 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 				r.addUsage(res.Route.ID, res.Usage.PromptTokens, res.Usage.CompletionTokens)
 				r.InSource = worseSource(r.InSource, res.Usage.PromptSource)
 				r.OutSource = worseSource(r.OutSource, res.Usage.CompletionSource)
+			}
+			if st.Kind == StageLLM {
+				r.Exposure = exposure
+			}
+			if a := res.Anomaly; a != nil && callErr == nil {
+				r.Anomalies = append(r.Anomalies, st.Name+" on "+a.Route+": "+a.Err.Error())
 			}
 			if res.Attempts > 0 {
 				r.Attempts += res.Attempts
@@ -198,8 +231,22 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 		}
 		e.publish(e.event(r, ""))
 	}
-	missing = r.Missing
+	return e.deliver(ctx, r, g, plan, r.Missing, "")
+}
 
+// deliver ends a run with the report of what it wrote: succeeded when
+// nothing is missing, partial when a symbol or a stage is (missing names
+// it), failed (and charged nothing) when no symbol could be covered. The
+// finished stages' usage is charged; the stage in flight, if any, is not:
+// its text is not delivered.
+func (e *Engine) deliver(ctx context.Context, r Run, g gathered, plan Plan, missing, reason string) error {
+	_, err := e.deliverAs(ctx, r, g, plan, missing, reason, "worker")
+	return err
+}
+
+// deliverAs is deliver by actor; settled is false when the run had already
+// ended elsewhere.
+func (e *Engine) deliverAs(ctx context.Context, r Run, g gathered, plan Plan, missing, reason, actor string) (settled bool, err error) {
 	report := e.report(r, g)
 	report.Missing = missing
 	var chart []byte
@@ -212,26 +259,131 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	if c, err := market.Chart(ok, market.ChartOptions{Window: plan.Window}); err == nil {
 		chart = c
 	} else {
-		e.log().Warn("chart failed", "run_id", runID, "err", err)
+		e.log().Warn("chart failed", "run_id", r.ID, "err", err)
 	}
 	to := Succeeded
 	if len(r.SymbolErrors) > 0 || missing != "" {
 		to = Partial
 	}
 	if len(ok) == 0 {
-		to = Failed
+		to = Failed // charged nothing (settle)
 	}
-	final, err := e.settle(ctx, runID, to, "worker", "", nil, missing)
+	final, err := e.settle(ctx, r.ID, to, actor, reason, nil, missing)
 	if err != nil {
 		if errors.Is(err, ErrWrongState) {
-			return nil // settled elsewhere (a cancel won the race)
+			return false, nil // settled elsewhere (a cancel won the race)
 		}
-		return err
+		return false, err
 	}
-	ev := e.event(final, "")
+	ev := e.event(final, reason)
 	ev.Report, ev.Chart = &report, chart
 	e.publish(ev)
-	return nil
+	return true, nil
+}
+
+// noRoomText says why a call was not made, for the user and the receipt.
+func noRoomText(err error) string {
+	var msg string
+	if _, after, ok := strings.Cut(err.Error(), ErrNoRoom.Error()+": "); ok {
+		msg = after
+	}
+	if msg == "" {
+		return "its worst case does not fit in what is left of the hold"
+	}
+	return "its worst case does not fit in what is left of the hold (" + msg + ")"
+}
+
+// holdTooShort says why the run's hold cannot pay for the run any more: it
+// lapsed, or it would lapse before the run's longest runtime is over. ""
+// when it can.
+func (e *Engine) holdTooShort(ctx context.Context, r Run, plan Plan) string {
+	for _, id := range []int64{r.HoldID, r.FallbackHoldID} {
+		if id == 0 {
+			continue
+		}
+		h, err := e.Ledger.Hold(ctx, id)
+		if err != nil {
+			e.log().Warn("read hold", "run_id", r.ID, "hold_id", id, "err", err)
+			continue // the settle will find out; not a reason to refuse
+		}
+		switch {
+		case h.Status != billing.HoldOpen || !e.now().Before(h.ExpiresAt):
+			return "not started: its hold has lapsed"
+		case h.ExpiresAt.Before(e.now().Add(plan.RuntimeHigh)):
+			return fmt.Sprintf("not started: its hold expires at %s UTC, before the run could finish", h.ExpiresAt.UTC().Format("15:04"))
+		}
+	}
+	return ""
+}
+
+// prompt builds stage i's call from the data and the earlier stages' text.
+// Earlier outputs are bounded (the quote counted each at the output limit),
+// so no prompt grows past what the quote priced, whatever a route streamed.
+func (e *Engine) prompt(r Run, i int, d promptData, plan Plan) llm.Request {
+	st := r.Stages[i]
+	budget := int64(0)
+	var prior []string
+	for j := 0; j < i && usesPrior(st); j++ {
+		if out := r.Outputs[j]; out != "" && r.Stages[j].Kind == StageLLM {
+			prior = append(prior, r.Stages[j].Name+": "+out)
+			budget += int64(plan.OutputLimit)
+		}
+	}
+	base := llm.CountPromptTokens(buildPrompt(st, d, plan.OutputLimit).Messages)
+	limit := int64(plan.OutputLimit) * bytesPerToken
+	for k := range prior {
+		prior[k] = cutText(prior[k], limit)
+	}
+	for range 8 {
+		d.Prior = prior
+		req := buildPrompt(st, d, plan.OutputLimit)
+		over := llm.CountPromptTokens(req.Messages) - base - budget
+		if over <= 0 || len(prior) == 0 {
+			return req
+		}
+		// JSON escaping made the sections longer than their text: cut the
+		// longest one by the excess, with room for its escapes.
+		longest := 0
+		for k := range prior {
+			if len(prior[k]) > len(prior[longest]) {
+				longest = k
+			}
+		}
+		prior[longest] = cutText(prior[longest], int64(len(prior[longest]))-over*bytesPerToken*2)
+		prior = slices.Clone(prior)
+	}
+	d.Prior = nil // cannot happen with sane text; never send an oversized prompt
+	return buildPrompt(st, d, plan.OutputLimit)
+}
+
+// usesPrior reports whether a stage writes from the earlier stages' text
+// (the quote counts that text at the output limit per earlier call); the
+// others write from the data alone.
+func usesPrior(st Stage) bool {
+	switch st.Role {
+	case "synthesis", "bull", "bear", "risk":
+		return true
+	}
+	return false
+}
+
+// bytesPerToken matches llm's local count: about four bytes a token.
+const bytesPerToken = 4
+
+// cutText returns the longest prefix of s of at most n bytes ending on a
+// UTF-8 boundary.
+func cutText(s string, n int64) string {
+	if n <= 0 {
+		return ""
+	}
+	if int64(len(s)) <= n {
+		return s
+	}
+	i := int(n)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 // stageNames lists stages' names, comma-separated.
@@ -275,9 +427,14 @@ func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, 
 	})
 }
 
-// recordFailures stores one failed-request record per failed attempt.
+// recordFailures stores one failed-request record per failed attempt, and a
+// usage-anomaly record when the provider's usage was not believed.
 func (e *Engine) recordFailures(ctx context.Context, r Run, res llm.Result) {
-	for _, f := range res.Failures {
+	fails := res.Failures
+	if res.Anomaly != nil {
+		fails = append(slices.Clone(fails), *res.Anomaly)
+	}
+	for _, f := range fails {
 		_, err := e.Ledger.RecordFailedRequest(context.WithoutCancel(ctx), billingFailure(r, f))
 		if err != nil {
 			e.log().Error("record failed request", "run_id", r.ID, "err", err)
@@ -285,9 +442,11 @@ func (e *Engine) recordFailures(ctx context.Context, r Run, res llm.Result) {
 	}
 }
 
-// interrupted handles a model call whose context ended: a cancel settles at
-// once with the delivered tokens; a timeout fails the run; a shutdown pauses it.
-func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partialUsage) error {
+// interrupted handles a model call (or the fetch) whose context ended at
+// stage i: a cancel settles at once with the delivered tokens; a timeout
+// delivers the stages written so far as a partial report, charging only
+// those (or fails at $0 when none was written); a shutdown pauses the run.
+func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partialUsage, g gathered, i int) error {
 	cur, err := e.Store.Run(context.WithoutCancel(ctx), r.ID)
 	if err != nil {
 		return err
@@ -299,7 +458,11 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
-		return e.finish(ctx, r.ID, Failed, "timed out", partial, "the run took longer than its depth allows")
+		if wroteAny(cur) && len(g.series) > 0 {
+			missing := stageNames(cur.Stages[i:]) + ": not run: the run reached its time limit"
+			return e.deliver(ctx, cur, g, Plans[cur.Request.Depth], missing, "timed out")
+		}
+		return e.finish(ctx, r.ID, Failed, "timed out", nil, "the run took longer than its depth allows; nothing was charged")
 	default:
 		// The server is shutting down (its grace period is over): the run
 		// pauses, keeping its hold and its finished stages; Resume continues

@@ -30,9 +30,9 @@ type OfflineAnalyst struct {
 }
 
 // Stream implements Writer.
-func (a *OfflineAnalyst) Stream(ctx context.Context, routes []llm.Route, req llm.Request, onDelta func(string, int64)) (llm.Result, error) {
+func (a *OfflineAnalyst) Stream(ctx context.Context, routes []llm.Route, req llm.Request, onDelta func(string, int64)) (res llm.Result, err error) {
 	start := time.Now()
-	res := llm.Result{Attempts: 1}
+	res = llm.Result{Attempts: 1}
 	if len(routes) > 0 {
 		res.Route = routes[0]
 	}
@@ -42,6 +42,15 @@ func (a *OfflineAnalyst) Stream(ctx context.Context, routes []llm.Route, req llm
 	}
 	text := offlineText(d)
 	prompt := llm.CountPromptTokens(req.Messages)
+	if req.Budget != nil {
+		// Like an API call, the offline analyst writes only what the hold
+		// can pay for.
+		if err := req.Budget.Reserve(res.Route, prompt, int64(max(req.MaxTokens, 0))); err != nil {
+			res.Attempts = 0
+			return res, fmt.Errorf("%w: %w", llm.ErrOverBudget, err)
+		}
+		defer func() { req.Budget.Spent(res.Route, res.Usage) }()
+	}
 	var out strings.Builder
 	var tokens int64
 	words := strings.SplitAfter(text, " ")

@@ -81,6 +81,14 @@ type Run struct {
 	// Missing names a whole-run stage that failed after others had written
 	// (and the stages not run after it): the run ends partial.
 	Missing string `json:"missing,omitempty"`
+	// Exposure is what the provider side used per route as far as forgebot
+	// can tell: the charged usage plus attempts that were not charged
+	// (failed streams, the local count where usage was not believed). Every
+	// call is reserved against the hold on top of it.
+	Exposure map[string]Tokens `json:"exposure,omitempty"`
+	// Anomalies describe provider usage that was not believed: the local
+	// count was charged; both figures are kept here and on the receipt.
+	Anomalies []string `json:"anomalies,omitempty"`
 
 	Captured  billing.Money `json:"captured"`
 	ReceiptID string        `json:"receipt_id,omitempty"`
@@ -108,43 +116,65 @@ type Tokens struct {
 }
 
 // Cost is what the run's usage costs so far: each route's tokens at its
-// price, rounded up once per route.
+// price, rounded up once per route. It is a display figure and never panics:
+// absurd usage saturates (settling uses CostInChecked, which reports it).
 func (r Run) Cost() billing.Money {
 	if len(r.ByRoute) == 0 {
 		return r.Price.Cost(r.TokensIn, r.TokensOut)
 	}
 	var total billing.Money
 	for id, t := range r.ByRoute {
-		p, ok := r.Prices[id]
-		if !ok {
-			p = r.Price
-		}
-		total += p.Cost(t.In, t.Out)
+		total = billing.SaturatingAdd(total, r.priceOf(id).Cost(t.In, t.Out))
 	}
 	return total
 }
 
 // CostIn is what the run's usage costs in bucket b: the tokens of the
 // routes b pays for, each at its route's price, rounded up once per route.
+// Like Cost it saturates rather than panic.
 func (r Run) CostIn(b billing.Bucket) billing.Money {
-	if len(r.ByRoute) == 0 {
+	m, err := r.CostInChecked(b)
+	if err != nil {
+		return billing.MaxMoney
+	}
+	return m
+}
+
+// CostInChecked is CostIn that returns billing.ErrOverflow on usage no
+// Money can price.
+func (r Run) CostInChecked(b billing.Bucket) (billing.Money, error) {
+	return costOf(r, r.ByRoute, b)
+}
+
+// costOf prices tokens by route in bucket b at the run's prices.
+func costOf(r Run, by map[string]Tokens, b billing.Bucket) (billing.Money, error) {
+	if len(by) == 0 {
 		if b == r.Bucket {
-			return r.Price.Cost(r.TokensIn, r.TokensOut)
+			return r.Price.CostChecked(r.TokensIn, r.TokensOut)
 		}
-		return 0
+		return 0, nil
 	}
 	var total billing.Money
-	for id, t := range r.ByRoute {
+	for id, t := range by {
 		if r.bucketOf(id) != b {
 			continue
 		}
-		p, ok := r.Prices[id]
-		if !ok {
-			p = r.Price
+		c, err := r.priceOf(id).CostChecked(t.In, t.Out)
+		if err != nil {
+			return 0, err
 		}
-		total += p.Cost(t.In, t.Out)
+		if total, err = billing.Add(total, c); err != nil {
+			return 0, err
+		}
 	}
-	return total
+	return total, nil
+}
+
+func (r Run) priceOf(routeID string) billing.Price {
+	if p, ok := r.Prices[routeID]; ok {
+		return p
+	}
+	return r.Price
 }
 
 // TokensPaidBy counts the tokens of the routes bucket b pays for.
@@ -192,7 +222,10 @@ func (r Run) bucketOf(routeID string) billing.Bucket {
 }
 
 // addUsage adds one call's tokens, attributed to the route that served them.
+// Negative figures count as zero (the client never reports them; a stored
+// run from before usage was checked might).
 func (r *Run) addUsage(route string, in, out int64) {
+	in, out = max(in, 0), max(out, 0)
 	r.TokensIn += in
 	r.TokensOut += out
 	if route == "" {

@@ -13,6 +13,9 @@ import (
 type Store interface {
 	// SaveQuote inserts or replaces a quote.
 	SaveQuote(ctx context.Context, q Quote) error
+	// PruneQuotes deletes quotes that expired before the time and never
+	// became a run; it returns how many.
+	PruneQuotes(ctx context.Context, before time.Time) (int64, error)
 	// Quote returns a quote or ErrNotFound.
 	Quote(ctx context.Context, id string) (Quote, error)
 	// ConfirmQuote, in one transaction: marks the quote confirmed (ErrQuoteUsed
@@ -25,6 +28,7 @@ type Store interface {
 	Run(ctx context.Context, id string) (Run, error)
 	// UpdateRun applies fn to the locked run and stores it; a changed state is
 	// stored as a transition. fn's error aborts the update and is returned.
+	// A run already terminal is refused with ErrWrongState, fn not called.
 	// Under a lease (WithLease) the write is refused with ErrLeaseLost when
 	// the lease has moved to another owner; SettleRun likewise.
 	UpdateRun(ctx context.Context, id, actor, reason string, fn func(*Run) error) (Run, error)

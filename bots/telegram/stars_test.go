@@ -155,11 +155,13 @@ func TestStarsRefundAfterPartialSpend(t *testing.T) {
 
 	b.fake.SendText(bobChat, bob, "/refund "+charge)
 	done := b.reply(t, bobChat.ID, "Done.")
-	if !b.fake.Refunded(charge) || !strings.Contains(done.Visible, "$5.00 taken back") || !strings.Contains(done.Visible, "you owe $3.00") {
+	if !b.fake.Refunded(charge) || !strings.Contains(done.Visible, "$5.00 taken back") || !strings.Contains(done.Visible, "the account owes $3.00") {
 		t.Fatalf("refund reply = %q, refunded at Telegram: %v", done.Visible, b.fake.Refunded(charge))
 	}
 	// The payer hears of it in the chat the invoice came from.
-	b.reply(t, chat.ID, "was refunded")
+	if m := b.reply(t, chat.ID, "was refunded"); !strings.Contains(m.Visible, "you owe $3.00") {
+		t.Fatalf("payer's refund notice = %q", m.Visible)
+	}
 	bal, _ := b.bed.Store.Balances(t.Context(), acc)
 	if c := bal[billing.BucketCredit]; c.Posted != 0 || c.Debt != 3*billing.Micro {
 		t.Fatalf("after the refund: %+v, want $0.00 posted and $3.00 owed", c)

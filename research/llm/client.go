@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	openai "github.com/sashabaranov/go-openai"
 
@@ -65,6 +66,15 @@ type Result struct {
 	Duration     time.Duration // the whole Stream call
 	FinishReason string        // the provider's finish_reason: "stop", "length", "content_filter", ...
 	Skipped      []string      // ids of routes skipped because Health had them cooling down
+	// Capped: the output reached Request.MaxTokens by the local count, so
+	// the stream was closed there (FinishReason "length"); Text is cut to
+	// the limit and Usage is the local count.
+	Capped bool
+	// Anomaly is set when the provider's usage was not believed (see
+	// CheckUsage): Usage is then the local count and Reported what the
+	// provider said. Its Class is ClassUsageAnomaly.
+	Anomaly  *Failure
+	Reported *Usage
 }
 
 // Defaults for the Client's zero fields.
@@ -97,6 +107,11 @@ var errBrokenStream = errors.New("stream ended before the answer finished")
 // estimate of output tokens streamed so far by this attempt. When an attempt
 // fails after streaming, OnFailure reports it and the next attempt starts
 // again from empty text and zero tokens: a live display should reset.
+//
+// Request.MaxTokens is enforced locally (Result.Capped), and provider usage
+// is checked against the local count before it is believed (CheckUsage).
+// With a Request.Budget, every attempt is reserved before it is made; when
+// the budget refuses every remaining route, Stream returns ErrOverBudget.
 //
 // On ctx cancellation it returns at once with the partial Result (Text so
 // far, Usage with the prompt and the delivered output tokens counted locally)
@@ -138,6 +153,7 @@ func (s *call) run(routes []Route) (Result, error) {
 		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Content}
 	}
 	var last Failure
+	var refused error
 	for i, route := range order {
 		if i > 0 {
 			s.log.Info("llm falling back", "from", order[i-1].ID, "to", route.ID, "bucket", string(route.Bucket()))
@@ -145,15 +161,30 @@ func (s *call) run(routes []Route) (Result, error) {
 		api := newAPI(route, hc)
 		creq := chatRequest(route, msgs, s.req.MaxTokens)
 		for try := 0; ; try++ {
+			if b := s.req.Budget; b != nil {
+				if err := b.Reserve(route, s.prompt, int64(max(s.req.MaxTokens, 0))); err != nil {
+					s.log.Info("llm attempt not made: over budget", "route", route.ID, "err", err.Error())
+					refused = err
+					break
+				}
+			}
 			s.res.Route = route
 			s.res.CrossBucket = route.Bucket() != firstBucket
 			s.res.Attempts++
 			o := s.attempt(api, route, creq)
 			if o.err == nil {
 				s.succeed(route, o)
+				s.spent(route, s.res.Usage)
 				return s.done(nil)
 			}
 			f := s.fail(route, o)
+			if o.status > 0 && o.status < 300 {
+				// The stream started: the provider bills the prompt and
+				// what it sent.
+				s.spent(route, localUsage(s.prompt, o.outTokens()))
+			} else {
+				s.spent(route, Usage{})
+			}
 			if f.Class == ClassCanceled {
 				s.res.Text = o.text
 				if !o.firstTokenAt.IsZero() {
@@ -180,7 +211,19 @@ func (s *call) run(routes []Route) (Result, error) {
 		}
 	}
 	s.res.CrossBucket = false // no answer came from any bucket
+	if refused != nil {
+		if last.Class != "" {
+			return s.done(fmt.Errorf("%w: %w (after %w)", ErrOverBudget, refused, last))
+		}
+		return s.done(fmt.Errorf("%w: %w", ErrOverBudget, refused))
+	}
 	return s.done(fmt.Errorf("%w: %w", ErrAllRoutesFailed, last))
+}
+
+func (s *call) spent(route Route, u Usage) {
+	if b := s.req.Budget; b != nil {
+		b.Spent(route, u)
+	}
 }
 
 // plan returns the routes to try: enabled ones, without those cooling down
@@ -242,18 +285,38 @@ func (s *call) succeed(route Route, o outcome) {
 	if !o.firstTokenAt.IsZero() {
 		s.res.FirstToken = o.firstTokenAt.Sub(s.start)
 	}
-	if u := o.usage; u != nil && (u.PromptTokens > 0 || u.CompletionTokens > 0) {
-		s.res.Usage = Usage{
+	s.res.Capped = o.capped
+	local := localUsage(s.prompt, o.outTokens())
+	if o.capped {
+		local.CompletionTokens = min(local.CompletionTokens, int64(s.req.MaxTokens))
+	}
+	if u := o.usage; u != nil && (u.PromptTokens != 0 || u.CompletionTokens != 0) && !o.capped {
+		reported := Usage{
 			PromptTokens: int64(u.PromptTokens), CompletionTokens: int64(u.CompletionTokens),
 			PromptSource: billing.UsageProvider, CompletionSource: billing.UsageProvider,
 		}
+		if why := CheckUsage(reported, local, int64(s.req.MaxTokens), int64(route.MaxContext)); why != "" {
+			s.res.Usage, s.res.Reported = local, &reported
+			s.res.Anomaly = &Failure{
+				Route: route.ID, Bucket: route.Bucket(), HTTPStatus: o.status, Class: ClassUsageAnomaly, At: s.c.now(),
+				Err: fmt.Errorf("provider usage %d in / %d out not believed (%s); charged the local count %d in / %d out",
+					reported.PromptTokens, reported.CompletionTokens, why, local.PromptTokens, local.CompletionTokens),
+				DeliveredTokens: o.outTokens(),
+			}
+			s.log.Warn("llm usage anomaly", "route", route.ID, "reported_in", reported.PromptTokens,
+				"reported_out", reported.CompletionTokens, "local_in", local.PromptTokens, "local_out", local.CompletionTokens, "why", why)
+		} else {
+			s.res.Usage = reported
+		}
 	} else {
-		// No usage, or an all-zero one (some servers send that for "unknown"):
-		// an estimate is more honest than charging nothing.
-		s.res.Usage = localUsage(s.prompt, o.outTokens())
+		// No usage, an all-zero one (some servers send that for "unknown"),
+		// or a stream we closed at the limit: an estimate is more honest
+		// than charging nothing.
+		s.res.Usage = local
 	}
 	if h := s.c.Health; h != nil {
-		h.Record(route.ID, true, o.ttft(), s.res.Usage.CompletionTokens, o.ended.Sub(o.started))
+		// A route whose usage cannot be believed is not healthy.
+		h.Record(route.ID, s.res.Anomaly == nil, o.ttft(), s.res.Usage.CompletionTokens, o.ended.Sub(o.started))
 	}
 	s.log.Debug("llm answered", "route", route.ID, "attempts", s.res.Attempts,
 		"prompt_tokens", s.res.Usage.PromptTokens, "completion_tokens", s.res.Usage.CompletionTokens,
@@ -307,6 +370,7 @@ type outcome struct {
 	retryAfter   string
 	err          error
 	class        ErrorClass
+	capped       bool // closed at Request.MaxTokens
 }
 
 // outTokens is the local estimate of output tokens streamed so far.
@@ -331,6 +395,7 @@ func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompleti
 	defer timer.Stop()
 
 	o.started = s.c.now()
+	limit := int64(max(s.req.MaxTokens, 0))
 	var text strings.Builder
 	defer func() {
 		o.ended = s.c.now()
@@ -395,14 +460,49 @@ func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompleti
 				if text.Len() == 0 {
 					o.firstTokenAt = s.c.now()
 				}
+				if limit > 0 {
+					// Keep no more than the limit allows: one oversized
+					// chunk must not carry the rest of the output.
+					d = cutBytes(d, limit*bytesPerToken-o.outBytes)
+				}
 				text.WriteString(d)
 				o.outBytes += int64(len(d))
-				if s.onDelta != nil {
+				if s.onDelta != nil && d != "" {
 					s.onDelta(d, o.outTokens())
 				}
 			}
+			if limit > 0 && o.outTokens() >= limit {
+				// The limit is ours to keep, whatever the route does with
+				// max_tokens: stop reading (closing the stream closes the
+				// connection, so the upstream stops generating).
+				o.capped, o.finishReason = true, "length"
+				if text.Len() == 0 {
+					o.err = errNoAnswerInLimit
+				}
+				return o
+			}
 		}
 	}
+}
+
+// errNoAnswerInLimit: the output limit was used up (by reasoning text, say)
+// before any answer text came.
+var errNoAnswerInLimit = errors.New("the output limit was reached before any answer text")
+
+// cutBytes returns the longest prefix of s of at most n bytes that ends on
+// a UTF-8 boundary.
+func cutBytes(s string, n int64) string {
+	if n <= 0 {
+		return ""
+	}
+	if int64(len(s)) <= n {
+		return s
+	}
+	i := int(n)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 // classify names why an attempt failed. The caller's context is checked
@@ -410,6 +510,9 @@ func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompleti
 func classify(ctx, actx context.Context, err error, x *exchange) ErrorClass {
 	if ctx.Err() != nil {
 		return ClassCanceled
+	}
+	if errors.Is(err, errNoAnswerInLimit) {
+		return ClassClient // the same request would use the limit up again
 	}
 	if errors.Is(context.Cause(actx), errIdleTimeout) {
 		return ClassTimeout

@@ -15,6 +15,10 @@ var (
 	ErrAllRoutesFailed = errors.New("llm: all routes failed")
 	// ErrNoRoutes: Stream got no enabled route to try.
 	ErrNoRoutes = errors.New("llm: no enabled route")
+	// ErrOverBudget: the Request's Budget refused every remaining attempt,
+	// so no call was made that the budget could not pay for. It wraps the
+	// Budget's last refusal.
+	ErrOverBudget = errors.New("llm: the call does not fit what is left of its budget")
 )
 
 // ErrorClass says why an attempt failed, and so whether it is retried. The
@@ -30,6 +34,10 @@ const (
 	ClassConnection  ErrorClass = "connection_error" // no response at all (refused, reset, DNS, TLS); retried
 	ClassClient      ErrorClass = "client_error"     // HTTP 4xx other than 408 and 429; the next route is tried, this one is not retried
 	ClassCanceled    ErrorClass = "canceled"         // the caller's context ended; nothing more is tried
+	// ClassUsageAnomaly is not a failed attempt: the answer was kept, but the
+	// provider's usage was not believed (Result.Anomaly), so the local count
+	// was charged. It counts against the route's health.
+	ClassUsageAnomaly ErrorClass = "usage_anomaly"
 )
 
 // Retryable reports whether an attempt that failed this way is tried again on

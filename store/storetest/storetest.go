@@ -137,10 +137,13 @@ func Run(t *testing.T, h Harness) {
 		{"CancelBetweenStatements", testCancelBetweenStatements},
 		{"Receipts", testReceipts},
 		{"CheckFindsViolations", testCheckFindsViolations},
+		{"EndedRunIsFrozen", testEndedRunIsFrozen},
 		{"Payments", testPayments},
 		{"RefundDebt", testRefundDebt},
 		{"WelcomeGrant", testWelcomeGrant},
 		{"SpendLimits", testSpendLimits},
+		{"ScheduleLimitRace", testScheduleLimitRace},
+		{"PruneExpired", testPruneExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,9 @@ type Response struct {
 	Break        bool            // after the chunks, cut the connection: no finish, no usage, no [DONE]
 	CleanEOF     bool            // with Break: end the body properly instead of cutting the connection
 	ErrorEvent   string          // after the chunks, send this JSON as a data line and end (a 200 stream that errs)
+	// Forever repeats Chunks without end, ignoring max_tokens, until the
+	// client goes away or the server closes: a route that never stops.
+	Forever bool
 }
 
 // Usage is the usage object of the final chunk.
@@ -58,6 +61,10 @@ func Error(status int, message string) Response {
 func HTML(status int, body string) Response {
 	return Response{Status: status, Body: body, ContentType: "text/html; charset=utf-8"}
 }
+
+// Endless streams chunks over and over and never finishes: a route that
+// ignores max_tokens. Only the client closing the stream ends it.
+func Endless(chunks ...string) Response { return Response{Chunks: chunks, Forever: true} }
 
 // Broken streams chunks and then cuts the connection without [DONE].
 func Broken(chunks ...string) Response { return Response{Chunks: chunks, Break: true} }
@@ -133,6 +140,8 @@ func (r Response) String() string {
 		return fmt.Sprintf("HTTP %d", r.Status)
 	case r.Break:
 		return fmt.Sprintf("broken stream after %d chunks", len(r.Chunks))
+	case r.Forever:
+		return fmt.Sprintf("endless stream of %d chunks", len(r.Chunks))
 	case r.ErrorEvent != "":
 		return fmt.Sprintf("stream error after %d chunks", len(r.Chunks))
 	}

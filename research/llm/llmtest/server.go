@@ -37,6 +37,8 @@ type Server struct {
 	// waiters are closed once that many requests have arrived (Received).
 	waiters map[int][]chan struct{}
 
+	streamed map[int]int64 // text bytes written, by request index
+
 	disconnects chan Disconnect
 	chunks      atomic.Int64
 	dropped     atomic.Int64
@@ -126,6 +128,13 @@ func (s *Server) SetDefault(r Response) {
 	s.def = r
 }
 
+// ClearQueue drops every queued response not yet used.
+func (s *Server) ClearQueue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = nil
+}
+
 // Pending is the number of queued responses not yet used.
 func (s *Server) Pending() int {
 	s.mu.Lock()
@@ -140,6 +149,15 @@ func (s *Server) Requests() []Request {
 	out := make([]Request, len(s.reqs))
 	copy(out, s.reqs)
 	return out
+}
+
+// StreamedBytes is how many bytes of answer text the fake wrote to request
+// number index: what a real provider would have generated (and billed) for
+// it, whatever the client kept.
+func (s *Server) StreamedBytes(index int) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streamed[index]
 }
 
 // Received returns a channel closed once n requests have arrived.
@@ -257,7 +275,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		}
 		return s.event(w, rc, b)
 	}
-	for i, text := range resp.Chunks {
+	for i := 0; i < len(resp.Chunks) || (resp.Forever && len(resp.Chunks) > 0); i++ {
+		text := resp.Chunks[i%len(resp.Chunks)]
 		if !s.wait(r, resp) {
 			left()
 			return
@@ -276,6 +295,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 			left()
 			return
 		}
+		s.mu.Lock()
+		if s.streamed == nil {
+			s.streamed = map[int]int64{}
+		}
+		s.streamed[rec.Index] += int64(len(text))
+		s.mu.Unlock()
 	}
 	switch {
 	case resp.ErrorEvent != "":

@@ -304,6 +304,11 @@ func (c *Core) GrantWelcome(ctx context.Context, id billing.Identity, w billing.
 		granted bool
 	)
 	key := "welcome:" + id.String()
+	// Nearly every call finds the grant given: answer from reads, without
+	// taking a write transaction (SQLite's is the whole database).
+	if done, err := c.welcomed(ctx, c.DB, id, key); err != nil || done {
+		return billing.Entry{}, false, err
+	}
 	err := c.inTxRetry(ctx, func(tx Querier) error {
 		granted = false
 		acc, err := c.ensureAccount(ctx, tx, id)
@@ -316,19 +321,8 @@ func (c *Core) GrantWelcome(ctx context.Context, id billing.Identity, w billing.
 				return err
 			}
 		}
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE idem_key = $1`, key).Scan(&n); err != nil {
+		if done, err := c.welcomed(ctx, tx, id, key); err != nil || done {
 			return err
-		}
-		if n == 0 {
-			err = tx.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'grant' AND reference = $2`,
-				acc, billing.WelcomeReference).Scan(&n)
-			if err != nil {
-				return err
-			}
-		}
-		if n > 0 {
-			return nil
 		}
 		if _, _, err := c.claimKey(ctx, tx, key, "welcome|"+id.String()); err != nil {
 			return err
@@ -342,4 +336,23 @@ func (c *Core) GrantWelcome(ctx context.Context, id billing.Identity, w billing.
 		return c.setKeyResult(ctx, tx, key, e.ID)
 	})
 	return e, granted, err
+}
+
+// welcomed reports whether id's welcome grant was given: to this identity,
+// or to the account it belongs to.
+func (c *Core) welcomed(ctx context.Context, q Querier, id billing.Identity, key string) (bool, error) {
+	var n int
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE idem_key = $1`, key).Scan(&n); err != nil || n > 0 {
+		return n > 0, err
+	}
+	acc, err := accountOf(ctx, q, id)
+	if errors.Is(err, billing.ErrUnknownAccount) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	err = q.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'grant' AND reference = $2`,
+		acc, billing.WelcomeReference).Scan(&n)
+	return n > 0, err
 }

@@ -160,6 +160,11 @@ func (c *Core) UpdateRun(ctx context.Context, id, actor, reason string, fn func(
 			return err
 		}
 		from := r.State
+		if from.Terminal() {
+			// An ended run is settled: its usage, outputs and state are
+			// what the receipt says, and nothing may change them.
+			return fmt.Errorf("%w: run %s is already %s", research.ErrWrongState, r.ID, r.State)
+		}
 		if err := fn(&r); err != nil {
 			return err
 		}
