@@ -28,14 +28,16 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},
 		{"Estimated tokens", fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)},
-		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
+		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles: the most it can cost)", q.CostLow, q.CostHigh, q.Hold)},
 		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
 		{"Plan", planText(q)},
 		{"Market data", data},
 		{"Retries", q.RetryPolicy},
 		{"Fallback", q.FallbackPolicy},
-		{"A failed request costs", q.FailedCost.String()},
+		{"A failed request costs", q.FailedCost.String() + " (failed attempts are not charged; a run that fails costs nothing)"},
 		{"Cancelling", q.CancelPolicy},
+		{"At the cap", q.CapPolicy},
+		{"If it runs out of time", q.TimeoutPolicy},
 		{"Receipt", q.ReceiptWhere},
 	}}
 	if len(q.SymbolNotes) > 0 {
@@ -46,7 +48,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	}
 	if !q.CanConfirm() {
 		v.Text, v.Buttons = c.cannotConfirm(q)
-		return v
+		return withPublic(v, fmt.Sprintf("Your %s does not cover this run, or a limit stops it (it holds up to %s). The figures went to you privately.", bucketName(q.Bucket), q.Hold))
 	}
 	v.Text = fmt.Sprintf("Confirm to hold %s from your %s. The quote expires at %s UTC.", q.Hold, bucketName(q.Bucket), q.ExpiresAt.UTC().Format("15:04"))
 	v.Buttons = [][]Button{
@@ -64,6 +66,29 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		depths = append(depths, Button{Label: "Allow other-bucket fallback", Data: quoteButton(q.ID, "consent")})
 	}
 	v.Buttons = append(v.Buttons, depths)
+	return withPublic(v, v.Text)
+}
+
+// withPublic sets the view a group sees: every field that names a balance
+// loses its figures (the field keeps the bucket's name), and text replaces
+// the text. This run's own cost and hold stay: they are the run's, not the
+// wallet's.
+func withPublic(v View, text string) View {
+	pub := v
+	pub.Text, pub.Private, pub.Public = text, false, nil
+	pub.Fields = make([]Field, 0, len(v.Fields))
+	for _, f := range v.Fields {
+		switch f.Name {
+		case "Paid from":
+			f.Value = strings.SplitN(f.Value, ":", 2)[0] + " (the balance went to you privately)"
+		case "Per run":
+			f.Value, _, _ = strings.Cut(f.Value, " (")
+		case "Spend limits":
+			continue // what was spent today and this month: the owner's only
+		}
+		pub.Fields = append(pub.Fields, f)
+	}
+	v.Public = &pub
 	return v
 }
 

@@ -41,6 +41,10 @@ type Conversation struct {
 	// Pay turns on money in from chat (/topup, grants, refunds, limits); nil: off.
 	Pay *Pay
 	Log *slog.Logger
+	// Limits bound what one user may ask for (quotes a minute, runs at once).
+	Limits UserLimits
+
+	quotes quoteLimiter
 }
 
 // Commands lists the commands with a one-line description each, for /help and
@@ -306,6 +310,9 @@ func (c *Conversation) MoveRun(ctx context.Context, runID string, who billing.Id
 }
 
 func (c *Conversation) quote(ctx context.Context, req research.Request) ([]Reply, error) {
+	if err := c.allowQuote(req.Owner); err != nil {
+		return nil, err
+	}
 	q, err := c.Engine.Quote(ctx, req)
 	if err != nil {
 		return nil, err
@@ -346,6 +353,11 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 	}
 	switch p.action {
 	case "confirm":
+		if q.Status == research.QuoteOpen {
+			if err := c.allowRun(ctx, q.AccountID); err != nil {
+				return nil, err
+			}
+		}
 		d := dest(in)
 		run, nq, err := c.Engine.Confirm(ctx, q.ID, in.Identity, &d)
 		switch {
@@ -382,6 +394,9 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		}
 		// The new quote first: if it cannot be made (too many symbols for
 		// that depth, say), the old one stays open and usable.
+		if err := c.allowQuote(in.Identity); err != nil {
+			return nil, err
+		}
 		nq, err := c.Engine.Quote(ctx, req)
 		if err != nil {
 			return nil, err
@@ -472,7 +487,7 @@ func (c *Conversation) balance(ctx context.Context, in Incoming) ([]Reply, error
 	if err != nil {
 		return nil, err
 	}
-	v := View{Kind: KindInfo, Title: "Your balance"}
+	v := View{Kind: KindInfo, Title: "Your balance", Private: true} // figures: the owner's eyes only
 	for _, b := range billing.Buckets {
 		name := map[billing.Bucket]string{billing.BucketCredit: "Credit (official routes)", billing.BucketRouted: "Routed balance (routed routes)"}[b]
 		v.Fields = append(v.Fields, Field{name, fmt.Sprintf("%s available (%s posted, %s held)", bal[b].Available, bal[b].Posted, bal[b].Held)})
@@ -608,6 +623,18 @@ func (c *Conversation) Notify(_ context.Context, d research.Destination, text st
 	d.MessageID, d.Ref = "", "notice:"+newRef()
 	c.Outbox.Submit(d, View{Kind: KindInfo, Text: text, Final: true})
 }
+
+// NotifyOwner posts text to a user's private chat with the bot: notices
+// with figures (a schedule skipped for too little balance) that the chat
+// the schedule posts to must not see. The destination's chat is
+// "user:ID", which each adapter resolves to its private chat.
+func (c *Conversation) NotifyOwner(ctx context.Context, owner billing.Identity, text string) {
+	c.Notify(ctx, research.Destination{Platform: owner.Platform, ChatID: PrivateChat(owner)}, text)
+}
+
+// PrivateChat is the chat id of a user's private chat with the bot, for a
+// Destination: adapters resolve "user:ID".
+func PrivateChat(who billing.Identity) string { return "user:" + who.ExternalID }
 
 // captureEntry finds the ledger entry that charged a run, for the final card.
 func (c *Conversation) captureEntry(r research.Run) int64 {

@@ -137,7 +137,7 @@ func TestResearchConversation(t *testing.T) {
 	for _, f := range quote.View.Fields {
 		fields[f.Name] = f.Value
 	}
-	for _, name := range []string{"Model", "Route", "Paid from", "Estimated tokens", "Estimated cost", "Expected runtime", "Plan", "Retries", "Fallback", "A failed request costs", "Cancelling", "Receipt"} {
+	for _, name := range []string{"Model", "Route", "Paid from", "Estimated tokens", "Estimated cost", "Expected runtime", "Plan", "Retries", "Fallback", "A failed request costs", "Cancelling", "At the cap", "If it runs out of time", "Receipt"} {
 		if fields[name] == "" {
 			t.Errorf("quote has no %q", name)
 		}
@@ -375,7 +375,7 @@ func TestWatchlistsAndScan(t *testing.T) {
 	one(t, c.press(t, alice, button(t, q.View, "Confirm"), "m1"))
 	final := c.screen.waitFinal(t, "m1")
 	if !strings.Contains(final.Title, "Scan chips") || !strings.Contains(final.Title, "succeeded") {
-		t.Fatalf("scan final = %+v", final.Title)
+		t.Fatalf("scan final = %+v: %s", final.Title, final.Text)
 	}
 	// The answer ranks every watchlist symbol in a table, says why the top ones were picked, and, asked
 	// for csv, attaches the table as a file.

@@ -41,6 +41,9 @@ func (c *Conversation) schedule(ctx context.Context, in Incoming) ([]Reply, erro
 	case "add":
 		words = words[1:]
 	}
+	if err := c.allowQuote(in.Identity); err != nil {
+		return nil, err
+	}
 	p, err := c.Schedules.Propose(ctx, in.Identity, words, dest(in))
 	if err != nil {
 		return nil, err
@@ -70,7 +73,7 @@ func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
 		},
 		Buttons: [][]Button{{{Label: "Confirm schedule", Data: scheduleButton(sc.ID, "confirm"), Style: "primary"}, {Label: "Cancel", Data: scheduleButton(sc.ID, "decline"), Style: "danger"}}},
 	}
-	return v
+	return withPublic(v, v.Text)
 }
 
 // schedulePolicies is shown with every schedule quote and list, built from

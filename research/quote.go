@@ -77,7 +77,11 @@ type Quote struct {
 	FallbackPolicy string        `json:"fallback_policy"`
 	FailedCost     billing.Money `json:"failed_cost"`
 	CancelPolicy   string        `json:"cancel_policy"`
-	ReceiptWhere   string        `json:"receipt_where"`
+	// CapPolicy says what the hold bounds and what happens at it;
+	// TimeoutPolicy what a run that runs out of time costs.
+	CapPolicy     string `json:"cap_policy"`
+	TimeoutPolicy string `json:"timeout_policy"`
+	ReceiptWhere  string `json:"receipt_where"`
 
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`

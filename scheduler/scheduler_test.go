@@ -151,6 +151,7 @@ type rig struct {
 	svc     *scheduler.Service
 	mu      sync.Mutex
 	notices []string
+	private map[billing.Identity][]string // NotifyOwner's, by owner
 }
 
 func newRig(t *testing.T, opts testbed.Options) *rig {
@@ -159,6 +160,13 @@ func newRig(t *testing.T, opts testbed.Options) *rig {
 	r.svc = &scheduler.Service{Store: b.Store, Engine: b.Engine, Now: b.Clock.Now, Notify: func(_ context.Context, _ research.Destination, text string) {
 		r.mu.Lock()
 		r.notices = append(r.notices, text)
+		r.mu.Unlock()
+	}, NotifyOwner: func(_ context.Context, owner billing.Identity, text string) {
+		r.mu.Lock()
+		if r.private == nil {
+			r.private = map[billing.Identity][]string{}
+		}
+		r.private[owner] = append(r.private[owner], text)
 		r.mu.Unlock()
 	}}
 	b.Store.SetFirer(r.svc)
@@ -335,9 +343,18 @@ func TestCatchUpOverlapAndBalance(t *testing.T) {
 	}
 	r.mu.Lock()
 	notices := strings.Join(r.notices, "\n")
+	private := strings.Join(r.private[alice], "\n")
 	r.mu.Unlock()
-	if !strings.Contains(notices, overlapNotice) || !strings.Contains(notices, "top up") {
+	if !strings.Contains(notices, overlapNotice) || !strings.Contains(notices, "top up") || !strings.Contains(notices, "too little balance") {
 		t.Fatalf("notices = %s", notices)
+	}
+	// The schedule's chat (a group, maybe) gets no figures; the owner gets
+	// them privately.
+	if strings.Contains(notices, "$") || strings.Contains(all[0].Note, "$") {
+		t.Fatalf("a balance figure reached the schedule's chat or its fire note: %s / %s", notices, all[0].Note)
+	}
+	if !strings.Contains(private, "your credit has $0.00 and the run needs up to $") {
+		t.Fatalf("the owner's private notice = %q", private)
 	}
 	r.b.CheckSettled()
 }

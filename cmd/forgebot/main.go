@@ -67,6 +67,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, io_ std
 		fmt.Fprint(io_.out, usage)
 		return exitOK
 	}
+	if dsn := getenv("DATABASE_URL"); len(dsnPasswords(dsn)) > 0 {
+		// Logs and messages alike: nothing printed carries the password.
+		io_.out, io_.err = redactingWriter{io_.out, dsn}, redactingWriter{io_.err, dsn}
+	}
 	cfg, err := loadConfig(getenv)
 	if err == nil {
 		err = dispatch(ctx, cfg, args, io_)
@@ -74,7 +78,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, io_ std
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(io_.err, "forgebot: "+oneLine(err.Error()))
+	// Every message passes the one redaction: no form of the database
+	// password is printed, whichever error path carried it.
+	fmt.Fprintln(io_.err, "forgebot: "+oneLine(redactSecret(err.Error(), getenv("DATABASE_URL"))))
 	if ce := (*cliError)(nil); errors.As(err, &ce) {
 		return ce.code
 	}
