@@ -412,6 +412,9 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 			return nil
 		})
 		e.markPausing(runID, false)
+		if errors.Is(err, ErrWrongState) {
+			return e.Resume(ctx, runID, who) // it paused meanwhile: resume it from there
+		}
 	case Paused:
 		plan := Plans[r.Request.Depth]
 		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))

@@ -18,9 +18,10 @@ import (
 	"github.com/tokensforge/forgebot/research/market"
 )
 
-// Execute runs a queued run to its end. The queue calls it; a second attempt
-// (after a crash: the queue's rescuer retries the job) resumes from the last
-// finished stage. Every way out settles the hold exactly once, except a
+// Execute runs a queued run to its end, holding the run's lease (lease.go)
+// while it does. The queue calls it; after a crash the run is taken over
+// through a new job (or River's rescuer retries the old one, the last
+// resort), and that execution resumes from the last finished stage. Every way out settles the hold exactly once, except a
 // pause (asked for, or a server shutting down), which keeps the hold until
 // Resume or the pause's expiry. A panic is recovered, logged with a
 // reference and returned as an error, so no input takes the process down.
@@ -65,7 +66,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	case Cancelling:
 		return e.finish(ctx, r.ID, Cancelled, "cancelled", nil, "")
 	case Pausing:
-		return e.pauseNow(ctx, r.ID)
+		return e.pauseOrGoOn(ctx, r.ID, attempt, maxAttempts)
 	}
 	plan := Plans[r.Request.Depth]
 	if why := e.holdTooShort(db, r, plan); why != "" && !wroteAny(r) {
@@ -151,7 +152,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 		case cur.CancelRequested:
 			return e.finish(ctx, runID, Cancelled, "cancelled", nil, "")
 		case cur.PauseRequested:
-			return e.pauseNow(ctx, runID)
+			return e.pauseOrGoOn(ctx, runID, attempt, maxAttempts)
 		}
 		st := r.Stages[i]
 		var res llm.Result
@@ -509,6 +510,23 @@ func (e *Engine) cancelWithReport(ctx context.Context, r Run, g gathered, partia
 	return nil
 }
 
+// pauseOrGoOn pauses a run asked to pause; when the pause was withdrawn
+// meanwhile (Resume before it took effect), the run goes on instead of
+// being left live with no job to run it.
+func (e *Engine) pauseOrGoOn(ctx context.Context, runID string, attempt, maxAttempts int) error {
+	if err := e.pauseNow(ctx, runID); err != nil {
+		return err
+	}
+	cur, err := e.Store.Run(context.WithoutCancel(ctx), runID)
+	if err != nil {
+		return err
+	}
+	if cur.State == Queued || cur.State == Running {
+		return e.execute(ctx, runID, attempt, maxAttempts)
+	}
+	return nil
+}
+
 // pauseNow moves a run that was asked to pause into Paused.
 func (e *Engine) pauseNow(ctx context.Context, runID string) error {
 	return e.pauseFor(ctx, runID, "paused")
@@ -547,12 +565,7 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	}
 	if r.Request.Kind == KindScan {
 		// The model writes from the picks' signals as of now, and from why each was picked.
-		g.notes = scanNotes(series, g.ind, r.Symbols)
-		for _, row := range r.Scan {
-			if row.Picked {
-				g.notes = append(g.notes, row.Symbol+": "+row.Why)
-			}
-		}
+		g.notes = scanPromptNotes(series, g.ind, r.Symbols, r.Scan)
 	}
 	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)

@@ -378,10 +378,9 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 			if len(top) == 0 {
 				return g, fmt.Errorf("%w: no usable market data for watchlist %q", ErrBadRequest, req.Watchlist)
 			}
-			g.notes = append(g.notes, "no signal fired; covering the largest 1-month moves")
 		}
 		markPicked(g.scan, top, bySignal)
-		g.notes = append(g.notes, scanNotes(series, g.ind, top)...)
+		g.notes = append(g.notes, scanPromptNotes(series, g.ind, top, g.scan)...)
 		g.symbols = top
 	}
 	e.addContext(ctx, &g, plan)
