@@ -66,7 +66,7 @@ func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
 		Fields: []Field{
 			{"When", fmt.Sprintf("%s (%s)", sc.Spec, sc.Zone)},
 			{"Next five", strings.Join(next, "\n")},
-			{"Per run", fmt.Sprintf("%s to %s, paid from %s (%s available now)", q.CostLow, q.CostHigh, bucketName(q.Bucket), q.Available)},
+			{"Per run", fmt.Sprintf("%s to %s, paid from %s (%s available now)", append(alike(q.CostLow, q.CostHigh), bucketName(q.Bucket), q.Available)...)},
 			{"Per month", fmt.Sprintf("%d runs: %s to %s", p.PerMonth, p.MonthLow, p.MonthHigh)},
 			{"Cost cap", capText},
 			{"Policies", schedulePolicies(c.Schedules.Policy())},
@@ -133,8 +133,11 @@ func (c *Conversation) scheduleList(ctx context.Context, in Incoming) ([]Reply, 
 	}
 	var b strings.Builder
 	for _, sc := range list {
-		fmt.Fprintf(&b, "%s  %s: %s (%s %s), next %s", sc.ID, sc.Status, scheduler.Describe(sc), sc.Spec, sc.Zone,
-			sc.NextRunAt.In(zoneOf(sc.Zone)).Format("Mon 01-02 15:04 MST"))
+		next := "next " + sc.NextRunAt.In(zoneOf(sc.Zone)).Format("Mon 01-02 15:04 MST")
+		if sc.Status == scheduler.Paused {
+			next = "no next run while paused (/schedule resume " + sc.ID + ")"
+		}
+		fmt.Fprintf(&b, "%s  %s: %s (%s %s), %s", sc.ID, sc.Status, scheduler.Describe(sc), sc.Spec, sc.Zone, next)
 		if sc.Cap > 0 {
 			fmt.Fprintf(&b, ", cap %s", sc.Cap)
 		}

@@ -412,6 +412,9 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 			return nil
 		})
 		e.markPausing(runID, false)
+		if errors.Is(err, ErrWrongState) {
+			return e.Resume(ctx, runID, who) // it paused meanwhile: resume it from there
+		}
 	case Paused:
 		plan := Plans[r.Request.Depth]
 		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))
@@ -677,6 +680,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		return r, err
 	}
 	e.log().Info("run settled", "run_id", r.ID, "state", string(r.State), "captured", r.Captured.String())
+	e.observe(ctx, r)
 	return r, nil
 }
 

@@ -173,3 +173,15 @@ func scanNotes(series map[string]market.Series, ind map[string]market.Indicators
 	}
 	return out
 }
+
+// scanPromptNotes are what a scan's prompt says of its picks: their signals and why each was picked. The
+// quote and the run build them the same way, so the run's prompt is the size the quote priced.
+func scanPromptNotes(series map[string]market.Series, ind map[string]market.Indicators, picked []string, rows []ScanRow) []string {
+	out := scanNotes(series, ind, picked)
+	for _, row := range rows {
+		if row.Picked {
+			out = append(out, row.Symbol+": "+row.Why)
+		}
+	}
+	return out
+}

@@ -390,15 +390,25 @@ func TestScheduleThroughConsole(t *testing.T) {
 	if !strings.Contains(out.String(), "active: research on NVDA, AMD") {
 		t.Fatalf("list:\n%s", out.String())
 	}
+	// A paused schedule lists no next time (issue 15).
+	list0, _, _ := r.svc.List(t.Context(), alice)
+	con.Handle(t.Context(), "/schedule pause "+list0[0].ID)
+	mark := len(out.String())
+	con.Handle(t.Context(), "/schedule list")
+	if paused := out.String()[mark:]; !strings.Contains(paused, "no next run while paused") || strings.Contains(paused, ", next ") {
+		t.Fatalf("paused list:\n%s", paused)
+	}
+	con.Handle(t.Context(), "/schedule resume "+list0[0].ID)
 	list, _, _ := r.svc.List(t.Context(), alice)
 	r.b.Clock.Advance(list[0].NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now())) // a minute after its next time
 	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
 		t.Fatalf("claim = %d, %v", n, err)
 	}
 	out.WaitFor(t, "Receipt: http", 1) // the final message's last line
-	for _, want := range []string{"Research NVDA, AMD: succeeded", "Not financial advice"} {
+	// The result says it came from the schedule (issue 15).
+	for _, want := range []string{"Scheduled (" + list[0].ID + ") research NVDA, AMD: succeeded", "Not financial advice"} {
 		if !strings.Contains(out.String(), want) {
-			t.Errorf("scheduled result lacks %q", want)
+			t.Errorf("scheduled result lacks %q:\n%s", want, out.String())
 		}
 	}
 	r.b.CheckLedger()

@@ -399,7 +399,9 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 	qid := fireQuoteID(sc.ID, f.At)
 	q, err := s.Engine.Store.Quote(ctx, qid)
 	if errors.Is(err, research.ErrNotFound) {
-		q, err = s.Engine.QuoteWithID(ctx, sc.Request, qid)
+		req := sc.Request
+		req.ScheduleID = sc.ID // its messages and receipt say a schedule made it
+		q, err = s.Engine.QuoteWithID(ctx, req, qid)
 		if errors.Is(err, research.ErrBadRequest) {
 			return false, skip(FailedOutcome, "it could not be quoted: "+strings.TrimPrefix(err.Error(), "bad request: "))
 		}

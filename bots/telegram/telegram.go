@@ -86,6 +86,9 @@ type Config struct {
 	// spins until answered); a refusal that comes later is posted in the
 	// chat instead. Default 2s.
 	AnswerWithin time.Duration
+	// PaymentRetry is the first wait before crediting a successful_payment
+	// again after a failure (doubling each time); default 1s.
+	PaymentRetry time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts to register
 	// the webhook while the Bot API is unreachable: default 1 s doubling to
 	// 1 min, with jitter.

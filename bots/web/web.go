@@ -147,7 +147,7 @@ func receiptJSON(rc billing.Receipt) map[string]any {
 		"route_kind": rc.RouteKind, "bucket": rc.Bucket, "tokens_in": rc.TokensIn, "tokens_out": rc.TokensOut,
 		"tokens_in_source": rc.TokensInSource, "tokens_out_source": rc.TokensOutSource,
 		"held_micros": rc.Held.Micros(), "captured_micros": rc.Captured.Micros(), "released_micros": rc.Released.Micros(),
-		"attempts": rc.Attempts, "notes": rc.Notes, "started_at": rc.StartedAt, "finished_at": rc.FinishedAt,
+		"purchase": rc.Purchase, "attempts": rc.Attempts, "notes": rc.Notes, "started_at": rc.StartedAt, "finished_at": rc.FinishedAt,
 	}
 }
 
@@ -159,6 +159,7 @@ var page = template.Must(template.New("receipt").Parse(`<!doctype html>
 <h1>Receipt</h1>
 <table>
 <tr><th>Run</th><td>{{.R.RunID}}</td></tr>
+{{if .R.Purchase}}<tr><th>Bought</th><td>{{.R.Purchase}}</td></tr>{{end}}
 <tr><th>Status</th><td>{{.R.Status}}</td></tr>
 <tr><th>Model</th><td>{{.R.Model}} via {{.R.Route}} ({{.R.RouteKind}} route)</td></tr>
 <tr><th>Paid from</th><td>{{.R.Bucket}}</td></tr>

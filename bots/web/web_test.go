@@ -86,6 +86,29 @@ func TestReceiptPagesHealthAndMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsBeforeFirstRun: the run, token, money and route series exist,
+// at zero, before any run.
+func TestMetricsBeforeFirstRun(t *testing.T) {
+	t.Parallel()
+	m := web.NewMetrics(llm.NewHealth(llm.HealthOptions{}))
+	m.KnowRoutes("offline", "openai")
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`forgebot_runs_total{state="succeeded"} 0`, `forgebot_runs_total{state="cancelled"} 0`,
+		`forgebot_tokens_total{direction="in"} 0`, `forgebot_tokens_total{direction="out"} 0`, `forgebot_captured_micros_total{bucket="credit"} 0`,
+		`forgebot_route_tokens_per_second{route="offline"} 0`, `forgebot_route_cooling{route="openai"} 0`, `forgebot_route_success_ratio{route="offline"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("no %s before the first run", want)
+		}
+	}
+}
+
 // down is a database that does not answer.
 type down struct{ err error }
 

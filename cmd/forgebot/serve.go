@@ -28,6 +28,9 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		return err
 	}
 	metrics := web.NewMetrics(a.health)
+	for _, r := range a.engine.Catalog.Routes {
+		metrics.KnowRoutes(r.ID)
+	}
 	a.engine.Sink = metrics.Observe(a.conv)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
