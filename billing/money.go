@@ -77,6 +77,34 @@ func allDigits(s string) bool {
 
 // String formats m as dollars with at least two decimals and as many more as
 // needed, up to six: $1.25, $0.00035, -$0.10.
+// Decimals is how many decimals String prints for m: 2 to 6.
+func (m Money) Decimals() int {
+	u := uint64(m)
+	if m < 0 {
+		u = uint64(-m)
+	}
+	return max(2, len(strings.TrimRight(fmt.Sprintf("%06d", u%uint64(Micro)), "0")))
+}
+
+// Alike prints amounts shown together (a range, "X of Y") with the same
+// number of decimals, the most any of them needs: "$0.001090 to $0.001909",
+// not "$0.00109 to $0.001909".
+func Alike(ms ...Money) []string {
+	d := 2
+	for _, m := range ms {
+		d = max(d, m.Decimals())
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		s := m.String()
+		if pad := d - m.Decimals(); pad > 0 {
+			s += strings.Repeat("0", pad)
+		}
+		out[i] = s
+	}
+	return out
+}
+
 func (m Money) String() string {
 	sign := ""
 	u := uint64(m)

@@ -3,6 +3,7 @@ package billing_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tokensforge/forgebot/billing"
@@ -155,5 +156,16 @@ func TestMoneyOverflow(t *testing.T) {
 	}
 	if err := (billing.CaptureRequest{HoldID: 1, Amount: big, Key: "k"}).Validate(); !errors.Is(err, billing.ErrInvalidAmount) {
 		t.Errorf("capture of %d = %v", big, err)
+	}
+}
+
+// TestAlike: amounts shown together get the same number of decimals.
+func TestAlike(t *testing.T) {
+	got := billing.Alike(1090, 1909, 5*billing.Micro)
+	if strings.Join(got, " ") != "$0.001090 $0.001909 $5.000000" {
+		t.Fatalf("Alike = %v", got)
+	}
+	if got := billing.Alike(0, 2*billing.Micro+500_000); strings.Join(got, " ") != "$0.00 $2.50" {
+		t.Fatalf("Alike = %v", got)
 	}
 }

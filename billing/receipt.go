@@ -42,8 +42,10 @@ func RouteKindFor(b Bucket) RouteKind {
 // Receipt is the public record of what one run cost and why. Its PublicID is
 // the unguessable token in the receipt link.
 type Receipt struct {
-	PublicID        string
-	RunID           string
+	PublicID string
+	RunID    string
+	// Purchase says what was bought, like "research AAPL, NVDA (standard)".
+	Purchase        string
 	AccountID       AccountID
 	HoldID          int64
 	Model           string

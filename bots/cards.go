@@ -27,15 +27,17 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		{"Model", model},
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},
-		{"Estimated tokens", fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)},
-		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles)", q.CostLow, q.CostHigh, q.Hold)},
+		{"Estimated tokens", estimatedTokens(q)},
+		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles: the most it can cost)", alike(q.CostLow, q.CostHigh, q.Hold)...)},
 		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
 		{"Plan", planText(q)},
 		{"Market data", data},
 		{"Retries", q.RetryPolicy},
 		{"Fallback", q.FallbackPolicy},
-		{"A failed request costs", q.FailedCost.String()},
+		{"A failed request costs", q.FailedCost.String() + " (failed attempts are not charged; a run that fails costs nothing)"},
 		{"Cancelling", q.CancelPolicy},
+		{"At the cap", q.CapPolicy},
+		{"If it runs out of time", q.TimeoutPolicy},
 		{"Receipt", q.ReceiptWhere},
 	}}
 	if len(q.SymbolNotes) > 0 {
@@ -46,7 +48,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	}
 	if !q.CanConfirm() {
 		v.Text, v.Buttons = c.cannotConfirm(q)
-		return v
+		return withPublic(v, fmt.Sprintf("Your %s does not cover this run, or a limit stops it (it holds up to %s). The figures went to you privately.", bucketName(q.Bucket), q.Hold))
 	}
 	v.Text = fmt.Sprintf("Confirm to hold %s from your %s. The quote expires at %s UTC.", q.Hold, bucketName(q.Bucket), q.ExpiresAt.UTC().Format("15:04"))
 	v.Buttons = [][]Button{
@@ -58,13 +60,47 @@ func (c *Conversation) quoteView(q research.Quote) View {
 			depths = append(depths, Button{Label: strings.ToUpper(string(d[:1])) + string(d[1:]), Data: quoteButton(q.ID, string(d)), Group: "depth"})
 		}
 	}
+	// The fallback choice only where a route of the other bucket serves the model.
 	if q.Request.Consent {
 		depths = append(depths, Button{Label: "No other-bucket fallback", Data: quoteButton(q.ID, "noconsent")})
-	} else {
+	} else if q.OtherBucketRoutes {
 		depths = append(depths, Button{Label: "Allow other-bucket fallback", Data: quoteButton(q.ID, "consent")})
 	}
 	v.Buttons = append(v.Buttons, depths)
+	return withPublic(v, v.Text)
+}
+
+// withPublic sets the view a group sees: every field that names a balance
+// loses its figures (the field keeps the bucket's name), and text replaces
+// the text. This run's own cost and hold stay: they are the run's, not the
+// wallet's.
+func withPublic(v View, text string) View {
+	pub := v
+	pub.Text, pub.Private, pub.Public = text, false, nil
+	pub.Fields = make([]Field, 0, len(v.Fields))
+	for _, f := range v.Fields {
+		switch f.Name {
+		case "Paid from":
+			f.Value = strings.SplitN(f.Value, ":", 2)[0] + " (the balance went to you privately)"
+		case "Per run":
+			f.Value, _, _ = strings.Cut(f.Value, " (")
+		case "Spend limits":
+			continue // what was spent today and this month: the owner's only
+		}
+		pub.Fields = append(pub.Fields, f)
+	}
+	v.Public = &pub
 	return v
+}
+
+// estimatedTokens is the quote's token estimate: calibrated on recent runs
+// like it when there are enough, else counted from the prompts.
+func estimatedTokens(q research.Quote) string {
+	if q.Samples > 0 {
+		return fmt.Sprintf("%d to %d in, %d to %d out over %d call(s), from %d recent runs like this one (up to %d out at most): %s",
+			q.InLow, q.InHigh, q.OutLow, q.OutEst, q.Calls, q.Samples, q.OutHigh, q.Intensity)
+	}
+	return fmt.Sprintf("%d in, %d to %d out over %d call(s): %s", q.TokensIn, q.OutLow, q.OutHigh, q.Calls, q.Intensity)
 }
 
 // paidFrom names the paying bucket, and the other bucket's hold when a
@@ -96,6 +132,15 @@ func planText(q research.Quote) string {
 	}
 	return fmt.Sprintf("%s of daily data (plus the history SMA 200 needs); %d stage(s): %s; up to %d output tokens per model call",
 		window, len(q.Stages), strings.Join(names, ", "), p.OutputLimit)
+}
+
+// alike formats amounts shown together with the same precision, as fmt arguments.
+func alike(ms ...billing.Money) []any {
+	var out []any
+	for _, s := range billing.Alike(ms...) {
+		out = append(out, s)
+	}
+	return out
 }
 
 func bucketName(b billing.Bucket) string {
@@ -137,12 +182,12 @@ func (c *Conversation) progressView(ev research.Event) View {
 		fmt.Fprintf(&b, "\n%s", ev.Note)
 	}
 	elapsed := roundDur(ev.Elapsed) + " elapsed"
-	if ev.Remaining >= time.Second {
+	if ev.Remaining >= time.Second && r.State == research.Running { // a paused run has no time left to count
 		elapsed += ", about " + roundDur(ev.Remaining) + " left"
 	}
 	v.Fields = []Field{
 		{"Tokens", fmt.Sprintf("%d in / %d out", ev.TokensIn, ev.TokensOut)},
-		{"Cost so far", fmt.Sprintf("%s of %s held from %s", ev.Cost, r.Hold, bucketName(r.Bucket))},
+		{"Cost so far", fmt.Sprintf("%s of %s held from %s", append(alike(ev.Cost, r.Hold), bucketName(r.Bucket))...)},
 		{"Time", elapsed},
 	}
 	v.Text = b.String()
@@ -156,10 +201,14 @@ func (c *Conversation) progressView(ev research.Event) View {
 }
 
 func titleOf(r research.Run) string {
+	t := "Research " + strings.Join(r.Symbols, ", ")
 	if r.Request.Kind == research.KindScan {
-		return "Scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
+		t = "Scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
 	}
-	return "Research " + strings.Join(r.Symbols, ", ")
+	if r.Request.ScheduleID != "" {
+		t = "Scheduled (" + r.Request.ScheduleID + ") " + strings.ToLower(t[:1]) + t[1:]
+	}
+	return t
 }
 
 // finalView is the last state of a run's message: the report, the chart,

@@ -41,19 +41,24 @@ type Conversation struct {
 	// Pay turns on money in from chat (/topup, grants, refunds, limits); nil: off.
 	Pay *Pay
 	Log *slog.Logger
+	// Limits bound what one user may ask for (quotes a minute, runs at once).
+	Limits UserLimits
+
+	quotes quoteLimiter
 }
 
 // Commands lists the commands with a one-line description each, for /help and
 // for platforms that publish a command list.
 var Commands = []struct{ Name, Args, Help string }{
-	{"research", "SYMBOLS [quick|standard|deep] [model]", "quote and run research on up to 10 symbols"},
+	{"research", "SYMBOLS [quick|standard|deep] [model]", fmt.Sprintf("quote and run research: up to %d symbols quick, %d standard, %d deep",
+		research.Plans[research.Quick].MaxSymbols, research.Plans[research.Standard].MaxSymbols, research.Plans[research.Deep].MaxSymbols)},
 	{"scan", "WATCHLIST [quick|standard|deep] [csv]", "rank a watchlist in a table by signals and write up the top ones"},
 	{"watchlist", "add|remove|show [NAME] [SYMBOLS]", "your watchlists for /scan (presets too)"},
 	{"balance", "", "your Credit and routed balances"},
 	{"topup", "[credit|routed] [AMOUNT]", "add money: Telegram Stars, or a Stripe Checkout link"},
 	{"limit", "daily AMOUNT | monthly AMOUNT | off", "cap what you spend per day or month"},
 	{"usage", "", "your recent runs and what they cost"},
-	{"receipt", "ID", "show a receipt"},
+	{"receipt", "ID", "show a receipt (its id or link, or a run id from /usage)"},
 	{"models", "", "models, routes, prices and route health"},
 	{"cancel", "[RUN]", "cancel your running research"},
 	{"link", "[CODE]", "join this chat account to your account on another platform"},
@@ -112,7 +117,12 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 	case errors.Is(err, research.ErrForbidden):
 		msg = "Only the person who started this (or an admin) can do that."
 	case errors.Is(err, research.ErrWrongState):
-		msg = "That is no longer possible: " + err.Error()
+		// One clause, not the chain of wrapped errors.
+		why := strings.TrimPrefix(err.Error(), research.ErrWrongState.Error()+": ")
+		if why == err.Error() {
+			why = "the run is not in a state that allows it"
+		}
+		msg = "That is no longer possible: " + why + "."
 	case errors.Is(err, research.ErrNotFound), errors.Is(err, billing.ErrNotFound):
 		msg = "Not found (it may have expired)."
 	case errors.Is(err, scheduler.ErrBadSpec):
@@ -137,6 +147,14 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 		return Reply{Alert: msg, Refused: true}
 	}
 	return Reply{View: View{Kind: KindError, Text: msg, Private: true}}
+}
+
+// clip cuts what a user typed to n characters before it is echoed back.
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
 }
 
 type userError struct{ msg string }
@@ -198,7 +216,7 @@ func (c *Conversation) command(ctx context.Context, in Incoming) ([]Reply, error
 	case "schedule":
 		return c.schedule(ctx, in)
 	}
-	return nil, sayf("Unknown command /%s. Try /help.", name)
+	return nil, sayf("Unknown command /%s. Try /help.", clip(name, 32))
 }
 
 func helpView() View {
@@ -224,10 +242,14 @@ func (c *Conversation) research(ctx context.Context, in Incoming, args []string)
 		switch {
 		case known:
 			req.Model = name
+		case !explicit && looksLikeDepth(a):
+			// A depth typo is never taken for a ticker: "ultra" must not
+			// quote research on a symbol called ULTRA.
+			return nil, sayf("Unknown depth %q: use quick, standard or deep. (For a symbol of that name, type it in capitals: %s.)", clip(a, 32), strings.ToUpper(clip(a, 32)))
 		case explicit || looksLikeModel(a):
 			// A model name is never taken for a ticker: a typo must not
 			// quote research on a symbol called GPT-4O.
-			return nil, sayf("Unknown model %q: see /models for the ones available.", name)
+			return nil, sayf("Unknown model %q: see /models for the ones available.", clip(name, 64))
 		default:
 			req.Symbols = append(req.Symbols, splitSymbols([]string{a})...)
 		}
@@ -236,6 +258,49 @@ func (c *Conversation) research(ctx context.Context, in Incoming, args []string)
 		return nil, sayf("Name at least one symbol: /research NVDA [quick|standard|deep] [model]")
 	}
 	return c.quote(ctx, req)
+}
+
+// depthWords are words people try as a depth. A word typed in lower case
+// that is one of these, or a near miss of a depth (quik, standart), is
+// refused as an unknown depth; a ticker typed in capitals passes.
+var depthWords = []string{"ultra", "fast", "full", "light", "lite", "extended", "max", "maximum", "detailed", "brief",
+	"long", "short", "normal", "medium", "basic", "advanced", "pro", "premium", "thorough", "deeper", "deepest",
+	"shallow", "simple", "complete", "huge", "mini", "extra", "high", "low", "small", "large", "big"}
+
+func looksLikeDepth(word string) bool {
+	if word != strings.ToLower(word) || strings.ContainsAny(word, "0123456789.-^=") {
+		return false
+	}
+	if slices.Contains(depthWords, word) {
+		return true
+	}
+	for _, d := range []string{"quick", "standard", "deep"} {
+		if len(word) >= 4 && editDistance(word, d) <= len(d)/4+1 {
+			return true
+		}
+	}
+	return false
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // modelFamilies start the names of well-known model families.
@@ -306,6 +371,9 @@ func (c *Conversation) MoveRun(ctx context.Context, runID string, who billing.Id
 }
 
 func (c *Conversation) quote(ctx context.Context, req research.Request) ([]Reply, error) {
+	if err := c.allowQuote(req.Owner); err != nil {
+		return nil, err
+	}
 	q, err := c.Engine.Quote(ctx, req)
 	if err != nil {
 		return nil, err
@@ -346,6 +414,11 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 	}
 	switch p.action {
 	case "confirm":
+		if q.Status == research.QuoteOpen {
+			if err := c.allowRun(ctx, q.AccountID); err != nil {
+				return nil, err
+			}
+		}
 		d := dest(in)
 		run, nq, err := c.Engine.Confirm(ctx, q.ID, in.Identity, &d)
 		switch {
@@ -364,6 +437,9 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 			Alert: "Confirmed: " + run.Hold.String() + " held from " + string(run.Bucket) + "."}}, nil
 	case "decline":
 		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
+			if errors.Is(err, research.ErrQuoteUsed) {
+				return []Reply{{Alert: c.usedQuote(ctx, q.ID), Refused: true}}, nil
+			}
 			return nil, err
 		}
 		return []Reply{{View: View{Kind: KindInfo, Text: "Cancelled. Nothing was held or charged.", Final: true}, Edit: true}}, nil
@@ -382,6 +458,9 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		}
 		// The new quote first: if it cannot be made (too many symbols for
 		// that depth, say), the old one stays open and usable.
+		if err := c.allowQuote(in.Identity); err != nil {
+			return nil, err
+		}
 		nq, err := c.Engine.Quote(ctx, req)
 		if err != nil {
 			return nil, err
@@ -472,7 +551,7 @@ func (c *Conversation) balance(ctx context.Context, in Incoming) ([]Reply, error
 	if err != nil {
 		return nil, err
 	}
-	v := View{Kind: KindInfo, Title: "Your balance"}
+	v := View{Kind: KindInfo, Title: "Your balance", Private: true} // figures: the owner's eyes only
 	for _, b := range billing.Buckets {
 		name := map[billing.Bucket]string{billing.BucketCredit: "Credit (official routes)", billing.BucketRouted: "Routed balance (routed routes)"}[b]
 		v.Fields = append(v.Fields, Field{name, fmt.Sprintf("%s available (%s posted, %s held)", bal[b].Available, bal[b].Posted, bal[b].Held)})
@@ -502,9 +581,15 @@ func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) 
 		b.WriteString("Top-ups, refunds and grants:\n" + money + "\nRuns:\n")
 	}
 	for _, r := range runs {
-		fmt.Fprintf(&b, "%s  %s  %s  %s: %s of %s held, %d in / %d out tokens",
+		// A run not yet settled shows what it has used so far, as its card does.
+		spent, suffix := r.Captured, ""
+		if !r.State.Terminal() {
+			spent, suffix = r.CostIn(r.Bucket), " so far"
+		}
+		m := billing.Alike(spent, r.Hold)
+		fmt.Fprintf(&b, "%s  %s  %s  %s: %s%s of %s held, %d in / %d out tokens",
 			r.CreatedAt.UTC().Format("2006-01-02 15:04"), r.ID, strings.Join(r.Symbols, ","), r.State,
-			r.Captured, r.Hold, r.TokensIn, r.TokensOut)
+			m[0], suffix, m[1], r.TokensIn, r.TokensOut)
 		if r.ReceiptID != "" {
 			fmt.Fprintf(&b, ", receipt %s", r.ReceiptID)
 		}
@@ -521,9 +606,24 @@ func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) 
 
 func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
 	if len(args) != 1 {
-		return nil, sayf("Usage: /receipt ID")
+		return nil, sayf("Usage: /receipt ID (a receipt id or link, or a run id from /usage)")
 	}
-	rc, err := c.Ledger.Receipt(ctx, args[0])
+	id := args[0]
+	// A pasted receipt link: its last path part after /r/.
+	if i := strings.LastIndex(id, "/r/"); i >= 0 {
+		id = strings.TrimRight(strings.SplitN(strings.SplitN(id[i+3:], "?", 2)[0], "#", 2)[0], "/")
+	}
+	// A run id, as /usage lists them: that run's receipt.
+	if r, err := c.Runs.Run(ctx, id); err == nil {
+		if !c.Engine.MayAct(in.Identity, r.Owner) {
+			return nil, research.ErrNotFound
+		}
+		if r.ReceiptID == "" {
+			return nil, sayf("Run %s has no receipt yet: it is %s. Its receipt comes when it ends.", r.ID, r.State)
+		}
+		id = r.ReceiptID
+	}
+	rc, err := c.Ledger.Receipt(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -538,6 +638,9 @@ func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) 
 		{"Held / charged / released", fmt.Sprintf("%s / %s / %s", rc.Held, rc.Captured, rc.Released)},
 		{"Attempts", fmt.Sprint(rc.Attempts)},
 	}}
+	if rc.Purchase != "" {
+		v.Fields = append(v.Fields[:1], append([]Field{{"Bought", rc.Purchase}}, v.Fields[1:]...)...)
+	}
 	if rc.Notes != "" {
 		v.Fields = append(v.Fields, Field{"Notes", rc.Notes})
 	}
@@ -609,6 +712,18 @@ func (c *Conversation) Notify(_ context.Context, d research.Destination, text st
 	c.Outbox.Submit(d, View{Kind: KindInfo, Text: text, Final: true})
 }
 
+// NotifyOwner posts text to a user's private chat with the bot: notices
+// with figures (a schedule skipped for too little balance) that the chat
+// the schedule posts to must not see. The destination's chat is
+// "user:ID", which each adapter resolves to its private chat.
+func (c *Conversation) NotifyOwner(ctx context.Context, owner billing.Identity, text string) {
+	c.Notify(ctx, research.Destination{Platform: owner.Platform, ChatID: PrivateChat(owner)}, text)
+}
+
+// PrivateChat is the chat id of a user's private chat with the bot, for a
+// Destination: adapters resolve "user:ID".
+func PrivateChat(who billing.Identity) string { return "user:" + who.ExternalID }
+
 // captureEntry finds the ledger entry that charged a run, for the final card.
 func (c *Conversation) captureEntry(r research.Run) int64 {
 	entries, err := c.Ledger.Entries(context.Background(), r.AccountID, 50)
@@ -673,11 +788,28 @@ func (c *Conversation) link(ctx context.Context, in Incoming, args []string) ([]
 }
 
 func (c *Conversation) watchlist(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
-	usage := sayf("Usage: /watchlist show | /watchlist add NAME SYMBOLS... | /watchlist remove NAME [SYMBOLS...]")
+	usage := sayf("Usage: /watchlist show [NAME] | /watchlist add NAME SYMBOLS... | /watchlist remove NAME [SYMBOLS...]")
 	if len(args) == 0 || args[0] == "show" {
 		own, presets, err := c.Engine.WatchlistsOf(ctx, in.Identity)
 		if err != nil {
 			return nil, err
+		}
+		if len(args) > 2 {
+			return nil, usage
+		}
+		if len(args) == 2 { // one list, yours first (it shadows a preset of that name)
+			name := strings.ToLower(args[1])
+			for _, group := range []struct {
+				title string
+				lists map[string][]string
+			}{{"yours", own}, {"preset", presets}} {
+				for n, syms := range group.lists {
+					if strings.ToLower(n) == name {
+						return []Reply{{View: View{Kind: KindInfo, Title: "Watchlist " + n + " (" + group.title + ")", Text: strings.Join(syms, " ")}}}, nil
+					}
+				}
+			}
+			return nil, sayf("No watchlist %q. /watchlist show lists yours and the presets.", clip(args[1], 32))
 		}
 		var b strings.Builder
 		for _, group := range []struct {

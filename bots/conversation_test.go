@@ -137,7 +137,7 @@ func TestResearchConversation(t *testing.T) {
 	for _, f := range quote.View.Fields {
 		fields[f.Name] = f.Value
 	}
-	for _, name := range []string{"Model", "Route", "Paid from", "Estimated tokens", "Estimated cost", "Expected runtime", "Plan", "Retries", "Fallback", "A failed request costs", "Cancelling", "Receipt"} {
+	for _, name := range []string{"Model", "Route", "Paid from", "Estimated tokens", "Estimated cost", "Expected runtime", "Plan", "Retries", "Fallback", "A failed request costs", "Cancelling", "At the cap", "If it runs out of time", "Receipt"} {
 		if fields[name] == "" {
 			t.Errorf("quote has no %q", name)
 		}
@@ -214,11 +214,16 @@ func TestCancelButtons(t *testing.T) {
 	c := newChat(t, testbed.Options{Pace: 2 * time.Millisecond})
 	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
 	quote := one(t, c.say(t, alice, "/research AAPL MSFT standard"))
-	consent := one(t, c.press(t, alice, button(t, quote.View, "Allow other-bucket"), "m1"))
-	if !strings.Contains(fieldOf(consent.View, "Fallback"), "no other route") || button(t, consent.View, "No other-bucket") == "" {
-		t.Fatalf("consent re-quote = %+v", consent.View.Fields)
+	// No other route serves the offline model: no fallback choice is offered
+	// (issue 15; consenting used to re-quote to "no other route serves this model").
+	for _, row := range quote.View.Buttons {
+		for _, b := range row {
+			if strings.Contains(b.Label, "other-bucket") {
+				t.Fatalf("fallback choice %q offered with no other route", b.Label)
+			}
+		}
 	}
-	conf := one(t, c.press(t, alice, button(t, consent.View, "Confirm"), "m1"))
+	conf := one(t, c.press(t, alice, button(t, quote.View, "Confirm"), "m1"))
 	cancel := button(t, conf.View, "Cancel")
 	if r := one(t, c.press(t, bob, button(t, conf.View, "Pause"), "m1")); !strings.Contains(r.Alert, "Only the person") {
 		t.Fatalf("bob's pause = %+v", r)
@@ -375,7 +380,7 @@ func TestWatchlistsAndScan(t *testing.T) {
 	one(t, c.press(t, alice, button(t, q.View, "Confirm"), "m1"))
 	final := c.screen.waitFinal(t, "m1")
 	if !strings.Contains(final.Title, "Scan chips") || !strings.Contains(final.Title, "succeeded") {
-		t.Fatalf("scan final = %+v\n%s", final.Title, final.Text)
+		t.Fatalf("scan final = %+v: %s", final.Title, final.Text)
 	}
 	// The answer ranks every watchlist symbol in a table, says why the top ones were picked, and, asked
 	// for csv, attaches the table as a file.

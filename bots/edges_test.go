@@ -1,6 +1,7 @@
 package bots_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/tokensforge/forgebot/research"
 	"github.com/tokensforge/forgebot/research/llm"
 	"github.com/tokensforge/forgebot/research/llm/llmtest"
+	"github.com/tokensforge/forgebot/research/market"
 )
 
 // viewText is everything a view shows: title, text, fields, buttons.
@@ -261,5 +264,86 @@ func sendPaced(t *testing.T, s bots.Sender, d research.Destination, v bots.View)
 		case <-t.Context().Done():
 			return err
 		}
+	}
+}
+
+// countingMarket counts the requests that reach the data provider.
+type countingMarket struct {
+	market.Provider
+	mu    sync.Mutex
+	calls int
+	keys  []string
+}
+
+func (m *countingMarket) History(ctx context.Context, sym string, lb time.Duration) (market.Series, error) {
+	m.mu.Lock()
+	m.calls++
+	m.keys = append(m.keys, fmt.Sprintf("%s/%s", sym, lb))
+	m.mu.Unlock()
+	return m.Provider.History(ctx, sym, lb)
+}
+
+func (m *countingMarket) n() int { m.mu.Lock(); defer m.mu.Unlock(); return m.calls }
+
+// TestQuoteFlood: 30 deep quotes on three symbols from one user, as fast
+// as they come. The first 10 (the per-minute allowance) are quoted, the
+// other 20 get "Too many quotes" with when to try again, and hold nothing;
+// the data provider behind the cache sees 4 requests (one per symbol, plus
+// the SPY benchmark), where it saw 120 before. Another user is not
+// affected.
+func TestQuoteFlood(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{NoWorkers: true})
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	upstream := &countingMarket{Provider: c.b.Market}
+	c.b.Engine.Market = market.NewCache(upstream, market.CacheOptions{})
+	quoted, limited, first := 0, 0, 0
+	for i := range 30 {
+		if i == 1 {
+			first = upstream.n() // one quote's requests: its symbols (and the benchmark)
+		}
+		r := one(t, c.say(t, alice, "/research AAPL MSFT NVDA deep"))
+		switch {
+		case r.View.Kind == bots.KindQuote:
+			quoted++
+		case strings.Contains(r.View.Text, "Too many quotes: at most 10 a minute. Try again in "):
+			limited++
+		default:
+			t.Fatalf("unexpected reply %+v", r.View)
+		}
+	}
+	if quoted != 10 || limited != 20 {
+		t.Fatalf("%d quoted, %d limited; want 10 and 20", quoted, limited)
+	}
+	if n := upstream.n(); n != first || n > 4 {
+		t.Fatalf("the data provider saw %d requests for 30 quotes on 3 symbols (one quote made %d), want one per symbol: %q", n, first, upstream.keys)
+	}
+	if c.b.OpenHolds() != 0 {
+		t.Fatal("a quote held money")
+	}
+	if r := one(t, c.say(t, bob, "/research AAPL deep")); r.View.Kind != bots.KindQuote {
+		t.Fatalf("bob was limited by alice's flood: %+v", r.View)
+	}
+}
+
+// TestConcurrentRunLimit: a user with MaxRunning runs going cannot confirm
+// another until one ends; the refusal says so and holds nothing.
+func TestConcurrentRunLimit(t *testing.T) {
+	t.Parallel()
+	c := newChat(t, testbed.Options{NoWorkers: true})
+	c.conv.Limits.MaxRunning = 2
+	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	for i := range 3 {
+		q := one(t, c.say(t, alice, "/research AAPL quick"))
+		r := one(t, c.press(t, alice, button(t, q.View, "Confirm"), "m"+strconv.Itoa(i)))
+		switch {
+		case i < 2 && r.View.Kind != bots.KindProgress:
+			t.Fatalf("confirm %d = %+v", i, r)
+		case i == 2 && (!strings.Contains(r.Alert, "You have 2 runs going") || !r.Refused):
+			t.Fatalf("the third confirm = %+v", r)
+		}
+	}
+	if n := c.b.OpenHolds(); n != 2 {
+		t.Fatalf("%d holds open, want 2", n)
 	}
 }

@@ -2,17 +2,23 @@ package bots
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/tokensforge/forgebot/research"
 )
+
+// ErrKept is SaveMessage's answer for a run's final view when one is kept
+// already: the run's final was published again after its process died.
+var ErrKept = errors.New("the run's final message is kept already")
 
 // MessageStore is what the outbox keeps in the database: final views due
 // for delivery (so a crash or a platform outage cannot lose them), and per
 // run the order of the views sent, across instances. store/postgres and
 // store/sqlite implement it.
 type MessageStore interface {
-	// SaveMessage stores m, claimed by owner until until, and returns its id.
+	// SaveMessage stores m, claimed by owner until until, and returns its id;
+	// ErrKept when m is the final of a run whose final is stored already.
 	SaveMessage(ctx context.Context, m StoredMessage, owner string, until time.Time) (int64, error)
 	// ClaimMessages claims for owner, until until, up to limit undelivered
 	// messages of the platforms whose claim lapsed before now, oldest first.

@@ -174,29 +174,37 @@ func (o *Outbox) SubmitRun(d research.Destination, v View, runID string, version
 	}
 	it := &item{dest: d, view: v, run: runID, version: version, first: o.now()}
 	if v.Final && o.Store != nil {
-		it.stored = o.keep(it)
+		id, kept := o.keep(it)
+		if kept {
+			return // this run's final is in the store already: its own delivery stands
+		}
+		it.stored = id
 	}
 	o.enqueue(keyOf(d), it)
 }
 
 // keep stores a final view for delivery, claimed by this outbox; 0 when
-// the store failed (the view is then delivered from memory only).
-func (o *Outbox) keep(it *item) int64 {
+// the store failed (the view is then delivered from memory only); kept when
+// the run's final was stored before.
+func (o *Outbox) keep(it *item) (id int64, kept bool) {
 	body, err := json.Marshal(storedBody{Dest: it.dest, View: it.view})
 	if err != nil {
 		o.Log.Error("outbox: encode a final view", "err", err)
-		return 0
+		return 0, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	k := keyOf(it.dest)
-	id, err := o.Store.SaveMessage(ctx, StoredMessage{Platform: k.platform, Key: k.chat + "/" + k.message, RunID: it.run,
+	id, err = o.Store.SaveMessage(ctx, StoredMessage{Platform: k.platform, Key: k.chat + "/" + k.message, RunID: it.run,
 		Version: it.version, Body: body, Created: it.first}, o.owner, it.first.Add(claimFor))
+	if errors.Is(err, ErrKept) {
+		return 0, true
+	}
 	if err != nil {
 		o.Log.Error("outbox: store a final view (delivering it from memory only)", "platform", k.platform, "chat_id", k.chat, "err", err)
-		return 0
+		return 0, false
 	}
-	return id
+	return id, false
 }
 
 // enqueue adds it under k, applying Submit's rules.

@@ -337,7 +337,10 @@ type PaymentDone struct {
 
 // PaymentReceived credits a completed payment exactly once (keyed by its
 // charge id) and returns the message for the payer: the amount, the new
-// balance and the ledger entry. A replayed payment returns no reply.
+// balance and the ledger entry. A replayed payment returns no reply. An
+// error means nothing was committed and the call may be repeated (the
+// database was unreachable, say); a payment that matches no offer is not an
+// error but a reply saying an admin will refund it.
 func (c *Conversation) PaymentReceived(ctx context.Context, pd PaymentDone) ([]Reply, error) {
 	v, replayed, err := c.creditPayment(ctx, pd)
 	if err != nil {
@@ -345,7 +348,7 @@ func (c *Conversation) PaymentReceived(ctx context.Context, pd PaymentDone) ([]R
 		if errors.As(err, &user) {
 			return []Reply{{View: View{Kind: KindError, Text: user.msg, Private: true}}}, nil
 		}
-		return []Reply{c.errorReply(err, false)}, nil
+		return nil, err
 	}
 	if replayed {
 		return nil, nil

@@ -41,6 +41,9 @@ func (c *Conversation) schedule(ctx context.Context, in Incoming) ([]Reply, erro
 	case "add":
 		words = words[1:]
 	}
+	if err := c.allowQuote(in.Identity); err != nil {
+		return nil, err
+	}
 	p, err := c.Schedules.Propose(ctx, in.Identity, words, dest(in))
 	if err != nil {
 		return nil, err
@@ -63,14 +66,14 @@ func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
 		Fields: []Field{
 			{"When", fmt.Sprintf("%s (%s)", sc.Spec, sc.Zone)},
 			{"Next five", strings.Join(next, "\n")},
-			{"Per run", fmt.Sprintf("%s to %s, paid from %s (%s available now)", q.CostLow, q.CostHigh, bucketName(q.Bucket), q.Available)},
+			{"Per run", fmt.Sprintf("%s to %s, paid from %s (%s available now)", append(alike(q.CostLow, q.CostHigh), bucketName(q.Bucket), q.Available)...)},
 			{"Per month", fmt.Sprintf("%d runs: %s to %s", p.PerMonth, p.MonthLow, p.MonthHigh)},
 			{"Cost cap", capText},
 			{"Policies", schedulePolicies(c.Schedules.Policy())},
 		},
 		Buttons: [][]Button{{{Label: "Confirm schedule", Data: scheduleButton(sc.ID, "confirm"), Style: "primary"}, {Label: "Cancel", Data: scheduleButton(sc.ID, "decline"), Style: "danger"}}},
 	}
-	return v
+	return withPublic(v, v.Text)
 }
 
 // schedulePolicies is shown with every schedule quote and list, built from
@@ -130,8 +133,11 @@ func (c *Conversation) scheduleList(ctx context.Context, in Incoming) ([]Reply, 
 	}
 	var b strings.Builder
 	for _, sc := range list {
-		fmt.Fprintf(&b, "%s  %s: %s (%s %s), next %s", sc.ID, sc.Status, scheduler.Describe(sc), sc.Spec, sc.Zone,
-			sc.NextRunAt.In(zoneOf(sc.Zone)).Format("Mon 01-02 15:04 MST"))
+		next := "next " + sc.NextRunAt.In(zoneOf(sc.Zone)).Format("Mon 01-02 15:04 MST")
+		if sc.Status == scheduler.Paused {
+			next = "no next run while paused (/schedule resume " + sc.ID + ")"
+		}
+		fmt.Fprintf(&b, "%s  %s: %s (%s %s), %s", sc.ID, sc.Status, scheduler.Describe(sc), sc.Spec, sc.Zone, next)
 		if sc.Cap > 0 {
 			fmt.Fprintf(&b, ", cap %s", sc.Cap)
 		}

@@ -59,6 +59,12 @@ type View struct {
 	Notice    string           // the not-financial-advice notice, on final views
 	Final     bool             // the last state of a message: the outbox never drops it
 	Private   bool             // show only to the user who asked, where the platform can
+	// Public is what a group sees of a private view on a platform that
+	// cannot show one member a message (Telegram): the same card without
+	// any balance, shortfall, ledger line or usage figure, with the same
+	// buttons. The full view then goes to the user's private chat. nil: the
+	// view has nothing to show the group.
+	Public *View
 	// Invoice asks the platform for a native payment (Telegram Stars); an
 	// adapter without one shows Text.
 	Invoice *Invoice
@@ -124,6 +130,10 @@ func CleanView(v View) View {
 	if v.Report != nil {
 		rep := CleanReport(*v.Report)
 		v.Report = &rep
+	}
+	if v.Public != nil {
+		pub := CleanView(*v.Public)
+		v.Public = &pub
 	}
 	return v
 }

@@ -384,3 +384,25 @@ func TestPanicsAreRecovered(t *testing.T) {
 type panicSink struct{}
 
 func (panicSink) Publish(research.Event) { panic("sink bug") }
+
+// TestQuoteSaysWhatTheCapDoes: the quote's text is true to what the engine
+// does at the cap and on a timeout, and that the hold bounds the cost.
+func TestQuoteSaysWhatTheCapDoes(t *testing.T) {
+	t.Parallel()
+	b := soloBed(t, false, false)
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+	q := soloQuote(t, b, research.Quick, "AAPL")
+	for _, want := range []string{"most this run can cost", "900 tokens", "not made", "partial", "nothing if nothing was written"} {
+		if !strings.Contains(q.CapPolicy, want) {
+			t.Errorf("cap policy %q does not say %q", q.CapPolicy, want)
+		}
+	}
+	for _, want := range []string{"2 min", "partial report", "costs nothing"} {
+		if !strings.Contains(q.TimeoutPolicy, want) {
+			t.Errorf("timeout policy %q does not say %q", q.TimeoutPolicy, want)
+		}
+	}
+	if q.FailedCost != 0 {
+		t.Errorf("a failed request costs %s", q.FailedCost)
+	}
+}

@@ -412,6 +412,9 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 			return nil
 		})
 		e.markPausing(runID, false)
+		if errors.Is(err, ErrWrongState) {
+			return e.Resume(ctx, runID, who) // it paused meanwhile: resume it from there
+		}
 	case Paused:
 		plan := Plans[r.Request.Depth]
 		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))
@@ -571,8 +574,24 @@ func (e *Engine) RunReaper(ctx context.Context, every, staleAfter time.Duration)
 			if _, err := e.Reap(ctx, staleAfter); err != nil && ctx.Err() == nil {
 				e.log().Error("reap runs", "err", err)
 			}
+			e.pruneCancels(e.now().Add(-staleAfter))
 		}
 	}
+}
+
+// pruneCancels forgets cancel requests older than before: their run
+// settled on another instance (whose final event would have removed them
+// here), so the map does not grow with every cancel ever asked.
+func (e *Engine) pruneCancels(before time.Time) int {
+	n := 0
+	e.cancels.Range(func(k, v any) bool {
+		if v.(time.Time).Before(before) {
+			e.cancels.Delete(k)
+			n++
+		}
+		return true
+	})
+	return n
 }
 
 // settle ends a run: it captures the usage recorded on the run plus extra
@@ -661,6 +680,7 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		return r, err
 	}
 	e.log().Info("run settled", "run_id", r.ID, "state", string(r.State), "captured", r.Captured.String())
+	e.observe(ctx, r)
 	return r, nil
 }
 

@@ -18,9 +18,10 @@ import (
 	"github.com/tokensforge/forgebot/research/market"
 )
 
-// Execute runs a queued run to its end. The queue calls it; a second attempt
-// (after a crash: the queue's rescuer retries the job) resumes from the last
-// finished stage. Every way out settles the hold exactly once, except a
+// Execute runs a queued run to its end, holding the run's lease (lease.go)
+// while it does. The queue calls it; after a crash the run is taken over
+// through a new job (or River's rescuer retries the old one, the last
+// resort), and that execution resumes from the last finished stage. Every way out settles the hold exactly once, except a
 // pause (asked for, or a server shutting down), which keeps the hold until
 // Resume or the pause's expiry. A panic is recovered, logged with a
 // reference and returned as an error, so no input takes the process down.
@@ -65,7 +66,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	case Cancelling:
 		return e.finish(ctx, r.ID, Cancelled, "cancelled", nil, "")
 	case Pausing:
-		return e.pauseNow(ctx, r.ID)
+		return e.pauseOrGoOn(ctx, r.ID, attempt, maxAttempts)
 	}
 	plan := Plans[r.Request.Depth]
 	if why := e.holdTooShort(db, r, plan); why != "" && !wroteAny(r) {
@@ -146,10 +147,12 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 			return err
 		}
 		switch {
+		case cur.CancelRequested && wroteAny(cur) && len(g.series) > 0:
+			return e.cancelWithReport(ctx, cur, g, nil, i)
 		case cur.CancelRequested:
 			return e.finish(ctx, runID, Cancelled, "cancelled", nil, "")
 		case cur.PauseRequested:
-			return e.pauseNow(ctx, runID)
+			return e.pauseOrGoOn(ctx, runID, attempt, maxAttempts)
 		}
 		st := r.Stages[i]
 		var res llm.Result
@@ -455,6 +458,10 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 	case errors.Is(cause, ErrLeaseLost):
 		return ErrLeaseLost // taken over: the new holder settles it
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
+		if wroteAny(cur) && len(g.series) > 0 {
+			// What was written before the cancel is paid for: show it.
+			return e.cancelWithReport(ctx, cur, g, partial, i)
+		}
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
 		if wroteAny(cur) && len(g.series) > 0 {
@@ -481,6 +488,42 @@ func (e *Engine) finish(ctx context.Context, runID string, to State, reason stri
 		return err
 	}
 	e.publish(e.event(r, reason))
+	return nil
+}
+
+// cancelWithReport settles a cancelled run that had written parts, and
+// publishes its final with the partial report (what was written, and the
+// stages not run).
+func (e *Engine) cancelWithReport(ctx context.Context, r Run, g gathered, partial *partialUsage, i int) error {
+	report := e.report(r, g)
+	report.Missing = stageNames(r.Stages[i:]) + ": not run: the run was cancelled"
+	final, err := e.settle(ctx, r.ID, Cancelled, "worker", "cancelled mid-stream", partial, "")
+	if errors.Is(err, ErrWrongState) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ev := e.event(final, "cancelled mid-stream")
+	ev.Report = &report
+	e.publish(ev)
+	return nil
+}
+
+// pauseOrGoOn pauses a run asked to pause; when the pause was withdrawn
+// meanwhile (Resume before it took effect), the run goes on instead of
+// being left live with no job to run it.
+func (e *Engine) pauseOrGoOn(ctx context.Context, runID string, attempt, maxAttempts int) error {
+	if err := e.pauseNow(ctx, runID); err != nil {
+		return err
+	}
+	cur, err := e.Store.Run(context.WithoutCancel(ctx), runID)
+	if err != nil {
+		return err
+	}
+	if cur.State == Queued || cur.State == Running {
+		return e.execute(ctx, runID, attempt, maxAttempts)
+	}
 	return nil
 }
 
@@ -521,8 +564,8 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 		g.ind[s] = market.Compute(ser, plan.Window)
 	}
 	if r.Request.Kind == KindScan {
-		// The model writes from the picks' signals and why each was picked, as the quote counted them.
-		g.notes = scanNotes(series, g.ind, r.Scan)
+		// The model writes from the picks' signals as of now, and from why each was picked.
+		g.notes = scanPromptNotes(series, g.ind, r.Symbols, r.Scan)
 	}
 	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)

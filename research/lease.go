@@ -166,5 +166,38 @@ func (e *Engine) TakeOver(ctx context.Context) (n int, err error) {
 		e.log().Info("run taken over: its process stopped renewing its lease", "run_id", r.ID, "state", string(r.State))
 		n++
 	}
+	ended, err := e.Store.EndedLapsed(ctx, time.Now(), 100)
+	if err != nil {
+		return n, err
+	}
+	for _, r := range ended {
+		if e.isActive(r.ID) || (e.Deliverable != nil && !e.Deliverable(r.Request.Dest) && (e.Bound == nil || !e.Bound(r.Request.Dest))) {
+			continue
+		}
+		if ok, err := e.Store.ClearLapsedLease(ctx, r.ID, time.Now()); err != nil || !ok {
+			continue
+		}
+		if e.Deliverable != nil && !e.Deliverable(r.Request.Dest) {
+			continue // bound to a dead terminal: nobody to tell
+		}
+		e.republish(ctx, r)
+		n++
+	}
 	return n, nil
+}
+
+// republish publishes the final event of a run whose process died after
+// settling it, perhaps before its final message was handed over (the outbox
+// keeps one final per run, so one already kept is not sent again). The
+// report is rebuilt from the stored stages; the chart is not.
+func (e *Engine) republish(ctx context.Context, r Run) {
+	ev := e.event(r, "")
+	if r.State == Succeeded || r.State == Partial {
+		g := e.gatherRun(ctx, r, Plans[r.Request.Depth])
+		rep := e.report(r, g)
+		rep.Missing = r.Missing
+		ev.Report = &rep
+	}
+	e.log().Info("final event published again: the run's process died after settling it", "run_id", r.ID)
+	e.publish(ev)
 }

@@ -82,7 +82,7 @@ func misbehaviour(rng *rand.Rand, gate <-chan struct{}) (llmtest.Response, strin
 	words := []string{"The ", "trend ", "is ", "firm; ", "RSI ", "14 ", "= ", "55.2. "}
 	switch rng.IntN(9) {
 	case 0:
-		return llmtest.Endless(strings.Repeat("lorem ipsum dolor sit amet ", 4)).WithGate(gate), "endless"
+		return llmtest.Endless(endlessChunk).WithGate(gate), "endless"
 	case 1:
 		return llmtest.Stream(words...).WithUsage(1000, 3e18), "absurd usage"
 	case 2:
@@ -107,24 +107,70 @@ func misbehaviour(rng *rand.Rand, gate <-chan struct{}) (llmtest.Response, strin
 // hold; at the end, the ledger check is clean and no hold is open. It also
 // measures the provider's cost (what the fake streamed, at the route's
 // price) beyond each run's hold: at most one chunk per call.
+//
+// The runs are split over shards (each its own SQLite file, fake API and
+// engine) that run in parallel, so waiting on one overlaps work on another.
 func TestPropertyHoldIsAHardCap(t *testing.T) {
 	t.Parallel()
-	const runs = 1000
+	const runs, shards = 1000, 4
+	results := make([]propertyStats, shards)
+	t.Run("shards", func(t *testing.T) {
+		for k := range shards {
+			t.Run(fmt.Sprint(k), func(t *testing.T) {
+				t.Parallel()
+				results[k] = propertyShard(t, uint64(10+k), runs/shards)
+			})
+		}
+	})
+	var all propertyStats
+	for _, r := range results {
+		all.add(r)
+	}
+	t.Logf("%d runs: states %v, actions %v", runs, all.states, all.actions)
+	t.Logf("provider cost beyond the hold: %d run(s), max %s, total %s, most in one run per request %s (one chunk of %d bytes costs %s)",
+		all.overRuns, all.maxOver, all.totalOver, all.maxPerRequest, maxChunk, soloPrice.Cost(0, llm.CountTokens(string(make([]byte, maxChunk)))))
+}
+
+// maxChunk is the largest chunk any scripted response streams, in bytes.
+var maxChunk = int64(len(endlessChunk))
+
+var endlessChunk = strings.Repeat("lorem ipsum dolor sit amet ", 4)
+
+// propertyStats sums what the property test saw.
+type propertyStats struct {
+	maxOver, totalOver, maxPerRequest billing.Money
+	overRuns                          int
+	states                            map[research.State]int
+	actions                           map[string]int
+}
+
+func (p *propertyStats) add(o propertyStats) {
+	p.maxOver, p.maxPerRequest = max(p.maxOver, o.maxOver), max(p.maxPerRequest, o.maxPerRequest)
+	p.totalOver += o.totalOver
+	p.overRuns += o.overRuns
+	if p.states == nil {
+		p.states, p.actions = map[research.State]int{}, map[string]int{}
+	}
+	for k, v := range o.states {
+		p.states[k] += v
+	}
+	for k, v := range o.actions {
+		p.actions[k] += v
+	}
+}
+
+func propertyShard(t *testing.T, seed uint64, runs int) propertyStats {
 	b := soloBed(t, false, false)
 	b.Fund(alice, billing.BucketCredit, 1000*billing.Micro)
 	ch := &chaos{inner: b.Engine.LLM, engine: b.Engine, gate: make(chan struct{}, 1)}
 	b.Engine.LLM = ch
-	rng := rand.New(rand.NewPCG(10, 1))
+	rng := rand.New(rand.NewPCG(seed, 1))
 	var (
-		maxOver, totalOver billing.Money
-		overRuns           int
-		states             = map[research.State]int{}
-		actions            = map[string]int{}
-		maxChunk           int64 // the largest chunk any response streams, in bytes
+		maxOver, totalOver, maxPerRequest billing.Money
+		overRuns                          int
+		states                            = map[research.State]int{}
+		actions                           = map[string]int{}
 	)
-	for _, c := range []string{strings.Repeat("lorem ipsum dolor sit amet ", 4), "firm; "} {
-		maxChunk = max(maxChunk, int64(len(c)))
-	}
 	for i := range runs {
 		depth, symbols := research.Quick, []string{"AAPL"}
 		if rng.IntN(3) == 0 {
@@ -227,14 +273,13 @@ func TestPropertyHoldIsAHardCap(t *testing.T) {
 		}
 		if over > 0 {
 			overRuns++
+			maxPerRequest = max(maxPerRequest, over/billing.Money(len(reqs)-first))
 		}
 		maxOver = max(maxOver, over)
 		totalOver += over
 	}
 	b.CheckSettled()
-	t.Logf("%d runs: states %v, actions %v", runs, states, actions)
-	t.Logf("provider cost beyond the hold: %d run(s), max %s, total %s (one chunk of %d bytes costs %s)",
-		overRuns, maxOver, totalOver, maxChunk, soloPrice.Cost(0, llm.CountTokens(string(make([]byte, maxChunk)))))
+	return propertyStats{maxOver: maxOver, totalOver: totalOver, maxPerRequest: maxPerRequest, overRuns: overRuns, states: states, actions: actions}
 }
 
 // checkRun asserts one ended run: terminal, captured within its holds,

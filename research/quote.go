@@ -25,6 +25,9 @@ type Quote struct {
 	AccountID billing.AccountID `json:"account_id"`
 	Status    QuoteStatus       `json:"status"`
 	RunID     string            `json:"run_id,omitempty"`
+	// OtherBucketRoutes: a route of the other bucket serves the model, so
+	// consenting to an other-bucket fallback would change the chain.
+	OtherBucketRoutes bool `json:"other_bucket_routes,omitempty"`
 
 	RouteID   string            `json:"route_id"`
 	Model     string            `json:"model"`
@@ -62,10 +65,17 @@ type Quote struct {
 	Synthetic  bool      `json:"synthetic"`
 	Stages     []Stage   `json:"stages"`
 
-	Calls       int           `json:"calls"`
-	TokensIn    int64         `json:"tokens_in"`
-	OutLow      int64         `json:"out_low"`
-	OutHigh     int64         `json:"out_high"`
+	Calls    int   `json:"calls"`
+	TokensIn int64 `json:"tokens_in"`
+	OutLow   int64 `json:"out_low"`
+	OutHigh  int64 `json:"out_high"`
+	// With Samples > 0 the ranges come from that many recent runs on this
+	// route, depth and symbol count: input InLow to InHigh, output OutLow to
+	// OutEst (OutHigh stays the limit the hold covers).
+	Samples     int           `json:"samples,omitempty"`
+	InLow       int64         `json:"in_low,omitempty"`
+	InHigh      int64         `json:"in_high,omitempty"`
+	OutEst      int64         `json:"out_est,omitempty"`
 	Intensity   string        `json:"intensity"`
 	CostLow     billing.Money `json:"cost_low"`
 	CostHigh    billing.Money `json:"cost_high"`
@@ -77,7 +87,11 @@ type Quote struct {
 	FallbackPolicy string        `json:"fallback_policy"`
 	FailedCost     billing.Money `json:"failed_cost"`
 	CancelPolicy   string        `json:"cancel_policy"`
-	ReceiptWhere   string        `json:"receipt_where"`
+	// CapPolicy says what the hold bounds and what happens at it;
+	// TimeoutPolicy what a run that runs out of time costs.
+	CapPolicy     string `json:"cap_policy"`
+	TimeoutPolicy string `json:"timeout_policy"`
+	ReceiptWhere  string `json:"receipt_where"`
 
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`

@@ -64,6 +64,7 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		q.KeyMasked = "none needed (offline analyst)"
 	}
 	q.Stages = plan.Stages(in.symbols)
+	priors := int64(0) // earlier outputs counted into later prompts at their limit
 	for i, st := range q.Stages {
 		if st.Kind != StageLLM {
 			continue
@@ -74,18 +75,32 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		if usesPrior(st) {
 			prior = int64(plan.OutputLimit) * int64(countLLM(q.Stages[:i]))
 		}
-		q.TokensIn += llm.CountPromptTokens(buildPrompt(st, in.data, plan.OutputLimit).Messages) + prior
+		n := llm.CountPromptTokens(buildPrompt(st, in.data, plan.OutputLimit).Messages)
+		// The run refetches its data, which may have moved on a little
+		// (a new bar, a signal that fired): every call is reserved against
+		// the hold before it is made, so the quote leaves that room.
+		q.TokensIn += n + promptMargin(n) + prior
+		priors += prior
 	}
 	q.OutHigh = int64(q.Calls * plan.OutputLimit)
-	q.OutLow = q.OutHigh * 35 / 100
+	// The static low end: earlier outputs shorter than their limit feed the
+	// synthesis fewer tokens, and a model may write a twentieth of its limit.
+	q.OutLow = q.OutHigh * 5 / 100
 	q.Intensity = intensity(q.TokensIn + q.OutHigh)
-	q.CostLow = route.Price.Cost(q.TokensIn, q.OutLow)
+	q.CostLow = route.Price.Cost(q.TokensIn-priors, q.OutLow)
 	for _, r := range chain {
 		if r.Bucket() == q.Bucket {
 			q.CostHigh = max(q.CostHigh, r.Price.Cost(q.TokensIn, q.OutHigh))
 		}
 	}
 	q.Hold = q.CostHigh
+	if !req.Consent { // would consent add a route? (a consented chain shows it)
+		if all, err := e.Catalog.Chain(model, req.RouteKind, true); err == nil {
+			for _, r := range all {
+				q.OtherBucketRoutes = q.OtherBucketRoutes || r.Bucket() != q.Bucket
+			}
+		}
+	}
 	chain = e.quoteFallback(&q, chain, bal)
 	for _, r := range chain[1:] {
 		q.Fallbacks = append(q.Fallbacks, r.ID)
@@ -105,6 +120,11 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		q.OverLimit = overLimit(sp, q.Hold+q.FallbackHold)
 	}
 	q.RuntimeLow, q.RuntimeHigh = e.runtime(route, q, plan)
+	// Runs like this one, when there are enough, say better than the static
+	// estimate what it will use, cost and take.
+	if c, ok := e.calibrate(ctx, route.ID, req.Depth, len(q.Symbols)); ok {
+		q.applyCalibration(c)
+	}
 	q.RetryPolicy = "429, 5xx, timeouts and broken streams are retried up to 2 times per route with backoff, honouring Retry-After"
 	q.FallbackPolicy = fallbackPolicy(chain, req.Consent)
 	if q.FallbackNote != "" {
@@ -114,8 +134,13 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 			q.FallbackPolicy += "; " + q.FallbackNote
 		}
 	}
-	q.FailedCost = 0
+	q.FailedCost = 0 // failed attempts are never charged, and a run that ends failed costs nothing (settle)
 	q.CancelPolicy = "cancel any time: you pay for the prompt and the tokens delivered so far, the rest of the hold is released"
+	q.CapPolicy = fmt.Sprintf("the hold is the most this run can cost. Each call's output stops at %d tokens, whatever the model does, "+
+		"and each call is reserved against what is left of the hold before it is made; a call that would not fit is not made, "+
+		"and the run ends partial with what was written, charged for that only (nothing if nothing was written)", plan.OutputLimit)
+	q.TimeoutPolicy = fmt.Sprintf("a run still going after %s stops: the stages already written are delivered as a partial report "+
+		"and charged, the stage in progress is not; with none written it costs nothing", roundRuntime(plan.RuntimeHigh))
 	q.ReceiptWhere = "a receipt link in the final message, also shown by /receipt"
 	if quoteTTL := e.QuoteTTL; quoteTTL > 0 {
 		q.ExpiresAt = q.CreatedAt.Add(quoteTTL)
@@ -127,6 +152,18 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	}
 	return q, nil
 }
+
+// roundRuntime prints a duration in whole minutes (or seconds under one).
+func roundRuntime(d time.Duration) string {
+	if d >= time.Minute {
+		return fmt.Sprintf("%d min", int(d.Round(time.Minute).Minutes()))
+	}
+	return d.Round(time.Second).String()
+}
+
+// promptMargin is the room a quote leaves for a call's prompt of n tokens to
+// grow by the time the run makes it: a sixteenth, and at least 32 tokens.
+func promptMargin(n int64) int64 { return max(n/16, 32) }
 
 func countLLM(st []Stage) int {
 	n := 0
@@ -343,7 +380,7 @@ func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request,
 			}
 		}
 		markPicked(g.scan, top, bySignal)
-		g.notes = scanNotes(series, g.ind, g.scan)
+		g.notes = append(g.notes, scanPromptNotes(series, g.ind, top, g.scan)...)
 		g.symbols = top
 	}
 	e.addContext(ctx, &g, plan)

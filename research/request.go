@@ -2,9 +2,11 @@ package research
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research/market"
 )
 
 // Kind is what a run does.
@@ -67,8 +69,17 @@ func (r Request) Validate() error {
 		if len(r.Symbols) == 0 {
 			return fmt.Errorf("%w: name at least one symbol, like /research NVDA", ErrBadRequest)
 		}
-		if len(r.Symbols) > plan.MaxSymbols {
-			return fmt.Errorf("%w: %s research takes up to %d symbols, you gave %d", ErrBadRequest, r.Depth, plan.MaxSymbols, len(r.Symbols))
+		// A symbol named twice (AAPL aapl) is researched once and counts once.
+		distinct := map[string]bool{}
+		for _, s := range r.Symbols {
+			k := strings.ToUpper(s)
+			if n, err := market.NormalizeSymbol(s); err == nil {
+				k = n
+			}
+			distinct[k] = true
+		}
+		if len(distinct) > plan.MaxSymbols {
+			return fmt.Errorf("%w: %s research takes up to %d symbols, you gave %d", ErrBadRequest, r.Depth, plan.MaxSymbols, len(distinct))
 		}
 	case KindScan:
 		if r.Watchlist == "" {

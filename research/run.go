@@ -1,6 +1,7 @@
 package research
 
 import (
+	"strings"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
@@ -247,4 +248,19 @@ type Transition struct {
 	Actor  string    `json:"actor"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+}
+
+// Purchase says what the run buys, for its receipt: "research AAPL, NVDA
+// (standard)", "scan us-megacaps: AAPL, MSFT (quick)", and "from schedule
+// S" when a schedule started it.
+func (r Run) Purchase() string {
+	what := "research " + strings.Join(r.Symbols, ", ")
+	if r.Request.Kind == KindScan {
+		what = "scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
+	}
+	what += " (" + string(r.Request.Depth) + ")"
+	if r.Request.ScheduleID != "" {
+		what += ", from schedule " + r.Request.ScheduleID
+	}
+	return what
 }

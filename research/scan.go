@@ -163,20 +163,25 @@ func ScanCSV(rows []ScanRow) []byte {
 	return buf.Bytes()
 }
 
-// scanNotes are, for each picked row, its signals (as "SYMBOL: detail" lines) and why it was picked: what
-// the prompt and the quote show. A quote and its run build the same notes from the same rows.
-func scanNotes(series map[string]market.Series, ind map[string]market.Indicators, rows []ScanRow) []string {
+// scanNotes are the signals of the picked symbols, as "SYMBOL: detail" lines for the prompt and the quote.
+func scanNotes(series map[string]market.Series, ind map[string]market.Indicators, picked []string) []string {
 	var out []string
-	for _, r := range rows {
-		if !r.Picked {
-			continue
+	for _, s := range picked {
+		for _, sg := range market.Signals(series[s], ind[s]) {
+			out = append(out, s+": "+sg.Detail)
 		}
-		if ser, ok := series[r.Symbol]; ok {
-			for _, sg := range market.Signals(ser, ind[r.Symbol]) {
-				out = append(out, r.Symbol+": "+sg.Detail)
-			}
+	}
+	return out
+}
+
+// scanPromptNotes are what a scan's prompt says of its picks: their signals and why each was picked. The
+// quote and the run build them the same way, so the run's prompt is the size the quote priced.
+func scanPromptNotes(series map[string]market.Series, ind map[string]market.Indicators, picked []string, rows []ScanRow) []string {
+	out := scanNotes(series, ind, picked)
+	for _, row := range rows {
+		if row.Picked {
+			out = append(out, row.Symbol+": "+row.Why)
 		}
-		out = append(out, r.Symbol+": "+r.Why)
 	}
 	return out
 }

@@ -13,6 +13,9 @@ import (
 type Store interface {
 	// SaveQuote inserts or replaces a quote.
 	SaveQuote(ctx context.Context, q Quote) error
+	// PruneQuotes deletes quotes that expired before the time and never
+	// became a run; it returns how many.
+	PruneQuotes(ctx context.Context, before time.Time) (int64, error)
 	// Quote returns a quote or ErrNotFound.
 	Quote(ctx context.Context, id string) (Quote, error)
 	// ConfirmQuote, in one transaction: marks the quote confirmed (ErrQuoteUsed
@@ -59,6 +62,13 @@ type Store interface {
 	// the run resumes on any instance. ErrWrongState when the lease is live
 	// again or the run ended.
 	TakeOverRun(ctx context.Context, id string, now time.Time, timeout time.Duration) (Run, error)
+	// EndedLapsed lists ended runs whose lease lapsed before now: their
+	// process died after settling them and before releasing the lease, so
+	// perhaps before their final message was handed over.
+	EndedLapsed(ctx context.Context, now time.Time, limit int) ([]Run, error)
+	// ClearLapsedLease clears a lease that lapsed before now; false when it
+	// was not lapsed (or another caller cleared it first).
+	ClearLapsedLease(ctx context.Context, id string, now time.Time) (bool, error)
 	// RunsOf lists an account's newest runs.
 	RunsOf(ctx context.Context, account billing.AccountID, limit int) ([]Run, error)
 	// Watchlists returns an account's watchlists by name.

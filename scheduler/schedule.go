@@ -79,6 +79,15 @@ type Store interface {
 	SchedulesOf(ctx context.Context, account billing.AccountID) ([]Schedule, error)
 	// UpdateSchedule applies fn to the locked schedule and stores it.
 	UpdateSchedule(ctx context.Context, id string, fn func(*Schedule) error) (Schedule, error)
+	// ActivateSchedule is UpdateSchedule for a change that makes the
+	// schedule live: in the same transaction, it counts the account's other
+	// live (active or paused) schedules and refuses with ErrBadSpec when
+	// they are max or more, so concurrent confirms never pass the limit.
+	ActivateSchedule(ctx context.Context, id string, max int, fn func(*Schedule) error) (Schedule, error)
+	// ScheduleCounts counts an account's schedules by status.
+	ScheduleCounts(ctx context.Context, account billing.AccountID) (map[Status]int, error)
+	// PruneProposals deletes proposals not confirmed since before.
+	PruneProposals(ctx context.Context, before time.Time) (int64, error)
 	// ClaimDue locks up to limit active schedules due at now (skipping ones
 	// another claimer holds), lets decide choose, records the fire and missed
 	// times (a time already recorded is never fired again), enqueues the fire

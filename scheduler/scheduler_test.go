@@ -151,6 +151,7 @@ type rig struct {
 	svc     *scheduler.Service
 	mu      sync.Mutex
 	notices []string
+	private map[billing.Identity][]string // NotifyOwner's, by owner
 }
 
 func newRig(t *testing.T, opts testbed.Options) *rig {
@@ -159,6 +160,13 @@ func newRig(t *testing.T, opts testbed.Options) *rig {
 	r.svc = &scheduler.Service{Store: b.Store, Engine: b.Engine, Now: b.Clock.Now, Notify: func(_ context.Context, _ research.Destination, text string) {
 		r.mu.Lock()
 		r.notices = append(r.notices, text)
+		r.mu.Unlock()
+	}, NotifyOwner: func(_ context.Context, owner billing.Identity, text string) {
+		r.mu.Lock()
+		if r.private == nil {
+			r.private = map[billing.Identity][]string{}
+		}
+		r.private[owner] = append(r.private[owner], text)
 		r.mu.Unlock()
 	}}
 	b.Store.SetFirer(r.svc)
@@ -335,9 +343,18 @@ func TestCatchUpOverlapAndBalance(t *testing.T) {
 	}
 	r.mu.Lock()
 	notices := strings.Join(r.notices, "\n")
+	private := strings.Join(r.private[alice], "\n")
 	r.mu.Unlock()
-	if !strings.Contains(notices, overlapNotice) || !strings.Contains(notices, "top up") {
+	if !strings.Contains(notices, overlapNotice) || !strings.Contains(notices, "top up") || !strings.Contains(notices, "too little balance") {
 		t.Fatalf("notices = %s", notices)
+	}
+	// The schedule's chat (a group, maybe) gets no figures; the owner gets
+	// them privately.
+	if strings.Contains(notices, "$") || strings.Contains(all[0].Note, "$") {
+		t.Fatalf("a balance figure reached the schedule's chat or its fire note: %s / %s", notices, all[0].Note)
+	}
+	if !strings.Contains(private, "your credit has $0.00 and the run needs up to $") {
+		t.Fatalf("the owner's private notice = %q", private)
 	}
 	r.b.CheckSettled()
 }
@@ -373,15 +390,25 @@ func TestScheduleThroughConsole(t *testing.T) {
 	if !strings.Contains(out.String(), "active: research on NVDA, AMD") {
 		t.Fatalf("list:\n%s", out.String())
 	}
+	// A paused schedule lists no next time (issue 15).
+	list0, _, _ := r.svc.List(t.Context(), alice)
+	con.Handle(t.Context(), "/schedule pause "+list0[0].ID)
+	mark := len(out.String())
+	con.Handle(t.Context(), "/schedule list")
+	if paused := out.String()[mark:]; !strings.Contains(paused, "no next run while paused") || strings.Contains(paused, ", next ") {
+		t.Fatalf("paused list:\n%s", paused)
+	}
+	con.Handle(t.Context(), "/schedule resume "+list0[0].ID)
 	list, _, _ := r.svc.List(t.Context(), alice)
 	r.b.Clock.Advance(list[0].NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now())) // a minute after its next time
 	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
 		t.Fatalf("claim = %d, %v", n, err)
 	}
 	out.WaitFor(t, "Receipt: http", 1) // the final message's last line
-	for _, want := range []string{"Research NVDA, AMD: succeeded", "Not financial advice"} {
+	// The result says it came from the schedule (issue 15).
+	for _, want := range []string{"Scheduled (" + list[0].ID + ") research NVDA, AMD: succeeded", "Not financial advice"} {
 		if !strings.Contains(out.String(), want) {
-			t.Errorf("scheduled result lacks %q", want)
+			t.Errorf("scheduled result lacks %q:\n%s", want, out.String())
 		}
 	}
 	r.b.CheckLedger()

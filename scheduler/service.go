@@ -22,11 +22,20 @@ type Service struct {
 	Store  Store
 	Engine *research.Engine
 	// Notify posts a notice to a schedule's chat (a skipped run, say).
-	Notify        func(ctx context.Context, d research.Destination, text string)
+	Notify func(ctx context.Context, d research.Destination, text string)
+	// NotifyOwner posts to the schedule owner's private chat: a notice's
+	// figures (balance, shortfall) never go to the schedule's chat, which
+	// may be a group. Without it the figures are not sent at all.
+	NotifyOwner   func(ctx context.Context, owner billing.Identity, text string)
 	Now           func() time.Time
 	MinInterval   time.Duration // default 1 h
 	MaxPerAccount int           // default 10
-	CatchUp       time.Duration // a time missed by less than this still runs; default 1 h
+	// MaxProposals bounds an account's schedules proposed and not yet
+	// confirmed (default 5); ProposalTTL is how long one waits for its
+	// confirm before Prune deletes it (default 1 h).
+	MaxProposals int
+	ProposalTTL  time.Duration
+	CatchUp      time.Duration // a time missed by less than this still runs; default 1 h
 	// Reports says whether this process can deliver to a platform's chats;
 	// the claimer leaves other platforms' schedules to a process that can
 	// (a serve with the adapter, or the console for its own). nil: all.
@@ -114,14 +123,22 @@ func (s *Service) Propose(ctx context.Context, owner billing.Identity, words []s
 		return p, fmt.Errorf("%w: %q fires every %s; the minimum is %s", ErrBadSpec, cmd.Spec, gap, s.minInterval())
 	}
 	req := research.Request{Kind: cmd.Kind, Symbols: cmd.Symbols, Watchlist: cmd.List, Depth: cmd.Depth, Owner: owner, Dest: dest}
+	if acc, err := s.Engine.Ledger.AccountOf(ctx, owner); err == nil {
+		// Before the quote: a refused proposal fetches no market data.
+		counts, err := s.Store.ScheduleCounts(ctx, acc)
+		if err != nil {
+			return p, err
+		}
+		if n := counts[Active] + counts[Paused]; n >= s.maxPerAccount() {
+			return p, fmt.Errorf("%w: you have %d schedules, the most an account may have", ErrBadSpec, n)
+		}
+		if n := counts[Proposed]; n >= s.maxProposals() {
+			return p, fmt.Errorf("%w: you have %d schedule proposals waiting; confirm or cancel one first (unconfirmed ones lapse after %s)", ErrBadSpec, n, s.proposalTTL())
+		}
+	}
 	q, err := s.Engine.Quote(ctx, req)
 	if err != nil {
 		return p, err
-	}
-	if n, err := s.countLive(ctx, q.AccountID); err != nil {
-		return p, err
-	} else if n >= s.maxPerAccount() {
-		return p, fmt.Errorf("%w: you have %d schedules, the most an account may have", ErrBadSpec, n)
 	}
 	p.Quote, p.Next = q, spec.NextN(now, 5)
 	p.PerMonth = spec.perMonth(now)
@@ -135,15 +152,23 @@ func (s *Service) Propose(ctx context.Context, owner billing.Identity, words []s
 	return p, s.Store.SaveSchedule(ctx, p.Schedule)
 }
 
-func (s *Service) countLive(ctx context.Context, acc billing.AccountID) (int, error) {
-	all, err := s.Store.SchedulesOf(ctx, acc)
-	n := 0
-	for _, sc := range all {
-		if sc.Status == Active || sc.Status == Paused {
-			n++
-		}
+func (s *Service) maxProposals() int {
+	if s.MaxProposals > 0 {
+		return s.MaxProposals
 	}
-	return n, err
+	return 5
+}
+
+func (s *Service) proposalTTL() time.Duration {
+	if s.ProposalTTL > 0 {
+		return s.ProposalTTL
+	}
+	return time.Hour
+}
+
+// Prune deletes proposals that waited longer than ProposalTTL for a confirm.
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	return s.Store.PruneProposals(ctx, s.now().Add(-s.proposalTTL()))
 }
 
 // owned loads a schedule its owner (or a linked identity, or an admin) may change.
@@ -170,12 +195,9 @@ func (s *Service) Confirm(ctx context.Context, id string, who billing.Identity) 
 	if err != nil {
 		return sc, err
 	}
-	if n, err := s.countLive(ctx, sc.AccountID); err != nil {
-		return sc, err
-	} else if n >= s.maxPerAccount() {
-		return sc, fmt.Errorf("%w: you have %d schedules, the most an account may have", ErrBadSpec, n)
-	}
-	return s.Store.UpdateSchedule(ctx, id, func(sc *Schedule) error {
+	// The limit is counted in the activating transaction: concurrent
+	// confirms cannot all see room.
+	return s.Store.ActivateSchedule(ctx, id, s.maxPerAccount(), func(sc *Schedule) error {
 		if sc.Status != Proposed {
 			return fmt.Errorf("%w: the schedule is %s", research.ErrWrongState, sc.Status)
 		}
@@ -293,18 +315,34 @@ func (s *Service) Claim(ctx context.Context) (int, error) {
 
 // Run claims due schedules every 250 ms until ctx ends, so a time fires
 // well within a second of being due.
+//
+// While claiming fails (the database is down, say) it backs off, doubling
+// the wait from 250 ms up to 30 s, and logs the first failure, then one
+// line per backoff step, and one when claiming works again: not 4 a second.
 func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
+	const every, maxWait = 250 * time.Millisecond, 30 * time.Second
+	wait, failures := every, 0
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		if _, err := s.Claim(ctx); err != nil && ctx.Err() == nil {
-			s.log().Error("claim schedules", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		_, err := s.Claim(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			failures++
+			if failures == 1 || wait < maxWait {
+				s.log().Error("claim schedules", "err", err, "failures", failures, "next_try_in", min(2*wait, maxWait).String())
+			}
+			wait = min(2*wait, maxWait)
+		case err == nil && failures > 0:
+			s.log().Info("claim schedules works again", "after_failures", failures)
+			wait, failures = every, 0
+		}
+		t.Reset(wait)
 	}
 }
 
@@ -361,7 +399,9 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 	qid := fireQuoteID(sc.ID, f.At)
 	q, err := s.Engine.Store.Quote(ctx, qid)
 	if errors.Is(err, research.ErrNotFound) {
-		q, err = s.Engine.QuoteWithID(ctx, sc.Request, qid)
+		req := sc.Request
+		req.ScheduleID = sc.ID // its messages and receipt say a schedule made it
+		q, err = s.Engine.QuoteWithID(ctx, req, qid)
 		if errors.Is(err, research.ErrBadRequest) {
 			return false, skip(FailedOutcome, "it could not be quoted: "+strings.TrimPrefix(err.Error(), "bad request: "))
 		}
@@ -385,7 +425,12 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 	case q.Debt > 0:
 		return false, skip(SkippedBalance, fmt.Sprintf("your account owes %s after a refund; top up to pay it and keep the schedule running", q.Debt))
 	case !q.CanConfirm():
-		return false, skip(SkippedBalance, fmt.Sprintf("your %s has %s and the run needs up to %s; top up to keep it running", q.Bucket, q.Available, q.Hold))
+		if s.NotifyOwner != nil {
+			when := f.At.In(loadZone(sc.Zone)).Format("Mon 2006-01-02 15:04 MST")
+			s.NotifyOwner(ctx, sc.Owner, fmt.Sprintf("Scheduled %s (%s) at %s was skipped: your %s has %s and the run needs up to %s; top up to keep it running.",
+				describe(sc), sc.ID, when, q.Bucket, q.Available, q.Hold))
+		}
+		return false, skip(SkippedBalance, "too little balance (the owner was told the figures privately); top up to keep it running")
 	default:
 		run, _, err = s.Engine.Confirm(ctx, q.ID, sc.Owner, nil)
 		if errors.Is(err, research.ErrInsufficient) {

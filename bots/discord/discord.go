@@ -14,17 +14,20 @@
 package discord
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -81,6 +84,10 @@ type Config struct {
 	// DeferAfter is how long a command may take before the adapter sends a
 	// deferred response instead (at most 2.5 s; default 2 s).
 	DeferAfter time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts to reach
+	// Discord at start (register the commands, connect the gateway):
+	// default 1 s doubling to 1 min, with jitter.
+	RetryMin, RetryMax time.Duration
 }
 
 var snowflakeRE = regexp.MustCompile(`^[0-9]{1,20}$`)
@@ -162,6 +169,12 @@ type Adapter struct {
 	finals  map[string]time.Time // messages that show their final view
 	// seen refuses HTTP interactions posted a second time.
 	seen replayGuard
+
+	// state is what /healthz says: "up", or what Start is waiting for.
+	state atomic.Pointer[string]
+	// handlerAdded: the gateway's interaction handler is added once,
+	// however many connection attempts it takes.
+	handlerAdded bool
 }
 
 // move is where the views for a message go instead.
@@ -226,20 +239,24 @@ func New(cfg Config, conv *bots.Conversation) (*Adapter, error) {
 
 // Start registers the slash commands and, unless interactions come over
 // HTTP, connects the gateway. When ctx ends the adapter stops.
+//
+// Discord being unreachable (or answering 5xx or 429) does not fail Start:
+// it logs, and retries in the background with backoff until it gets
+// through or ctx ends; meanwhile State says so, sends fail (the outbox
+// retries them) and everything else forgebot does goes on. Only a refused
+// token (401) is returned, since no retry can fix it.
 func (a *Adapter) Start(ctx context.Context) error {
-	if err := a.register(ctx); err != nil {
+	err := a.connect(ctx)
+	var api *APIError
+	switch {
+	case err == nil:
+	case errors.As(err, &api) && (api.Status == http.StatusUnauthorized || api.Status == http.StatusForbidden):
+		a.setState("down: Discord refused the bot token")
 		return err
-	}
-	if !a.cfg.HTTPInteractions {
-		a.s.AddHandler(func(_ *discordgo.Session, ic *discordgo.InteractionCreate) {
-			if ic.Interaction != nil {
-				a.gatewayInteraction(ic.Interaction)
-			}
-		})
-		if err := a.s.Open(); err != nil {
-			return fmt.Errorf("discord gateway: %w", a.clean(err))
-		}
-		a.log.Info("discord gateway connected")
+	default:
+		a.setState("connecting: Discord unreachable, retrying")
+		a.log.Warn("discord: unreachable at start; retrying with backoff", "err", err)
+		go a.retryConnect(ctx)
 	}
 	go func() {
 		select {
@@ -251,6 +268,79 @@ func (a *Adapter) Start(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// connect is one attempt to register the commands and open the gateway.
+func (a *Adapter) connect(ctx context.Context) error {
+	if err := a.register(ctx); err != nil {
+		return err
+	}
+	if !a.cfg.HTTPInteractions {
+		a.mu.Lock()
+		if !a.handlerAdded {
+			a.handlerAdded = true
+			a.s.AddHandler(func(_ *discordgo.Session, ic *discordgo.InteractionCreate) {
+				if ic.Interaction != nil {
+					a.gatewayInteraction(ic.Interaction)
+				}
+			})
+		}
+		a.mu.Unlock()
+		if err := a.s.Open(); err != nil {
+			return fmt.Errorf("discord gateway: %w", a.clean(err))
+		}
+		a.log.Info("discord gateway connected")
+	}
+	a.setState("up")
+	return nil
+}
+
+// retryConnect repeats connect with jittered exponential backoff until it
+// succeeds, the adapter stops or ctx ends. Each failure is logged once per
+// attempt, and attempts thin out to RetryMax apart.
+func (a *Adapter) retryConnect(ctx context.Context) {
+	wait := cmp.Or(a.cfg.RetryMin, time.Second)
+	maxWait := cmp.Or(a.cfg.RetryMax, time.Minute)
+	for attempt := 2; ; attempt++ {
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-a.life.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := a.connect(ctx)
+		if err == nil {
+			a.log.Info("discord: reached after retrying", "attempt", attempt)
+			return
+		}
+		a.log.Warn("discord: still unreachable; retrying", "attempt", attempt, "next_in", min(2*wait, maxWait).String(), "err", err)
+		wait = min(2*wait, maxWait)
+	}
+}
+
+func (a *Adapter) setState(s string) { a.state.Store(&s) }
+
+// State is the adapter's health for /healthz: "up" once the commands are
+// registered and (gateway mode) the gateway connected, else what it is
+// waiting for.
+func (a *Adapter) State() string {
+	p := a.state.Load()
+	if p == nil {
+		return "starting"
+	}
+	if *p == "up" && !a.cfg.HTTPInteractions {
+		a.s.RLock()
+		ready := a.s.DataReady
+		a.s.RUnlock()
+		if !ready {
+			return "connecting: gateway reconnecting"
+		}
+	}
+	return *p
 }
 
 // Stop closes the gateway, refuses new interactions and waits (until ctx

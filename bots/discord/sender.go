@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -119,6 +120,17 @@ func (a *Adapter) edit(ctx context.Context, d research.Destination, m message) e
 // sendChannel posts m in a channel with the bot token.
 func (a *Adapter) sendChannel(ctx context.Context, channelID string, m message) (*discordgo.Message, error) {
 	var msg *discordgo.Message
+	if user, ok := strings.CutPrefix(channelID, "user:"); ok {
+		// The user's private chat (bots.PrivateChat): their DM channel.
+		var dm *discordgo.Channel
+		if err := a.call(discordgo.EndpointUserChannels("@me"), func() (err error) {
+			dm, err = a.s.UserChannelCreate(user, discordgo.WithContext(ctx))
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		channelID = dm.ID
+	}
 	err := a.call(discordgo.EndpointChannelMessages(channelID), func() (err error) {
 		msg, err = a.s.ChannelMessageSendComplex(channelID, m.send(), discordgo.WithContext(ctx))
 		return err

@@ -49,7 +49,7 @@ func TestResearchToCompletion(t *testing.T) {
 			t.Errorf("button %q has callback_data %q", btn.Text, btn.CallbackData)
 		}
 	}
-	if got := strings.Join(labels, "|"); !strings.HasPrefix(got, "Confirm $") || !strings.Contains(got, "|Cancel|Quick|Deep|Allow other-bucket fallback") {
+	if got := strings.Join(labels, "|"); !strings.HasPrefix(got, "Confirm $") || !strings.HasSuffix(got, "|Cancel|Quick|Deep") { // no other route: no fallback choice (issue 15)
 		t.Fatalf("quote buttons = %s", got)
 	}
 
@@ -119,11 +119,19 @@ func TestGroupOwnerOnly(t *testing.T) {
 	b.fake.SendText(group, bob, "nice weather")                  // chatter
 	b.fake.SendText(group, alice, "/research@forgebot_test_bot AAPL MSFT standard")
 	quote := b.reply(t, group.ID, "Quote: standard research on AAPL, MSFT")
-	if n := len(b.fake.Calls("sendMessage")); n != 1 {
-		for _, c := range b.fake.Calls("sendMessage") {
-			t.Logf("%q", c.Fields["text"])
+	// The group gets the quote only (its figures went to alice's private
+	// chat, not counted here).
+	toGroup := 0
+	for _, c := range b.fake.Calls("sendMessage") {
+		if c.Int("chat_id") == group.ID {
+			toGroup++
 		}
-		t.Fatalf("%d messages sent, want only the quote\n%s", n, b.logs.String())
+	}
+	if toGroup != 1 {
+		for _, c := range b.fake.Calls("sendMessage") {
+			t.Logf("%s %q", c.Fields["chat_id"], c.Fields["text"])
+		}
+		t.Fatalf("%d messages sent to the group, want only the quote\n%s", toGroup, b.logs.String())
 	}
 
 	q := b.fake.Press(group, bob, quote.ID, button(t, quote, "Confirm"))

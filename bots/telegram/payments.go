@@ -19,6 +19,10 @@ import (
 // cancels the payment unless it is answered within 10 s.
 const preCheckoutWithin = 7 * time.Second
 
+// paymentAttempts bounds the tries to credit one successful_payment (about
+// a minute with the default PaymentRetry of 1 s, doubling).
+const paymentAttempts = 6
+
 // Payer is what the adapter needs of the conversation for payments;
 // *bots.Conversation has it.
 type Payer interface {
@@ -85,11 +89,40 @@ func (a *Adapter) onPayment(ctx context.Context, m *models.Message) {
 	if sp.Currency != "XTR" {
 		provider = billing.ProviderTelegramFiat
 	}
-	// Crediting must not be cut short by the update's deadline once started.
-	replies, err := p.PaymentReceived(context.WithoutCancel(ctx), bots.PaymentDone{Provider: provider, ChargeID: sp.TelegramPaymentChargeID,
-		ExternalRef: sp.ProviderPaymentChargeID, Payer: identity(*m.From), Payload: sp.InvoicePayload, Currency: sp.Currency, Total: int64(sp.TotalAmount)})
+	// Telegram sends a successful_payment once: crediting is retried here
+	// (it is keyed by the charge id, so a retry cannot credit twice), and it
+	// is not cut short by the update's deadline.
+	pd := bots.PaymentDone{Provider: provider, ChargeID: sp.TelegramPaymentChargeID, ExternalRef: sp.ProviderPaymentChargeID,
+		Payer: identity(*m.From), Payload: sp.InvoicePayload, Currency: sp.Currency, Total: int64(sp.TotalAmount)}
+	var (
+		replies []bots.Reply
+		err     error
+	)
+	wait := a.cfg.PaymentRetry
+	if wait <= 0 {
+		wait = time.Second
+	}
+retry:
+	for attempt := 1; ; attempt++ {
+		if replies, err = p.PaymentReceived(context.WithoutCancel(ctx), pd); err == nil || attempt == paymentAttempts {
+			break
+		}
+		a.log.Warn("telegram: payment not credited yet, retrying", "charge_id", pd.ChargeID, "attempt", attempt, "err", err)
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+			wait *= 2
+		case <-a.workCtxDone():
+			timer.Stop()
+			break retry
+		}
+	}
 	if err != nil {
-		a.log.Error("telegram: payment not credited", "charge_id", sp.TelegramPaymentChargeID, "err", err)
+		ref := newRef()
+		a.log.Error("telegram: payment not credited: credit or refund it by hand", "ref", ref, "charge_id", pd.ChargeID,
+			"payer", pd.Payer.String(), "payload", pd.Payload, "err", err)
+		replies = []bots.Reply{{View: bots.View{Kind: bots.KindError, Private: true, Text: fmt.Sprintf(
+			"Your payment %s arrived but could not be recorded yet (ref %s). Nothing is lost: an admin will credit or refund it.", pd.ChargeID, ref)}}}
 	}
 	t := target{chat: m.Chat.ID, replyTo: m.ID}
 	for _, r := range replies {
@@ -120,4 +153,14 @@ func (a *Adapter) Refund(ctx context.Context, p billing.Payment, payer billing.I
 		return err
 	}
 	return nil
+}
+
+// workCtxDone is closed when the adapter stops its work.
+func (a *Adapter) workCtxDone() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.workCtx == nil {
+		return nil
+	}
+	return a.workCtx.Done()
 }

@@ -280,7 +280,9 @@ func (a *Adapter) isFinal(chat int64, id int) bool {
 }
 
 func parseDest(d research.Destination) (target, int, error) {
-	chat, err := strconv.ParseInt(d.ChatID, 10, 64)
+	// "user:ID" is the user's private chat (bots.PrivateChat): on Telegram
+	// its chat id is the user's id.
+	chat, err := strconv.ParseInt(strings.TrimPrefix(d.ChatID, "user:"), 10, 64)
 	if err != nil {
 		return target{}, 0, fmt.Errorf("telegram: bad chat id %q", d.ChatID)
 	}

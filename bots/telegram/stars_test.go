@@ -1,13 +1,17 @@
 package telegram_test
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/bots/telegram"
 	"github.com/tokensforge/forgebot/bots/telegram/telegramtest"
 	"github.com/tokensforge/forgebot/internal/testbed"
 )
@@ -220,6 +224,59 @@ func TestAdminGrantAndLimits(t *testing.T) {
 	b.fake.SendText(chat, alice, "/limit off")
 	if m := b.reply(t, chat.ID, "today: $0.00 (no limit)"); m.Visible == "" {
 		t.Fatal("limit off not shown")
+	}
+	b.bed.CheckLedger()
+}
+
+// flakyPayments fails the first n credits, as a database that is briefly away.
+type flakyPayments struct {
+	bots.PayStore
+	mu   sync.Mutex
+	fail int
+}
+
+func (f *flakyPayments) CreditPayment(ctx context.Context, req billing.PaymentRequest) (billing.Payment, billing.Entry, error) {
+	f.mu.Lock()
+	if f.fail > 0 {
+		f.fail--
+		f.mu.Unlock()
+		return billing.Payment{}, billing.Entry{}, errors.New("connection refused")
+	}
+	f.mu.Unlock()
+	return f.PayStore.CreditPayment(ctx, req)
+}
+
+// TestStarsPaymentRetried: Telegram sends a successful_payment once, so a
+// credit that fails is retried until it lands, once.
+func TestStarsPaymentRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{bed: testbed.Options{NoWorkers: true}, config: func(c *telegram.Config) { c.PaymentRetry = 10 * time.Millisecond }})
+	flaky := &flakyPayments{PayStore: b.bed.Store, fail: 2}
+	b.conv.Pay = &bots.Pay{Store: flaky, Amounts: []billing.Money{5 * billing.Micro}, StarsPerUSD: 50}
+	if err := b.ad.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	chat := telegramtest.Private(alice)
+	b.fake.SendText(chat, alice, "/topup credit 5")
+	var inv telegramtest.Invoice
+	b.fake.Wait(t, b.wait, "an invoice", func() bool {
+		calls := b.fake.Calls("sendInvoice")
+		if len(calls) == 0 {
+			return false
+		}
+		m, ok := b.fake.Message(chat.ID, calls[0].MessageID)
+		if ok {
+			inv = *m.Invoice
+		}
+		return ok
+	})
+	b.fake.Pay(chat, alice, inv.Payload, "XTR", inv.Total)
+	b.reply(t, chat.ID, "Payment received: $5.00 added")
+	b.logs.WaitFor(t, "payment not credited yet, retrying", 2)
+	acc, _ := b.bed.Store.AccountOf(t.Context(), who(alice))
+	bal, _ := b.bed.Store.Balances(t.Context(), acc)
+	if bal[billing.BucketCredit].Posted != 5*billing.Micro {
+		t.Fatalf("credit = %s, want $5.00 once", bal[billing.BucketCredit].Posted)
 	}
 	b.bed.CheckLedger()
 }

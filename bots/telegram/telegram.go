@@ -29,12 +29,14 @@
 package telegram
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -84,6 +86,22 @@ type Config struct {
 	// spins until answered); a refusal that comes later is posted in the
 	// chat instead. Default 2s.
 	AnswerWithin time.Duration
+	// PaymentRetry is the first wait before crediting a successful_payment
+	// again after a failure (doubling each time); default 1s.
+	PaymentRetry time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts to register
+	// the webhook while the Bot API is unreachable: default 1 s doubling to
+	// 1 min, with jitter.
+	RetryMin, RetryMax time.Duration
+	// Workers bounds the updates handled at once (default 32). Polling
+	// waits for a free worker; a webhook call finding none answers 503, and
+	// Telegram delivers the update again later.
+	Workers int
+	// WebhookWait is how long a webhook call waits for its update to be
+	// handled before answering 200 anyway (default 10 s): an update whose
+	// every reply failed to go out within it answers 503, so Telegram
+	// delivers it again.
+	WebhookWait time.Duration
 }
 
 // String describes the configuration without its secrets.
@@ -175,6 +193,29 @@ type Adapter struct {
 	recentN   int
 
 	inflight sync.WaitGroup
+
+	// health: when a Bot API call last got an answer, and when one last
+	// failed to (no connection, or 5xx); unix nanoseconds.
+	lastOK, lastFail atomic.Int64
+	// webhookSet is false while the webhook still has to be registered.
+	webhookSet atomic.Bool
+	// workers holds one token per update being handled.
+	workers chan struct{}
+}
+
+// updateInfo follows one update's handling: whether a reply went out, and
+// whether one failed to.
+type updateInfo struct {
+	id           int64
+	sent, failed atomic.Bool
+	done         chan struct{}
+}
+
+type updateKey struct{}
+
+func updateOf(ctx context.Context) *updateInfo {
+	u, _ := ctx.Value(updateKey{}).(*updateInfo)
+	return u
 }
 
 type msgKey struct {
@@ -202,11 +243,21 @@ func New(cfg Config, conv Conversation) (*Adapter, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: cfg.PollTimeout + 15*time.Second}
 	}
+	// Every Bot API call passes the health recorder (a copy: the caller's
+	// client is left as it is).
+	hc := *cfg.HTTPClient
+	hc.Transport = &healthTransport{next: cmp.Or[http.RoundTripper](hc.Transport, http.DefaultTransport)}
+	cfg.HTTPClient = &hc
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	a := &Adapter{cfg: cfg, conv: conv, log: cfg.Log, redact: newRedactor(cfg.Token), budget: newBudget(),
 		parts: map[int64][]partJob{}, partsIdle: closed(), finalized: map[msgKey]time.Time{}, shown: map[msgKey]shownEntry{}, webhookPath: DefaultWebhookPath}
+	hc.Transport.(*healthTransport).a = a
+	a.workers = make(chan struct{}, cmp.Or(cfg.Workers, 32))
+	if a.cfg.WebhookWait <= 0 {
+		a.cfg.WebhookWait = 10 * time.Second
+	}
 	if cfg.WebhookURL != "" {
 		if u, _ := url.Parse(cfg.WebhookURL); u.Path != "" && u.Path != "/" {
 			a.webhookPath = u.Path
@@ -215,7 +266,7 @@ func New(cfg Config, conv Conversation) (*Adapter, error) {
 	opts := []bot.Option{
 		bot.WithSkipGetMe(), // Start calls it, with a context
 		bot.WithHTTPClient(cfg.PollTimeout, cfg.HTTPClient),
-		bot.WithDefaultHandler(func(_ context.Context, _ *bot.Bot, upd *models.Update) { a.dispatch(upd) }),
+		bot.WithDefaultHandler(func(_ context.Context, _ *bot.Bot, upd *models.Update) { a.dispatch(upd, true) }),
 		// dispatch only starts a goroutine; running it synchronously lets
 		// Stop know that no update is handed over after polling ended.
 		bot.WithNotAsyncHandlers(),
@@ -276,11 +327,23 @@ func (a *Adapter) Start(ctx context.Context) error {
 	a.publishCommands(callCtx)
 
 	if a.cfg.WebhookURL != "" {
-		_, err := a.bot.SetWebhook(callCtx, &bot.SetWebhookParams{URL: a.cfg.WebhookURL, SecretToken: a.cfg.WebhookSecret,
-			AllowedUpdates: []string{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery, models.AllowedUpdatePreCheckoutQuery}})
-		if err != nil {
+		switch err := a.setWebhook(callCtx); {
+		case err == nil:
+		case errors.Is(err, bot.ErrorUnauthorized), errors.Is(err, bot.ErrorNotFound):
 			a.Stop(context.Background())
-			return fmt.Errorf("telegram: set webhook: %w", a.redact.classify("setWebhook", err))
+			return ErrBadToken
+		default:
+			// The Bot API being down must not take the rest of forgebot
+			// with it: the webhook path is mounted and serves; registering
+			// it is retried with backoff until it works.
+			a.log.Warn("telegram: set webhook failed; retrying with backoff", "err", err)
+			go a.retry(a.pollCtx, "setWebhook", func(ctx context.Context) error {
+				if err := a.setWebhook(ctx); err != nil {
+					return err
+				}
+				a.publishCommands(ctx)
+				return nil
+			})
 		}
 	} else {
 		// A webhook left set makes getUpdates fail with a conflict.
@@ -308,6 +371,74 @@ func (a *Adapter) Start(ctx context.Context) error {
 	}()
 	a.log.Info("telegram: started", "mode", a.Mode(), "bot", a.botName())
 	return nil
+}
+
+// setWebhook registers the webhook with its secret.
+func (a *Adapter) setWebhook(ctx context.Context) error {
+	_, err := a.bot.SetWebhook(ctx, &bot.SetWebhookParams{URL: a.cfg.WebhookURL, SecretToken: a.cfg.WebhookSecret,
+		AllowedUpdates: []string{models.AllowedUpdateMessage, models.AllowedUpdateCallbackQuery, models.AllowedUpdatePreCheckoutQuery}})
+	if err != nil {
+		return a.redact.classify("setWebhook", err)
+	}
+	a.webhookSet.Store(true)
+	return nil
+}
+
+// retry repeats fn with jittered exponential backoff (RetryMin doubling to
+// RetryMax) until it succeeds or ctx ends, logging each failure.
+func (a *Adapter) retry(ctx context.Context, what string, fn func(context.Context) error) {
+	wait := cmp.Or(a.cfg.RetryMin, time.Second)
+	maxWait := cmp.Or(a.cfg.RetryMax, time.Minute)
+	for attempt := 2; ; attempt++ {
+		t := time.NewTimer(wait/2 + mrand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		callCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := fn(callCtx)
+		cancel()
+		if err == nil {
+			a.log.Info("telegram: "+what+" succeeded after retrying", "attempt", attempt)
+			return
+		}
+		wait = min(2*wait, maxWait)
+		a.log.Warn("telegram: "+what+" failed again; retrying", "attempt", attempt, "next_in", wait.String(), "err", err)
+	}
+}
+
+// State is the adapter's health for /healthz: "up" while the Bot API
+// answers (and, in webhook mode, the webhook is registered), else what is
+// wrong.
+func (a *Adapter) State() string {
+	switch {
+	case a.cfg.WebhookURL != "" && !a.webhookSet.Load():
+		return "connecting: registering the webhook"
+	case a.lastFail.Load() > a.lastOK.Load():
+		return "degraded: Bot API unreachable"
+	}
+	return "up"
+}
+
+// healthTransport records whether Bot API calls get answers.
+type healthTransport struct {
+	next http.RoundTripper
+	a    *Adapter
+}
+
+func (h *healthTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := h.next.RoundTrip(r)
+	now := time.Now().UnixNano()
+	switch {
+	case err != nil && r.Context().Err() != nil: // our own cancel says nothing of the API
+	case err != nil || res.StatusCode >= 500:
+		h.a.lastFail.Store(now)
+	default:
+		h.a.lastOK.Store(now)
+	}
+	return res, err
 }
 
 func (a *Adapter) botName() string {
@@ -385,26 +516,68 @@ func (a *Adapter) Handler() http.Handler {
 	return http.HandlerFunc(a.serveWebhook)
 }
 
-// dispatch hands an update to its own goroutine, unless stopping or seen.
-func (a *Adapter) dispatch(upd *models.Update) bool {
+// dispatch hands an update to a worker, unless stopping or seen; polling
+// waits for a free worker (wait), a webhook call does not. The info's done
+// closes when the update has been handled; nil info with ok means a
+// duplicate.
+func (a *Adapter) dispatch(upd *models.Update, wait bool) (info *updateInfo, ok bool) {
 	a.mu.Lock()
 	if a.pollCtx == nil || a.stopping {
 		a.mu.Unlock()
-		return false
+		return nil, false
 	}
 	for _, id := range a.recent[:min(a.recentN, len(a.recent))] {
 		if id == upd.ID && upd.ID != 0 {
 			a.mu.Unlock()
-			return true
+			return nil, true
 		}
+	}
+	pollCtx := a.pollCtx
+	a.mu.Unlock()
+	if wait {
+		select {
+		case a.workers <- struct{}{}:
+		case <-pollCtx.Done():
+			return nil, false
+		}
+	} else {
+		select {
+		case a.workers <- struct{}{}:
+		default:
+			a.log.Warn("telegram: every worker busy; update refused for redelivery", "update_id", upd.ID, "workers", cap(a.workers))
+			return nil, false
+		}
+	}
+	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		<-a.workers
+		return nil, false
 	}
 	a.recent[a.recentN%len(a.recent)] = upd.ID
 	a.recentN++
 	a.inflight.Add(1)
 	ctx := a.workCtx
 	a.mu.Unlock()
-	go a.process(ctx, upd)
-	return true
+	info = &updateInfo{id: upd.ID, done: make(chan struct{})}
+	go func() {
+		defer func() { <-a.workers }()
+		defer close(info.done)
+		a.process(context.WithValue(ctx, updateKey{}, info), upd)
+	}()
+	return info, true
+}
+
+// forget removes an update id from the seen list, so a redelivery of it is
+// handled.
+func (a *Adapter) forget(id int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range a.recent[:min(a.recentN, len(a.recent))] {
+		if a.recent[i] == id {
+			a.recent[i] = 0
+		}
+	}
 }
 
 func closed() chan struct{} {

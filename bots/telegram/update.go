@@ -167,6 +167,10 @@ func (a *Adapter) onMessage(ctx context.Context, m *models.Message) {
 // not a quote or an error (a link code, receipts, usage) goes to the user's
 // private chat instead: Telegram has no messages only one member sees.
 func (a *Adapter) show(ctx context.Context, t target, group bool, who models.User, v bots.View) {
+	if group && v.Private && v.Public != nil {
+		a.sendOrLog(ctx, t, a.forGroup(ctx, who, v))
+		return
+	}
 	if !group || !v.Private || v.Kind == bots.KindQuote || v.Kind == bots.KindError {
 		a.sendOrLog(ctx, t, v)
 		return
@@ -176,15 +180,54 @@ func (a *Adapter) show(ctx context.Context, t target, group bool, who models.Use
 	case err == nil:
 		a.sendOrLog(ctx, t, bots.View{Kind: bots.KindInfo, Text: "I sent you the answer in a private chat."})
 	case forbidden(err):
-		a.sendOrLog(ctx, t, bots.View{Kind: bots.KindInfo, Text: "That answer is private, and I cannot message you yet: open a private chat with me, press Start, and send the command there."})
+		a.sendOrLog(ctx, t, bots.View{Kind: bots.KindInfo, Buttons: a.startButton(),
+			Text: "That answer is private, and I cannot message you yet: open a private chat with me, press Start, and send the command there."})
 	default:
 		a.log.Warn("telegram: private answer not sent", "chat_id", who.ID, "err", err)
 	}
 }
 
+// forGroup is what a group shows of a private view that has a public
+// form (a quote: no balance or shortfall in it). The full view, without
+// its buttons, goes to the user's private chat; when the user never started
+// the bot, the group's card gets a button that opens the private chat.
+func (a *Adapter) forGroup(ctx context.Context, who models.User, v bots.View) bots.View {
+	pub := *v.Public
+	full := v
+	full.Buttons, full.Public = nil, nil
+	_, err := a.sendView(ctx, target{chat: who.ID}, full)
+	switch {
+	case err == nil:
+	case forbidden(err):
+		pub.Text = strings.TrimSpace(pub.Text + " To see your figures, open a private chat with me and press Start.")
+		pub.Buttons = append(append([][]bots.Button{}, pub.Buttons...), a.startButton()...)
+	default:
+		a.log.Warn("telegram: private figures not sent", "chat_id", who.ID, "err", err)
+	}
+	return pub
+}
+
+// startButton opens the private chat with the bot (a t.me deep link), when
+// the bot's name is known.
+func (a *Adapter) startButton() [][]bots.Button {
+	name := a.botName()
+	if name == "" {
+		return nil
+	}
+	return [][]bots.Button{{{Label: "Open a private chat", URL: "https://t.me/" + name + "?start=private"}}}
+}
+
 func (a *Adapter) sendOrLog(ctx context.Context, t target, v bots.View) {
+	u := updateOf(ctx)
 	if _, err := a.sendView(ctx, t, v); err != nil {
-		a.log.Warn("telegram: reply not sent", "chat_id", t.chat, "err", err)
+		id := int64(0)
+		if u != nil {
+			u.failed.Store(true)
+			id = u.id
+		}
+		a.log.Warn("telegram: reply not sent", "update_id", id, "chat_id", t.chat, "err", err)
+	} else if u != nil {
+		u.sent.Store(true)
 	}
 }
 
@@ -249,7 +292,11 @@ func (a *Adapter) onCallback(ctx context.Context, q *models.CallbackQuery, ans *
 			a.show(ctx, rt, isGroup(chat), q.From, r.View)
 			continue
 		}
-		id, err := a.editView(ctx, t, msg, r.View)
+		v := r.View
+		if isGroup(chat) && v.Private && v.Public != nil {
+			v = a.forGroup(ctx, q.From, v)
+		}
+		id, err := a.editView(ctx, t, msg, v)
 		if err != nil {
 			a.log.Warn("telegram: edit after a press failed", "chat_id", chat.ID, "message_id", msg, "err", err)
 			continue

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/go-telegram/bot/models"
 )
@@ -35,10 +36,28 @@ func (a *Adapter) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad update", http.StatusBadRequest)
 		return
 	}
-	if !a.dispatch(&upd) {
+	info, ok := a.dispatch(&upd, false)
+	if !ok {
 		// Telegram redelivers after a failure: the next instance gets it.
 		http.Error(w, "not running", http.StatusServiceUnavailable)
 		return
+	}
+	if info != nil {
+		t := time.NewTimer(a.cfg.WebhookWait)
+		defer t.Stop()
+		select {
+		case <-info.done:
+			if info.failed.Load() && !info.sent.Load() {
+				// Nothing reached the user (the Bot API is down): let
+				// Telegram deliver the update again, and handle it then.
+				a.forget(info.id)
+				a.log.Warn("telegram: update not answered; asking Telegram to redeliver it", "update_id", info.id)
+				http.Error(w, "reply not delivered", http.StatusServiceUnavailable)
+				return
+			}
+		case <-t.C: // still working: it answers on its own
+		case <-r.Context().Done():
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,7 @@ type Metrics struct {
 	tokens    *prometheus.CounterVec
 	captured  *prometheus.CounterVec
 	cancelLat prometheus.Histogram
+	health    *healthCollector
 }
 
 // NewMetrics registers the metrics; health feeds the route gauges.
@@ -35,13 +37,35 @@ func NewMetrics(health *llm.Health) *Metrics {
 			Help: "From a cancel request to the run's settlement.", Buckets: []float64{.01, .05, .1, .2, .5, 1, 2, 5}}),
 	}
 	m.reg.MustRegister(m.runs, m.tokens, m.captured, m.cancelLat, collectors.NewGoCollector())
+	// Every series exists from the start, at zero, so a dashboard or an
+	// alert on a rate sees them before the first run.
+	for _, st := range []research.State{research.Succeeded, research.Partial, research.Failed, research.Cancelled, research.Expired} {
+		m.runs.WithLabelValues(string(st))
+	}
+	m.tokens.WithLabelValues("in")
+	m.tokens.WithLabelValues("out")
+	m.captured.WithLabelValues("credit")
+	m.captured.WithLabelValues("routed")
 	if health != nil {
-		m.reg.MustRegister(&healthCollector{h: health,
+		m.health = &healthCollector{h: health,
 			rate: prometheus.NewDesc("forgebot_route_success_ratio", "Route success rate over its window.", []string{"route"}, nil),
 			tps:  prometheus.NewDesc("forgebot_route_tokens_per_second", "Route output tokens per second.", []string{"route"}, nil),
-			cool: prometheus.NewDesc("forgebot_route_cooling", "1 while the route cools down after failures.", []string{"route"}, nil)})
+			cool: prometheus.NewDesc("forgebot_route_cooling", "1 while the route cools down after failures.", []string{"route"}, nil)}
+		m.reg.MustRegister(m.health)
 	}
 	return m
+}
+
+// KnowRoutes names the catalog's routes, so their series are shown (zero
+// tokens per second, not cooling; success ratio 1 with no requests yet)
+// before their first request.
+func (m *Metrics) KnowRoutes(ids ...string) {
+	if m.health == nil {
+		return
+	}
+	m.health.mu.Lock()
+	defer m.health.mu.Unlock()
+	m.health.known = append(m.health.known, ids...)
 }
 
 // Handler serves the metrics.
@@ -74,6 +98,8 @@ func (m *Metrics) observe(ev research.Event) {
 type healthCollector struct {
 	h               *llm.Health
 	rate, tps, cool *prometheus.Desc
+	mu              sync.Mutex
+	known           []string
 }
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -83,7 +109,15 @@ func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
-	for route, st := range c.h.All() {
+	all := c.h.All()
+	c.mu.Lock()
+	for _, id := range c.known {
+		if _, seen := all[id]; !seen {
+			all[id] = llm.RouteStats{SuccessRate: 1}
+		}
+	}
+	c.mu.Unlock()
+	for route, st := range all {
 		ch <- prometheus.MustNewConstMetric(c.rate, prometheus.GaugeValue, st.SuccessRate, route)
 		ch <- prometheus.MustNewConstMetric(c.tps, prometheus.GaugeValue, st.TokensPerSecond, route)
 		cooling := 0.0

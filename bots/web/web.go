@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/research"
@@ -25,16 +27,32 @@ type ReceiptStore interface {
 type Deps struct {
 	Receipts ReceiptStore
 	Metrics  *Metrics
-	Log      *slog.Logger
+	// MetricsToken, when set, serves GET /metrics on this handler behind
+	// "Authorization: Bearer MetricsToken". Without it /metrics is not on
+	// this handler at all: serve it on its own listener (Metrics.Handler).
+	MetricsToken string
+	Log          *slog.Logger
 	// Mount adds more routes (chat webhooks) to the mux.
 	Mount func(mux *http.ServeMux)
+	// DB, when set, is pinged by /healthz: the only check whose failure
+	// answers 503 (without the database nothing can be served).
+	DB Pinger
+	// Adapters, when set, reports each chat adapter's state for /healthz
+	// ("up", or what it is waiting for); a platform being down degrades,
+	// it does not fail the instance.
+	Adapters func() map[string]string
+}
+
+// Pinger is a database that can say whether it answers.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // tokenRE matches receipt tokens (billing.NewPublicID): anything else is a
 // 404 without a database read.
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{22,64}$`)
 
-// Handler serves GET /r/{token}, GET /healthz and GET /metrics.
+// Handler serves GET /r/{token}, GET /healthz and, with a token, GET /metrics.
 func Handler(d Deps) http.Handler {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -42,10 +60,13 @@ func Handler(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
+		w.Header().Set("Cache-Control", "no-store")
+		code, body := health(r.Context(), d)
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
 	})
-	if d.Metrics != nil {
-		mux.Handle("GET /metrics", d.Metrics.Handler())
+	if d.Metrics != nil && d.MetricsToken != "" {
+		mux.Handle("GET /metrics", bearer(d.Metrics.Handler(), d.MetricsToken))
 	}
 	mux.HandleFunc("GET /r/{token}", func(w http.ResponseWriter, r *http.Request) {
 		token := r.PathValue("token")
@@ -85,13 +106,48 @@ func Handler(d Deps) http.Handler {
 	return mux
 }
 
+// health is /healthz: "ok" when everything is up, "degraded" when a chat
+// adapter is not (the instance still serves runs, receipts and the other
+// platform), "down" with 503 when the database does not answer; then one
+// line per component. No error text: states only.
+func health(ctx context.Context, d Deps) (int, string) {
+	code, status := http.StatusOK, "ok"
+	var lines []string
+	if d.DB != nil {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := d.DB.Ping(ctx); err != nil {
+			d.Log.Warn("healthz: database does not answer", "err", err)
+			code, status = http.StatusServiceUnavailable, "down"
+			lines = append(lines, "database: down")
+		} else {
+			lines = append(lines, "database: up")
+		}
+	}
+	if d.Adapters != nil {
+		states := d.Adapters()
+		names := make([]string, 0, len(states))
+		for n := range states {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			lines = append(lines, n+": "+states[n])
+			if states[n] != "up" && status == "ok" {
+				status = "degraded"
+			}
+		}
+	}
+	return code, strings.Join(append([]string{status}, lines...), "\n") + "\n"
+}
+
 func receiptJSON(rc billing.Receipt) map[string]any {
 	return map[string]any{
 		"id": rc.PublicID, "run_id": rc.RunID, "status": rc.Status, "model": rc.Model, "route": rc.Route,
 		"route_kind": rc.RouteKind, "bucket": rc.Bucket, "tokens_in": rc.TokensIn, "tokens_out": rc.TokensOut,
 		"tokens_in_source": rc.TokensInSource, "tokens_out_source": rc.TokensOutSource,
 		"held_micros": rc.Held.Micros(), "captured_micros": rc.Captured.Micros(), "released_micros": rc.Released.Micros(),
-		"attempts": rc.Attempts, "notes": rc.Notes, "started_at": rc.StartedAt, "finished_at": rc.FinishedAt,
+		"purchase": rc.Purchase, "attempts": rc.Attempts, "notes": rc.Notes, "started_at": rc.StartedAt, "finished_at": rc.FinishedAt,
 	}
 }
 
@@ -103,6 +159,7 @@ var page = template.Must(template.New("receipt").Parse(`<!doctype html>
 <h1>Receipt</h1>
 <table>
 <tr><th>Run</th><td>{{.R.RunID}}</td></tr>
+{{if .R.Purchase}}<tr><th>Bought</th><td>{{.R.Purchase}}</td></tr>{{end}}
 <tr><th>Status</th><td>{{.R.Status}}</td></tr>
 <tr><th>Model</th><td>{{.R.Model}} via {{.R.Route}} ({{.R.RouteKind}} route)</td></tr>
 <tr><th>Paid from</th><td>{{.R.Bucket}}</td></tr>

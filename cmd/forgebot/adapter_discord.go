@@ -68,9 +68,12 @@ func setupDiscord(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) (
 	if dc.HTTPInteractions {
 		ad.Mount(mux)
 	}
+	// Discord unreachable is not an error here: Start retries in the
+	// background while everything else serves. A refused token is.
 	if err := ad.Start(ctx); err != nil {
-		return false, fmt.Errorf("discord: %w", err)
+		return false, badInput("DISCORD_BOT_TOKEN: %v", err)
 	}
+	a.setState(discord.Platform, ad.State)
 	mode := "gateway"
 	if dc.HTTPInteractions {
 		mode = "http " + discord.InteractionsPath

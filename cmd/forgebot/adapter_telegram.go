@@ -51,6 +51,7 @@ func setupTelegram(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) 
 		}
 		return false, err
 	}
+	a.setState(telegram.Platform, ad.State)
 	if tc.WebhookURL != "" {
 		a.log.Info("telegram adapter", "mode", ad.Mode(), "webhook_path", ad.WebhookPath())
 	} else {

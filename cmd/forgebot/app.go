@@ -41,7 +41,9 @@ type app struct {
 	schedules  *scheduler.Service // claimed by start's loop
 	// adapterStops stop the chat adapters once the final messages are out.
 	adapterStops []func(context.Context)
-	log          *slog.Logger
+	// adapterStates say how each chat adapter is, for /healthz.
+	adapterStates map[string]func() string
+	log           *slog.Logger
 }
 
 // knownPrices are list prices per 1M tokens for the quick-start shortcuts;
@@ -110,8 +112,15 @@ func (c Config) catalog() (*research.Catalog, error) {
 	return cat, nil
 }
 
-// marketProvider builds the market data source; def applies when FORGE_MARKET is unset.
+// marketProvider builds the market data source; def applies when
+// FORGE_MARKET is unset. It is cached: concurrent requests for a symbol
+// share one fetch, results are kept a minute and failures 30 s, so no user
+// can make the provider see more than one request per symbol in that time.
 func (c Config) marketProvider(def string) market.Provider {
+	return market.NewCache(c.rawMarketProvider(def), market.CacheOptions{})
+}
+
+func (c Config) rawMarketProvider(def string) market.Provider {
 	m := c.Market
 	if m == "" {
 		m = def
@@ -164,6 +173,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	}
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,
 		TopUpHint: "Top up with: forgebot wallet topup --user YOU --bucket credit|routed --amount 5.00 --key KEY"}
+	a.conv.Limits = bots.UserLimits{QuotesPerMinute: cfg.QuotesPerMinute, MaxRunning: cfg.MaxRunning}
 	a.engine.Sink = a.conv
 	a.engine.SpendDefaults = cfg.Pay.Limits.Defaults
 	a.conv.Pay = cfg.Pay.pay(rs)
@@ -172,13 +182,30 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	// console) is settled by any process, charging nothing, if none can.
 	a.engine.Deliverable = func(d research.Destination) bool { return a.outbox.Serves(d.Platform) }
 	a.engine.Bound = func(d research.Destination) bool { return d.Platform == cliPlatform || d.Platform == console.Platform }
-	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, Log: log,
+	a.schedules = &scheduler.Service{Store: rs, Engine: a.engine, Notify: a.conv.Notify, NotifyOwner: a.conv.NotifyOwner, Log: log, MaxProposals: cfg.MaxProposals,
 		MinInterval: cfg.ScheduleMinInterval, CatchUp: cfg.ScheduleCatchUp, MaxPerAccount: cfg.ScheduleMaxPerAccount}
 	// A process fires only the schedules whose chats it can post to.
 	a.schedules.Reports = a.outbox.Serves
 	a.conv.Schedules = a.schedules
 	rs.SetFirer(a.schedules)
 	return a, nil
+}
+
+// setState registers an adapter's health for /healthz.
+func (a *app) setState(name string, state func() string) {
+	if a.adapterStates == nil {
+		a.adapterStates = map[string]func() string{}
+	}
+	a.adapterStates[name] = state
+}
+
+// states is every adapter's health now.
+func (a *app) states() map[string]string {
+	out := make(map[string]string, len(a.adapterStates))
+	for name, f := range a.adapterStates {
+		out[name] = f()
+	}
+	return out
 }
 
 // start runs the workers, the outbox and the sweepers until ctx ends.
@@ -191,7 +218,35 @@ func (a *app) start(ctx context.Context) error {
 	go a.schedules.Run(ctx)
 	go a.engine.RunReaper(ctx, time.Minute, time.Hour)
 	go a.engine.Watch(ctx, 0) // takes over runs whose process died
+	go a.prune(ctx, 10*time.Minute)
 	return a.store.StartWorkers(context.WithoutCancel(ctx), a.engine)
+}
+
+// prune deletes, every interval, quotes expired for an hour that never
+// became runs and schedule proposals left unconfirmed past their time, so
+// neither table grows with every quote ever asked for. Failures are logged
+// once per interval, not retried in a loop.
+func (a *app) prune(ctx context.Context, every time.Duration) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := a.store.PruneQuotes(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			a.log.Warn("prune quotes", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned expired quotes", "count", n)
+		}
+		if n, err := a.schedules.Prune(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("prune schedule proposals", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned unconfirmed schedule proposals", "count", n)
+		}
+		t.Reset(every)
+	}
 }
 
 // stop drains: no new runs, running runs get grace to finish, then are

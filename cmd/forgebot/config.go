@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -32,9 +33,17 @@ type Config struct {
 	CatalogPath string
 	HTTPAddr    string
 	PublicURL   string
-	Admins      []billing.Identity
-	QuoteTTL    time.Duration
-	PauseTTL    time.Duration
+	// MetricsAddr serves /metrics on a listener of its own (keep it
+	// private); MetricsToken serves it on the main listener behind a
+	// bearer token instead. Neither: /metrics is not served.
+	MetricsAddr  string
+	MetricsToken string
+	// Per-user limits (zero: the defaults, 10 quotes a minute, 3 runs at
+	// once, 5 schedule proposals waiting).
+	QuotesPerMinute, MaxRunning, MaxProposals int
+	Admins                                    []billing.Identity
+	QuoteTTL                                  time.Duration
+	PauseTTL                                  time.Duration
 	// Schedules: the shortest gap between fire times, how late a time
 	// missed during downtime may still run, and schedules per account
 	// (zero means the scheduler's default: 1h, 1h, 10).
@@ -54,18 +63,23 @@ type Config struct {
 
 func loadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
-		DatabaseURL: strings.TrimSpace(getenv("DATABASE_URL")),
-		Market:      strings.TrimSpace(getenv("FORGE_MARKET")),
-		YahooURL:    strings.TrimSpace(getenv("FORGE_YAHOO_URL")),
-		CatalogPath: strings.TrimSpace(getenv("FORGE_CATALOG")),
-		HTTPAddr:    strings.TrimSpace(getenv("FORGE_HTTP_ADDR")),
-		PublicURL:   strings.TrimRight(strings.TrimSpace(getenv("FORGE_PUBLIC_URL")), "/"),
-		QuoteTTL:    10 * time.Minute,
-		PauseTTL:    time.Hour,
-		getenv:      getenv,
+		DatabaseURL:  strings.TrimSpace(getenv("DATABASE_URL")),
+		Market:       strings.TrimSpace(getenv("FORGE_MARKET")),
+		YahooURL:     strings.TrimSpace(getenv("FORGE_YAHOO_URL")),
+		CatalogPath:  strings.TrimSpace(getenv("FORGE_CATALOG")),
+		HTTPAddr:     strings.TrimSpace(getenv("FORGE_HTTP_ADDR")),
+		PublicURL:    strings.TrimRight(strings.TrimSpace(getenv("FORGE_PUBLIC_URL")), "/"),
+		MetricsAddr:  strings.TrimSpace(getenv("FORGE_METRICS_ADDR")),
+		MetricsToken: strings.TrimSpace(getenv("FORGE_METRICS_TOKEN")),
+		QuoteTTL:     10 * time.Minute,
+		PauseTTL:     time.Hour,
+		getenv:       getenv,
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = DefaultDatabaseURL
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return c, badInput("FORGE_METRICS_TOKEN must be at least 16 characters (it guards /metrics)")
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = "127.0.0.1:8080"
@@ -94,6 +108,16 @@ func loadConfig(getenv func(string) string) (Config, error) {
 				return c, badInput("%s: want a positive duration like 10m, got %q", name, v)
 			}
 			*dst = d
+		}
+	}
+	for name, dst := range map[string]*int{"FORGE_QUOTES_PER_MINUTE": &c.QuotesPerMinute, "FORGE_MAX_RUNNING": &c.MaxRunning,
+		"FORGE_SCHEDULE_MAX_PROPOSALS": &c.MaxProposals} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return c, badInput("%s: want a positive whole number, got %q", name, v)
+			}
+			*dst = n
 		}
 	}
 	if v := strings.TrimSpace(getenv("FORGE_SCHEDULE_MAX_PER_ACCOUNT")); v != "" {
@@ -137,15 +161,34 @@ func (c Config) Validate() error {
 			}
 		}
 		return nil
+	case isKeyValueDSN(u):
+		// host=... dbname=... (libpq's key=value form): the same rule as a
+		// URL, both named.
+		var host, db bool
+		for _, kv := range parseKeyValueDSN(u) {
+			host = host || kv.key == "host" && kv.value != ""
+			db = db || kv.key == "dbname" && kv.value != ""
+		}
+		if !host || !db {
+			return badInput("DATABASE_URL needs a host and a database name, like host=127.0.0.1 port=5432 user=forgebot dbname=forgebot")
+		}
+		return nil
 	case strings.HasPrefix(u, "sqlite:"):
 		if sqlitePath(u) == "" {
 			return badInput("DATABASE_URL: sqlite: needs a file path, like sqlite:./forgebot-data/forgebot.db")
 		}
 		return nil
 	}
-	scheme, _, _ := strings.Cut(u, ":")
-	return badInput("DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got %q)", scheme+":...")
+	// Name what was given only when it is clearly a scheme: anything else
+	// may be a secret pasted in the wrong place.
+	got := ""
+	if scheme, _, ok := strings.Cut(u, ":"); ok && schemeRE.MatchString(scheme) {
+		got = fmt.Sprintf(" (got %q)", scheme+":...")
+	}
+	return badInput("DATABASE_URL must start with postgres://, postgresql:// or sqlite:, or be key=value settings like host=127.0.0.1 dbname=forgebot%s", got)
 }
+
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,15}$`)
 
 func sqlitePath(u string) string {
 	return strings.TrimPrefix(strings.TrimPrefix(u, "sqlite:"), "//")
@@ -178,7 +221,7 @@ func openStore(ctx context.Context, c Config, forMigrate bool) (appStore, error)
 		s, err = postgres.Open(openCtx, c.DatabaseURL, postgres.Options{LocalQueue: c.localRuns})
 	}
 	if err != nil {
-		return nil, badInput("%v", err)
+		return nil, badInput("%s", redactSecret(err.Error(), c.DatabaseURL))
 	}
 	if !forMigrate {
 		if err := s.CheckSchema(ctx); err != nil {

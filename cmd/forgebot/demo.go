@@ -2,16 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots/console"
+	"github.com/tokensforge/forgebot/bots/web"
+	"github.com/tokensforge/forgebot/research"
 )
 
 // consoleUser is the demo's user; the demo grants it money once.
@@ -39,11 +45,24 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	}
 	defer logFile.Close()
 	cfg.localRuns = true // the demo's runs report to this terminal: no serve may take them
+	ln, err := demoListener(&cfg)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	a, err := newApp(ctx, cfg, "demo", true, slog.New(slog.NewTextHandler(logFile, nil)))
 	if err != nil {
 		return err
 	}
-	defer a.stop(5 * time.Second)
+	// A user who quit with Ctrl-C waits no longer than stopWithin's bound.
+	var quit atomic.Bool
+	defer func() {
+		if quit.Load() {
+			stopWithin(a, 3*time.Second)
+		} else {
+			a.stop(5 * time.Second)
+		}
+	}()
 	for _, g := range []struct {
 		bucket billing.Bucket
 		amount billing.Money
@@ -57,34 +76,80 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 			fmt.Fprintf(io_.out, "Granted %s of %s to %s (once).\n", g.amount, g.bucket, consoleUser)
 		}
 	}
-	con := &console.Console{Conv: a.conv, User: consoleUser, Out: io_.out, ChartDir: filepath.Join(dataDir, "charts")}
+	con := &console.Console{Conv: a.conv, User: consoleUser, Out: io_.out, ChartDir: filepath.Join(dataDir, "charts"), Terminal: io_.outTerminal}
 	a.outbox.Register(console.Platform, con, console.Limits)
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	stopWeb := serveReceipts(a, ln)
+	defer stopWeb()
+	fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; metrics at %s/metrics)\n", a.cfg.PublicURL, a.cfg.PublicURL)
 	fmt.Fprintln(io_.out, "Try: /research AAPL NVDA standard   then 1 to confirm.   /balance   /usage   /models   /scan us-megacaps")
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
+		cancelling := "" // the run a Ctrl-C already cancels: another Ctrl-C quits
 		for {
 			select {
 			case <-runCtx.Done():
 				return
 			case <-io_.interrupts:
-				if id := con.ActiveRun(); id != "" {
-					fmt.Fprintln(io_.out, "\n* Cancelling the run (Ctrl-C again to quit)…")
-					if _, err := a.engine.Cancel(context.WithoutCancel(ctx), id, consoleUser); err != nil {
-						fmt.Fprintln(io_.out, "* "+err.Error())
-					}
-					continue
+				id := con.ActiveRun()
+				if id == "" || id == cancelling {
+					quit.Store(id != "")
+					cancel()
+					return
 				}
-				cancel()
-				return
+				cancelling = id
+				fmt.Fprintln(io_.out, "\n* Cancelling the run (Ctrl-C again to quit)…")
+				// In the background: a second Ctrl-C must be heard while it settles.
+				go func() {
+					cctx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+					defer done()
+					if _, err := a.engine.Cancel(cctx, id, consoleUser); err != nil && !errors.Is(err, research.ErrWrongState) {
+						fmt.Fprintln(io_.out, "* cancel: "+err.Error())
+					}
+				}()
 			}
 		}
 	}()
 	return con.Run(runCtx, io_.in)
+}
+
+// demoListener listens where the demo serves its receipt pages: FORGE_HTTP_ADDR
+// when set, else a free port on 127.0.0.1 (so a serve on the default port can
+// run beside it). Unless FORGE_PUBLIC_URL is set, receipt links point at it.
+func demoListener(cfg *Config) (net.Listener, error) {
+	addr := "127.0.0.1:0"
+	if strings.TrimSpace(cfg.getenv("FORGE_HTTP_ADDR")) != "" {
+		addr = cfg.HTTPAddr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, badInput("demo: cannot serve receipt pages on %s: %v", addr, err)
+	}
+	if strings.TrimSpace(cfg.getenv("FORGE_PUBLIC_URL")) == "" {
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
+	return ln, nil
+}
+
+// serveReceipts serves a's receipt pages, /healthz and /metrics on ln until
+// the returned stop is called.
+func serveReceipts(a *app, ln net.Listener) (stop func()) {
+	metrics := web.NewMetrics(a.health)
+	for _, r := range a.engine.Catalog.Routes {
+		metrics.KnowRoutes(r.ID)
+	}
+	a.engine.Sink = metrics.Observe(a.conv)
+	srv := &http.Server{Handler: web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: a.log}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
 }
 
 // stdio is a command's standard streams and its interrupt signals.

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"github.com/tokensforge/forgebot/internal/testbed"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokensforge/forgebot/internal/testbed"
+	"github.com/tokensforge/forgebot/store/sqlite"
 )
 
 // newScreen is a terminal the test can watch.
@@ -46,6 +50,20 @@ func TestDemoConsole(t *testing.T) {
 	out.WaitFor(t, "[1] Confirm", 1)
 	typ("1")
 	screen := out.WaitFor(t, "Receipt: http", 1) // the final message's last line
+	// The demo serves its own receipt pages: the link opens.
+	link := strings.Fields(screen[strings.Index(screen, "Receipt: http")+len("Receipt: "):])[0]
+	if strings.HasPrefix(link, "http://127.0.0.1:8080/") {
+		t.Errorf("the receipt link %s points at serve's default port", link)
+	}
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatalf("open the receipt link: %v", err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "AAPL") {
+		t.Fatalf("receipt page %s: %d\n%s", link, resp.StatusCode, page)
+	}
 	for _, want := range []string{"Research AAPL: succeeded", "RSI 14", "Not financial advice", "Charged $0.0", "Receipt: http", "Chart: ", "SYNTHETIC"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("the final message lacks %q", want)
@@ -83,4 +101,58 @@ func TestDemoConsole(t *testing.T) {
 	if w["credit"]["held_micros"] != 0 || w["credit"]["posted_micros"] >= 5_000_000 || w["routed"]["posted_micros"] != 2_000_000 {
 		t.Fatalf("wallet after the demo: %v", w)
 	}
+}
+
+// TestDemoSecondInterruptQuitsWhileSettling: Ctrl-C cancels the run; a
+// second one while the cancel is still settling (the database is locked by
+// another writer) quits the demo within seconds.
+func TestDemoSecondInterruptQuitsWhileSettling(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "data", "forgebot.db")
+	env := func(k string) string {
+		if k == "DATABASE_URL" {
+			return "sqlite:" + path
+		}
+		return ""
+	}
+	in, typist := io.Pipe()
+	defer typist.Close()
+	out := newScreen()
+	sig := make(chan os.Signal, 2)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"demo"}, env, stdio{in: in, out: out, err: out, interrupts: sig})
+	}()
+	typ := func(line string) { _, _ = io.WriteString(typist, line+"\n") }
+	out.WaitFor(t, "Granted $5.00 of credit", 1)
+	typ("/research MSFT NVDA AMZN deep")
+	out.WaitFor(t, "[1] Confirm", 1)
+	typ("1")
+	out.WaitFor(t, "writing", 1)
+	locker, err := sqlite.Open(t.Context(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	conn, err := locker.DB.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	sig <- os.Interrupt
+	out.WaitFor(t, "Ctrl-C again to quit", 1)
+	sig <- os.Interrupt
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("demo exited %d:\n%s", code, out.String())
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("a second Ctrl-C while settling did not quit the demo")
+	}
+	_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
 }

@@ -5,9 +5,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -67,14 +69,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, io_ std
 		fmt.Fprint(io_.out, usage)
 		return exitOK
 	}
+	if fs := helpFor(args); fs != nil {
+		printHelp(io_.out, fs)
+		return exitOK
+	}
+	if dsn := getenv("DATABASE_URL"); len(dsnPasswords(dsn)) > 0 {
+		// Logs and messages alike: nothing printed carries the password.
+		io_.out, io_.err = redactingWriter{io_.out, dsn}, redactingWriter{io_.err, dsn}
+	}
 	cfg, err := loadConfig(getenv)
+	if err != nil && slices.ContainsFunc(args, isHelp) {
+		// Help needs no configuration: every command parses its flags first.
+		cfg, err = Config{getenv: getenv}, nil
+	}
 	if err == nil {
 		err = dispatch(ctx, cfg, args, io_)
 	}
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(io_.err, "forgebot: "+oneLine(err.Error()))
+	if h := (*helpRequested)(nil); errors.As(err, &h) {
+		printHelp(io_.out, h.fs)
+		return exitOK
+	}
+	// Every message passes the one redaction: no form of the database
+	// password is printed, whichever error path carried it.
+	fmt.Fprintln(io_.err, "forgebot: "+oneLine(redactSecret(err.Error(), getenv("DATABASE_URL"))))
 	if ce := (*cliError)(nil); errors.As(err, &ce) {
 		return ce.code
 	}
@@ -123,6 +143,18 @@ func dispatch(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		return badInput("unknown %s command %q: see `forgebot help`", cmd, sub)
 	}
 	return badInput("unknown command %q: see `forgebot help`", cmd)
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// helpFor answers -h or --help given to a command group (forgebot wallet
+// --help): the group's usage. Each command's own --help goes through its
+// flags (helpRequested), with their defaults.
+func helpFor(args []string) *flag.FlagSet {
+	if len(args) >= 2 && (args[0] == "wallet" || args[0] == "ledger") && (isHelp(args[1]) || args[1] == "help") {
+		return flags(args[0])
+	}
+	return nil
 }
 
 // oneLine folds a multi-line error (pgconn lists every address it tried) into

@@ -314,3 +314,39 @@ func writeFile(t *testing.T, body string) string {
 	}
 	return p
 }
+
+// TestHelpOnEveryCommand: --help (and -h) on every command and command group
+// prints its usage on stdout and exits 0, writing nothing, even with a
+// configuration that would not load.
+func TestHelpOnEveryCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, env := range []func(string) string{
+		func(k string) string {
+			if k == "DATABASE_URL" {
+				return "sqlite:" + filepath.Join(dir, "none", "forgebot.db")
+			}
+			return ""
+		},
+		func(k string) string {
+			if k == "FORGE_PUBLIC_URL" {
+				return "not a url"
+			}
+			return ""
+		},
+	} {
+		for _, cmd := range [][]string{{"migrate"}, {"wallet", "topup"}, {"wallet", "show"}, {"wallet", "ledger"}, {"wallet"},
+			{"ledger", "check"}, {"ledger", "sweep"}, {"ledger"}, {"demo"}, {"research"}, {"serve"}} {
+			for _, h := range []string{"--help", "-h"} {
+				var out, errb bytes.Buffer
+				code := run(t.Context(), append(append([]string{}, cmd...), h), env, stdio{in: strings.NewReader(""), out: &out, err: &errb})
+				if code != 0 || !strings.Contains(out.String(), "Usage:") || !strings.Contains(out.String(), "forgebot "+strings.Join(cmd, " ")) || errb.Len() != 0 {
+					t.Errorf("forgebot %s %s: exit %d\n%s\n%s", strings.Join(cmd, " "), h, code, out.String(), errb.String())
+				}
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "none")); err == nil {
+		t.Error("help created a database")
+	}
+}

@@ -34,7 +34,7 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	var symbols []string
 	for rest := args; ; {
 		if err := fs.Parse(rest); err != nil {
-			return badInput("research: %v", err)
+			return flagError(fs, err)
 		}
 		if fs.NArg() == 0 {
 			break

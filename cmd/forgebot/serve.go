@@ -28,6 +28,9 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		return err
 	}
 	metrics := web.NewMetrics(a.health)
+	for _, r := range a.engine.Catalog.Routes {
+		metrics.KnowRoutes(r.ID)
+	}
 	a.engine.Sink = metrics.Observe(a.conv)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -39,7 +42,29 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	adapters, stopAdapters := context.WithCancel(ctx)
 	defer stopAdapters()
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: log}))
+	deps := web.Deps{Receipts: a.store, Metrics: metrics, MetricsToken: cfg.MetricsToken, Log: log, Adapters: a.states}
+	if p, ok := a.store.(web.Pinger); ok {
+		deps.DB = p
+	}
+	mux.Handle("/", web.Handler(deps))
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			a.stop(time.Second)
+			return badInput("FORGE_METRICS_ADDR %s: %v", cfg.MetricsAddr, err)
+		}
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", metrics.Handler())
+		metricsSrv = web.NewServer(web.LimitBodies(mmux, web.MaxBody))
+		go func() {
+			if err := metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		log.Info("metrics", "addr", mln.Addr().String())
+	}
 	var enabled []string
 	if _, err := setupStripe(cfg, a, mux); err != nil { // payments, not a chat adapter
 		ln.Close()
@@ -59,7 +84,9 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 			enabled = append(enabled, name)
 		}
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Timeouts against slow clients, and a body limit on every POST route
+	// (the chat webhooks mounted on mux included).
+	srv := web.NewServer(web.LimitBodies(mux, web.MaxBody))
 	if err := a.start(ctx); err != nil {
 		return err
 	}
@@ -86,6 +113,9 @@ func cmdServe(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	defer cancel()
 	if err := srv.Shutdown(shut); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shut)
 	}
 	a.stop(*grace) // drains runs and flushes final messages through the adapters
 	stopAdapters()

@@ -15,6 +15,39 @@ import (
 )
 
 // flags makes a FlagSet that reports errors to us instead of printing usage.
+// helpRequested is -h or --help on a command: its usage goes to stdout and
+// the exit status is 0.
+type helpRequested struct{ fs *flag.FlagSet }
+
+func (h *helpRequested) Error() string { return h.fs.Name() + ": help requested" }
+
+// flagError turns a flag parse error into help or bad input.
+func flagError(fs *flag.FlagSet, err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return &helpRequested{fs}
+	}
+	return badInput("%s: %v", fs.Name(), err)
+}
+
+// printHelp writes a command's usage lines (from the overall usage) and its flags.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "Usage:")
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "forgebot "+fs.Name()+" ") || strings.TrimSpace(line) == "forgebot "+fs.Name() ||
+			strings.HasPrefix(strings.TrimSpace(line), "forgebot "+fs.Name()+"  ") {
+			fmt.Fprintln(w, line)
+		}
+	}
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nFlags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+}
+
 func flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -23,7 +56,7 @@ func flags(name string) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		return badInput("%s: %v", fs.Name(), err)
+		return flagError(fs, err)
 	}
 	// The flag package lets a repeated flag's last value win; for money
 	// commands that is ambiguous (--amount 1 --amount 2), so it is refused.
@@ -257,8 +290,13 @@ func cmdLedger(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 		}
 		return json.NewEncoder(stdout).Encode(out)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "id\ttime (UTC)\tbucket\tkind\tamount\thold\treference\tactor")
+	// Posted and held are separate columns, signed as they move each
+	// balance: a hold, its capture and its release are one amount seen
+	// three times, so a single amount column would sum to nonsense. Each
+	// column sums to its balance's change.
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "id\ttime (UTC)\tbucket\tkind\tposted ±\theld ±\thold\treference\tactor\t")
+	var posted, held billing.Money
 	for _, e := range entries {
 		hold := ""
 		if e.HoldID != 0 {
@@ -270,10 +308,24 @@ func cmdLedger(ctx context.Context, cfg Config, args []string, stdout io.Writer)
 		} else if e.DebtDelta < 0 {
 			ref += fmt.Sprintf(" (%s of debt paid)", -e.DebtDelta)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.CreatedAt.Format("2006-01-02 15:04:05"), e.Bucket, e.Kind,
-			e.Amount, hold, ref, e.Actor)
+		posted += e.PostedDelta
+		held += e.HeldDelta
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", e.ID, e.CreatedAt.Format("2006-01-02 15:04:05"), e.Bucket, e.Kind,
+			signed(e.PostedDelta), signed(e.HeldDelta), hold, ref, e.Actor)
 	}
+	fmt.Fprintf(tw, "\t\t\tsum\t%s\t%s\t\t(these %d entries)\t\t\n", signed(posted), signed(held), len(entries))
 	return tw.Flush()
+}
+
+// signed prints a balance change with its sign, and nothing for none.
+func signed(m billing.Money) string {
+	switch {
+	case m > 0:
+		return "+" + m.String()
+	case m < 0:
+		return m.String()
+	}
+	return "·"
 }
 
 func cmdCheck(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {

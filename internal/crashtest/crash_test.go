@@ -33,6 +33,7 @@ const Recovery = 30 * time.Second
 const (
 	envChild = "FORGE_CRASH_CHILD" // the store spec the child opens
 	envLLM   = "FORGE_CRASH_LLM"   // the parent's fake LLM API
+	envHang  = "FORGE_CRASH_HANG"  // set: the child hangs on a final event (dies before handing it over)
 )
 
 var price = billing.Price{InputPerM: 1 * billing.Micro, OutputPerM: 4 * billing.Micro}
@@ -61,10 +62,14 @@ type line struct {
 func child(spec, llmURL string) {
 	var mu sync.Mutex
 	enc := json.NewEncoder(os.Stdout)
+	hang := os.Getenv(envHang) != ""
 	sink := research.SinkFunc(func(ev research.Event) {
 		mu.Lock()
-		defer mu.Unlock()
 		_ = enc.Encode(line{Run: ev.Run.ID, Done: ev.Run.Done, State: string(ev.Run.State)})
+		mu.Unlock()
+		if hang && ev.Final {
+			select {} // settled, final not handed over: killed here
+		}
 	})
 	if _, err := testbed.Attach(spec, testbed.Options{RoutesFor: routes}, llmURL, sink); err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -137,6 +142,7 @@ type scenario struct {
 	live   bool // a second instance is running when the child dies
 	cancel bool // Cancel is pressed while the run's process is dead
 	cli    bool // the run is a `forgebot research` run: nobody can deliver it
+	ended  bool // the child dies after settling the run, before its final went out
 }
 
 func crash(t testing.TB, sc scenario) time.Duration {
@@ -166,8 +172,13 @@ func crash(t testing.TB, sc scenario) time.Duration {
 
 	alice := billing.Identity{Platform: "chat", ExternalID: "alice"}
 	b.Fund(alice, billing.BucketCredit, billing.Micro)
-	b.LLM.Enqueue(llmtest.Stream("AAPL ", "looks firm.").WithUsage(1000, 10),
-		llmtest.Stream("NVDA ", "never finishes here.").WithGate(gate)) // the child dies in this one
+	if sc.ended {
+		b.LLM.Enqueue(llmtest.Stream("AAPL ", "looks firm.").WithUsage(1000, 10),
+			llmtest.Stream("NVDA ", "is strong.").WithUsage(1100, 11), llmtest.Stream("Both ", "hold up.").WithUsage(1200, 12))
+	} else {
+		b.LLM.Enqueue(llmtest.Stream("AAPL ", "looks firm.").WithUsage(1000, 10),
+			llmtest.Stream("NVDA ", "never finishes here.").WithGate(gate)) // the child dies in this one
+	}
 	q, err := b.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL", "NVDA"},
 		Depth: research.Standard, Model: "gpt-test", Owner: alice, Dest: research.Destination{Platform: platformName, ChatID: "c1", MessageID: "m1"}})
 	if err != nil {
@@ -180,6 +191,9 @@ func crash(t testing.TB, sc scenario) time.Duration {
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"="+b.Spec(), envLLM+"="+b.LLM.URL())
+	if sc.ended {
+		cmd.Env = append(cmd.Env, envHang+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -196,12 +210,30 @@ func crash(t testing.TB, sc scenario) time.Duration {
 		}
 	}()
 	// Wait until the child is in its second model call (the first one's
-	// stage is stored), then kill it there.
-	go func() { _, _ = io.Copy(io.Discard, out) }()
+	// stage is stored), or has settled the run, then kill it there.
+	settled := make(chan struct{})
+	go func() {
+		dec := json.NewDecoder(out)
+		for {
+			var l line
+			if dec.Decode(&l) != nil {
+				return
+			}
+			if l.Run == run.ID && research.State(l.State).Terminal() {
+				close(settled)
+				_, _ = io.Copy(io.Discard, out)
+				return
+			}
+		}
+	}()
+	reached := b.LLM.Received(2)
+	if sc.ended {
+		reached = settled
+	}
 	select {
-	case <-b.LLM.Received(2):
+	case <-reached:
 	case <-time.After(60 * time.Second):
-		t.Fatal("the child never reached its second model call")
+		t.Fatal("the child never got where it dies")
 	}
 	if live {
 		b.InstanceWithWorkers()
@@ -212,6 +244,25 @@ func crash(t testing.TB, sc scenario) time.Duration {
 	_ = cmd.Wait()
 	killed = true
 	dead := time.Now()
+	if sc.ended {
+		b.InstanceWithWorkers() // the restart
+		select {
+		case <-chat.final:
+		case <-time.After(Recovery):
+			t.Fatalf("the final of a run settled by a dead process was not delivered within %s", Recovery)
+		}
+		took := time.Since(dead)
+		flush, done := context.WithTimeout(t.Context(), 30*time.Second)
+		defer done()
+		if err := ob.Flush(flush); err != nil {
+			t.Fatal(err)
+		}
+		if n := chat.finals("m1"); n != 1 {
+			t.Fatalf("the final message was delivered %d times", n)
+		}
+		b.CheckSettled()
+		return took
+	}
 	b.LLM.Enqueue(llmtest.Stream("NVDA ", "is strong.").WithUsage(1100, 11), llmtest.Stream("Both ", "hold up.").WithUsage(1200, 12))
 	if cancel {
 		// Pressed during the stall, on an instance that is not running it.
@@ -316,4 +367,40 @@ func TestCancelDuringStall(t *testing.T) {
 func TestCrashedCLIRunSettled(t *testing.T) {
 	t.Parallel()
 	t.Logf("settled %s after SIGKILL", crash(t, scenario{cli: true}))
+}
+
+// BenchmarkCrashResume measures, ten times per case, the seconds from the
+// SIGKILL of the process running a run to the run resumed: restarted on the
+// same store, or taken by a second instance already running. It reports the
+// median and the maximum (run with -benchtime 1x; each kill costs ~12 s).
+func BenchmarkCrashResume(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		sc   scenario
+	}{
+		{"restart-sqlite", scenario{}},
+		{"restart-postgres", scenario{pg: true}},
+		{"live-instance-postgres", scenario{pg: true, live: true}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				var took []float64
+				for range 10 {
+					took = append(took, crash(b, c.sc).Seconds())
+				}
+				slices.Sort(took)
+				b.ReportMetric((took[4]+took[5])/2, "s-median")
+				b.ReportMetric(took[9], "s-max")
+				b.ReportMetric(took[0], "s-min")
+			}
+		})
+	}
+}
+
+// TestCrashAfterSettleDeliversFinal: the child settles the run and dies
+// before handing its final message over; the next process publishes it
+// again from the stored run, and the message shows it once.
+func TestCrashAfterSettleDeliversFinal(t *testing.T) {
+	t.Parallel()
+	t.Logf("final delivered %s after SIGKILL", crash(t, scenario{ended: true}))
 }

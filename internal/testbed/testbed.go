@@ -118,12 +118,23 @@ func New(t testing.TB, opts Options) *Bed {
 // River client, engine and running workers, as a second process would.
 func (b *Bed) InstanceWithWorkers() (Store, *research.Engine) { return b.instance(true) }
 
+// InstanceWithSink is InstanceWithWorkers whose engine also publishes to
+// sink (besides Events), as a second process with its own outbox would.
+func (b *Bed) InstanceWithSink(sink research.Sink) (Store, *research.Engine) {
+	return b.instanceTo(true, sink)
+}
+
 func (b *Bed) instance(workers bool) (Store, *research.Engine) {
+	return b.instanceTo(workers, b.opts.Sink)
+}
+
+func (b *Bed) instanceTo(workers bool, extra research.Sink) (Store, *research.Engine) {
 	t := b.t
 	t.Helper()
 	var sink research.Sink = b.Events
-	if b.opts.Sink != nil {
-		sink = research.SinkFunc(func(ev research.Event) { b.Events.Publish(ev); b.opts.Sink.Publish(ev) })
+	if extra != nil {
+		// extra first: once Events has an event, extra has handled it.
+		sink = research.SinkFunc(func(ev research.Event) { extra.Publish(ev); b.Events.Publish(ev) })
 	}
 	in, err := build(b.pgConfig, b.sqlPath, b.opts, b.Market, b.LLM.URL(), b.LLM.Client(), b.Clock.Now, sink, workers)
 	if err != nil {

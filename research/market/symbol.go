@@ -3,6 +3,7 @@ package market
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxSymbolLen bounds a symbol's length. Yahoo's longest everyday symbols (FX, futures, foreign listings such
@@ -29,8 +30,8 @@ var exchangeSuffixes = map[byte]bool{'L': true, 'T': true, 'V': true, 'F': true}
 func NormalizeSymbol(raw string) (string, error) {
 	invalid := func(reason string) (string, error) {
 		shown := raw
-		if len(shown) > MaxSymbolLen+4 {
-			shown = shown[:MaxSymbolLen+4] + "..."
+		if rs := []rune(shown); len(rs) > MaxSymbolLen+4 {
+			shown = string(rs[:MaxSymbolLen+4]) + "..."
 		}
 		return "", fmt.Errorf("%w %q: %s", ErrInvalidSymbol, shown, reason)
 	}
@@ -48,7 +49,9 @@ func NormalizeSymbol(raw string) (string, error) {
 			b[i] = c - 'a' + 'A'
 		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-', c == '^', c == '=':
 		default:
-			return invalid(fmt.Sprintf("character %q not allowed", rune(c)))
+			// Name the character typed, not its first byte ("Н", not "Ð").
+			r, _ := utf8.DecodeRuneInString(raw[i:])
+			return invalid(fmt.Sprintf("character %q not allowed", r))
 		}
 	}
 	s := string(b)

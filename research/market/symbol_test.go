@@ -78,3 +78,16 @@ func FuzzNormalizeSymbol(f *testing.F) {
 		}
 	})
 }
+
+// TestNormalizeSymbolNamesTheCharacter: a non-ASCII symbol's refusal names
+// the character typed, not its first byte.
+func TestNormalizeSymbolNamesTheCharacter(t *testing.T) {
+	_, err := NormalizeSymbol("НВДА")
+	if err == nil || !strings.Contains(err.Error(), `character 'Н' not allowed`) || strings.Contains(err.Error(), "Ð") {
+		t.Fatalf("НВДА: %v", err)
+	}
+	_, err = NormalizeSymbol("AAPL€")
+	if err == nil || !strings.Contains(err.Error(), `'€'`) {
+		t.Fatalf("AAPL€: %v", err)
+	}
+}

@@ -231,6 +231,9 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	return nil
 }
 
+// Ping checks that the database answers (for /healthz).
+func (s *Store) Ping(ctx context.Context) error { return s.Pool.Ping(ctx) }
+
 // Close closes the pool.
 func (s *Store) Close() error {
 	s.Pool.Close()

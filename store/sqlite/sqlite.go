@@ -171,6 +171,9 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 // Close closes the database.
 func (s *Store) Close() error { return s.DB.Close() }
 
+// Ping checks that the database answers (for /healthz).
+func (s *Store) Ping(ctx context.Context) error { return s.DB.PingContext(ctx) }
+
 // conn is what *sql.DB and *sql.Tx share.
 type conn interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

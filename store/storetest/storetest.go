@@ -142,6 +142,8 @@ func Run(t *testing.T, h Harness) {
 		{"RefundDebt", testRefundDebt},
 		{"WelcomeGrant", testWelcomeGrant},
 		{"SpendLimits", testSpendLimits},
+		{"ScheduleLimitRace", testScheduleLimitRace},
+		{"PruneExpired", testPruneExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -124,3 +124,17 @@ func (c *Core) checkLease(ctx context.Context, tx Querier, id string) error {
 	}
 	return nil
 }
+
+// EndedLapsed implements research.Store.
+func (c *Core) EndedLapsed(ctx context.Context, now time.Time, limit int) ([]research.Run, error) {
+	return c.runsWhere(ctx, `lease_until IS NOT NULL AND lease_until < $1 AND state IN `+terminalStates+` ORDER BY lease_until LIMIT $2`, c.t(now), limit)
+}
+
+// ClearLapsedLease implements research.Store.
+func (c *Core) ClearLapsedLease(ctx context.Context, id string, now time.Time) (bool, error) {
+	n, err := c.DB.Exec(ctx, `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_until IS NOT NULL AND lease_until < $2`, id, c.t(now))
+	if err != nil {
+		return false, fmt.Errorf("clear lease: %w", err)
+	}
+	return n == 1, nil
+}

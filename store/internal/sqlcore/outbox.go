@@ -2,6 +2,7 @@ package sqlcore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,9 +17,25 @@ const terminalStates = `('succeeded', 'partial', 'failed', 'cancelled', 'expired
 // SaveMessage implements bots.MessageStore.
 func (c *Core) SaveMessage(ctx context.Context, m bots.StoredMessage, owner string, until time.Time) (int64, error) {
 	var id int64
-	err := c.DB.QueryRow(ctx, `INSERT INTO outbox (platform, msg_key, run_id, version, body, created_at, claimed_by, claim_until)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-		m.Platform, m.Key, m.RunID, m.Version, string(m.Body), c.t(m.Created), owner, c.t(until)).Scan(&id)
+	err := c.inTx(ctx, func(tx Querier) error {
+		// A run has one final: one published again after its process died
+		// is not kept twice.
+		if m.RunID != "" {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE run_id = $1`, m.RunID).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return bots.ErrKept
+			}
+		}
+		return tx.QueryRow(ctx, `INSERT INTO outbox (platform, msg_key, run_id, version, body, created_at, claimed_by, claim_until)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			m.Platform, m.Key, m.RunID, m.Version, string(m.Body), c.t(m.Created), owner, c.t(until)).Scan(&id)
+	})
+	if errors.Is(err, bots.ErrKept) {
+		return 0, err
+	}
 	if err != nil {
 		return 0, fmt.Errorf("save message: %w", err)
 	}

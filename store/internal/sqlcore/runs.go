@@ -205,7 +205,7 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 			return err
 		}
 		rc := billing.Receipt{
-			PublicID: billing.NewPublicID(), RunID: r.ID, AccountID: r.AccountID, HoldID: r.HoldID,
+			PublicID: billing.NewPublicID(), RunID: r.ID, Purchase: r.Purchase(), AccountID: r.AccountID, HoldID: r.HoldID,
 			Model: r.Model, Route: r.RouteID, RouteKind: r.RouteKind, Bucket: r.Bucket,
 			Held: h.Amount, Captured: h.Captured, Released: h.Released(), Attempts: r.Attempts,
 			StartedAt: r.StartedAt, FinishedAt: now, CreatedAt: now,
@@ -239,7 +239,7 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 				}
 			}
 			frc := billing.Receipt{
-				PublicID: billing.NewPublicID(), RunID: r.ID, AccountID: r.AccountID, HoldID: r.FallbackHoldID,
+				PublicID: billing.NewPublicID(), RunID: r.ID, Purchase: r.Purchase(), AccountID: r.AccountID, HoldID: r.FallbackHoldID,
 				Model: r.Model, Route: route, RouteKind: billing.RouteKindFor(r.FallbackBucket), Bucket: r.FallbackBucket,
 				TokensIn: paid.In, TokensOut: paid.Out, TokensInSource: rc.TokensInSource, TokensOutSource: rc.TokensOutSource,
 				Held: fh.Amount, Captured: fh.Captured, Released: fh.Released(), Status: string(r.State),

@@ -198,3 +198,71 @@ func (c *Core) Fires(ctx context.Context, scheduleID string, limit int) ([]sched
 	}
 	return out, rows.Err()
 }
+
+// ActivateSchedule implements scheduler.Store: in one transaction, with the
+// account's row locked (so concurrent activations of one account take
+// turns; SQLite's writer lock does the same), it counts the account's live
+// schedules and applies fn only while they are fewer than max.
+func (c *Core) ActivateSchedule(ctx context.Context, id string, max int, fn func(*scheduler.Schedule) error) (scheduler.Schedule, error) {
+	var out scheduler.Schedule
+	pre, err := scheduleIn(ctx, c.DB, id, "")
+	if err != nil {
+		return out, err
+	}
+	err = c.inTx(ctx, func(tx Querier) error {
+		var acc int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM accounts WHERE id = $1`+c.Dialect.ForUpdate, pre.AccountID).Scan(&acc); err != nil {
+			return fmt.Errorf("lock account: %w", err)
+		}
+		s, err := scheduleIn(ctx, tx, id, c.Dialect.ForUpdate)
+		if err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM schedules WHERE account_id = $1 AND status IN ('active', 'paused') AND id <> $2`,
+			s.AccountID, s.ID).Scan(&n); err != nil {
+			return fmt.Errorf("count schedules: %w", err)
+		}
+		if n >= max {
+			return fmt.Errorf("%w: you have %d schedules, the most an account may have", scheduler.ErrBadSpec, n)
+		}
+		if err := fn(&s); err != nil {
+			return err
+		}
+		out = s
+		return c.storeSchedule(ctx, tx, s)
+	})
+	return out, err
+}
+
+// ScheduleCounts implements scheduler.Store: one account's schedules by
+// status, counted by the database.
+func (c *Core) ScheduleCounts(ctx context.Context, acc billing.AccountID) (map[scheduler.Status]int, error) {
+	rows, err := c.DB.Query(ctx, `SELECT status, count(*) FROM schedules WHERE account_id = $1 GROUP BY status`, acc)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[scheduler.Status]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[scheduler.Status(st)] = n
+	}
+	return out, rows.Err()
+}
+
+// PruneProposals implements scheduler.Store: deletes schedules proposed
+// before the time and never confirmed (they have no fires).
+func (c *Core) PruneProposals(ctx context.Context, before time.Time) (int64, error) {
+	return c.DB.Exec(ctx, `DELETE FROM schedules WHERE status = 'proposed' AND updated_at < $1`, c.t(before))
+}
+
+// PruneQuotes implements research.Store: deletes quotes that expired before
+// the time and never became a run (a run keeps its quote).
+func (c *Core) PruneQuotes(ctx context.Context, before time.Time) (int64, error) {
+	return c.DB.Exec(ctx, `DELETE FROM quotes WHERE expires_at < $1 AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.quote_id = quotes.id)`, c.t(before))
+}
