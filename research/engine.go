@@ -71,6 +71,7 @@ type Engine struct {
 	mu      sync.Mutex
 	active  map[string]context.CancelCauseFunc // runs executing in this process
 	pausing map[string]bool                    // of those, the ones asked to pause here
+	charts  market.ChartCache                  // charts drawn, shared by runs of the same data
 	cancels sync.Map                           // run id -> when this process was asked to cancel it
 }
 

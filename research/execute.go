@@ -258,7 +258,7 @@ func (e *Engine) deliverAs(ctx context.Context, r Run, g gathered, plan Plan, mi
 			ok = append(ok, ser)
 		}
 	}
-	if c, err := market.Chart(ok, market.ChartOptions{Window: plan.Window}); err == nil {
+	if c, err := e.charts.Chart(ok, market.ChartOptions{Window: plan.Window}); err == nil {
 		chart = c
 	} else {
 		e.log().Warn("chart failed", "run_id", r.ID, "err", err)
