@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,7 +110,11 @@ func Chart(series []Series, opts ChartOptions) ([]byte, error) {
 				syms[i] = s.Symbol
 			}
 			desc = strings.Join(syms, ", ") + ": performance, first bar = 100"
+			if len(syms) > 4 { // the legend names them; a long list would run off the picture
+				desc = fmt.Sprintf("%d symbols: performance, first bar = 100", len(syms))
+			}
 		}
+		p.Y.Tick.Marker = stepTicks{n: 8}
 		p.Y.Label.Text = "performance (first bar in window = 100)"
 		for i, s := range series {
 			c := s.Closes()
@@ -225,6 +230,33 @@ func (m monthTicks) Ticks(lo, hi float64) []plot.Tick {
 			t.Label = mo.Format("Jan 2006")
 		}
 		ticks = append(ticks, t)
+	}
+	return ticks
+}
+
+// stepTicks labels every tick at a round step (1, 2 or 5 times a power of ten) chosen so that about n
+// ticks span the axis; gonum's default labels only three or so and leaves the rest unlabelled.
+type stepTicks struct{ n int }
+
+// Ticks implements plot.Ticker.
+func (s stepTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) || s.n < 2 {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
+	}
+	raw := (hi - lo) / float64(s.n)
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	decimals := max(0, int(-math.Floor(math.Log10(step))))
+	var ticks []plot.Tick
+	for i := math.Ceil(lo / step); i*step <= hi; i++ {
+		v := i * step
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
 	}
 	return ticks
 }

@@ -48,3 +48,24 @@ func TestChartCache(t *testing.T) {
 		t.Fatalf("the cache holds %d charts, more than %d", n, chartCacheSize)
 	}
 }
+
+// TestStepTicks: the performance chart's y axis labels every tick at a round step, about n of them, so a
+// 10-symbol chart has more than gonum's three labelled ticks.
+func TestStepTicks(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		lo, hi float64
+		want   []string
+	}{
+		{85, 160, []string{"90", "100", "110", "120", "130", "140", "150", "160"}},
+		{0.97, 1.04, []string{"0.97", "0.98", "0.99", "1.00", "1.01", "1.02", "1.03", "1.04"}},
+	} {
+		var got []string
+		for _, tk := range (stepTicks{n: 8}).Ticks(c.lo, c.hi) {
+			got = append(got, tk.Label)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("ticks over [%g, %g] = %v, want %v", c.lo, c.hi, got, c.want)
+		}
+	}
+}
