@@ -154,8 +154,11 @@ func (b *budget) progressEdit(chat int64) (time.Duration, bool) {
 // final asks for the first part of a final message.
 func (b *budget) final(chat int64) (time.Duration, bool) { return b.try(chat, 0, 0, false) }
 
-// part asks for a further part of a final message.
-func (b *budget) part(chat int64) (time.Duration, bool) { return b.try(chat, 0, 0, false) }
+// part asks for a further part of a final message. A part leaves a token
+// in the chat's bucket: attachments follow a second apart rather than in
+// one burst behind the final, whose calls a loaded machine can deliver to
+// Telegram closer together than they were counted here.
+func (b *budget) part(chat int64) (time.Duration, bool) { return b.try(chat, 1, 0, false) }
 
 // wait waits for the budget of a reply, as long as ctx allows, and records
 // the call; it reports false if ctx ended first.
