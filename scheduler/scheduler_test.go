@@ -188,9 +188,14 @@ func (r *rig) make(t *testing.T, words string) scheduler.Schedule {
 }
 
 // fires waits until a schedule's newest fire has left Pending and returns the fires.
+// runWait bounds how long a test waits for a fired run to end or a fire to settle. A quick run draws a chart,
+// which under -race and with every package's tests sharing two cores can take tens of seconds; a run that
+// hangs still fails the test.
+const runWait = time.Minute
+
 func (r *rig) settled(t *testing.T, id string, n int) []scheduler.Fire {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(runWait)
 	for {
 		fs, err := r.b.Store.Fires(t.Context(), id, 100)
 		if err != nil {
@@ -274,7 +279,7 @@ func TestTwoClaimersFireEachTimeOnce(t *testing.T) {
 		}
 		// Ten runs on two instances share the machine with the whole suite under -race: the wait is generous,
 		// the assertion is that each time fired once.
-		r.b.Events.WaitFinal(t, fs[0].RunID, time.Minute)
+		r.b.Events.WaitFinal(t, fs[0].RunID, runWait)
 	}
 	// Claiming again fires nothing.
 	if n, _ := r.svc.Claim(t.Context()); n != 0 {
@@ -310,7 +315,7 @@ func TestCatchUpOverlapAndBalance(t *testing.T) {
 	// The previous run may still be queued or already running when the
 	// next time comes; either way it is named in the notice.
 	overlapNotice := "the previous run " + fs[1].RunID + " is still "
-	r.b.Events.WaitFinal(t, fs[1].RunID, 20*time.Second)
+	r.b.Events.WaitFinal(t, fs[1].RunID, runWait)
 
 	// A daily time found 5 h late is outside the catch-up window: recorded as missed, not run.
 	daily := r.make(t, "daily 09:00 research MSFT")
@@ -598,7 +603,7 @@ func TestClaimerLeavesChatsItCannotReport(t *testing.T) {
 		t.Fatalf("the claimer with the platform fired %d, %v", n, err)
 	}
 	fs := r.settled(t, sc.ID, 1)
-	r.b.Events.WaitFinal(t, fs[0].RunID, 20*time.Second)
+	r.b.Events.WaitFinal(t, fs[0].RunID, runWait)
 }
 
 // TestSpendLimitSkip: a fire whose run would pass the owner's spend limit is
