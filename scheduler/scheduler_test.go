@@ -16,6 +16,8 @@ import (
 	"github.com/tokensforge/forgebot/bots/console"
 	"github.com/tokensforge/forgebot/internal/testbed"
 	"github.com/tokensforge/forgebot/research"
+	"github.com/tokensforge/forgebot/research/llm"
+	"github.com/tokensforge/forgebot/research/llm/llmtest"
 	"github.com/tokensforge/forgebot/research/market"
 	"github.com/tokensforge/forgebot/scheduler"
 )
@@ -628,5 +630,52 @@ func TestSpendLimitSkip(t *testing.T) {
 	if len(notices) != 1 || !strings.Contains(notices[0], "was skipped") || !strings.Contains(notices[0], "daily limit") || !strings.Contains(notices[0], "/limit") {
 		t.Fatalf("notices = %q", notices)
 	}
+	r.b.CheckSettled()
+}
+
+// TestFiresNotBehindRuns: fires have their own queue and workers. With the
+// instance's only run worker busy on a run that streams until the test lets
+// it go, a due schedule still fires: its quote is made and its run confirmed
+// (and queued) while the first run is still going. With one shared pool the
+// fire would wait for that run to end.
+func TestFiresNotBehindRuns(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, testbed.Options{MaxWorkers: 1, RoutesFor: func(url string) []llm.Route {
+		return []llm.Route{{ID: "api-a", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-aaaa1111",
+			Price: billing.Price{InputPerM: billing.Micro, OutputPerM: 4 * billing.Micro}, Enabled: true}}
+	}})
+	r.b.Fund(alice, billing.BucketCredit, 10*billing.Micro)
+	gate := make(chan struct{})
+	r.b.LLM.SetDefault(llmtest.Stream("a ", "b ").WithGate(gate))
+	q, err := r.b.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL"},
+		Depth: research.Quick, Model: "gpt-test", Owner: alice, Dest: dest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, _, err := r.b.Engine.Confirm(t.Context(), q.ID, alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The run worker is taken: the run streams, held at its first chunk.
+	select {
+	case <-r.b.LLM.Received(1):
+	case <-time.After(runWait):
+		t.Fatal("the first run never called the model")
+	}
+	sc := r.make(t, "daily 09:00 research MSFT")
+	r.b.Clock.Advance(sc.NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now()))
+	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
+		t.Fatalf("claim = %d, %v", n, err)
+	}
+	fs := r.settled(t, sc.ID, 1)
+	if fs[0].Outcome != scheduler.Started || fs[0].RunID == "" {
+		t.Fatalf("fire while the run worker was busy = %+v", fs[0])
+	}
+	if cur, err := r.b.Store.Run(t.Context(), busy.ID); err != nil || cur.State.Terminal() {
+		t.Fatalf("the busy run ended before the fire was checked: %s, %v", cur.State, err)
+	}
+	close(gate)
+	r.b.Events.WaitFinal(t, busy.ID, runWait)
+	r.b.Events.WaitFinal(t, fs[0].RunID, runWait)
 	r.b.CheckSettled()
 }

@@ -45,6 +45,8 @@ type Options struct {
 	GeneralPathOnly bool
 	Logger          *slog.Logger
 	MaxWorkers      int // runs this instance executes at once; default 100
+	// FireWorkers is how many schedule fires it works at once, on their own queue; default 16.
+	FireWorkers int
 	// RescueAfter is how long a job may stay running before River takes it
 	// for dead and retries it (tests); default the longest run plus 5 min.
 	RescueAfter time.Duration
@@ -88,7 +90,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 		pool.Close()
 		return nil, fmt.Errorf("read current schema: %w", err)
 	}
-	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Queue: riverqueue.QueueFor(opts.LocalQueue), Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
+	queue, err := riverqueue.New(riverpgxv5.New(pool), riverqueue.Config{Schema: schema, Queue: riverqueue.QueueFor(opts.LocalQueue), Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, FireWorkers: opts.FireWorkers, RescueStuckJobsAfter: opts.RescueAfter})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -49,6 +49,8 @@ type Options struct {
 	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
 	Logger         *slog.Logger
 	MaxWorkers     int // runs this instance executes at once; default 100
+	// FireWorkers is how many schedule fires it works at once, on their own queue; default 16.
+	FireWorkers int
 	// RescueAfter is how long a job may stay running before River takes it
 	// for dead and retries it (tests); default the longest run plus 5 min.
 	RescueAfter time.Duration
@@ -93,7 +95,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	// No LISTEN on SQLite: River polls, so poll often enough that a run
 	// starts (and a cancel lands) quickly.
-	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Queue: riverqueue.QueueFor(opts.LocalQueue), Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, RescueStuckJobsAfter: opts.RescueAfter})
+	queue, err := riverqueue.New(riversqlite.New(db), riverqueue.Config{FetchPollInterval: 100 * time.Millisecond, Queue: riverqueue.QueueFor(opts.LocalQueue), Logger: opts.Logger, MaxWorkers: opts.MaxWorkers, FireWorkers: opts.FireWorkers, RescueStuckJobsAfter: opts.RescueAfter})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -57,6 +57,18 @@ func QueueFor(local bool) string {
 // IsLocal reports whether a queue is some process's own (see LocalQueue).
 func IsLocal(queue string) bool { return strings.HasPrefix(queue, LocalQueuePrefix) }
 
+// FireQueue names the queue of the schedule fires that go with a run queue.
+// Fires have their own queue and workers: at a busy minute (09:30, thousands
+// of schedules due) a fire must never wait for a run worker to free up, or
+// the last fire, and so the last run, starts late behind every earlier run.
+// A local run queue's fires stay local (the prefix is kept).
+func FireQueue(runQueue string) string { return runQueue + "_fires" }
+
+// DefaultFireWorkers is how many fires an instance works at once. A fire is
+// a quote and a confirm: CPU and a few statements, no model call, so a small
+// pool keeps two cores busy without crowding the runs out.
+const DefaultFireWorkers = 16
+
 // MaxAttempts is how often River tries a job: a second attempt resumes a run
 // whose instance died, from its last finished stage, and retries a schedule
 // fire whose quote failed (a market data outage, say); the last attempt of a
@@ -126,9 +138,12 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 type Config struct {
 	// Queue is the one River queue this client inserts into and works:
 	// SharedQueue (the default) for serve, a LocalQueue for a CLI process.
-	Queue             string
-	Schema            string // PostgreSQL schema of River's tables ("" = search_path)
-	MaxWorkers        int    // concurrent runs per instance; default 100
+	Queue      string
+	Schema     string // PostgreSQL schema of River's tables ("" = search_path)
+	MaxWorkers int    // concurrent runs per instance; default 100
+	// FireWorkers is how many schedule fires an instance works at once, on
+	// their own queue (FireQueue); default DefaultFireWorkers.
+	FireWorkers       int
 	FetchPollInterval time.Duration
 	// RescueStuckJobsAfter must exceed the longest run; default that plus
 	// 5 minutes (20 min).
@@ -155,6 +170,9 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 	if cfg.Queue == "" {
 		cfg.Queue = SharedQueue
 	}
+	if cfg.FireWorkers <= 0 {
+		cfg.FireWorkers = DefaultFireWorkers
+	}
 	if cfg.RescueStuckJobsAfter <= 0 {
 		cfg.RescueStuckJobsAfter = research.LongestRun() + 5*time.Minute
 	}
@@ -170,7 +188,10 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 		return nil, err
 	}
 	client, err := river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.MaxWorkers}},
+		Queues: map[string]river.QueueConfig{
+			cfg.Queue:            {MaxWorkers: cfg.MaxWorkers},
+			FireQueue(cfg.Queue): {MaxWorkers: cfg.FireWorkers},
+		},
 		Workers:              workers,
 		MaxAttempts:          MaxAttempts,
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
@@ -218,7 +239,7 @@ func (q *Queue[TTx]) EnqueueFireTx(ctx context.Context, tx any, scheduleID strin
 		return 0, fmt.Errorf("enqueue: transaction is %T", tx)
 	}
 	res, err := q.client.InsertTx(ctx, t, FireArgs{ScheduleID: scheduleID, At: at.UTC()},
-		&river.InsertOpts{Queue: q.queue, MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
+		&river.InsertOpts{Queue: FireQueue(q.queue), MaxAttempts: MaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}})
 	if err != nil {
 		return 0, err
 	}
@@ -227,6 +248,9 @@ func (q *Queue[TTx]) EnqueueFireTx(ctx context.Context, tx any, scheduleID strin
 
 // Name is the queue this client inserts into and works.
 func (q *Queue[TTx]) Name() string { return q.queue }
+
+// Local reports whether the queue is this process's own (IsLocal).
+func (q *Queue[TTx]) Local() bool { return IsLocal(q.queue) }
 
 // SetFirer sets who fires schedules; call it before Start.
 func (q *Queue[TTx]) SetFirer(f scheduler.Firer) { q.fire.firer.Store(&f) }

@@ -52,7 +52,10 @@ func TestLocalQueueNames(t *testing.T) {
 	if a == b || !IsLocal(a) || IsLocal(SharedQueue) || QueueFor(false) != SharedQueue || !IsLocal(QueueFor(true)) {
 		t.Fatalf("queues %q %q %q", a, b, SharedQueue)
 	}
-	for _, q := range []string{a, SharedQueue} {
+	if !IsLocal(FireQueue(a)) || IsLocal(FireQueue(SharedQueue)) || FireQueue(a) == a {
+		t.Fatalf("fire queues %q %q", FireQueue(a), FireQueue(SharedQueue))
+	}
+	for _, q := range []string{a, SharedQueue, FireQueue(a), FireQueue(SharedQueue)} {
 		if _, err := river.NewClient[any](nil, &river.Config{Queues: map[string]river.QueueConfig{q: {MaxWorkers: 1}}, Workers: river.NewWorkers()}); err != nil && strings.Contains(err.Error(), "queue name") {
 			t.Fatalf("River refuses queue %q: %v", q, err)
 		}
