@@ -311,7 +311,7 @@ func checkRun(t *testing.T, b interface {
 	if !r.State.Terminal() {
 		t.Fatalf("%s: not ended: %s", what, r.State)
 	}
-	if r.Captured < 0 || r.Captured > r.Hold || r.FallbackCaptured > r.FallbackHold {
+	if r.Captured < 0 || r.Captured > r.Cap() || r.FallbackCaptured > r.FallbackHold {
 		t.Fatalf("%s: captured %s of a %s hold", what, r.Captured, r.Hold)
 	}
 	trs, err := b.Transitions(context.Background(), r.ID)

@@ -706,7 +706,7 @@ func TestCommandsGatewayAndAutocomplete(t *testing.T) {
 			if o.Autocomplete {
 				key += ":auto"
 			}
-			if len(o.Choices) == 3 {
+			if len(o.Choices) >= 3 {
 				key += ":choices"
 			}
 			if o.Required {
@@ -721,6 +721,7 @@ func TestCommandsGatewayAndAutocomplete(t *testing.T) {
 		"scan":     {"watchlist:String:auto:required", "depth:String:choices", "public:Boolean"},
 		"receipt":  {"id:String:required"},
 		"link":     {"code:String"},
+		"ask":      {"question:String:required", "cap:String", "ask:String", "model:String:auto"},
 	} {
 		for _, w := range want {
 			if !byName[cmd][w] {

@@ -49,7 +49,7 @@ func TestResearchToCompletion(t *testing.T) {
 			t.Errorf("button %q has callback_data %q", btn.Text, btn.CallbackData)
 		}
 	}
-	if got := strings.Join(labels, "|"); !strings.HasPrefix(got, "Confirm $") || !strings.HasSuffix(got, "|Cancel|Quick|Deep") { // no other route: no fallback choice (issue 15)
+	if got := strings.Join(labels, "|"); !strings.HasPrefix(got, "Confirm $") || !strings.HasSuffix(got, "|Cancel|Quick|Deep|Agent") { // no other route: no fallback choice (issue 15)
 		t.Fatalf("quote buttons = %s", got)
 	}
 

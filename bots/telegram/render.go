@@ -268,6 +268,14 @@ func reportBlocks(rep research.Report) []block {
 		meta += "; model " + rep.Model
 	}
 	out := []block{italic(meta)}
+	for _, part := range bots.AgentParts(rep) {
+		if strings.TrimSpace(part.Text) == "" {
+			continue
+		}
+		ps := paragraphs(part.Text)
+		ps[0].head = "<b>" + part.Name + "</b>\n"
+		out = append(out, ps...)
+	}
 	if len(rep.Scan) > 0 {
 		// Fixed width, so the columns line up on a phone too.
 		out = append(out, bold(fmt.Sprintf("Ranked watchlist (%d symbols)", len(rep.Scan))), block{tag: "pre", text: research.ScanText(rep.Scan)})
