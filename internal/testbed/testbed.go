@@ -112,6 +112,9 @@ func New(t testing.TB, opts Options) *Bed {
 		_, b.pgConfig = pgtest.Schema(t)
 	} else {
 		b.sqlPath = filepath.Join(t.TempDir(), "forgebot.db")
+		if err := seedSQLite(b.sqlPath); err != nil {
+			t.Fatalf("seed the SQLite database: %v", err)
+		}
 	}
 	b.Store, b.Engine = b.instance(!opts.NoWorkers)
 	return b
