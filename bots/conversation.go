@@ -136,6 +136,11 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 		errors.As(err, &le)
 		msg = fmt.Sprintf("This run would pass your %s spend limit: %s spent of %s, and it holds up to %s. Nothing was held. Change it with /limit.",
 			le.Period, le.Spent, le.Limit, le.Amount)
+	case errors.Is(err, research.ErrTooManyRuns):
+		msg = "You have as many runs going as you may at once: wait for one to finish, or cancel one with /cancel. Nothing was held."
+		if le := (*research.RunLimitError)(nil); errors.As(err, &le) {
+			msg = fmt.Sprintf("You have %d runs going, the most at once: wait for one to finish, or cancel one with /cancel. Nothing was held.", le.Live)
+		}
 	case errors.Is(err, billing.ErrInDebt):
 		msg = "You owe money after a refund: top up with /topup to pay it, then runs start again. Nothing was held."
 	default:
@@ -414,13 +419,8 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 	}
 	switch p.action {
 	case "confirm":
-		if q.Status == research.QuoteOpen {
-			if err := c.allowRun(ctx, q.AccountID); err != nil {
-				return nil, err
-			}
-		}
 		d := dest(in)
-		run, nq, err := c.Engine.Confirm(ctx, q.ID, in.Identity, &d)
+		run, nq, err := c.Engine.Confirm(c.runLimit(ctx), q.ID, in.Identity, &d)
 		switch {
 		case errors.Is(err, research.ErrQuoteExpired):
 			return []Reply{{View: c.quoteView(nq), Edit: true, Alert: "That quote expired: here is a fresh one."}}, nil
@@ -433,7 +433,7 @@ func (c *Conversation) press(ctx context.Context, in Incoming) ([]Reply, error) 
 		case err != nil:
 			return nil, err
 		}
-		return []Reply{{View: c.progressView(c.Engine.Snapshot(run, "queued")), Edit: true, RunID: run.ID,
+		return []Reply{{View: c.progressView(c.Engine.Snapshot(run, "queued")), Edit: true, RunID: run.ID, RunVersion: run.Version,
 			Alert: "Confirmed: " + run.Hold.String() + " held from " + string(run.Bucket) + "."}}, nil
 	case "decline":
 		if _, err := c.Engine.Decline(ctx, q.ID, in.Identity); err != nil {
@@ -679,6 +679,17 @@ func (c *Conversation) modelsView() View {
 		}
 	}
 	return View{Kind: KindInfo, Title: "Models and routes", Text: b.String()}
+}
+
+// EditRun edits a run's message at d with a view of the run at version
+// (an answer to a button press) through the outbox's per-run order: edit is
+// not called, and false returned, when a newer view or the run's final went
+// out from any instance, or the run ended (see Outbox.EditRun).
+func (c *Conversation) EditRun(ctx context.Context, d research.Destination, runID string, version int64, edit func(context.Context) error) (bool, error) {
+	if c.Outbox == nil {
+		return true, edit(ctx)
+	}
+	return c.Outbox.EditRun(ctx, d, runID, version, edit)
 }
 
 // Publish implements research.Sink: it renders a run's event and hands it to

@@ -347,3 +347,57 @@ func TestConcurrentRunLimit(t *testing.T) {
 		t.Fatalf("%d holds open, want 2", n)
 	}
 }
+
+// TestRunLimitRace (both stores): ten confirms pressed at once by a user
+// allowed three runs at a time: exactly three runs start (the limit is
+// counted in the confirm's transaction, after the hold's account lock), the
+// other seven are refused with the limit's message and hold nothing.
+func TestRunLimitRace(t *testing.T) {
+	t.Parallel()
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) {
+			t.Parallel()
+			c := newChat(t, testbed.Options{Postgres: pg, NoWorkers: true})
+			c.conv.Limits = bots.UserLimits{MaxRunning: 3, QuotesPerMinute: 100}
+			c.b.Fund(alice, billing.BucketCredit, billing.Micro)
+			const presses = 10
+			var confirms []string
+			for range presses {
+				confirms = append(confirms, button(t, one(t, c.say(t, alice, "/research AAPL quick")).View, "Confirm"))
+			}
+			var (
+				wg               sync.WaitGroup
+				mu               sync.Mutex
+				started, refused int
+				start            = make(chan struct{})
+			)
+			for i, data := range confirms {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					r := one(t, c.press(t, alice, data, "m"+strconv.Itoa(i)))
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case r.View.Kind == bots.KindProgress:
+						started++
+					case r.Refused && strings.Contains(r.Alert, "runs going, the most at once"):
+						refused++
+					default:
+						t.Errorf("confirm %d answered %+v", i, r)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if started != 3 || refused != presses-3 {
+				t.Fatalf("%d confirms started a run and %d were refused, want 3 and %d", started, refused, presses-3)
+			}
+			if n := c.b.OpenHolds(); n != 3 {
+				t.Fatalf("%d holds open, want 3", n)
+			}
+			c.b.CheckLedger()
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/research"
 )
 
 // Limits per user against abuse, each answered with a clear message. Zero
@@ -71,26 +72,13 @@ func (c *Conversation) allowQuote(who billing.Identity) error {
 	return nil
 }
 
-// allowRun refuses a confirm while the account has MaxRunning runs going.
-// It is checked before the confirm's transaction, so two confirms at the
-// same instant may both pass: a bound against abuse, not an exact count.
-func (c *Conversation) allowRun(ctx context.Context, acc billing.AccountID) error {
+// runLimit bounds the confirm in ctx to MaxRunning live runs: the store
+// counts them in the confirm's transaction (research.WithRunLimit), so
+// confirms pressed at the same instant cannot pass it together.
+func (c *Conversation) runLimit(ctx context.Context) context.Context {
 	n := c.Limits.MaxRunning
 	if n <= 0 {
 		n = defaultMaxRunning
 	}
-	runs, err := c.Runs.RunsOf(ctx, acc, 100)
-	if err != nil {
-		return err
-	}
-	going := 0
-	for _, r := range runs {
-		if !r.State.Terminal() {
-			going++
-		}
-	}
-	if going >= n {
-		return sayf("You have %d runs going, the most at once: wait for one to finish, or cancel one with /cancel. Nothing was held.", going)
-	}
-	return nil
+	return research.WithRunLimit(ctx, n)
 }

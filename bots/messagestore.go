@@ -27,6 +27,10 @@ type MessageStore interface {
 	RenewMessages(ctx context.Context, owner string, until time.Time) error
 	// FinishMessage records a message delivered (or given up) at at.
 	FinishMessage(ctx context.Context, id int64, delivered bool, at time.Time) error
+	// PruneMessages deletes the messages done (delivered or given up) before
+	// before, and the view order of runs whose final went out before it, in
+	// bounded batches; it returns how many rows went.
+	PruneMessages(ctx context.Context, before time.Time) (int64, error)
 
 	// BeginView asks to send run runID's view at version. A non-final view
 	// may go (ok) unless a newer one was sent, the final went out or the

@@ -174,3 +174,124 @@ func (l *lateSink) Publish(ev research.Event) {
 		s.Publish(ev)
 	}
 }
+
+// finalLog is a viewLog that signals every final view it shows.
+type finalLog struct {
+	viewLog
+	finals chan string // message ids
+}
+
+func (s *finalLog) Send(ctx context.Context, d research.Destination, v bots.View) (string, error) {
+	return "", s.Edit(ctx, d, v)
+}
+
+func (s *finalLog) Edit(ctx context.Context, d research.Destination, v bots.View) error {
+	_ = s.viewLog.Edit(ctx, d, v)
+	if v.Final {
+		s.finals <- d.MessageID
+	}
+	return nil
+}
+
+func (s *finalLog) views(msg string) []bots.View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]bots.View(nil), s.shown[msg]...)
+}
+
+// TestPressEditOrderedAcrossInstances: a button press's edit of a run's
+// message (the confirm turns the quote into the run's card) goes through the
+// same per-run order as the outboxes' sends, on both stores. Instance A
+// answers the confirm press; before A's adapter edits the message, instance
+// B runs the run and its outbox delivers the final: A's edit, of an older
+// view, is not made. An edit made first is followed by the final, which
+// stays last.
+func TestPressEditOrderedAcrossInstances(t *testing.T) {
+	t.Parallel()
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) {
+			t.Parallel()
+			pressEditOrdered(t, pg)
+		})
+	}
+}
+
+func pressEditOrdered(t *testing.T, pg bool) {
+	b := testbed.New(t, testbed.Options{Postgres: pg, NoWorkers: true})
+	scr := &finalLog{viewLog: viewLog{shown: map[string][]bots.View{}}, finals: make(chan string, 16)}
+	conv := func(e *research.Engine, s testbed.Store) *bots.Conversation {
+		ob := bots.NewOutbox(nil)
+		ob.Store = s.(bots.MessageStore)
+		ob.Register("p", scr, bots.Limits{})
+		start(t, ob)
+		return &bots.Conversation{Engine: e, Ledger: s, Runs: s, Outbox: ob}
+	}
+	a := conv(b.Engine, b.Store) // answers the presses; runs nothing
+	gate := make(chan struct{})
+	sinkB := &lateSink{}
+	storeB, engineB := b.InstanceWithSink(research.SinkFunc(func(ev research.Event) {
+		<-gate // closed at once, or once A's edit is made
+		sinkB.Publish(ev)
+	}))
+	sinkB.set(conv(engineB, storeB))
+	owner := billing.Identity{Platform: "p", ExternalID: "owner"}
+	b.Fund(owner, billing.BucketCredit, billing.Micro)
+
+	for i, editFirst := range []bool{false, true} {
+		msg := fmt.Sprintf("m%d", i)
+		d := research.Destination{Platform: "p", ChatID: "c1", MessageID: msg}
+		if !editFirst {
+			close(gate)
+		} else {
+			gate = make(chan struct{})
+		}
+		q, err := b.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL"},
+			Depth: research.Quick, Owner: owner, Dest: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies := a.Handle(t.Context(), bots.Incoming{Identity: owner, Chat: bots.Chat{Platform: "p", ID: "c1"}, MessageID: msg,
+			Button: "q:" + q.ID + ":confirm"})
+		var card *bots.Reply
+		for i := range replies {
+			if replies[i].RunID != "" {
+				card = &replies[i]
+			}
+		}
+		if card == nil || !card.Edit || card.RunVersion == 0 {
+			t.Fatalf("the confirm press answered %+v, want an edit of the run's card", replies)
+		}
+		edit := func() bool {
+			sent, err := a.EditRun(t.Context(), d, card.RunID, card.RunVersion, func(ctx context.Context) error { return scr.Edit(ctx, d, card.View) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sent
+		}
+		if editFirst {
+			if !edit() {
+				t.Fatal("an edit before any newer view of the run was refused")
+			}
+			close(gate)
+		}
+		select {
+		case got := <-scr.finals:
+			if got != msg {
+				t.Fatalf("a final went to %s, want %s", got, msg)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("message %s never showed its final", msg)
+		}
+		if !editFirst && edit() {
+			t.Fatal("the press's edit of an older view was made after the run's final went out")
+		}
+		views := scr.views(msg)
+		if len(views) == 0 || !views[len(views)-1].Final {
+			t.Fatalf("message %s went back from its final: %d views", msg, len(views))
+		}
+		if editFirst && views[0].Final {
+			t.Fatalf("message %s did not show the press's card before its final", msg)
+		}
+	}
+	b.CheckSettled()
+}

@@ -183,6 +183,44 @@ func (o *Outbox) SubmitRun(d research.Destination, v View, runID string, version
 	o.enqueue(keyOf(d), it)
 }
 
+// EditRun makes an edit of a run's message outside the queue (an adapter's
+// answer to a button press: the confirm turns the quote into the run's card)
+// under the order SubmitRun keeps: edit is called only if this outbox has not
+// taken the message's final and, with a Store, no newer view of the run nor
+// its final went out from any instance and the run has not ended. A final
+// of the run waits for the edit in flight, so it stays the last thing the
+// message shows. It reports whether edit was called.
+func (o *Outbox) EditRun(ctx context.Context, d research.Destination, runID string, version int64, edit func(context.Context) error) (bool, error) {
+	o.mu.Lock()
+	_, done := o.finished[keyOf(d)]
+	o.mu.Unlock()
+	if done {
+		o.coalesced.Add(1)
+		return false, nil
+	}
+	if o.Store == nil || runID == "" {
+		return true, edit(ctx)
+	}
+	now := o.now()
+	until := now.Add(sendTimeout)
+	ok, _, err := o.Store.BeginView(context.WithoutCancel(ctx), runID, version, false, now, until)
+	if err != nil || !ok {
+		o.coalesced.Add(1)
+		return false, err // stale, or the order is unknown: progress is best-effort
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	err = edit(sendCtx)
+	sent := version
+	if err != nil {
+		sent = 0
+	}
+	if e := o.Store.EndView(context.WithoutCancel(ctx), runID, sent, false, until); e != nil {
+		o.Log.Warn("outbox: record a view sent", "run_id", runID, "err", e)
+	}
+	return true, err
+}
+
 // keep stores a final view for delivery, claimed by this outbox; 0 when
 // the store failed (the view is then delivered from memory only); kept when
 // the run's final was stored before.

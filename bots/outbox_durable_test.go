@@ -3,10 +3,12 @@ package bots_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/internal/testbed"
 	"github.com/tokensforge/forgebot/research"
@@ -262,6 +264,83 @@ func TestOutboxFinalSurvivesCrash(t *testing.T) {
 			defer up.mu.Unlock()
 			if len(up.sent) != 1 {
 				t.Fatalf("delivered %d times: %+v", len(up.sent), up.sent)
+			}
+		})
+	}
+}
+
+// TestPruneMessages (both stores): delivered and given-up messages older
+// than the cut go, in batches (more rows than one batch holds); undelivered
+// ones and recent ones stay, and a run's view order goes once its final is
+// that old, after which an old view of the ended run is still refused.
+func TestPruneMessages(t *testing.T) {
+	t.Parallel()
+	for _, pg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sqlite", true: "postgres"}[pg], func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := testbed.New(t, testbed.Options{Postgres: pg, NoWorkers: true})
+			store := b.Store.(bots.MessageStore)
+			old := time.Now().Add(-48 * time.Hour)
+			save := func(i int) int64 {
+				id, err := store.SaveMessage(ctx, bots.StoredMessage{Platform: "p", Key: fmt.Sprintf("c/m%d", i), Body: []byte(`{}`), Created: old}, "o", old)
+				if err != nil {
+					t.Error(err)
+				}
+				return id
+			}
+			const many = 1203 // more than one batch
+			var wg sync.WaitGroup
+			for w := range 8 { // in parallel: PostgreSQL's commits are the test's cost
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < many; i += 8 {
+						if err := store.FinishMessage(ctx, save(i), i%2 == 0, old); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			pending := save(many)
+			recent := save(many + 1)
+			if err := store.FinishMessage(ctx, recent, true, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			// An ended run whose final went out two days ago.
+			owner := billing.Identity{Platform: "p", ExternalID: "owner"}
+			b.Fund(owner, billing.BucketCredit, billing.Micro)
+			q, err := b.Engine.Quote(ctx, research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL"}, Depth: research.Quick, Owner: owner})
+			if err != nil {
+				t.Fatal(err)
+			}
+			run, _, err := b.Engine.Confirm(ctx, q.ID, owner, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Engine.Cancel(ctx, run.ID, owner); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := store.BeginView(ctx, run.ID, run.Version+1, true, old, old); err != nil {
+				t.Fatal(err)
+			}
+
+			n, err := store.PruneMessages(ctx, time.Now().Add(-24*time.Hour))
+			if err != nil || n != many+1 {
+				t.Fatalf("pruned %d rows (%v), want %d messages and one run's views", n, err, many+1)
+			}
+			// What is left: the undelivered one, claimable once its claim lapsed.
+			ms, err := store.ClaimMessages(ctx, "next", []string{"p"}, time.Now(), time.Now().Add(time.Minute), 10)
+			if err != nil || len(ms) != 1 || ms[0].ID != pending {
+				t.Fatalf("after the prune: %+v (%v), want only the undelivered message", ms, err)
+			}
+			if ok, _, err := store.BeginView(ctx, run.ID, 1, false, time.Now(), time.Now().Add(time.Minute)); err != nil || ok {
+				t.Fatalf("an old view of an ended run whose order was pruned: ok %v (%v)", ok, err)
+			}
+			if n, err := store.PruneMessages(ctx, time.Now().Add(-24*time.Hour)); err != nil || n != 0 {
+				t.Fatalf("a second prune took %d rows (%v)", n, err)
 			}
 		})
 	}

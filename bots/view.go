@@ -99,7 +99,11 @@ type Reply struct {
 	Refused bool
 	// RunID is set on the reply that confirmed a run: an adapter that shows
 	// progress in another message than the quote's calls MoveRun with it.
-	RunID string
+	// RunVersion is the version of the run its View shows: an adapter edits
+	// a message with it only through Conversation.EditRun, so the card never
+	// replaces a newer view of the run (its final, say) sent meanwhile.
+	RunID      string
+	RunVersion int64
 }
 
 // CleanView returns v with research.CleanText applied to every string it

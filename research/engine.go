@@ -225,7 +225,7 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 			DefaultLimits: e.SpendDefaults,
 		})
 	}
-	run, err = e.Store.ConfirmQuote(ctx, q.ID, run, holds, plan.RuntimeHigh)
+	run, err = e.Store.ConfirmQuote(e.holding(ctx), q.ID, run, holds, plan.RuntimeHigh)
 	if errors.Is(err, billing.ErrInsufficientFunds) {
 		return requote(ErrInsufficient)
 	}
@@ -312,6 +312,11 @@ func (e *Engine) Cancel(ctx context.Context, runID string, who billing.Identity)
 		r, err = e.settle(ctx, r.ID, Cancelled, who.String(), "cancelled before running", nil, "")
 		if err == nil {
 			e.publish(e.event(r, "cancelled"))
+			// The final is handed over: a lease this process took when it
+			// queued the run (WithHolder) has nothing left to guard.
+			if err := e.Store.ReleaseLease(context.WithoutCancel(ctx), r.ID, e.Instance()); err != nil {
+				e.log().Warn("release run lease", "run_id", r.ID, "err", err)
+			}
 		}
 		if !errors.Is(err, ErrWrongState) {
 			return r, err
@@ -418,7 +423,7 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 		}
 	case Paused:
 		plan := Plans[r.Request.Depth]
-		r, err = e.Store.RequeueRun(ctx, runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))
+		r, err = e.Store.RequeueRun(e.holding(ctx), runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))
 	default:
 		return r, fmt.Errorf("%w: a %s run cannot be resumed", ErrWrongState, r.State)
 	}

@@ -836,3 +836,52 @@ func TestResumeAfterStageFailureEndsPartial(t *testing.T) {
 	}
 	b.CheckSettled()
 }
+
+// TestQueuedLocalRunLeased: a run confirmed by a process with a queue of its
+// own (demo, `forgebot research`) is leased to that process from the confirm
+// on, renewed by its watcher, and so found lapsed once the process stops
+// renewing; a cancel before it started releases the lease with the final.
+// A run on serve's shared queue is not leased until a worker starts it (any
+// serve instance may).
+func TestQueuedLocalRunLeased(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		ctx := t.Context()
+		lapsed := func(b *testbed.Bed, id string, at time.Time) bool {
+			t.Helper()
+			runs, err := b.Store.LapsedRuns(ctx, at, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return slices.ContainsFunc(runs, func(r research.Run) bool { return r.ID == id })
+		}
+		b := testbed.New(t, testbed.Options{Postgres: pg, NoWorkers: true, LocalQueue: true})
+		b.Fund(alice, billing.BucketCredit, billing.Micro)
+		run := confirm(t, b, quote(t, b, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick}))
+		if lapsed(b, run.ID, time.Now()) || !lapsed(b, run.ID, time.Now().Add(time.Minute)) {
+			t.Fatal("a queued local run is not leased to its process from the confirm on")
+		}
+		if n, err := b.Store.RenewLeases(ctx, b.Engine.Instance(), time.Now().Add(2*time.Minute)); err != nil || n != 1 {
+			t.Fatalf("renewed %d leases (%v), want the queued run's", n, err)
+		}
+		if lapsed(b, run.ID, time.Now().Add(time.Minute)) {
+			t.Fatal("the renewal did not extend the lease")
+		}
+		if _, err := b.Engine.Cancel(ctx, run.ID, alice); err != nil {
+			t.Fatal(err)
+		}
+		ended, err := b.Store.EndedLapsed(ctx, time.Now().Add(time.Hour), 100)
+		if err != nil || slices.ContainsFunc(ended, func(r research.Run) bool { return r.ID == run.ID }) {
+			t.Fatalf("a run cancelled before it started kept its lease (%v)", err)
+		}
+		b.CheckSettled()
+
+		shared := testbed.New(t, testbed.Options{Postgres: pg, NoWorkers: true})
+		shared.Fund(alice, billing.BucketCredit, billing.Micro)
+		run = confirm(t, shared, quote(t, shared, research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick}))
+		if lapsed(shared, run.ID, time.Now().Add(time.Hour)) {
+			t.Fatal("a run on the shared queue is leased before a worker took it")
+		}
+		shared.CheckLedger()
+	})
+}

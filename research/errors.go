@@ -1,6 +1,10 @@
 package research
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors; the conversation layer maps them to what a user reads.
 var (
@@ -28,3 +32,33 @@ var (
 	// (Store.AdvanceRun); the caller reads it again (UpdateRun).
 	ErrStale = errors.New("the run changed since it was read")
 )
+
+// ErrTooManyRuns: the account has as many runs live (queued, running, paused)
+// as it may at once; the confirm held nothing. Returned as a *RunLimitError.
+var ErrTooManyRuns = errors.New("too many runs at once")
+
+// RunLimitError is ConfirmQuote's refusal under WithRunLimit.
+type RunLimitError struct{ Live, Limit int }
+
+func (e *RunLimitError) Error() string {
+	return fmt.Sprintf("%v: %d live, at most %d", ErrTooManyRuns, e.Live, e.Limit)
+}
+
+func (e *RunLimitError) Unwrap() error { return ErrTooManyRuns }
+
+type runLimitKey struct{}
+
+// WithRunLimit bounds the runs the confirming account may have live at once
+// (the new one included) to n: the store counts them in the confirm's
+// transaction, under a per-account lock, so confirms at the same instant
+// cannot pass it together; over it, Confirm fails with a *RunLimitError.
+// The chat sets it (FORGE_MAX_RUNNING); n <= 0 sets no limit.
+func WithRunLimit(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, runLimitKey{}, n)
+}
+
+// RunLimitOf returns the limit WithRunLimit set, if any.
+func RunLimitOf(ctx context.Context) (int, bool) {
+	n, ok := ctx.Value(runLimitKey{}).(int)
+	return n, ok && n > 0
+}

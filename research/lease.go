@@ -34,6 +34,37 @@ func LeaseOf(ctx context.Context) (string, bool) {
 	return o, ok && o != ""
 }
 
+type holderKey struct{}
+
+type holder struct {
+	owner string
+	until time.Time
+}
+
+// WithHolder marks ctx as coming from the engine instance owner, which
+// executes the runs it queues itself when its store's queue is its own (the
+// demo and `forgebot research`: a local River queue nobody else works). Such
+// a store leases each run it enqueues (confirm, resume, take over) to owner
+// until until, in the enqueuing transaction, and the owner's watcher renews
+// it (RenewLeases): a run that never started still shows its process alive,
+// and is taken over within a lease's lifetime once that process dies, not
+// left queued for the reaper. A store on the shared queue ignores it: any
+// serve instance may start those runs.
+func WithHolder(ctx context.Context, owner string, until time.Time) context.Context {
+	return context.WithValue(ctx, holderKey{}, holder{owner, until})
+}
+
+// HolderOf returns the holder WithHolder set on ctx, if any.
+func HolderOf(ctx context.Context) (owner string, until time.Time, ok bool) {
+	h, ok := ctx.Value(holderKey{}).(holder)
+	return h.owner, h.until, ok && h.owner != ""
+}
+
+// holding is ctx with this instance as the holder of the runs it queues.
+func (e *Engine) holding(ctx context.Context) context.Context {
+	return WithHolder(ctx, e.Instance(), time.Now().Add(e.leaseTTL()))
+}
+
 func (e *Engine) leaseTTL() time.Duration {
 	if e.LeaseTTL > 0 {
 		return e.LeaseTTL
@@ -98,8 +129,11 @@ func (e *Engine) isActive(runID string) bool {
 	return ok
 }
 
-// Watch takes over, every interval (default LeaseTTL/5), the runs whose
-// lease lapsed, until ctx ends. Every process that can execute runs calls it.
+// Watch renews, every interval (default LeaseTTL/5), the leases this
+// instance holds on runs it queued but is not executing (the heartbeat of a
+// process with a queue of its own, see WithHolder), and takes over the runs
+// whose lease lapsed, until ctx ends. Every process that can execute runs
+// calls it.
 func (e *Engine) Watch(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = e.leaseTTL() / 5
@@ -111,6 +145,9 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if _, err := e.Store.RenewLeases(ctx, e.Instance(), time.Now().Add(e.leaseTTL())); err != nil && ctx.Err() == nil {
+				e.log().Warn("renew the leases of queued runs", "err", err)
+			}
 			if _, err := e.TakeOver(ctx); err != nil && ctx.Err() == nil {
 				e.log().Error("take over lapsed runs", "err", err)
 			}
@@ -157,7 +194,7 @@ func (e *Engine) TakeOver(ctx context.Context) (n int, err error) {
 			}
 			continue
 		}
-		if _, err := e.Store.TakeOverRun(ctx, r.ID, time.Now(), Plans[r.Request.Depth].RuntimeHigh); err != nil {
+		if _, err := e.Store.TakeOverRun(e.holding(ctx), r.ID, time.Now(), Plans[r.Request.Depth].RuntimeHigh); err != nil {
 			if !errors.Is(err, ErrWrongState) {
 				e.log().Error("take over a run", "run_id", r.ID, "err", err)
 			}

@@ -101,8 +101,8 @@ type Run struct {
 	// reading the ledger again.
 	CaptureEntryID int64         `json:"capture_entry_id,omitempty"`
 	AvailableAfter billing.Money `json:"available_after,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	JobID     int64         `json:"job_id"`
+	Error          string        `json:"error,omitempty"`
+	JobID          int64         `json:"job_id"`
 	// Version counts the run's stored changes: the store increments it on
 	// every write, so views of the run can be ordered across instances.
 	Version int64 `json:"version"`

@@ -20,7 +20,8 @@ type Store interface {
 	Quote(ctx context.Context, id string) (Quote, error)
 	// ConfirmQuote, in one transaction: marks the quote confirmed (ErrQuoteUsed
 	// unless it was open), places the hold (billing.ErrInsufficientFunds),
-	// inserts the run as queued with its first transition, and enqueues its job.
+	// inserts the run as queued with its first transition, and enqueues its job
+	// (leased to ctx's holder when the queue is the process's own, WithHolder).
 	// holds[0] is the run's hold; holds[1], when present, the other-bucket
 	// fallback's.
 	ConfirmQuote(ctx context.Context, quoteID string, run Run, holds []billing.HoldRequest, timeout time.Duration) (Run, error)
@@ -49,7 +50,8 @@ type Store interface {
 	// returned unchanged with ErrWrongState. Each hold gets its own receipt.
 	SettleRun(ctx context.Context, id, actor, reason string, charge func(*Run) (capture, fallbackCapture billing.Money), fn func(*Run, *billing.Receipt) error) (Run, error)
 	// RequeueRun sets the run queued, enqueues a new job and extends the
-	// run's open hold to now+holdTTL, in one transaction.
+	// run's open hold to now+holdTTL, in one transaction (leasing the run to
+	// ctx's holder as ConfirmQuote does).
 	RequeueRun(ctx context.Context, id, actor, reason string, timeout, holdTTL time.Duration) (Run, error)
 	// CancelJob asks the queue to cancel a run's job wherever it runs.
 	CancelJob(ctx context.Context, jobID int64) error
@@ -63,12 +65,20 @@ type Store interface {
 	// RenewLease extends owner's lease; ErrLeaseLost when owner no longer holds it.
 	RenewLease(ctx context.Context, id, owner string, until time.Time) error
 	// ReleaseLease ends owner's lease (a no-op when owner does not hold it).
+	// On a store whose queue is its process's own, a run still live keeps
+	// its lease (renewed by RenewLeases while the process lives): its job
+	// (a retry, say) can only run there, so the lease is its liveness.
 	ReleaseLease(ctx context.Context, id, owner string) error
+	// RenewLeases extends to until every lease owner holds on a live run:
+	// the process's heartbeat, which keeps alive the runs it queued with a
+	// lease (WithHolder) but has not started. It returns how many.
+	RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error)
 	// LapsedRuns lists live runs whose lease ended before now: their process died.
 	LapsedRuns(ctx context.Context, now time.Time, limit int) ([]Run, error)
 	// TakeOverRun, in one transaction, for a run whose lease lapsed before
-	// now: cancels its old job, enqueues a new one and clears the lease, so
-	// the run resumes on any instance. ErrWrongState when the lease is live
+	// now: cancels its old job, enqueues a new one and clears the lease (or
+	// gives it to ctx's holder, as ConfirmQuote does), so the run resumes on
+	// any instance. ErrWrongState when the lease is live
 	// again or the run ended.
 	TakeOverRun(ctx context.Context, id string, now time.Time, timeout time.Duration) (Run, error)
 	// EndedLapsed lists ended runs whose lease lapsed before now: their

@@ -437,6 +437,6 @@ func (a *Adapter) publishRun(ctx context.Context, t *turn, in bots.Incoming, r b
 	// dropped there: show the run's state now, so a long stage does not sit
 	// under a "queued" card. A final is forwarded by Edit instead.
 	if run, err := a.conv.Runs.Run(ctx, r.RunID); err == nil && !run.State.Terminal() && a.conv.Outbox != nil {
-		a.conv.Outbox.Submit(d, a.conv.ProgressView(a.conv.Engine.Snapshot(run, "")))
+		a.conv.Outbox.SubmitRun(d, a.conv.ProgressView(a.conv.Engine.Snapshot(run, "")), run.ID, run.Version)
 	}
 }

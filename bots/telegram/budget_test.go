@@ -192,6 +192,10 @@ func TestGroupMinute(t *testing.T) {
 type nopConversation struct{}
 
 func (nopConversation) Handle(context.Context, bots.Incoming) []bots.Reply { return nil }
+func (nopConversation) EditRun(ctx context.Context, _ research.Destination, _ string, _ int64, edit func(context.Context) error) (bool, error) {
+	return true, edit(ctx)
+}
+
 func (nopConversation) MoveRun(context.Context, string, billing.Identity, research.Destination) error {
 	return nil
 }

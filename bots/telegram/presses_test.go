@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/tokensforge/forgebot/bots/telegram"
 	"github.com/tokensforge/forgebot/bots/telegram/telegramtest"
 	"github.com/tokensforge/forgebot/internal/testbed"
+	"github.com/tokensforge/forgebot/research"
 )
 
 // TestOddPresses: garbage payloads, an empty payload, presses on messages
@@ -220,4 +222,63 @@ func TestLateRefusal(t *testing.T) {
 	if posted != 1 || len(b.edits(group.ID, quote.ID)) != 0 || b.bed.OpenHolds() != 0 {
 		t.Fatalf("%d refusals posted, %d edits of the quote, %d holds; want 1, 0, 0", posted, len(b.edits(group.ID, quote.ID)), b.bed.OpenHolds())
 	}
+}
+
+// lateEdit is the conversation whose confirm answer reaches the adapter only
+// once the run's final went out: the press's edit of the quote (the run's
+// "queued" card) comes after the final, as when another instance ran the
+// run fast. It reports each EditRun's outcome.
+type lateEdit struct {
+	*bots.Conversation
+	t      testing.TB
+	b      **bundle
+	edited chan bool
+}
+
+func (l lateEdit) Handle(ctx context.Context, in bots.Incoming) []bots.Reply {
+	replies := l.Conversation.Handle(ctx, in)
+	for _, r := range replies {
+		if r.RunID != "" {
+			chat, _ := strconv.ParseInt(in.Chat.ID, 10, 64)
+			msg, _ := strconv.Atoi(in.MessageID)
+			(*l.b).final(l.t, chat, msg)
+		}
+	}
+	return replies
+}
+
+func (l lateEdit) EditRun(ctx context.Context, d research.Destination, runID string, version int64, edit func(context.Context) error) (bool, error) {
+	sent, err := l.Conversation.EditRun(ctx, d, runID, version, edit)
+	l.edited <- sent
+	return sent, err
+}
+
+// TestConfirmEditAfterFinal: the confirm press's edit of its message goes
+// through the outbox's per-run order, so an answer that arrives after the
+// run's final (a fast run on another instance) does not put the "queued"
+// card with live buttons back over the report.
+func TestConfirmEditAfterFinal(t *testing.T) {
+	t.Parallel()
+	var b *bundle
+	edited := make(chan bool, 1)
+	b = setup(t, options{start: true, conv: func(c *bots.Conversation) telegram.Conversation {
+		return lateEdit{Conversation: c, t: t, b: &b, edited: edited}
+	}})
+	b.bed.Fund(who(alice), billing.BucketCredit, billing.Micro)
+	dm := telegramtest.Private(alice)
+	b.fake.SendText(dm, alice, "/research AAPL")
+	quote := b.reply(t, dm.ID, "Quote: quick research on AAPL")
+	b.fake.Press(dm, alice, quote.ID, button(t, quote, "Confirm"))
+	select {
+	case sent := <-edited:
+		if sent {
+			t.Fatal("the press's card was edited over the run's final")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the press's edit did not go through the outbox's order")
+	}
+	if m, _ := b.fake.Message(dm.ID, quote.ID); !strings.Contains(m.Visible, research.Notice) || strings.Contains(m.Markup, `"Pause"`) {
+		t.Fatalf("the message went back from its final: %s %s", m.Visible, m.Markup)
+	}
+	b.bed.CheckLedger()
 }

@@ -157,6 +157,9 @@ func (c Config) Validate() error {
 type Conversation interface {
 	Handle(ctx context.Context, in bots.Incoming) []bots.Reply
 	MoveRun(ctx context.Context, runID string, who billing.Identity, d research.Destination) error
+	// EditRun makes an edit of a run's message under the outbox's per-run
+	// order (bots.Conversation.EditRun).
+	EditRun(ctx context.Context, d research.Destination, runID string, version int64, edit func(context.Context) error) (bool, error)
 }
 
 var (

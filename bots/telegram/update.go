@@ -296,7 +296,23 @@ func (a *Adapter) onCallback(ctx context.Context, q *models.CallbackQuery, ans *
 		if isGroup(chat) && v.Private && v.Public != nil {
 			v = a.forGroup(ctx, q.From, v)
 		}
-		id, err := a.editView(ctx, t, msg, v)
+		var id int
+		edit := func(ctx context.Context) (err error) {
+			id, err = a.editView(ctx, t, msg, v)
+			return err
+		}
+		var err error
+		if r.RunID != "" {
+			// A view of a run: it must not replace the run's final (or a
+			// newer view) another instance's outbox sent meanwhile.
+			d := research.Destination{Platform: Platform, ChatID: strconv.FormatInt(chat.ID, 10), MessageID: strconv.Itoa(msg)}
+			var sent bool
+			if sent, err = a.conv.EditRun(ctx, d, r.RunID, r.RunVersion, edit); err == nil && !sent {
+				continue // stale: the outbox shows the run's newer state
+			}
+		} else {
+			err = edit(ctx)
+		}
 		if err != nil {
 			a.log.Warn("telegram: edit after a press failed", "chat_id", chat.ID, "message_id", msg, "err", err)
 			continue

@@ -223,8 +223,9 @@ func (a *app) start(ctx context.Context) error {
 }
 
 // prune deletes, every interval, quotes expired for an hour that never
-// became runs and schedule proposals left unconfirmed past their time, so
-// neither table grows with every quote ever asked for. Failures are logged
+// became runs, schedule proposals left unconfirmed past their time, and
+// outbox rows delivered a day ago, so no table grows with every quote asked
+// for or every message sent. Failures are logged
 // once per interval, not retried in a loop.
 func (a *app) prune(ctx context.Context, every time.Duration) {
 	t := time.NewTimer(time.Minute)
@@ -239,6 +240,12 @@ func (a *app) prune(ctx context.Context, every time.Duration) {
 			a.log.Warn("prune quotes", "err", err)
 		} else if n > 0 {
 			a.log.Info("pruned expired quotes", "count", n)
+		}
+		// Delivered finals are kept a day, for an operator looking into one.
+		if n, err := a.store.PruneMessages(ctx, time.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+			a.log.Warn("prune delivered messages", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned delivered messages", "count", n)
 		}
 		if n, err := a.schedules.Prune(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("prune schedule proposals", "err", err)

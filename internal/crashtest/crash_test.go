@@ -34,6 +34,10 @@ const (
 	envChild = "FORGE_CRASH_CHILD" // the store spec the child opens
 	envLLM   = "FORGE_CRASH_LLM"   // the parent's fake LLM API
 	envHang  = "FORGE_CRASH_HANG"  // set: the child hangs on a final event (dies before handing it over)
+	// envQueue: the child is a process with a queue of its own (the demo,
+	// `forgebot research`) that confirms a run to this platform and dies
+	// before its worker starts it.
+	envQueue = "FORGE_CRASH_QUEUE"
 )
 
 var price = billing.Price{InputPerM: 1 * billing.Micro, OutputPerM: 4 * billing.Micro}
@@ -71,12 +75,40 @@ func child(spec, llmURL string) {
 			select {} // settled, final not handed over: killed here
 		}
 	})
+	if platform := os.Getenv(envQueue); platform != "" {
+		queueAndWait(spec, llmURL, platform, enc)
+	}
 	if _, err := testbed.Attach(spec, testbed.Options{RoutesFor: routes}, llmURL, sink); err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
 	}
 	select {} // until SIGKILL
 }
+
+// queueAndWait is a demo or `forgebot research` process: its own River
+// queue, its watcher running, no worker free (it is killed before one takes
+// the job). It confirms alice's run to platform, prints it, and waits.
+func queueAndWait(spec, llmURL, platform string, enc *json.Encoder) {
+	in, err := testbed.Attach(spec, testbed.Options{RoutesFor: routes, LocalQueue: true, NoWorkers: true}, llmURL, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	q, err := in.Engine.Quote(ctx, research.Request{Kind: research.KindResearch, Symbols: []string{"AAPL", "NVDA"},
+		Depth: research.Standard, Model: "gpt-test", Owner: alice, Dest: research.Destination{Platform: platform, ChatID: "c1", MessageID: "m1"}})
+	if err == nil {
+		var r research.Run
+		if r, _, err = in.Engine.Confirm(ctx, q.ID, alice, nil); err == nil {
+			_ = enc.Encode(line{Run: r.ID, State: string(r.State)})
+			select {} // until SIGKILL
+		}
+	}
+	fmt.Fprintln(os.Stderr, "child:", err)
+	os.Exit(2)
+}
+
+var alice = billing.Identity{Platform: "chat", ExternalID: "alice"}
 
 // platform records what the outbox sent to one fake chat platform.
 type platform struct {
@@ -170,7 +202,6 @@ func crash(t testing.TB, sc scenario) time.Duration {
 	sink.s = &bots.Conversation{Engine: b.Engine, Ledger: b.Store, Runs: b.Store, Outbox: ob}
 	sink.mu.Unlock()
 
-	alice := billing.Identity{Platform: "chat", ExternalID: "alice"}
 	b.Fund(alice, billing.BucketCredit, billing.Micro)
 	if sc.ended {
 		b.LLM.Enqueue(llmtest.Stream("AAPL ", "looks firm.").WithUsage(1000, 10),
@@ -403,4 +434,121 @@ func BenchmarkCrashResume(b *testing.B) {
 func TestCrashAfterSettleDeliversFinal(t *testing.T) {
 	t.Parallel()
 	t.Logf("final delivered %s after SIGKILL", crash(t, scenario{ended: true}))
+}
+
+// crashQueued: a demo (or, with cli, a `forgebot research`) process confirms
+// a run and is SIGKILLed before any worker started it, so the run is queued in
+// a River queue nobody will ever work again. The next forgebot process on the
+// store finds it within the bound, by the lease the dead process took when it
+// queued the run and renewed until it died: a new demo resumes it on its own
+// console (the whole report, delivered once); serve, which cannot deliver to
+// a dead terminal, settles it at $0. It returns how long after the kill.
+func crashQueued(t testing.TB, pg, cli bool) time.Duration {
+	sink := &fwd{}
+	platformName := "chat" // the console of a demo, served by the next demo
+	opts := testbed.Options{Postgres: pg, NoWorkers: true, RoutesFor: routes, Sink: sink, LocalQueue: true}
+	if cli {
+		platformName = "cli"
+		opts.LocalQueue = false // serve: the shared queue, no terminal
+		opts.Deliverable = func(d research.Destination) bool { return d.Platform == "chat" }
+		opts.Bound = func(d research.Destination) bool { return d.Platform == "cli" }
+	}
+	b := testbed.New(t, opts)
+	chat := &platform{final: make(chan struct{}, 16)}
+	ob := bots.NewOutbox(nil)
+	ob.Store = b.Store.(bots.MessageStore)
+	ob.Register("chat", chat, bots.Limits{})
+	octx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go ob.Run(octx)
+	sink.mu.Lock()
+	sink.s = &bots.Conversation{Engine: b.Engine, Ledger: b.Store, Runs: b.Store, Outbox: ob}
+	sink.mu.Unlock()
+	b.Fund(alice, billing.BucketCredit, billing.Micro)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"="+b.Spec(), envLLM+"="+b.LLM.URL(), envQueue+"="+platformName)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	queued := make(chan line, 1)
+	go func() {
+		var l line
+		if json.NewDecoder(out).Decode(&l) == nil {
+			queued <- l
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	var l line
+	select {
+	case l = <-queued:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the child never confirmed its run")
+	}
+	if r, err := b.Store.Run(t.Context(), l.Run); err != nil || r.State != research.Queued || r.Hold == 0 {
+		t.Fatalf("before the kill the run is %s with hold %s (%v), want queued and held", r.State, r.Hold, err)
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	dead := time.Now()
+	b.LLM.Enqueue(llmtest.Stream("AAPL ", "looks firm.").WithUsage(1000, 10),
+		llmtest.Stream("NVDA ", "is strong.").WithUsage(1100, 11), llmtest.Stream("Both ", "hold up.").WithUsage(1200, 12))
+	b.InstanceWithWorkers() // the next process on the store: a demo, or serve
+	final := b.Events.WaitFinal(t, l.Run, Recovery)
+	took := time.Since(dead)
+	if took > Recovery {
+		t.Fatalf("the run ended %s after the kill, over %s", took, Recovery)
+	}
+	if cli {
+		if final.Run.State != research.Failed || final.Run.Captured != 0 || len(b.LLM.Requests()) != 0 {
+			t.Fatalf("run ended %s, captured %s, %d model calls; want failed at $0 with none", final.Run.State, final.Run.Captured, len(b.LLM.Requests()))
+		}
+		b.CheckSettled()
+		return took
+	}
+	if final.Run.State != research.Succeeded || final.Report == nil {
+		t.Fatalf("run ended %s (%s), want succeeded with its report", final.Run.State, final.Run.Error)
+	}
+	if want := price.Cost(1000+1100+1200, 10+11+12); final.Run.Captured != want {
+		t.Fatalf("captured %s, want %s", final.Run.Captured, want)
+	}
+	select {
+	case <-chat.final:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no final message")
+	}
+	flush, done := context.WithTimeout(t.Context(), 30*time.Second)
+	defer done()
+	if err := ob.Flush(flush); err != nil {
+		t.Fatal(err)
+	}
+	if n := chat.finals("m1"); n != 1 {
+		t.Fatalf("the final message was delivered %d times", n)
+	}
+	b.CheckSettled()
+	return took
+}
+
+// TestCrashedQueuedDemoRunResumed: a demo dies with a confirmed run still
+// queued in its own queue; the next demo on the store (SQLite, the embedded
+// default) runs it within the bound and delivers its report once.
+func TestCrashedQueuedDemoRunResumed(t *testing.T) {
+	t.Parallel()
+	t.Logf("resumed %s after SIGKILL", crashQueued(t, false, false))
+}
+
+// TestCrashedQueuedCLIRunSettled: a `forgebot research` process dies with
+// its run still queued; a `forgebot serve` on the same PostgreSQL settles it
+// within the bound, charging nothing.
+func TestCrashedQueuedCLIRunSettled(t *testing.T) {
+	t.Parallel()
+	t.Logf("settled %s after SIGKILL", crashQueued(t, true, true))
 }

@@ -66,6 +66,9 @@ type Options struct {
 	// Tracer, on a PostgreSQL bed, sees every statement of every instance
 	// (Statements counts them).
 	Tracer pgx.QueryTracer
+	// LocalQueue gives each instance a River queue of its own, as the demo
+	// and `forgebot research` have (the default is serve's shared queue).
+	LocalQueue bool
 }
 
 // Bed is one wired engine on one fresh database.
@@ -113,6 +116,9 @@ func New(t testing.TB, opts Options) *Bed {
 		_, b.pgConfig = pgtest.Schema(t)
 	} else {
 		b.sqlPath = filepath.Join(t.TempDir(), "forgebot.db")
+		if err := seedSQLite(b.sqlPath); err != nil {
+			t.Fatalf("seed the SQLite database: %v", err)
+		}
 	}
 	b.Store, b.Engine = b.instance(!opts.NoWorkers)
 	return b
@@ -167,9 +173,10 @@ type Instance struct {
 // Close stops the instance's workers and watcher and closes its store.
 func (in *Instance) Close() { in.stop() }
 
-// Attach opens the database spec names (Bed.Spec) with running workers and a
-// lease watcher, as another forgebot process would: child processes of tests
-// (which have no *testing.T) use it. llmURL is the parent's fake LLM API.
+// Attach opens the database spec names (Bed.Spec) with running workers (none
+// with opts.NoWorkers) and a lease watcher, as another forgebot process would:
+// child processes of tests (which have no *testing.T) use it. llmURL is the
+// parent's fake LLM API.
 func Attach(spec string, opts Options, llmURL string, sink research.Sink) (*Instance, error) {
 	var (
 		pg      *pgxpool.Config
@@ -184,7 +191,15 @@ func Attach(spec string, opts Options, llmURL string, sink research.Sink) (*Inst
 		}
 		pg = cfg
 	}
-	return build(pg, sqlPath, opts, demoMarket(), llmURL, http.DefaultClient, time.Now, sink, true)
+	in, err := build(pg, sqlPath, opts, demoMarket(), llmURL, http.DefaultClient, time.Now, sink, !opts.NoWorkers)
+	if err == nil && opts.NoWorkers {
+		// Still a live process: it renews the leases of the runs it queued.
+		watch, stop := context.WithCancel(context.Background())
+		go in.Engine.Watch(watch, 0)
+		closeIn := in.stop
+		in.stop = func() { stop(); closeIn() }
+	}
+	return in, err
 }
 
 func build(pg *pgxpool.Config, sqlPath string, opts Options, mkt market.Provider, llmURL string, hc *http.Client, now func() time.Time, sink research.Sink, workers bool) (*Instance, error) {
@@ -201,9 +216,9 @@ func build(pg *pgxpool.Config, sqlPath string, opts Options, mkt market.Provider
 		if opts.Tracer != nil {
 			cfg.ConnConfig.Tracer = opts.Tracer
 		}
-		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter})
+		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter, LocalQueue: opts.LocalQueue})
 	} else {
-		s, err = sqlite.Open(ctx, sqlPath, sqlite.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter})
+		s, err = sqlite.Open(ctx, sqlPath, sqlite.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter, LocalQueue: opts.LocalQueue})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

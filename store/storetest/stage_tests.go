@@ -87,8 +87,10 @@ func testRunStages(t *testing.T, h Harness) {
 	// The lists see the same run.
 	b.clock.Advance(time.Minute)
 	for name, list := range map[string]func() ([]research.Run, error){
-		"RunsOf":    func() ([]research.Run, error) { return b.store.RunsOf(b.ctx, acc, 10) },
-		"StaleRuns": func() ([]research.Run, error) { return b.store.StaleRuns(b.ctx, []research.State{research.Running}, b.clock.Now(), 10) },
+		"RunsOf": func() ([]research.Run, error) { return b.store.RunsOf(b.ctx, acc, 10) },
+		"StaleRuns": func() ([]research.Run, error) {
+			return b.store.StaleRuns(b.ctx, []research.State{research.Running}, b.clock.Now(), 10)
+		},
 	} {
 		rs, err := list()
 		if err != nil || len(rs) != 1 || rs[0].Outputs[1] != "stage a's text" || rs[0].Outputs[2] != "stage b's text" || rs[0].Done != 3 || rs[0].Version != v+3 {

@@ -249,6 +249,9 @@ func (q *Queue[TTx]) EnqueueFireTx(ctx context.Context, tx any, scheduleID strin
 // Name is the queue this client inserts into and works.
 func (q *Queue[TTx]) Name() string { return q.queue }
 
+// Local reports whether the queue is this process's own (IsLocal).
+func (q *Queue[TTx]) Local() bool { return IsLocal(q.queue) }
+
 // SetFirer sets who fires schedules; call it before Start.
 func (q *Queue[TTx]) SetFirer(f scheduler.Firer) { q.fire.firer.Store(&f) }
 

@@ -114,6 +114,9 @@ type Queue interface {
 	// CancelTx cancels a job inside tx (a Tx's Native value); a job that no
 	// longer exists is fine.
 	CancelTx(ctx context.Context, tx any, jobID int64) error
+	// Local reports whether the queue is its process's own (the demo,
+	// `forgebot research`): only that process works the jobs it inserts.
+	Local() bool
 }
 
 // tq wraps a transaction so every statement calls the AfterStatement hook.

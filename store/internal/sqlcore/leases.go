@@ -61,9 +61,38 @@ func (c *Core) RenewLease(ctx context.Context, id, owner string, until time.Time
 
 // ReleaseLease implements research.Store.
 func (c *Core) ReleaseLease(ctx context.Context, id, owner string) error {
-	_, err := c.DB.Exec(ctx, `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`, id, owner)
-	if err != nil {
+	q := `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2`
+	if c.local() {
+		q += ` AND state NOT IN ` + liveStates // its liveness while it waits for a retry here
+	}
+	if _, err := c.DB.Exec(ctx, q, id, owner); err != nil {
 		return fmt.Errorf("release lease: %w", err)
+	}
+	return nil
+}
+
+// RenewLeases implements research.Store.
+func (c *Core) RenewLeases(ctx context.Context, owner string, until time.Time) (int64, error) {
+	n, err := c.DB.Exec(ctx, `UPDATE runs SET lease_until = $2 WHERE lease_owner = $1 AND state IN `+liveStates, owner, c.t(until))
+	if err != nil {
+		return 0, fmt.Errorf("renew leases: %w", err)
+	}
+	return n, nil
+}
+
+func (c *Core) local() bool { return c.Queue != nil && c.Queue.Local() }
+
+// leaseQueued leases a run just enqueued on a local queue to the process
+// that queued it (research.WithHolder), in the enqueuing transaction: no
+// other process works that queue, so without a lease a run that never
+// started would look the same whether its process is alive or dead.
+func (c *Core) leaseQueued(ctx context.Context, tx Querier, id string) error {
+	owner, until, ok := research.HolderOf(ctx)
+	if !ok || !c.local() {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE runs SET lease_owner = $2, lease_until = $3 WHERE id = $1`, id, owner, c.t(until)); err != nil {
+		return fmt.Errorf("lease queued run: %w", err)
 	}
 	return nil
 }
@@ -112,6 +141,9 @@ func (c *Core) TakeOverRun(ctx context.Context, id string, now time.Time, timeou
 		}
 		if _, err := tx.Exec(ctx, `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1`, id); err != nil {
 			return fmt.Errorf("take over: %w", err)
+		}
+		if err := c.leaseQueued(ctx, tx, id); err != nil {
+			return err
 		}
 		out = r
 		return c.insertTransition(ctx, tx, r.ID, r.State, r.State, "watcher", "taken over: its process stopped renewing the lease", r.UpdatedAt)

@@ -102,6 +102,33 @@ func (c *Core) FinishMessage(ctx context.Context, id int64, delivered bool, at t
 	return nil
 }
 
+// pruneBatch bounds one prune statement, so no transaction holds the table
+// (or SQLite's one writer) for long however much piled up.
+const pruneBatch = 1000
+
+// PruneMessages implements bots.MessageStore.
+func (c *Core) PruneMessages(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE done_at IS NOT NULL AND done_at < $1 ORDER BY id LIMIT $2)`,
+		// A run whose final went out that long ago takes no more views; its
+		// ended state alone refuses them should one still come (BeginView).
+		`DELETE FROM run_views WHERE run_id IN (SELECT run_id FROM run_views WHERE final_at IS NOT NULL AND final_at < $1 LIMIT $2)`,
+	} {
+		for {
+			n, err := c.DB.Exec(ctx, q, c.t(before), pruneBatch)
+			if err != nil {
+				return total, fmt.Errorf("prune messages: %w", err)
+			}
+			total += n
+			if n < pruneBatch || ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
 // BeginView implements bots.MessageStore.
 func (c *Core) BeginView(ctx context.Context, runID string, version int64, final bool, now, until time.Time) (bool, time.Duration, error) {
 	ok, wait := false, time.Duration(0)

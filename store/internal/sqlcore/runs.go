@@ -66,6 +66,9 @@ func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Ru
 		if q.Status != research.QuoteOpen {
 			return fmt.Errorf("%w: quote is %s", research.ErrQuoteUsed, q.Status)
 		}
+		if err := c.checkRunLimitTx(ctx, tx, run.AccountID); err != nil {
+			return err
+		}
 		if len(holds) == 0 || len(holds) > 2 {
 			return fmt.Errorf("confirm: %d holds, want 1 or 2", len(holds))
 		}
@@ -87,6 +90,9 @@ func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Ru
 			return fmt.Errorf("enqueue run: %w", err)
 		}
 		if err := c.insertRun(ctx, tx, run); err != nil {
+			return err
+		}
+		if err := c.leaseQueued(ctx, tx, run.ID); err != nil {
 			return err
 		}
 		if err := c.insertTransition(ctx, tx, run.ID, "", research.Queued, run.Owner.String(), "confirmed", now); err != nil {
@@ -121,6 +127,30 @@ func (c *Core) confirmHoldTx(ctx context.Context, tx Querier, req billing.HoldRe
 		}
 	}
 	return c.placeHoldTx(ctx, tx, req)
+}
+
+// checkRunLimitTx refuses a confirm whose account has the runs it may have
+// live at once (research.WithRunLimit), counted under a per-account lock on
+// PostgreSQL (SQLite's BEGIN IMMEDIATE serialises writers), so concurrent
+// confirms cannot all see room.
+func (c *Core) checkRunLimitTx(ctx context.Context, tx Querier, acc billing.AccountID) error {
+	limit, ok := research.RunLimitOf(ctx)
+	if !ok {
+		return nil
+	}
+	if c.Dialect.KeyLock != "" {
+		if _, err := tx.Exec(ctx, c.Dialect.KeyLock, fmt.Sprintf("runs:%d", acc)); err != nil {
+			return fmt.Errorf("lock runs: %w", err)
+		}
+	}
+	var live int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM runs WHERE account_id = $1 AND state NOT IN `+terminalStates, acc).Scan(&live); err != nil {
+		return fmt.Errorf("count live runs: %w", err)
+	}
+	if live >= limit {
+		return &research.RunLimitError{Live: live, Limit: limit}
+	}
+	return nil
 }
 
 func (c *Core) insertRun(ctx context.Context, tx Querier, r research.Run) error {
@@ -572,6 +602,9 @@ func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout
 		}
 		r.State, r.PauseRequested, r.UpdatedAt = research.Queued, false, c.now()
 		if err := c.storeRun(ctx, tx, &r, before); err != nil {
+			return err
+		}
+		if err := c.leaseQueued(ctx, tx, r.ID); err != nil {
 			return err
 		}
 		out = r
