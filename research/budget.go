@@ -49,11 +49,12 @@ func newRunBudget(r Run, persist func(map[string]Tokens) error) *runBudget {
 
 var _ llm.Budget = (*runBudget)(nil)
 
-// holdFor is the hold paying bucket b's routes; 0 when no hold pays them.
+// holdFor is the hold paying bucket b's routes (with the extensions its
+// owner consented to); 0 when no hold pays them.
 func (b *runBudget) holdFor(bucket billing.Bucket) billing.Money {
 	switch {
 	case bucket == b.run.Bucket:
-		return b.run.Hold
+		return b.run.Cap()
 	case bucket == b.run.FallbackBucket && b.run.FallbackHoldID != 0:
 		return b.run.FallbackHold
 	}
@@ -62,6 +63,12 @@ func (b *runBudget) holdFor(bucket billing.Bucket) billing.Money {
 
 // Reserve implements llm.Budget.
 func (b *runBudget) Reserve(route llm.Route, prompt, maxOut int64) error {
+	return b.reserve(route, prompt, maxOut, 0)
+}
+
+// reserve is Reserve keeping keep of the run's own bucket untouched: an
+// agent's wrap-up reserve, which only its final answer may spend.
+func (b *runBudget) reserve(route llm.Route, prompt, maxOut int64, keep billing.Money) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if p := b.run.priceOf(route.ID); p.InputPerM <= 0 && p.OutputPerM <= 0 {
@@ -77,8 +84,15 @@ func (b *runBudget) Reserve(route llm.Route, prompt, maxOut int64) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoRoom, err)
 	}
-	if need > hold {
+	if bucket != b.run.Bucket {
+		keep = 0 // the wrap-up reserve is kept in the run's own bucket
+	}
+	if need > hold-keep {
 		used, _ := costOf(b.run, b.used, bucket)
+		if keep > 0 {
+			return fmt.Errorf("%w: %d prompt + %d output tokens on %s need up to %s more; %s of the %s hold is used and %s is kept for the answer",
+				ErrNoRoom, prompt, maxOut, route.ID, need-used, used, hold, keep)
+		}
 		return fmt.Errorf("%w: %d prompt + %d output tokens on %s need up to %s more; %s of the %s hold is used",
 			ErrNoRoom, prompt, maxOut, route.ID, need-used, used, hold)
 	}
@@ -98,6 +112,29 @@ func (b *runBudget) Spent(route llm.Route, u llm.Usage) {
 	t.In, t.Out = t.In+max(u.PromptTokens, 0), t.Out+max(u.CompletionTokens, 0)
 	b.used[route.ID] = t
 }
+
+// usedIn is what the run used so far in bucket b, as the reservations count it.
+func (b *runBudget) usedIn(bucket billing.Bucket) billing.Money {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m, err := costOf(b.run, b.used, bucket)
+	if err != nil {
+		return billing.MaxMoney
+	}
+	return m
+}
+
+// keeping is a Budget over b that keeps keep of the run's bucket for later.
+type keeping struct {
+	b    *runBudget
+	keep billing.Money
+}
+
+func (k keeping) Reserve(route llm.Route, prompt, maxOut int64) error {
+	return k.b.reserve(route, prompt, maxOut, k.keep)
+}
+
+func (k keeping) Spent(route llm.Route, u llm.Usage) { k.b.Spent(route, u) }
 
 // exposure returns what was used so far, by route.
 func (b *runBudget) exposure() map[string]Tokens {

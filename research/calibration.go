@@ -20,6 +20,7 @@ type Observation struct {
 	UsedIn  int64
 	UsedOut int64
 	Runtime time.Duration
+	Steps   int // an agent run's model calls (0 for the staged depths)
 }
 
 // ObservationStore keeps observations. A store without it leaves quotes on
@@ -123,6 +124,9 @@ func (e *Engine) observe(ctx context.Context, r Run) {
 	}
 	o := Observation{RunID: r.ID, Route: r.RouteID, Depth: r.Request.Depth, Symbols: len(r.Symbols),
 		EstIn: q.TokensIn, EstOut: q.OutHigh, UsedIn: r.TokensIn, UsedOut: r.TokensOut, Runtime: r.FinishedAt.Sub(r.StartedAt)}
+	if r.Agent != nil {
+		o.Steps = r.Agent.ModelSteps()
+	}
 	if err := os.RecordObservation(ctx, o); err != nil {
 		e.log().Warn("record observation", "run_id", r.ID, "err", err)
 	}

@@ -54,6 +54,9 @@ type Engine struct {
 	ProgressEvery time.Duration
 	ReceiptURL    func(publicID string) string
 	Admins        []billing.Identity
+	// AskTimeout is how long an agent run waits for its owner's answer to
+	// an ask-to-continue before it wraps up (default DefaultAskTimeout).
+	AskTimeout time.Duration
 	// SpendDefaults are the operator's spend limits for accounts that set
 	// none; the store enforces limits in the transaction placing the hold.
 	SpendDefaults billing.Limits
@@ -204,6 +207,7 @@ func (e *Engine) Confirm(ctx context.Context, quoteID string, who billing.Identi
 		ID: newID("r"), QuoteID: q.ID, AccountID: q.AccountID, Owner: q.Request.Owner, Request: q.Request,
 		Symbols: q.Symbols, Scan: q.Scan, Stages: q.Stages, Outputs: map[int]string{}, RouteID: q.RouteID, Model: q.Model,
 		RouteKind: q.RouteKind, Offline: q.Offline, Price: q.Price, Bucket: q.Bucket, Synthetic: q.Synthetic,
+		Agent: q.newAgent(),
 	}
 	run.Prices, run.Buckets = map[string]billing.Price{}, map[string]billing.Bucket{}
 	for _, r := range chain {
@@ -263,6 +267,9 @@ func (e *Engine) event(r Run, note string) Event {
 	if len(r.Stages) > 0 {
 		ev.Percent = 100 * r.Done / len(r.Stages)
 	}
+	if r.Agent != nil {
+		agentEvent(&ev, r)
+	}
 	if !r.StartedAt.IsZero() {
 		end := e.now()
 		if !r.FinishedAt.IsZero() {
@@ -309,8 +316,13 @@ func (e *Engine) Cancel(ctx context.Context, runID string, who billing.Identity)
 		if err := e.Store.CancelJob(ctx, r.JobID); err != nil {
 			e.log().Warn("cancel job", "run_id", r.ID, "err", err)
 		}
-		r, err = e.settle(ctx, r.ID, Cancelled, who.String(), "cancelled before running", nil, "")
-		if err == nil {
+		if r.Agent != nil && len(r.Agent.Steps) > 0 {
+			// A paused agent run shows what its steps found.
+			_, err = e.agentSettle(ctx, r, Cancelled, "cancelled while paused", nil, "the run was cancelled before its answer", who.String())
+			if err == nil {
+				return e.Store.Run(ctx, r.ID)
+			}
+		} else if r, err = e.settle(ctx, r.ID, Cancelled, who.String(), "cancelled before running", nil, ""); err == nil {
 			e.publish(e.event(r, "cancelled"))
 			// The final is handed over: a lease this process took when it
 			// queued the run (WithHolder) has nothing left to guard.
@@ -422,6 +434,9 @@ func (e *Engine) Resume(ctx context.Context, runID string, who billing.Identity)
 			return e.Resume(ctx, runID, who) // it paused meanwhile: resume it from there
 		}
 	case Paused:
+		if r.Agent != nil && r.Agent.Ask != nil {
+			return r, fmt.Errorf("%w: the run is asking whether to go on: answer with Continue, Wrap up or Cancel", ErrWrongState)
+		}
 		plan := Plans[r.Request.Depth]
 		r, err = e.Store.RequeueRun(e.holding(ctx), runID, who.String(), "resumed", plan.RuntimeHigh, e.holdTTL(plan))
 	default:
@@ -528,6 +543,20 @@ func (e *Engine) reapOne(ctx context.Context, r Run, to State, why string) (done
 		}
 	}()
 	defer e.recoverPanic("reap run", r.ID, &err) // runs first: recover must be called by the deferred function itself
+	if r.Agent != nil && len(r.Agent.Steps) > 0 {
+		// What the steps found is delivered; the steps used are charged
+		// (a cancel too: they were made before it).
+		var state State
+		if to == Cancelled {
+			state = Cancelled
+		}
+		var settled bool
+		settled, err = e.agentSettle(ctx, r, state, why, nil, "not finished: "+why, "reaper")
+		if errors.Is(err, ErrWrongState) {
+			err = nil
+		}
+		return err == nil && settled
+	}
 	if to != Cancelled && wroteAny(r) {
 		// Deliver what was written rather than charge for text nobody sees.
 		plan := Plans[r.Request.Depth]

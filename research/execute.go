@@ -102,6 +102,9 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer e.track(runID, cancel)()
+	if r.Agent != nil {
+		return e.executeAgent(ctx, runCtx, r, attempt, maxAttempts)
+	}
 
 	g := e.gatherRun(runCtx, r, plan)
 	if runCtx.Err() != nil {
@@ -691,7 +694,14 @@ func grounded(text, data string) string {
 }
 
 func titleFor(r Run) string {
-	if r.Request.Kind == KindScan {
+	switch {
+	case r.Request.Kind == KindAsk:
+		return "Ask: " + clipRunes(r.Request.Question, 100)
+	case r.Request.Kind == KindScan && r.Agent != nil:
+		return "Agent scan of " + r.Request.Watchlist
+	case r.Agent != nil:
+		return "Agent research: " + strings.Join(r.Symbols, ", ")
+	case r.Request.Kind == KindScan:
 		return fmt.Sprintf("Scan of %s: %s", r.Request.Watchlist, strings.Join(r.Symbols, ", "))
 	}
 	return "Research: " + strings.Join(r.Symbols, ", ")

@@ -229,7 +229,11 @@ func (e *Engine) TakeOver(ctx context.Context) (n int, err error) {
 // report is rebuilt from the stored stages; the chart is not.
 func (e *Engine) republish(ctx context.Context, r Run) {
 	ev := e.event(r, "")
-	if r.State == Succeeded || r.State == Partial {
+	if r.Agent != nil && (r.State == Succeeded || r.State == Partial || r.State == Cancelled) {
+		rep, _ := e.agentReport(ctx, r)
+		rep.Missing = r.Error
+		ev.Report = &rep
+	} else if r.State == Succeeded || r.State == Partial {
 		g := e.gatherRun(ctx, r, Plans[r.Request.Depth])
 		rep := e.report(r, g)
 		rep.Missing = r.Missing

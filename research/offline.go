@@ -31,6 +31,9 @@ type OfflineAnalyst struct {
 
 // Stream implements Writer.
 func (a *OfflineAnalyst) Stream(ctx context.Context, routes []llm.Route, req llm.Request, onDelta func(string, int64)) (res llm.Result, err error) {
+	if len(req.Tools) > 0 {
+		return a.agentStream(ctx, routes, req, onDelta)
+	}
 	start := time.Now()
 	res = llm.Result{Attempts: 1}
 	if len(routes) > 0 {

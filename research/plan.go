@@ -13,15 +13,18 @@ const (
 	Quick    Depth = "quick"
 	Standard Depth = "standard"
 	Deep     Depth = "deep"
+	// Agent lets the model decide its steps: it calls market tools in a
+	// loop, under a cap the user sets (agent.go).
+	Agent Depth = "agent"
 )
 
-// ParseDepth accepts quick, standard or deep.
+// ParseDepth accepts quick, standard, deep or agent.
 func ParseDepth(s string) (Depth, error) {
 	switch d := Depth(strings.ToLower(s)); d {
-	case Quick, Standard, Deep:
+	case Quick, Standard, Deep, Agent:
 		return d, nil
 	}
-	return "", fmt.Errorf("%w: depth %q: use quick, standard or deep", ErrBadRequest, s)
+	return "", fmt.Errorf("%w: depth %q: use quick, standard, deep or agent", ErrBadRequest, s)
 }
 
 // Plan is what a depth does: how many symbols it takes, how much history it
@@ -45,6 +48,8 @@ var Plans = map[Depth]Plan{
 	Quick:    {Depth: Quick, MaxSymbols: 3, Window: 183 * 24 * time.Hour, Lookback: 183*24*time.Hour + indicatorLookback, OutputLimit: 900, RuntimeLow: 5 * time.Second, RuntimeHigh: 2 * time.Minute},
 	Standard: {Depth: Standard, MaxSymbols: 5, Window: 365 * 24 * time.Hour, Lookback: 365*24*time.Hour + indicatorLookback, OutputLimit: 700, RuntimeLow: 20 * time.Second, RuntimeHigh: 6 * time.Minute},
 	Deep:     {Depth: Deep, MaxSymbols: 10, Window: 730 * 24 * time.Hour, Lookback: 730*24*time.Hour + indicatorLookback, OutputLimit: 900, RuntimeLow: 60 * time.Second, RuntimeHigh: 15 * time.Minute},
+	// An agent run's steps are bounded by its AgentPlan; OutputLimit is its answer's.
+	Agent: {Depth: Agent, MaxSymbols: 10, Window: 365 * 24 * time.Hour, Lookback: 365*24*time.Hour + indicatorLookback, OutputLimit: 900, RuntimeLow: 10 * time.Second, RuntimeHigh: 10 * time.Minute},
 }
 
 // LongestRun is the longest any depth's run may take: River's rescue of a

@@ -93,6 +93,13 @@ type Quote struct {
 	TimeoutPolicy string `json:"timeout_policy"`
 	ReceiptWhere  string `json:"receipt_where"`
 
+	// Agent is an agent run's cap and bounds (nil for the staged depths),
+	// with its step limit, ask-to-continue and typical cost in words.
+	Agent       *AgentQuote `json:"agent,omitempty"`
+	StepPolicy  string      `json:"step_policy,omitempty"`
+	AskPolicy   string      `json:"ask_policy,omitempty"`
+	TypicalText string      `json:"typical_text,omitempty"`
+
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }

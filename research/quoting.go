@@ -64,6 +64,11 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		q.KeyMasked = "none needed (offline analyst)"
 	}
 	q.Stages = plan.Stages(in.symbols)
+	if req.Depth == Agent {
+		if err := e.priceAgent(ctx, &q, chain, in); err != nil {
+			return Quote{}, err
+		}
+	}
 	priors := int64(0) // earlier outputs counted into later prompts at their limit
 	for i, st := range q.Stages {
 		if st.Kind != StageLLM {
@@ -82,18 +87,20 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		q.TokensIn += n + promptMargin(n) + prior
 		priors += prior
 	}
-	q.OutHigh = int64(q.Calls * plan.OutputLimit)
-	// The static low end: earlier outputs shorter than their limit feed the
-	// synthesis fewer tokens, and a model may write a twentieth of its limit.
-	q.OutLow = q.OutHigh * 5 / 100
-	q.Intensity = intensity(q.TokensIn + q.OutHigh)
-	q.CostLow = route.Price.Cost(q.TokensIn-priors, q.OutLow)
-	for _, r := range chain {
-		if r.Bucket() == q.Bucket {
-			q.CostHigh = max(q.CostHigh, r.Price.Cost(q.TokensIn, q.OutHigh))
+	if q.Agent == nil {
+		q.OutHigh = int64(q.Calls * plan.OutputLimit)
+		// The static low end: earlier outputs shorter than their limit feed the
+		// synthesis fewer tokens, and a model may write a twentieth of its limit.
+		q.OutLow = q.OutHigh * 5 / 100
+		q.Intensity = intensity(q.TokensIn + q.OutHigh)
+		q.CostLow = route.Price.Cost(q.TokensIn-priors, q.OutLow)
+		for _, r := range chain {
+			if r.Bucket() == q.Bucket {
+				q.CostHigh = max(q.CostHigh, r.Price.Cost(q.TokensIn, q.OutHigh))
+			}
 		}
+		q.Hold = q.CostHigh
 	}
-	q.Hold = q.CostHigh
 	if !req.Consent { // would consent add a route? (a consented chain shows it)
 		if all, err := e.Catalog.Chain(model, req.RouteKind, true); err == nil {
 			for _, r := range all {
@@ -102,6 +109,9 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		}
 	}
 	chain = e.quoteFallback(&q, chain, bal)
+	if q.Agent != nil && q.FallbackHold > q.Agent.Cap {
+		q.FallbackHold = q.Agent.Cap // the cap bounds the other bucket's part too
+	}
 	for _, r := range chain[1:] {
 		q.Fallbacks = append(q.Fallbacks, r.ID)
 	}
@@ -122,7 +132,7 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	q.RuntimeLow, q.RuntimeHigh = e.runtime(route, q, plan)
 	// Runs like this one, when there are enough, say better than the static
 	// estimate what it will use, cost and take.
-	if c, ok := e.calibrate(ctx, route.ID, req.Depth, len(q.Symbols)); ok {
+	if c, ok := e.calibrate(ctx, route.ID, req.Depth, len(q.Symbols)); ok && q.Agent == nil {
 		q.applyCalibration(c)
 	}
 	q.RetryPolicy = "429, 5xx, timeouts and broken streams are retried up to 2 times per route with backoff, honouring Retry-After"
@@ -142,6 +152,10 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	q.TimeoutPolicy = fmt.Sprintf("a run still going after %s stops: the stages already written are delivered as a partial report "+
 		"and charged, the stage in progress is not; with none written it costs nothing", roundRuntime(plan.RuntimeHigh))
 	q.ReceiptWhere = "a receipt link in the final message, also shown by /receipt"
+	if q.Agent != nil {
+		q.agentPolicies()
+		q.ReceiptWhere += "; it lists every step (tool or model call, tokens, cost, time)"
+	}
 	if quoteTTL := e.QuoteTTL; quoteTTL > 0 {
 		q.ExpiresAt = q.CreatedAt.Add(quoteTTL)
 	} else {
@@ -315,6 +329,16 @@ func (e *Engine) addContext(ctx context.Context, g *gathered, plan Plan) {
 // failed symbol is recorded and the rest go on.
 func (e *Engine) gather(ctx context.Context, acc billing.AccountID, req Request, plan Plan) (gathered, error) {
 	g := gathered{failed: map[string]string{}}
+	switch {
+	case req.Kind == KindAsk:
+		return g, nil // the agent fetches what it needs with its tools
+	case req.Kind == KindScan && req.Depth == Agent:
+		// The agent scans with its tool; the list must exist now.
+		if _, err := e.resolveWatchlist(ctx, acc, req.Watchlist); err != nil {
+			return g, err
+		}
+		return g, nil
+	}
 	switch req.Kind {
 	case KindResearch:
 		for _, raw := range req.Symbols {

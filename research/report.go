@@ -32,6 +32,9 @@ type Report struct {
 	Failed    map[string]string `json:"failed,omitempty"`  // symbol -> why it is missing
 	Missing   string            `json:"missing,omitempty"` // a whole-run part (synthesis, bull case...) that failed, and why
 	Notice    string            `json:"notice"`
+	// An agent run's question (its answer is Overview) and its steps.
+	Question string     `json:"question,omitempty"`
+	Steps    []StepLine `json:"steps,omitempty"`
 }
 
 // Section is one symbol's part of a report.

@@ -15,6 +15,7 @@ type Kind string
 const (
 	KindResearch Kind = "research" // research on the given symbols
 	KindScan     Kind = "scan"     // rank a watchlist by signals, write up the top ones
+	KindAsk      Kind = "ask"      // answer a question with the market tools (an agent run)
 )
 
 // Destination is where a run's progress and result go: opaque to the engine,
@@ -49,13 +50,31 @@ type Request struct {
 	CSV bool `json:"csv,omitempty"`
 	// ScheduleID is set when a schedule made the request.
 	ScheduleID string `json:"schedule_id,omitempty"`
+
+	// Agent runs (Depth Agent; KindAsk is always one): Question is what an
+	// ask asks; Cap the most the run may spend (0: DefaultAgentCap); AskAt
+	// the percent of the cap at which the run pauses to ask the owner
+	// whether to go on (0: DefaultAskAt; AskOff: never ask, wrap up at
+	// the cap).
+	Question string        `json:"question,omitempty"`
+	Cap      billing.Money `json:"cap,omitempty"`
+	AskAt    int           `json:"ask_at,omitempty"`
+	AskOff   bool          `json:"ask_off,omitempty"`
 }
 
 // Validate checks the shape of a request (symbols are checked against market
 // data when the quote is built).
 func (r Request) Validate() error {
-	if r.Kind != KindResearch && r.Kind != KindScan {
+	if r.Kind != KindResearch && r.Kind != KindScan && r.Kind != KindAsk {
 		return fmt.Errorf("%w: unknown kind %q", ErrBadRequest, r.Kind)
+	}
+	if r.Kind == KindAsk && r.Depth != Agent {
+		return fmt.Errorf("%w: a question is answered by an agent run", ErrBadRequest)
+	}
+	if r.Depth == Agent {
+		if err := r.validateAgent(); err != nil {
+			return err
+		}
 	}
 	plan, ok := Plans[r.Depth]
 	if !ok {
@@ -85,6 +104,26 @@ func (r Request) Validate() error {
 		if r.Watchlist == "" {
 			return fmt.Errorf("%w: name a watchlist, like /scan us-megacaps", ErrBadRequest)
 		}
+	}
+	return nil
+}
+
+// MaxQuestion bounds a question's length in characters.
+const MaxQuestion = 500
+
+func (r Request) validateAgent() error {
+	q := strings.TrimSpace(r.Question)
+	switch {
+	case r.Kind == KindAsk && q == "":
+		return fmt.Errorf("%w: ask a question, like /ask is NVDA overbought against the other semis? cap:0.50", ErrBadRequest)
+	case len([]rune(q)) > MaxQuestion:
+		return fmt.Errorf("%w: a question takes up to %d characters", ErrBadRequest, MaxQuestion)
+	case r.Cap < 0:
+		return fmt.Errorf("%w: a cap must be positive", ErrBadRequest)
+	case r.Cap > MaxAgentCap:
+		return fmt.Errorf("%w: a cap is at most %s", ErrBadRequest, MaxAgentCap)
+	case r.AskAt != 0 && (r.AskAt < 10 || r.AskAt > 95):
+		return fmt.Errorf("%w: ask:%d: ask between 10%% and 95%% of the cap, or ask:off", ErrBadRequest, r.AskAt)
 	}
 	return nil
 }

@@ -93,6 +93,13 @@ type Run struct {
 	// count was charged; both figures are kept here and on the receipt.
 	Anomalies []string `json:"anomalies,omitempty"`
 
+	// Agent is an agent run's state (nil for the staged depths): its
+	// question, its stored steps, an open question to the owner.
+	Agent *AgentState `json:"agent,omitempty"`
+	// Extensions are holds the owner added to the run's bucket with
+	// consent (an agent run's Continue): the run may spend Hold plus them.
+	Extensions []Extension `json:"extensions,omitempty"`
+
 	Captured  billing.Money `json:"captured"`
 	ReceiptID string        `json:"receipt_id,omitempty"`
 	// CaptureEntryID is the ledger entry that charged the run (0 when
@@ -161,6 +168,25 @@ func (r Run) detached() Run {
 	r.Outputs, r.ByRoute, r.Exposure = maps.Clone(r.Outputs), maps.Clone(r.ByRoute), maps.Clone(r.Exposure)
 	r.SymbolErrors, r.Anomalies = maps.Clone(r.SymbolErrors), slices.Clone(r.Anomalies)
 	return r
+}
+
+// Extension is one additional hold in a run's bucket, placed with the
+// owner's consent.
+type Extension struct {
+	HoldID int64         `json:"hold_id"`
+	Amount billing.Money `json:"amount"`
+	By     string        `json:"by"`
+	At     time.Time     `json:"at"`
+}
+
+// Cap is what the run may spend in its bucket: its hold plus the
+// extensions its owner consented to.
+func (r Run) Cap() billing.Money {
+	c := r.Hold
+	for _, x := range r.Extensions {
+		c = billing.SaturatingAdd(c, x.Amount)
+	}
+	return c
 }
 
 // Tokens counts a route's input and output tokens.
@@ -308,8 +334,11 @@ type Transition struct {
 // S" when a schedule started it.
 func (r Run) Purchase() string {
 	what := "research " + strings.Join(r.Symbols, ", ")
-	if r.Request.Kind == KindScan {
+	switch r.Request.Kind {
+	case KindScan:
 		what = "scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
+	case KindAsk:
+		what = "ask: " + clipRunes(r.Request.Question, 80)
 	}
 	what += " (" + string(r.Request.Depth) + ")"
 	if r.Request.ScheduleID != "" {

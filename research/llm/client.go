@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -75,6 +76,11 @@ type Result struct {
 	// provider said. Its Class is ClassUsageAnomaly.
 	Anomaly  *Failure
 	Reported *Usage
+	// ToolCalls are the calls the answer asked for (Request.Tools), in the
+	// order of their stream index, assembled from the streamed deltas.
+	// Arguments are as streamed: a stream closed at the output limit leaves
+	// the last one cut.
+	ToolCalls []ToolCall
 }
 
 // Defaults for the Client's zero fields.
@@ -137,7 +143,7 @@ type call struct {
 }
 
 func (s *call) run(routes []Route) (Result, error) {
-	s.prompt = CountPromptTokens(s.req.Messages)
+	s.prompt = CountRequestTokens(s.req)
 	order := s.plan(routes)
 	if len(order) == 0 {
 		return s.done(ErrNoRoutes)
@@ -150,7 +156,11 @@ func (s *call) run(routes []Route) (Result, error) {
 	hc := s.c.httpClient()
 	msgs := make([]openai.ChatCompletionMessage, len(s.req.Messages))
 	for i, m := range s.req.Messages {
-		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Content}
+		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		for _, c := range m.ToolCalls {
+			msgs[i].ToolCalls = append(msgs[i].ToolCalls, openai.ToolCall{ID: c.ID, Type: openai.ToolTypeFunction,
+				Function: openai.FunctionCall{Name: c.Name, Arguments: c.Arguments}})
+		}
 	}
 	var last Failure
 	var refused error
@@ -160,6 +170,7 @@ func (s *call) run(routes []Route) (Result, error) {
 		}
 		api := newAPI(route, hc)
 		creq := chatRequest(route, msgs, s.req.MaxTokens)
+		addTools(&creq, s.req)
 		for try := 0; ; try++ {
 			if b := s.req.Budget; b != nil {
 				if err := b.Reserve(route, s.prompt, int64(max(s.req.MaxTokens, 0))); err != nil {
@@ -186,7 +197,7 @@ func (s *call) run(routes []Route) (Result, error) {
 				s.spent(route, Usage{})
 			}
 			if f.Class == ClassCanceled {
-				s.res.Text = o.text
+				s.res.Text, s.res.ToolCalls = o.text, o.toolCalls
 				if !o.firstTokenAt.IsZero() {
 					s.res.FirstToken = o.firstTokenAt.Sub(s.start)
 				}
@@ -280,7 +291,7 @@ func (s *call) canceled(delivered int64, sleepErr error) (Result, error) {
 }
 
 func (s *call) succeed(route Route, o outcome) {
-	s.res.Text = o.text
+	s.res.Text, s.res.ToolCalls = o.text, o.toolCalls
 	s.res.FinishReason = o.finishReason
 	if !o.firstTokenAt.IsZero() {
 		s.res.FirstToken = o.firstTokenAt.Sub(s.start)
@@ -371,6 +382,7 @@ type outcome struct {
 	err          error
 	class        ErrorClass
 	capped       bool // closed at Request.MaxTokens
+	toolCalls    []ToolCall
 }
 
 // outTokens is the local estimate of output tokens streamed so far.
@@ -397,9 +409,11 @@ func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompleti
 	o.started = s.c.now()
 	limit := int64(max(s.req.MaxTokens, 0))
 	var text strings.Builder
+	var calls toolCallBuilder
 	defer func() {
 		o.ended = s.c.now()
 		o.text = text.String()
+		o.toolCalls = calls.calls()
 		o.status = x.status
 		o.retryAfter = x.retryAfter
 		if o.err != nil {
@@ -435,7 +449,7 @@ func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompleti
 				if !errors.Is(err, io.EOF) {
 					s.log.Debug("llm stream cut after finish", "route", route.ID, "err", redact(err, route.APIKey).Error())
 				}
-			case errors.Is(err, io.EOF) && x.sawDone && text.Len() > 0:
+			case errors.Is(err, io.EOF) && x.sawDone && (text.Len() > 0 || calls.any()):
 				// [DONE] without a finish_reason: some servers omit it.
 			case errors.Is(err, io.EOF):
 				o.err = errBrokenStream
@@ -471,12 +485,27 @@ func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompleti
 					s.onDelta(d, o.outTokens())
 				}
 			}
+			for _, tc := range ch.Delta.ToolCalls {
+				// A tool call's name and arguments are output the provider
+				// bills, streamed in fragments under the call's index.
+				if o.firstTokenAt.IsZero() {
+					o.firstTokenAt = s.c.now()
+				}
+				frag := tc.Function.Arguments
+				if limit > 0 {
+					frag = cutBytes(frag, limit*bytesPerToken-o.outBytes)
+				}
+				o.outBytes += calls.add(tc, frag)
+				if s.onDelta != nil {
+					s.onDelta("", o.outTokens())
+				}
+			}
 			if limit > 0 && o.outTokens() >= limit {
 				// The limit is ours to keep, whatever the route does with
 				// max_tokens: stop reading (closing the stream closes the
 				// connection, so the upstream stops generating).
 				o.capped, o.finishReason = true, "length"
-				if text.Len() == 0 {
+				if text.Len() == 0 && !calls.any() {
 					o.err = errNoAnswerInLimit
 				}
 				return o
@@ -557,6 +586,77 @@ func classifyStatus(status int) ErrorClass {
 		// 5xx, and any other status go-openai treats as failure (1xx): the
 		// server side is at fault, so retrying is reasonable.
 		return ClassServerError
+	}
+}
+
+// toolCallBuilder assembles streamed tool calls: the first delta of a call
+// carries its index, id and name, the next ones fragments of its arguments
+// under the same index. Servers that send no index (one call at a time)
+// are read as index 0; a delta with a new id starts a new call.
+type toolCallBuilder struct {
+	order []int
+	by    map[int]*ToolCall
+}
+
+// add takes one delta with its (possibly cut) argument fragment and returns
+// the bytes of output it carried.
+func (b *toolCallBuilder) add(tc openai.ToolCall, frag string) int64 {
+	if b.by == nil {
+		b.by = map[int]*ToolCall{}
+	}
+	idx := len(b.order) - 1
+	switch {
+	case tc.Index != nil:
+		idx = *tc.Index
+	case idx < 0 || (tc.ID != "" && b.by[idx].ID != "" && tc.ID != b.by[idx].ID):
+		idx = len(b.order)
+	}
+	c, ok := b.by[idx]
+	if !ok {
+		c = &ToolCall{}
+		b.by[idx] = c
+		b.order = append(b.order, idx)
+	}
+	if tc.ID != "" {
+		c.ID = tc.ID
+	}
+	c.Name += tc.Function.Name
+	c.Arguments += frag
+	return int64(len(tc.ID) + len(tc.Function.Name) + len(frag))
+}
+
+func (b *toolCallBuilder) any() bool { return len(b.order) > 0 }
+
+// calls returns the calls in index order.
+func (b *toolCallBuilder) calls() []ToolCall {
+	if len(b.order) == 0 {
+		return nil
+	}
+	idx := append([]int(nil), b.order...)
+	sort.Ints(idx)
+	out := make([]ToolCall, len(idx))
+	for i, k := range idx {
+		out[i] = *b.by[k]
+	}
+	return out
+}
+
+// addTools puts a request's tools on the wire: function tools with their
+// schemas, several calls allowed per answer, and the tool choice.
+func addTools(r *openai.ChatCompletionRequest, req Request) {
+	if len(req.Tools) == 0 {
+		return
+	}
+	for _, t := range req.Tools {
+		r.Tools = append(r.Tools, openai.Tool{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{
+			Name: t.Name, Description: t.Description, Parameters: t.Parameters}})
+	}
+	switch req.ToolChoice {
+	case ToolChoiceNone:
+		r.ToolChoice = ToolChoiceNone
+	default:
+		r.ToolChoice = ToolChoiceAuto
+		r.ParallelToolCalls = true
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -148,7 +149,7 @@ func TestStreamProviderUsage(t *testing.T) {
 		t.Errorf("request authorization present %t with the route's key %t", q.Authorization, q.BearerToken == r.APIKey)
 	}
 	wantMsgs := []llmtest.Message{{Role: "system", Content: "You are terse."}, {Role: "user", Content: "Say hello."}}
-	if !slices.Equal(q.Messages, wantMsgs) {
+	if !reflect.DeepEqual(q.Messages, wantMsgs) {
 		t.Errorf("messages = %+v, want %+v", q.Messages, wantMsgs)
 	}
 }

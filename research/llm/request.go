@@ -1,16 +1,50 @@
 package llm
 
-import "github.com/tokensforge/forgebot/billing"
+import (
+	"encoding/json"
+
+	"github.com/tokensforge/forgebot/billing"
+)
 
 // Chat roles.
 const (
 	RoleSystem    = "system"
 	RoleUser      = "user"
 	RoleAssistant = "assistant"
+	RoleTool      = "tool" // a tool's result, answering one ToolCall
 )
 
 // Message is one turn of a chat.
-type Message struct{ Role, Content string } // Role: system, user, assistant
+type Message struct {
+	Role    string `json:"role"` // system, user, assistant, tool
+	Content string `json:"content,omitempty"`
+	// ToolCalls are the calls an assistant turn asked for.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// ToolCallID names the call a tool turn answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+}
+
+// Tool is a function the model may call: its name, what it does and a JSON
+// schema of its arguments (sent as is).
+type Tool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Parameters  json.RawMessage `json:"parameters"`
+}
+
+// ToolCall is one call a model asked for. Arguments is the JSON text the
+// model wrote, unchecked: it may be malformed, or cut at the output limit.
+type ToolCall struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// Tool choices (Request.ToolChoice).
+const (
+	ToolChoiceAuto = "auto" // the model decides (the default when tools are given)
+	ToolChoiceNone = "none" // the model must answer in text
+)
 
 // Request is what the caller asks of a model; the route supplies the model name.
 type Request struct {
@@ -23,6 +57,11 @@ type Request struct {
 	// Budget, when set, is asked before every attempt whether that attempt's
 	// worst case still fits, and told what every attempt used.
 	Budget Budget
+	// Tools the model may call (streamed, possibly several in parallel);
+	// Result.ToolCalls holds the calls it made. ToolChoice is "auto"
+	// (default) or "none".
+	Tools      []Tool
+	ToolChoice string
 }
 
 // Budget bounds what a Stream call may spend across its attempts (retries

@@ -30,7 +30,8 @@ func tokensForBytes(n int64) int64 {
 }
 
 // CountPromptTokens estimates the prompt tokens of a chat: each message's
-// content plus its per-message framing, plus the reply priming.
+// content (and the tool calls it carries) plus its per-message framing, plus
+// the reply priming.
 func CountPromptTokens(msgs []Message) int64 {
 	if len(msgs) == 0 {
 		return 0
@@ -38,6 +39,25 @@ func CountPromptTokens(msgs []Message) int64 {
 	n := int64(tokensPerReply)
 	for _, m := range msgs {
 		n += tokensPerMessage + CountTokens(m.Content)
+		if m.ToolCallID != "" {
+			n += CountTokens(m.ToolCallID)
+		}
+		for _, c := range m.ToolCalls {
+			n += tokensPerToolCall + CountTokens(c.ID) + CountTokens(c.Name) + CountTokens(c.Arguments)
+		}
+	}
+	return n
+}
+
+// tokensPerToolCall frames one tool call (its type, the JSON around it).
+const tokensPerToolCall = 8
+
+// CountRequestTokens estimates what a request's prompt costs: its messages
+// and the tool definitions sent with them (providers bill those as input).
+func CountRequestTokens(req Request) int64 {
+	n := CountPromptTokens(req.Messages)
+	for _, t := range req.Tools {
+		n += tokensPerToolCall + CountTokens(t.Name) + CountTokens(t.Description) + CountTokens(string(t.Parameters))
 	}
 	return n
 }

@@ -227,7 +227,7 @@ func TestRank(t *testing.T) {
 
 func TestPresets(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"us-megacaps", "sector-etfs", "crypto-majors"} {
+	for _, name := range []string{"us-megacaps", "sector-etfs", "crypto-majors", "semis"} {
 		syms := Presets[name]
 		if len(syms) < 5 {
 			t.Errorf("%s: %d symbols", name, len(syms))

@@ -30,9 +30,37 @@ type Response struct {
 	CleanEOF     bool            // with Break: end the body properly instead of cutting the connection
 	ErrorEvent   string          // after the chunks, send this JSON as a data line and end (a 200 stream that errs)
 	// Forever repeats Chunks without end, ignoring max_tokens, until the
-	// client goes away or the server closes: a route that never stops.
+	// client goes away or the server closes: a route that never stops. With
+	// ToolCalls, the first call's arguments never end instead.
 	Forever bool
+
+	// ToolCalls are streamed after Chunks, each as real servers send it
+	// (index, id and name first, then its arguments in ArgChunks fragments);
+	// the finish_reason is then "tool_calls".
+	ToolCalls []ToolCall
+	ArgChunks int // fragments per call's arguments; 0 = 1
 }
+
+// ToolCall scripts one tool call of a response. Arguments is sent as is,
+// so a test can send malformed JSON; an empty ID gets one made up.
+type ToolCall struct {
+	ID, Name, Arguments string
+}
+
+// Call is a ToolCall of name with arguments.
+func Call(name, arguments string) ToolCall { return ToolCall{Name: name, Arguments: arguments} }
+
+// ToolCalls is an answer that calls tools (several: parallel calls), their
+// arguments streamed in three fragments each, with an optional text before.
+func ToolCalls(calls ...ToolCall) Response {
+	return Response{ToolCalls: calls, ArgChunks: 3}
+}
+
+// WithText adds text deltas before the tool calls.
+func (r Response) WithText(chunks ...string) Response { r.Chunks = chunks; return r }
+
+// WithArgChunks streams each call's arguments in n fragments.
+func (r Response) WithArgChunks(n int) Response { r.ArgChunks = n; return r }
 
 // Usage is the usage object of the final chunk.
 type Usage struct {
@@ -142,6 +170,8 @@ func (r Response) String() string {
 		return fmt.Sprintf("broken stream after %d chunks", len(r.Chunks))
 	case r.Forever:
 		return fmt.Sprintf("endless stream of %d chunks", len(r.Chunks))
+	case len(r.ToolCalls) > 0:
+		return fmt.Sprintf("%d tool call(s)", len(r.ToolCalls))
 	case r.ErrorEvent != "":
 		return fmt.Sprintf("stream error after %d chunks", len(r.Chunks))
 	}

@@ -33,7 +33,10 @@ type Server struct {
 	mu    sync.Mutex
 	queue []Response
 	def   Response
-	reqs  []Request
+	// responder, when set, answers a request before the queue: a server
+	// that honours tool_choice "none", say.
+	responder func(Request) (Response, bool)
+	reqs      []Request
 	// waiters are closed once that many requests have arrived (Received).
 	waiters map[int][]chan struct{}
 
@@ -57,15 +60,41 @@ type Request struct {
 	Authorization       bool           // an Authorization header was present
 	BearerToken         string         // the token after "Bearer ", so tests can check which key a route used
 	Body                []byte
+	// Tools names the tools the request offered, in order; ToolChoice is
+	// its tool_choice ("" when none was sent).
+	Tools      []string
+	ToolChoice string
 }
 
 // IncludeUsage reports whether the request asked for a final usage chunk.
 func (r Request) IncludeUsage() bool { return r.StreamOptions != nil && r.StreamOptions.IncludeUsage }
 
-// Message is one chat message of a request.
+// Message is one chat message of a request: an assistant turn may carry
+// tool calls, a tool turn the id of the call it answers.
 type Message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role       string         `json:"role"`
+	Content    string         `json:"content"`
+	ToolCalls  []wireToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string         `json:"tool_call_id,omitempty"`
+}
+
+// CallNames lists the names of the tool calls an assistant message carries.
+func (m Message) CallNames() []string {
+	var out []string
+	for _, c := range m.ToolCalls {
+		out = append(out, c.Function.Name)
+	}
+	return out
+}
+
+type wireToolCall struct {
+	Index    *int   `json:"index,omitempty"`
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Function struct {
+		Name      string `json:"name,omitempty"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
 }
 
 // StreamOptions is the request's stream_options.
@@ -126,6 +155,15 @@ func (s *Server) SetDefault(r Response) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.def = r
+}
+
+// SetResponder sets a function that may answer a request before the
+// queue and the default (ok false leaves it to them): a scripted model
+// that answers in text when a request allows no tool calls, say.
+func (s *Server) SetResponder(f func(Request) (Response, bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.responder = f
 }
 
 // ClearQueue drops every queued response not yet used.
@@ -205,6 +243,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		MaxCompletionTokens int            `json:"max_completion_tokens"`
 		Stream              bool           `json:"stream"`
 		StreamOptions       *StreamOptions `json:"stream_options"`
+		Tools               []struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		} `json:"tools"`
+		ToolChoice any `json:"tool_choice"`
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
 		writeError(w, Response{Status: http.StatusBadRequest, Body: ErrorJSON("invalid_request_error", "body is not JSON")})
@@ -217,6 +261,14 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		Stream: in.Stream, StreamOptions: in.StreamOptions,
 		Authorization: auth != "", BearerToken: strings.TrimPrefix(auth, "Bearer "), Body: body,
 	}
+	for _, t := range in.Tools {
+		rec.Tools = append(rec.Tools, t.Function.Name)
+	}
+	if tc, ok := in.ToolChoice.(string); ok {
+		rec.ToolChoice = tc
+	} else if in.ToolChoice != nil {
+		rec.ToolChoice = "function"
+	}
 	s.mu.Lock()
 	rec.Index = len(s.reqs)
 	s.reqs = append(s.reqs, rec)
@@ -225,8 +277,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	delete(s.waiters, len(s.reqs))
 	resp := s.def
-	if len(s.queue) > 0 {
-		resp, s.queue = s.queue[0], s.queue[1:]
+	answered := false
+	if s.responder != nil {
+		resp, answered = s.responder(rec)
+	}
+	if !answered {
+		resp = s.def
+		if len(s.queue) > 0 {
+			resp, s.queue = s.queue[0], s.queue[1:]
+		}
 	}
 	s.mu.Unlock()
 
@@ -275,7 +334,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		}
 		return s.event(w, rc, b)
 	}
-	for i := 0; i < len(resp.Chunks) || (resp.Forever && len(resp.Chunks) > 0); i++ {
+	for i := 0; i < len(resp.Chunks) || (resp.Forever && len(resp.Chunks) > 0 && len(resp.ToolCalls) == 0); i++ {
 		text := resp.Chunks[i%len(resp.Chunks)]
 		if !s.wait(r, resp) {
 			left()
@@ -302,6 +361,52 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		s.streamed[rec.Index] += int64(len(text))
 		s.mu.Unlock()
 	}
+	// Tool calls stream as real servers send them: per call, a first delta
+	// with its index, id, type and name, then its arguments in fragments
+	// under the same index; calls one after another.
+	for k, tc := range resp.ToolCalls {
+		frags := splitArgs(tc.Arguments, max(resp.ArgChunks, 1))
+		for j := 0; j < len(frags) || (resp.Forever && j < 1<<30); j++ {
+			if !s.wait(r, resp) {
+				left()
+				return
+			}
+			var w wireToolCall
+			idx := k
+			w.Index = &idx
+			if j == 0 {
+				w.ID, w.Type, w.Function.Name = tc.ID, "function", tc.Name
+				if w.ID == "" {
+					w.ID = fmt.Sprintf("call_%d_%d", rec.Index, k)
+				}
+			}
+			frag := ""
+			if j < len(frags) {
+				frag = frags[j]
+			} else {
+				frag = frags[j%len(frags)] // Forever: arguments that never end
+			}
+			w.Function.Arguments = frag
+			d := delta{ToolCalls: []wireToolCall{w}}
+			if k == 0 && j == 0 && len(resp.Chunks) == 0 {
+				d.Role = "assistant"
+			}
+			written++
+			s.chunks.Add(1)
+			if send(chunk{Choices: []choice{{Delta: d}}}) != nil {
+				written--
+				s.chunks.Add(-1)
+				left()
+				return
+			}
+			s.mu.Lock()
+			if s.streamed == nil {
+				s.streamed = map[int]int64{}
+			}
+			s.streamed[rec.Index] += int64(len(frag) + len(w.Function.Name) + len(w.ID))
+			s.mu.Unlock()
+		}
+	}
 	switch {
 	case resp.ErrorEvent != "":
 		s.event(w, rc, []byte(resp.ErrorEvent))
@@ -318,6 +423,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		reason := resp.FinishReason
 		if reason == "" {
 			reason = "stop"
+			if len(resp.ToolCalls) > 0 {
+				reason = "tool_calls"
+			}
 		}
 		if send(chunk{Choices: []choice{{Delta: delta{}, FinishReason: &reason}}}) != nil {
 			left()
@@ -325,7 +433,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		}
 	}
 	if rec.IncludeUsage() && !resp.NoUsage {
-		u := DefaultUsage(len(rec.Messages), len(resp.Chunks))
+		u := DefaultUsage(len(rec.Messages), len(resp.Chunks)+len(resp.ToolCalls))
 		if resp.Usage != nil {
 			u = *resp.Usage
 		}
@@ -407,6 +515,22 @@ type choice struct {
 }
 
 type delta struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content,omitempty"`
+	Role      string         `json:"role,omitempty"`
+	Content   string         `json:"content,omitempty"`
+	ToolCalls []wireToolCall `json:"tool_calls,omitempty"`
+}
+
+// splitArgs cuts s into n fragments of about equal size (n at most len(s)),
+// as servers stream arguments a few characters at a time.
+func splitArgs(s string, n int) []string {
+	if n <= 1 || len(s) <= 1 {
+		return []string{s}
+	}
+	n = min(n, len(s))
+	out := make([]string, 0, n)
+	step := (len(s) + n - 1) / n
+	for i := 0; i < len(s); i += step {
+		out = append(out, s[i:min(len(s), i+step)])
+	}
+	return out
 }
