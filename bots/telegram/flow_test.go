@@ -71,7 +71,7 @@ func TestResearchToCompletion(t *testing.T) {
 			t.Log(b.logs.String())
 		}
 	}()
-	b.fake.Wait(t, 5*time.Second, "progress edits after the confirm", func() bool {
+	b.fake.Wait(t, wait, "progress edits after the confirm", func() bool {
 		progress = nil
 		for _, c := range b.edits(dm.ID, quote.ID) {
 			if c.Fields["parse_mode"] == "" {
