@@ -112,7 +112,9 @@ func TestAskToContinueInChat(t *testing.T) {
 		msg := "m-" + answer[:4]
 		quote := one(t, c.conv.Handle(t.Context(), bots.Incoming{Identity: alice, Chat: group, Text: "/ask dig into AAPL cap:0.04 model:gpt-solo", MessageID: msg}))
 		one(t, c.press(t, alice, button(t, quote.View, "Confirm"), msg))
-		asking := c.screen.waitView(t, msg, func(v bots.View) bool { return len(v.Buttons) > 0 && strings.HasPrefix(v.Buttons[0][0].Label, "Continue +") })
+		asking := c.screen.waitView(t, msg, func(v bots.View) bool {
+			return len(v.Buttons) > 0 && strings.HasPrefix(v.Buttons[0][0].Label, "Continue +")
+		})
 		if !strings.Contains(asking.Text, "Paused to ask you") || asking.Buttons[0][1].Label != "Wrap up now" || asking.Buttons[0][2].Label != "Cancel" {
 			t.Fatalf("asking card = %+v", asking)
 		}

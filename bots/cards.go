@@ -284,6 +284,37 @@ func AgentParts(rep research.Report) []ReportPart {
 	return []ReportPart{{"Question", rep.Question}, {"Answer", rep.Overview}}
 }
 
+// PhoneColumns is how many fixed-width characters a phone's chat client shows on a line before it wraps
+// (Telegram's and Discord's in portrait, about 40): a scan's table wider than that goes as a picture there
+// (research.ScanImage), since a wrapped table loses its columns.
+const PhoneColumns = 40
+
+// ScanBlock is a report's ranked watchlist as RenderReport writes it: the fixed-width table, or, with
+// asImage, the brief that goes with the table's picture ("" when the report is not a scan).
+func ScanBlock(rep research.Report, asImage bool) string {
+	if len(rep.Scan) == 0 {
+		return ""
+	}
+	body := research.ScanText(rep.Scan)
+	if asImage {
+		body = research.ScanBrief(rep.Scan)
+	}
+	return fmt.Sprintf("\nRanked watchlist (%d symbols)\n%s\n", len(rep.Scan), body)
+}
+
+// ScanImage is the picture of a final view's scan table for a phone's chat client, when the table does not
+// fit there as text (PhoneColumns); nil when it fits, the view has no scan, or drawing failed.
+func ScanImage(v View) []byte {
+	if !v.Final || v.Report == nil || len(v.Report.Scan) == 0 || research.ScanFitsText(v.Report.Scan, PhoneColumns) {
+		return nil
+	}
+	b, err := research.ScanImage(*v.Report)
+	if err != nil {
+		return nil // the fixed-width table stands in
+	}
+	return b
+}
+
 // RenderReport writes a report as plain text; adapters split or attach it.
 func RenderReport(rep research.Report) string {
 	var b strings.Builder
@@ -305,9 +336,7 @@ func RenderReport(rep research.Report) string {
 			fmt.Fprintf(&b, "\n%s\n%s\n", part.Name, part.Text)
 		}
 	}
-	if len(rep.Scan) > 0 {
-		fmt.Fprintf(&b, "\nRanked watchlist (%d symbols)\n%s\n", len(rep.Scan), research.ScanText(rep.Scan))
-	}
+	b.WriteString(ScanBlock(rep, false))
 	for _, s := range rep.Sections {
 		fmt.Fprintf(&b, "\n%s\n", s.Symbol)
 		if s.Context != "" {

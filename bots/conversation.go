@@ -790,8 +790,12 @@ func (c *Conversation) NotifyOwner(ctx context.Context, owner billing.Identity, 
 // Destination: adapters resolve "user:ID".
 func PrivateChat(who billing.Identity) string { return "user:" + who.ExternalID }
 
-// captureEntry finds the ledger entry that charged a run, for the final card.
+// captureEntry is the ledger entry that charged a run, for the final card:
+// the settle names it; a run settled before it did is looked up.
 func (c *Conversation) captureEntry(r research.Run) int64 {
+	if r.CaptureEntryID != 0 || r.Captured == 0 {
+		return r.CaptureEntryID
+	}
 	entries, err := c.Ledger.Entries(context.Background(), r.AccountID, 50)
 	if err != nil {
 		return 0

@@ -67,6 +67,7 @@ type Outbox struct {
 	idle      chan struct{} // closed while nothing is pending
 
 	sent, limited, coalesced, failed atomic.Int64
+	reclaimFails                     atomic.Int64 // Reclaim's failures in a row
 }
 
 type platform struct {
@@ -365,9 +366,7 @@ func (o *Outbox) Reclaim(ctx context.Context) {
 		return
 	}
 	now := o.now()
-	if err := o.Store.RenewMessages(ctx, o.owner, now.Add(claimFor)); err != nil && ctx.Err() == nil {
-		o.Log.Warn("outbox: renew claims", "err", err)
-	}
+	renewErr := o.Store.RenewMessages(ctx, o.owner, now.Add(claimFor))
 	o.mu.Lock()
 	names := make([]string, 0, len(o.platforms))
 	for name := range o.platforms {
@@ -375,11 +374,17 @@ func (o *Outbox) Reclaim(ctx context.Context) {
 	}
 	o.mu.Unlock()
 	ms, err := o.Store.ClaimMessages(ctx, o.owner, names, now, now.Add(claimFor), 100)
-	if err != nil {
-		if ctx.Err() == nil {
-			o.Log.Warn("outbox: claim stored messages", "err", err)
+	if err = errors.Join(renewErr, err); err != nil {
+		// The database is down, say: the 1st, 2nd, 4th... failure in a
+		// row is logged, not every tick's.
+		if n := o.reclaimFails.Add(1); n&(n-1) == 0 && ctx.Err() == nil {
+			o.Log.Warn("outbox: renew and claim stored messages", "err", err, "failures", n)
 		}
-		return
+		if len(ms) == 0 {
+			return
+		}
+	} else if o.reclaimFails.Swap(0) > 0 {
+		o.Log.Info("outbox: claiming stored messages works again")
 	}
 	for _, m := range ms {
 		var b storedBody
@@ -419,6 +424,7 @@ func (o *Outbox) next(now time.Time) (*item, msgKey, *platform, time.Duration) {
 	p := o.platforms[bestKey.platform]
 	chat := p.chats[bestKey.chat]
 	if chat == nil {
+		p.pruneChats(now)
 		chat = rate.NewLimiter(p.limits.PerChat, max(p.limits.PerChatBurst, 1))
 		p.chats[bestKey.chat] = chat
 	}
@@ -433,6 +439,28 @@ func (o *Outbox) next(now time.Time) (*item, msgKey, *platform, time.Duration) {
 		o.markFinished(bestKey, now)
 	}
 	return best, bestKey, p, 0
+}
+
+// maxChats bounds a platform's per-chat limiters; past it, those of chats
+// back to a full budget, and retry-afters that passed, are dropped: a fresh
+// limiter is the same as a full one, so no chat loses anything.
+const maxChats = 4096
+
+// pruneChats keeps the per-chat maps within maxChats; o.mu is held.
+func (p *platform) pruneChats(now time.Time) {
+	if len(p.chats) < maxChats {
+		return
+	}
+	for chat, l := range p.chats {
+		if l.TokensAt(now) >= float64(l.Burst()) {
+			delete(p.chats, chat)
+		}
+	}
+	for chat, until := range p.blocked {
+		if !now.Before(until) {
+			delete(p.blocked, chat)
+		}
+	}
 }
 
 // finishedFor is how long a finished message keeps refusing progress views;
@@ -475,10 +503,12 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 			o.coalesced.Add(1)
 			return
 		case wait > 0:
-			// Another instance is sending an older view: the final goes
-			// after it, so it is the last thing the message shows.
+			// Another instance (or a button press's edit here, EditRun) is
+			// sending an older view: the final goes after it, so it is the
+			// last thing the message shows. That send takes milliseconds,
+			// its window up to sendTimeout: look again every second.
 			o.mu.Lock()
-			p.blocked[k.chat] = now.Add(min(wait, sendTimeout))
+			p.blocked[k.chat] = now.Add(min(wait, time.Second))
 			o.mu.Unlock()
 			o.requeue(k, it)
 			return

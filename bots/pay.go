@@ -666,11 +666,16 @@ func (c *Conversation) lowBalance(v *View, r research.Run) {
 	if c.Pay == nil || c.Pay.LowBalance <= 0 || r.Captured <= 0 {
 		return
 	}
-	bal, err := c.Ledger.Balances(context.Background(), r.AccountID)
-	if err != nil {
-		return
+	// The settle says what its bucket had left; a run settled before it
+	// did is read.
+	after := r.AvailableAfter
+	if r.CaptureEntryID == 0 {
+		bal, err := c.Ledger.Balances(context.Background(), r.AccountID)
+		if err != nil {
+			return
+		}
+		after = bal[r.Bucket].Available
 	}
-	after := bal[r.Bucket].Available
 	before := after + r.Captured
 	if after >= c.Pay.LowBalance || before < c.Pay.LowBalance {
 		return

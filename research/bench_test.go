@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/internal/testbed"
@@ -166,6 +169,69 @@ func BenchmarkCancelLatency(b *testing.B) {
 				ds = append(ds, time.Since(start))
 			}
 			reportLatency(b, ds)
+		})
+	}
+}
+
+// BenchmarkStatements counts, with a pgx tracer, the statements and round
+// trips forgebot sends to PostgreSQL per confirm and per run (from the
+// confirm's return to the run's job completed), River's own apart. The
+// route is the fake API answering at once, so only the store's work shows.
+func BenchmarkStatements(b *testing.B) {
+	deep := []string{"AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AMD", "NFLX", "INTC"}
+	for _, tc := range []struct {
+		name    string
+		depth   research.Depth
+		symbols []string
+	}{{"quick_1", research.Quick, []string{"AAPL"}}, {"deep_10", research.Deep, deep}} {
+		b.Run(tc.name, func(b *testing.B) {
+			tr := &testbed.Statements{}
+			bed := testbed.New(b, testbed.Options{Postgres: true, RoutesFor: apiRoutes, Tracer: tr})
+			bed.LLM.SetDefault(llmtest.Stream("some ", "text ", "here"))
+			bed.Fund(alice, billing.BucketCredit, 1000*billing.Micro)
+			watch, err := pgx.Connect(context.Background(), bed.Spec())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer watch.Close(context.Background())
+			var confirm, run testbed.StatementCounts
+			n := 0
+			for b.Loop() {
+				q, err := bed.Engine.Quote(context.Background(), research.Request{Kind: research.KindResearch, Symbols: tc.symbols,
+					Depth: tc.depth, Model: "gpt-test", Owner: alice})
+				if err != nil {
+					b.Fatal(err)
+				}
+				tr.Start()
+				r, _, err := bed.Engine.Confirm(context.Background(), q.ID, alice, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := tr.Stop()
+				tr.Start()
+				if ev := bed.Events.WaitFinal(b, r.ID, time.Minute); ev.Run.State != research.Succeeded {
+					b.Fatalf("run %s: %s %s", r.ID, ev.Run.State, ev.Run.Error)
+				}
+				for state := ""; state != "completed"; {
+					if err := watch.QueryRow(context.Background(), `SELECT state FROM river_job WHERE id = $1`, r.JobID).Scan(&state); err != nil {
+						b.Fatal(err)
+					}
+					runtime.Gosched()
+				}
+				x := tr.Stop()
+				if n == 0 && testing.Verbose() {
+					b.Logf("statements of one run:\n%s", strings.Join(tr.Top(40), "\n"))
+				}
+				confirm.Statements, confirm.RoundTrips, confirm.River = confirm.Statements+c.Statements, confirm.RoundTrips+c.RoundTrips, confirm.River+c.River
+				run.Statements, run.RoundTrips, run.River = run.Statements+x.Statements, run.RoundTrips+x.RoundTrips, run.River+x.River
+				n++
+			}
+			f := float64(n)
+			b.ReportMetric(float64(confirm.Statements)/f, "stmts/confirm")
+			b.ReportMetric(float64(confirm.RoundTrips)/f, "trips/confirm")
+			b.ReportMetric(float64(run.Statements)/f, "stmts/run")
+			b.ReportMetric(float64(run.RoundTrips)/f, "trips/run")
+			b.ReportMetric(float64(run.River)/f, "river_stmts/run")
 		})
 	}
 }

@@ -640,48 +640,46 @@ func (e *Engine) pruneCancels(before time.Time) int {
 // caller publishes the final event.
 func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reason string, extra *partialUsage, errText string) (Run, error) {
 	ctx = context.WithoutCancel(ctx) // settling must finish even when the run was cancelled
-	cur, err := e.Store.Run(ctx, runID)
-	if err != nil {
-		return cur, err
-	}
-	if extra != nil && !extra.free {
-		cur.ByRoute = maps.Clone(cur.ByRoute)
-		cur.addUsage(extra.route, extra.usage.PromptTokens, extra.usage.CompletionTokens)
-		cur.InSource = worseSource(cur.InSource, extra.usage.PromptSource)
-		cur.OutSource = worseSource(cur.OutSource, extra.usage.CompletionSource)
-	}
-	var overflow error
-	capture, err := cur.CostInChecked(cur.Bucket)
-	overflow = err
-	fallback := billing.Money(0)
-	if cur.FallbackHoldID != 0 {
-		fallback, err = cur.CostInChecked(cur.FallbackBucket)
-		overflow = cmp.Or(overflow, err)
-	}
+	var capture, fallback billing.Money
 	free := ""
-	switch {
-	case overflow != nil:
-		// Usage no Money can price is not usage anyone can be charged for.
-		e.log().Error("run usage overflows", "run_id", runID, "err", overflow)
-		free = "the recorded usage could not be priced, so nothing was charged"
-	case to == Failed:
-		free = "a failed run costs nothing"
-	case to == Expired:
-		free = "nothing was delivered, so nothing was charged"
+	// charge runs on the run as locked by the settle's transaction: what it
+	// captures is priced from the usage stored at that moment, read once.
+	charge := func(r *Run) (billing.Money, billing.Money) {
+		if extra != nil && !extra.free {
+			r.ByRoute = maps.Clone(r.ByRoute)
+			r.addUsage(extra.route, extra.usage.PromptTokens, extra.usage.CompletionTokens)
+			r.InSource = worseSource(r.InSource, extra.usage.PromptSource)
+			r.OutSource = worseSource(r.OutSource, extra.usage.CompletionSource)
+		}
+		var overflow, err error
+		capture, overflow = r.CostInChecked(r.Bucket)
+		fallback = 0
+		if r.FallbackHoldID != 0 {
+			fallback, err = r.CostInChecked(r.FallbackBucket)
+			overflow = cmp.Or(overflow, err)
+		}
+		free = ""
+		switch {
+		case overflow != nil:
+			// Usage no Money can price is not usage anyone can be charged for.
+			e.log().Error("run usage overflows", "run_id", runID, "err", overflow)
+			free = "the recorded usage could not be priced, so nothing was charged"
+		case to == Failed:
+			free = "a failed run costs nothing"
+		case to == Expired:
+			free = "nothing was delivered, so nothing was charged"
+		}
+		if free != "" || (extra != nil && extra.free) { // nothing reached the user
+			capture, fallback = 0, 0
+		}
+		return capture, fallback
 	}
-	if free != "" {
-		capture, fallback = 0, 0
-	}
-	if extra != nil && extra.free { // nothing reached the user
-		capture, fallback = 0, 0
-	}
-	r, err := e.Store.SettleRun(ctx, runID, actor, reason, capture, fallback, func(r *Run, rc *billing.Receipt) error {
+	r, err := e.Store.SettleRun(ctx, runID, actor, reason, charge, func(r *Run, rc *billing.Receipt) error {
 		r.State, r.Error = to, errText
-		r.TokensIn, r.TokensOut, r.InSource, r.OutSource, r.ByRoute = cur.TokensIn, cur.TokensOut, cur.InSource, cur.OutSource, cur.ByRoute
 		paid := r.TokensPaidBy(r.Bucket)
 		rc.TokensIn, rc.TokensOut = paid.In, paid.Out
 		rc.Route = r.RouteOf(r.Bucket)
-		rc.TokensInSource, rc.TokensOutSource = orLocal(cur.InSource), orLocal(cur.OutSource)
+		rc.TokensInSource, rc.TokensOutSource = orLocal(r.InSource), orLocal(r.OutSource)
 		var notes []string
 		if r.Synthetic {
 			notes = append(notes, "market data: SYNTHETIC demo series, not real prices")

@@ -28,6 +28,9 @@ var (
 	// ErrLeaseLost: this instance stopped renewing the run's lease in time
 	// and another took the run over; its writes are refused.
 	ErrLeaseLost = errors.New("the run was taken over by another instance")
+	// ErrStale: the run changed since the version a write was based on
+	// (Store.AdvanceRun); the caller reads it again (UpdateRun).
+	ErrStale = errors.New("the run changed since it was read")
 )
 
 // ErrTooManyRuns: the account has as many runs live (queued, running, paused)

@@ -69,9 +69,12 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 		return e.pauseOrGoOn(ctx, r.ID, attempt, maxAttempts)
 	}
 	plan := Plans[r.Request.Depth]
-	if why := e.holdTooShort(db, r, plan); why != "" && !wroteAny(r) {
+	// Read once: the hold's expiry is minutes to hours away, the data's
+	// fetch below takes seconds.
+	short := e.holdTooShort(db, r, plan)
+	if short != "" && !wroteAny(r) {
 		// Starting would spend what nobody can be charged for.
-		return e.finish(ctx, r.ID, Failed, why, nil, why+"; nothing was charged: ask for a new quote")
+		return e.finish(ctx, r.ID, Failed, short, nil, short+"; nothing was charged: ask for a new quote")
 	}
 	resumed := r.State == Running
 	r, err = e.Store.UpdateRun(db, runID, "worker", "started", func(r *Run) error {
@@ -123,21 +126,40 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	if len(g.series) == 0 {
 		return e.finish(ctx, runID, Failed, "no market data for any symbol", nil, "no market data: "+joinErrors(g.failed))
 	}
-	if why := e.holdTooShort(db, r, plan); why != "" {
+	if short != "" {
 		// Resumed with stages written but a hold that would lapse before
 		// the rest could finish: deliver what was written.
-		return e.deliver(ctx, r, g, plan, "remaining stages not run: "+why, why)
+		return e.deliver(ctx, r, g, plan, "remaining stages not run: "+short, short)
 	}
 	routes := e.routes(r)
 	writer := e.writer(r.Offline)
+	// The run as this worker last read or wrote it: while nothing else
+	// writes it (a cancel, a pause, a redirect), each write below is one
+	// statement based on this version (AdvanceRun), and the run is not read
+	// again between stages. Any other write moves the version: the next
+	// write is refused as stale and goes through UpdateRun, which reads the
+	// run afresh, so the loop sees the cancel or pause at the next stage.
 	budget := newRunBudget(r, func(exposure map[string]Tokens) error {
-		_, err := e.Store.UpdateRun(db, runID, "worker", "reserve", func(r *Run) error {
+		p := r.Progress()
+		p.Exposure = exposure
+		err := e.Store.AdvanceRun(db, runID, r.Version, p, -1, "")
+		if err == nil {
+			r.Exposure, r.Version = exposure, r.Version+1
+			return nil
+		}
+		if !errors.Is(err, ErrStale) {
+			return err
+		}
+		fresh, err := e.Store.UpdateRun(db, runID, "worker", "reserve", func(r *Run) error {
 			if r.CancelRequested {
 				return fmt.Errorf("%w: cancel requested", ErrWrongState)
 			}
 			r.Exposure = exposure
 			return nil
 		})
+		if err == nil {
+			r = fresh
+		}
 		return err
 	})
 	missing := "" // a whole-run stage that failed after others had written
@@ -145,10 +167,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	// r.Missing set: an earlier attempt stopped at a failed stage (and then
 	// the process died); the run ends partial as it would have.
 	for i := r.Done; i < len(r.Stages) && r.Missing == ""; i++ {
-		cur, err := e.Store.Run(db, runID)
-		if err != nil {
-			return err
-		}
+		cur := r
 		switch {
 		case cur.CancelRequested && wroteAny(cur) && len(g.series) > 0:
 			return e.cancelWithReport(ctx, cur, g, nil, i)
@@ -195,7 +214,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 			text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
 		}
 		exposure := budget.exposure()
-		r, err = e.Store.UpdateRun(db, runID, "worker", "stage done", func(r *Run) error {
+		done := func(r *Run) error {
 			r.Done = i + 1
 			if r.Outputs == nil {
 				r.Outputs = map[int]string{}
@@ -230,13 +249,38 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 				r.SymbolErrors[st.Symbol] = g.failed[st.Symbol]
 			}
 			return nil
-		})
-		if err != nil {
+		}
+		if r, err = e.advance(db, r, i, text, done); err != nil {
 			return err
 		}
 		e.publish(e.event(r, ""))
 	}
 	return e.deliver(ctx, r, g, plan, r.Missing, "")
+}
+
+// advance records stage i of r as done (with its text) by applying done:
+// in one statement on the version of r this worker knows (AdvanceRun), or,
+// when the run moved meanwhile, through UpdateRun on the run read afresh.
+// It returns the run as stored.
+func (e *Engine) advance(ctx context.Context, r Run, i int, text string, done func(*Run) error) (Run, error) {
+	next := r.detached()
+	if err := done(&next); err != nil {
+		return r, err
+	}
+	stage := i
+	if text == "" {
+		stage = -1 // no text to keep: an empty output reads as none
+	}
+	err := e.Store.AdvanceRun(ctx, r.ID, r.Version, next.Progress(), stage, text)
+	switch {
+	case err == nil:
+		next.Version = r.Version + 1
+		return next, nil
+	case errors.Is(err, ErrStale):
+		return e.Store.UpdateRun(ctx, r.ID, "worker", "stage done", done)
+	default:
+		return r, err
+	}
 }
 
 // deliver ends a run with the report of what it wrote: succeeded when

@@ -96,6 +96,7 @@ func (e *Engine) claim(ctx context.Context, runID string) (context.Context, func
 	go func() {
 		t := time.NewTicker(ttl / 3)
 		defer t.Stop()
+		var failing streak
 		for {
 			select {
 			case <-done:
@@ -107,8 +108,10 @@ func (e *Engine) claim(ctx context.Context, runID string) (context.Context, func
 					lost(ErrLeaseLost)
 					return
 				}
-				if err != nil {
-					e.log().Warn("renew run lease", "run_id", runID, "err", err)
+				if err != nil && failing.fail() {
+					e.log().Warn("renew run lease", "run_id", runID, "err", err, "failures", failing.n)
+				} else if err == nil && failing.ok() > 0 {
+					e.log().Info("renew run lease works again", "run_id", runID)
 				}
 			}
 		}
@@ -140,19 +143,43 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var failing streak
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := e.Store.RenewLeases(ctx, e.Instance(), time.Now().Add(e.leaseTTL())); err != nil && ctx.Err() == nil {
-				e.log().Warn("renew the leases of queued runs", "err", err)
+			_, err := e.Store.RenewLeases(ctx, e.Instance(), time.Now().Add(e.leaseTTL()))
+			if err == nil {
+				_, err = e.TakeOver(ctx)
 			}
-			if _, err := e.TakeOver(ctx); err != nil && ctx.Err() == nil {
-				e.log().Error("take over lapsed runs", "err", err)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil && failing.fail():
+				e.log().Error("watch run leases", "err", err, "failures", failing.n)
+			case err == nil && failing.ok() > 0:
+				e.log().Info("watch run leases works again")
 			}
 		}
 	}
+}
+
+// streak counts a loop's consecutive failures so that it logs the 1st, 2nd,
+// 4th, 8th... of them and its recovery: a database outage of a minute costs
+// a handful of lines per loop, not one per tick.
+type streak struct{ n int }
+
+// fail counts a failure and reports whether to log it.
+func (s *streak) fail() bool {
+	s.n++
+	return s.n&(s.n-1) == 0
+}
+
+// ok ends a streak and returns how long it was.
+func (s *streak) ok() int {
+	n := s.n
+	s.n = 0
+	return n
 }
 
 // TakeOver handles the runs whose lease lapsed once, and returns how many it

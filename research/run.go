@@ -1,6 +1,8 @@
 package research
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,8 +102,14 @@ type Run struct {
 
 	Captured  billing.Money `json:"captured"`
 	ReceiptID string        `json:"receipt_id,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	JobID     int64         `json:"job_id"`
+	// CaptureEntryID is the ledger entry that charged the run (0 when
+	// nothing was charged), and AvailableAfter the bucket's available
+	// balance right after the settle: the final card shows both without
+	// reading the ledger again.
+	CaptureEntryID int64         `json:"capture_entry_id,omitempty"`
+	AvailableAfter billing.Money `json:"available_after,omitempty"`
+	Error          string        `json:"error,omitempty"`
+	JobID          int64         `json:"job_id"`
 	// Version counts the run's stored changes: the store increments it on
 	// every write, so views of the run can be ordered across instances.
 	Version int64 `json:"version"`
@@ -115,6 +123,51 @@ type Run struct {
 	PausedAt   time.Time `json:"paused_at"`
 	FinishedAt time.Time `json:"finished_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Progress is the part of a run that changes as its stages finish and its
+// calls are reserved: what the executing process writes many times a run.
+// The store keeps it apart from the rest of the run (which is written a few
+// times a run), and each finished stage's text in a row of its own, so a
+// stage's write sends neither the run's body nor the earlier stages' text.
+type Progress struct {
+	Done         int                 `json:"done"`
+	TokensIn     int64               `json:"tokens_in"`
+	TokensOut    int64               `json:"tokens_out"`
+	InSource     billing.UsageSource `json:"in_source,omitempty"`
+	OutSource    billing.UsageSource `json:"out_source,omitempty"`
+	ByRoute      map[string]Tokens   `json:"by_route,omitempty"`
+	Exposure     map[string]Tokens   `json:"exposure,omitempty"`
+	Attempts     int                 `json:"attempts,omitempty"`
+	Failures     int                 `json:"failures,omitempty"`
+	CrossBucket  bool                `json:"cross_bucket,omitempty"`
+	RouteID      string              `json:"route_id,omitempty"`
+	Missing      string              `json:"missing,omitempty"`
+	Anomalies    []string            `json:"anomalies,omitempty"`
+	SymbolErrors map[string]string   `json:"symbol_errors,omitempty"`
+	UpdatedAt    time.Time           `json:"updated_at"`
+}
+
+// Progress returns r's progress.
+func (r Run) Progress() Progress {
+	return Progress{Done: r.Done, TokensIn: r.TokensIn, TokensOut: r.TokensOut, InSource: r.InSource, OutSource: r.OutSource,
+		ByRoute: r.ByRoute, Exposure: r.Exposure, Attempts: r.Attempts, Failures: r.Failures, CrossBucket: r.CrossBucket,
+		RouteID: r.RouteID, Missing: r.Missing, Anomalies: r.Anomalies, SymbolErrors: r.SymbolErrors, UpdatedAt: r.UpdatedAt}
+}
+
+// SetProgress replaces r's progress with p.
+func (r *Run) SetProgress(p Progress) {
+	r.Done, r.TokensIn, r.TokensOut, r.InSource, r.OutSource = p.Done, p.TokensIn, p.TokensOut, p.InSource, p.OutSource
+	r.ByRoute, r.Exposure, r.Attempts, r.Failures, r.CrossBucket = p.ByRoute, p.Exposure, p.Attempts, p.Failures, p.CrossBucket
+	r.RouteID, r.Missing, r.Anomalies, r.SymbolErrors, r.UpdatedAt = p.RouteID, p.Missing, p.Anomalies, p.SymbolErrors, p.UpdatedAt
+}
+
+// detached returns a copy of r whose maps and slices a change to the copy
+// does not share with r.
+func (r Run) detached() Run {
+	r.Outputs, r.ByRoute, r.Exposure = maps.Clone(r.Outputs), maps.Clone(r.ByRoute), maps.Clone(r.Exposure)
+	r.SymbolErrors, r.Anomalies = maps.Clone(r.SymbolErrors), slices.Clone(r.Anomalies)
+	return r
 }
 
 // Extension is one additional hold in a run's bucket, placed with the

@@ -33,13 +33,22 @@ type Store interface {
 	// Under a lease (WithLease) the write is refused with ErrLeaseLost when
 	// the lease has moved to another owner; SettleRun likewise.
 	UpdateRun(ctx context.Context, id, actor, reason string, fn func(*Run) error) (Run, error)
-	// SettleRun, in one transaction: captures capture from the run's hold (or
-	// releases it all when capture is 0), lets fn set the terminal state and fill
+	// AdvanceRun records progress of a run executing under this process's
+	// lease (WithLease), in one statement where the database allows: p
+	// replaces the stored progress, and when stage >= 0 output becomes that
+	// stage's stored text. It applies only if the run is still at version
+	// (nothing else wrote it since the caller read or wrote it) and the lease
+	// is still held; the run is then at version+1. Otherwise nothing is
+	// written and the error is ErrStale: the caller goes through UpdateRun,
+	// which reads the run afresh (and reports ErrLeaseLost or ErrWrongState).
+	AdvanceRun(ctx context.Context, id string, version int64, p Progress, stage int, output string) error
+	// SettleRun, in one transaction: locks the run, lets charge say what to
+	// capture from the run's hold and from the fallback hold (if any; it may
+	// add the interrupted call's usage to the run), captures that (or
+	// releases the hold when it is 0), lets fn set the terminal state and fill
 	// the receipt, saves both and the transition. A run already terminal is
-	// returned unchanged with ErrWrongState.
-	// capture is taken from the run's hold and fallbackCapture from the
-	// fallback hold (if any); each hold gets its own receipt.
-	SettleRun(ctx context.Context, id, actor, reason string, capture, fallbackCapture billing.Money, fn func(*Run, *billing.Receipt) error) (Run, error)
+	// returned unchanged with ErrWrongState. Each hold gets its own receipt.
+	SettleRun(ctx context.Context, id, actor, reason string, charge func(*Run) (capture, fallbackCapture billing.Money), fn func(*Run, *billing.Receipt) error) (Run, error)
 	// RequeueRun sets the run queued, enqueues a new job and extends the
 	// run's open hold to now+holdTTL, in one transaction (leasing the run to
 	// ctx's holder as ConfirmQuote does).

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tokensforge/forgebot/billing"
@@ -62,6 +63,9 @@ type Options struct {
 	Sink research.Sink
 	// Deliverable and Bound are the engines' (see research.Engine).
 	Deliverable, Bound func(research.Destination) bool
+	// Tracer, on a PostgreSQL bed, sees every statement of every instance
+	// (Statements counts them).
+	Tracer pgx.QueryTracer
 	// LocalQueue gives each instance a River queue of its own, as the demo
 	// and `forgebot research` have (the default is serve's shared queue).
 	LocalQueue bool
@@ -209,6 +213,9 @@ func build(pg *pgxpool.Config, sqlPath string, opts Options, mkt market.Provider
 		// PostgreSQL allows 100 connections and tests run in parallel: small
 		// pools, except for benchmarks that ask for many workers.
 		cfg.MaxConns = int32(min(80, max(8, opts.MaxWorkers/4)))
+		if opts.Tracer != nil {
+			cfg.ConnConfig.Tracer = opts.Tracer
+		}
 		s, err = postgres.OpenConfig(ctx, cfg, postgres.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter, LocalQueue: opts.LocalQueue})
 	} else {
 		s, err = sqlite.Open(ctx, sqlPath, sqlite.Options{Now: now, MaxWorkers: opts.MaxWorkers, RescueAfter: opts.RescueAfter, LocalQueue: opts.LocalQueue})

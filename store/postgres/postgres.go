@@ -41,7 +41,7 @@ var (
 type Options struct {
 	Now            func() time.Time          // default time.Now
 	AfterStatement func(ctx context.Context) // tests: runs after each statement of a money operation
-	// GeneralPathOnly turns the single-statement hold and capture off (tests).
+	// GeneralPathOnly turns the single-statement hold, capture, settle and run advance off (tests).
 	GeneralPathOnly bool
 	Logger          *slog.Logger
 	MaxWorkers      int // runs this instance executes at once; default 100
@@ -101,7 +101,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 	}
 	dialect := Dialect
 	if opts.GeneralPathOnly {
-		dialect.FastPlaceHold, dialect.FastCapture = "", ""
+		dialect.FastPlaceHold, dialect.FastCapture, dialect.FastSettleCapture, dialect.FastAdvance = "", "", "", ""
 	}
 	return &Store{
 		Pool:   pool,
@@ -127,8 +127,10 @@ var Dialect = sqlcore.Dialect{
 	KeyLock:       `SELECT pg_advisory_xact_lock(hashtext($1))`,
 	HasTable:      `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1`,
 
-	FastPlaceHold: fastPlaceHold,
-	FastCapture:   fastCapture,
+	FastPlaceHold:     fastPlaceHold,
+	FastCapture:       fastCapture,
+	FastSettleCapture: fastSettleCapture,
+	FastAdvance:       fastAdvance,
 	IsUniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
@@ -161,16 +163,26 @@ SELECT ` + holdCols + ` FROM h`
 // fastCapture captures an open, unexpired hold in one statement, releasing
 // what it does not charge. No row comes back when the hold is resolved,
 // expired, missing or smaller than the capture; a used key fails on a unique index.
-const fastCapture = `WITH h AS (
+const fastCapture = captureCTE + `
+SELECT ` + holdCols + ` FROM h`
+
+// fastSettleCapture is fastCapture returning the capture entry's id and
+// the bucket's available balance after it, for the run's final card.
+const fastSettleCapture = captureCTE + `
+SELECT ` + holdCols + `, (SELECT id FROM c), (SELECT available FROM b) FROM h`
+
+const captureCTE = `WITH h AS (
 	UPDATE holds SET status = 'captured', captured = $2, resolved_at = $3
 	WHERE id = $1 AND status = 'open' AND expires_at > $3 AND amount >= $2
 	RETURNING ` + holdCols + `
 ), b AS (
 	UPDATE balances SET posted = balances.posted - h.captured, held = balances.held - h.amount, updated_at = $3
 	FROM h WHERE balances.account_id = h.account_id AND balances.bucket = h.bucket
+	RETURNING balances.posted - balances.held AS available
 ), c AS (
 	INSERT INTO ledger_entries (account_id, bucket, kind, amount, posted_delta, held_delta, hold_id, reference, idem_key, actor, created_at)
 	SELECT account_id, bucket, 'capture', -captured, -captured, -captured, id, reference, $4 || '/capture', $5, $3 FROM h
+	RETURNING id
 ), r AS (
 	INSERT INTO ledger_entries (account_id, bucket, kind, amount, posted_delta, held_delta, hold_id, reference, idem_key, actor, created_at)
 	SELECT account_id, bucket, 'release', amount - captured, 0, captured - amount, id, reference, $4 || '/release', $5, $3 FROM h
@@ -178,8 +190,21 @@ const fastCapture = `WITH h AS (
 ), k AS (
 	INSERT INTO idempotency_keys (idem_key, fingerprint, result_id, created_at)
 	SELECT $4, $6, id, $3 FROM h
+)`
+
+// fastAdvance is AdvanceRun in one statement: the progress replaces the
+// stored one only while the run is at the version the caller knows and the
+// caller holds its lease; the stage's text goes in with it.
+const fastAdvance = `WITH u AS (
+	UPDATE runs SET progress = $3, version = version + 1, updated_at = $4
+	WHERE id = $1 AND version = $2 AND lease_owner = $5 AND state IN ('queued', 'running', 'pausing', 'cancelling')
+	RETURNING id
+), s AS (
+	INSERT INTO run_stages (run_id, idx, output)
+	SELECT id, $6::integer, $7::text FROM u WHERE $6::integer >= 0
+	ON CONFLICT (run_id, idx) DO UPDATE SET output = excluded.output
 )
-SELECT ` + holdCols + ` FROM h`
+SELECT count(*) FROM u`
 
 const holdCols = `id, account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at, resolved_at`
 

@@ -74,7 +74,7 @@ func testContinueRunExtends(t *testing.T, h Harness) {
 		t.Fatalf("replayed extension: %+v, %v", r.Extensions, err)
 	}
 	steps := []billing.ReceiptStep{{Step: 1, Kind: "model", Label: "answer", TokensIn: 10, TokensOut: 5, Cost: 15, Took: time.Second}}
-	settled, err := b.store.SettleRun(b.ctx, run.ID, "test", "done", 5500, 0, func(r *research.Run, rc *billing.Receipt) error {
+	settled, err := b.store.SettleRun(b.ctx, run.ID, "test", "done", func(*research.Run) (billing.Money, billing.Money) { return 5500, 0 }, func(r *research.Run, rc *billing.Receipt) error {
 		r.State, rc.Steps = research.Succeeded, steps
 		return nil
 	})

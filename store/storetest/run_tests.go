@@ -32,7 +32,7 @@ func testEndedRunIsFrozen(t *testing.T, h Harness) {
 	}); err != nil {
 		t.Fatalf("update a live run: %v", err)
 	}
-	settled, err := b.store.SettleRun(b.ctx, run.ID, "test", "done", 2000, 0, func(r *research.Run, rc *billing.Receipt) error {
+	settled, err := b.store.SettleRun(b.ctx, run.ID, "test", "done", charge(2000, 0), func(r *research.Run, rc *billing.Receipt) error {
 		r.State = research.Cancelled
 		return nil
 	})
@@ -48,7 +48,7 @@ func testEndedRunIsFrozen(t *testing.T, h Harness) {
 	if !errors.Is(err, research.ErrWrongState) || called {
 		t.Fatalf("update of an ended run = %v (fn called: %t), want ErrWrongState", err, called)
 	}
-	if _, err := b.store.SettleRun(b.ctx, run.ID, "test", "again", 5000, 0, func(r *research.Run, rc *billing.Receipt) error {
+	if _, err := b.store.SettleRun(b.ctx, run.ID, "test", "again", charge(5000, 0), func(r *research.Run, rc *billing.Receipt) error {
 		r.State = research.Succeeded
 		return nil
 	}); !errors.Is(err, research.ErrWrongState) {
@@ -62,4 +62,9 @@ func testEndedRunIsFrozen(t *testing.T, h Harness) {
 		t.Fatalf("balance = %+v", bal)
 	}
 	b.mustCheck(t)
+}
+
+// charge is a SettleRun charge that captures fixed amounts.
+func charge(capture, fallback billing.Money) func(*research.Run) (billing.Money, billing.Money) {
+	return func(*research.Run) (billing.Money, billing.Money) { return capture, fallback }
 }

@@ -139,6 +139,7 @@ func Run(t *testing.T, h Harness) {
 		{"CheckFindsViolations", testCheckFindsViolations},
 		{"EndedRunIsFrozen", testEndedRunIsFrozen},
 		{"ContinueRunExtends", testContinueRunExtends},
+		{"RunStages", testRunStages},
 		{"Payments", testPayments},
 		{"RefundDebt", testRefundDebt},
 		{"WelcomeGrant", testWelcomeGrant},

@@ -78,6 +78,15 @@ type Dialect struct {
 	// Arguments are documented in fast.go.
 	FastPlaceHold string
 	FastCapture   string
+	// FastSettleCapture is FastCapture inside a run's settle transaction,
+	// returning two more columns: the capture entry's id and the bucket's
+	// available balance after it. No row (and no change) for anything
+	// unusual; the general path then decides.
+	FastSettleCapture string
+	// FastAdvance, when set, is AdvanceRun in one statement; it returns the
+	// number of runs it advanced (0 or 1). Arguments: $1 run, $2 version,
+	// $3 progress, $4 now, $5 lease owner, $6 stage (-1 for none), $7 text.
+	FastAdvance string
 	// IsUniqueViolation reports a unique-constraint error (needed with the fast paths).
 	IsUniqueViolation func(error) bool
 }

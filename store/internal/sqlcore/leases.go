@@ -14,6 +14,17 @@ const liveStates = `('queued', 'running', 'pausing', 'cancelling')`
 
 // ClaimRun implements research.Store.
 func (c *Core) ClaimRun(ctx context.Context, id, owner string, now, until time.Time) error {
+	// The common case in one statement: a live run nobody else holds.
+	n, err := c.DB.Exec(ctx, `UPDATE runs SET lease_owner = $2, lease_until = $3 WHERE id = $1 AND state IN `+liveStates+`
+		AND (lease_owner IS NULL OR lease_owner = '' OR lease_owner = $2 OR lease_until IS NULL OR lease_until <= $4)`,
+		id, owner, c.t(until), c.t(now))
+	if err != nil {
+		return fmt.Errorf("claim run: %w", err)
+	}
+	if n == 1 {
+		return nil
+	}
+	// Say why not (or claim it, if it changed meanwhile).
 	return c.inTx(ctx, func(tx Querier) error {
 		var state string
 		var holder *string
@@ -98,7 +109,7 @@ func (c *Core) TakeOverRun(ctx context.Context, id string, now time.Time, timeou
 	}
 	var out research.Run
 	err := c.inNativeTx(ctx, func(tx Tx) error {
-		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
+		r, before, _, err := c.lockRun(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -125,7 +136,7 @@ func (c *Core) TakeOverRun(ctx context.Context, id string, now time.Time, timeou
 			return fmt.Errorf("enqueue run: %w", err)
 		}
 		r.UpdatedAt = c.now()
-		if err := c.storeRun(ctx, tx, &r); err != nil {
+		if err := c.storeRun(ctx, tx, &r, before); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1`, id); err != nil {
@@ -138,23 +149,6 @@ func (c *Core) TakeOverRun(ctx context.Context, id string, now time.Time, timeou
 		return c.insertTransition(ctx, tx, r.ID, r.State, r.State, "watcher", "taken over: its process stopped renewing the lease", r.UpdatedAt)
 	})
 	return out, err
-}
-
-// checkLease refuses a write made under a lease (research.WithLease) that
-// is no longer held; the run's row is locked by the caller's transaction.
-func (c *Core) checkLease(ctx context.Context, tx Querier, id string) error {
-	owner, ok := research.LeaseOf(ctx)
-	if !ok {
-		return nil
-	}
-	var holder *string
-	if err := tx.QueryRow(ctx, `SELECT lease_owner FROM runs WHERE id = $1`, id).Scan(&holder); err != nil {
-		return fmt.Errorf("check lease: %w", err)
-	}
-	if holder == nil || *holder != owner {
-		return research.ErrLeaseLost
-	}
-	return nil
 }
 
 // EndedLapsed implements research.Store.

@@ -153,10 +153,11 @@ func (c *Core) whyNoBalance(ctx context.Context, tx Querier, acc billing.Account
 
 const holdCols = `id, account_id, bucket, amount, captured, status, reference, idem_key, created_at, expires_at, resolved_at`
 
-func scanHold(r Row) (billing.Hold, error) {
+// scanHold scans a row of holdCols, then any extra columns into extra.
+func scanHold(r Row, extra ...any) (billing.Hold, error) {
 	var h billing.Hold
-	err := r.Scan(&h.ID, &h.AccountID, &h.Bucket, &h.Amount, &h.Captured, &h.Status, &h.Reference, &h.Key,
-		tc(&h.CreatedAt), tc(&h.ExpiresAt), tc(&h.ResolvedAt))
+	err := r.Scan(append([]any{&h.ID, &h.AccountID, &h.Bucket, &h.Amount, &h.Captured, &h.Status, &h.Reference, &h.Key,
+		tc(&h.CreatedAt), tc(&h.ExpiresAt), tc(&h.ResolvedAt)}, extra...)...)
 	if errors.Is(err, ErrNoRows) {
 		return h, billing.ErrUnknownHold
 	}
@@ -252,39 +253,48 @@ func (c *Core) ReleaseHold(ctx context.Context, req billing.ReleaseRequest) (bil
 
 // resolve captures or releases one hold in one keyed transaction.
 func (c *Core) resolve(ctx context.Context, holdID int64, key, fingerprint, actor string, to billing.HoldStatus, capture billing.Money) (billing.Hold, error) {
-	var out billing.Hold
+	var out resolved
 	err := c.inTx(ctx, func(tx Querier) error {
 		var err error
 		out, err = c.resolveTx(ctx, tx, holdID, key, fingerprint, actor, to, capture)
 		return err
 	})
-	return out, err
+	return out.hold, err
+}
+
+// resolved is a hold's end as the transaction that resolved it saw it: the
+// hold, its capture entry (0 when nothing was captured, or on a replay)
+// and its bucket's available balance after it (0 on a replay).
+type resolved struct {
+	hold      billing.Hold
+	entry     int64
+	available billing.Money
 }
 
 // resolveTx captures or releases one hold inside the caller's transaction.
-func (c *Core) resolveTx(ctx context.Context, tx Querier, holdID int64, key, fingerprint, actor string, to billing.HoldStatus, capture billing.Money) (billing.Hold, error) {
+func (c *Core) resolveTx(ctx context.Context, tx Querier, holdID int64, key, fingerprint, actor string, to billing.HoldStatus, capture billing.Money) (resolved, error) {
 	_, replayed, err := c.claimKey(ctx, tx, key, fingerprint)
 	if err != nil {
-		return billing.Hold{}, err
+		return resolved{}, err
 	}
 	h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`+c.Dialect.ForUpdate, holdID))
 	if err != nil {
-		return h, err
+		return resolved{hold: h}, err
 	}
 	if replayed {
 		h.Replayed = true
-		return h, nil
+		return resolved{hold: h}, nil
 	}
 	if h.Status != billing.HoldOpen {
-		return h, fmt.Errorf("%w: hold %d is %s", billing.ErrHoldResolved, h.ID, h.Status)
+		return resolved{hold: h}, fmt.Errorf("%w: hold %d is %s", billing.ErrHoldResolved, h.ID, h.Status)
 	}
 	now := c.now()
 	if to == billing.HoldCaptured {
 		if !now.Before(h.ExpiresAt) {
-			return h, fmt.Errorf("%w: hold %d expired at %s", billing.ErrHoldExpired, h.ID, h.ExpiresAt.Format("2006-01-02 15:04:05Z07:00"))
+			return resolved{hold: h}, fmt.Errorf("%w: hold %d expired at %s", billing.ErrHoldExpired, h.ID, h.ExpiresAt.Format("2006-01-02 15:04:05Z07:00"))
 		}
 		if capture > h.Amount {
-			return h, fmt.Errorf("%w: %s of %s", billing.ErrCaptureExceedsHold, capture, h.Amount)
+			return resolved{hold: h}, fmt.Errorf("%w: %s of %s", billing.ErrCaptureExceedsHold, capture, h.Amount)
 		}
 	}
 	out, err := c.resolveHold(ctx, tx, h, to, capture, key, actor, now)
@@ -297,37 +307,41 @@ func (c *Core) resolveTx(ctx context.Context, tx Querier, holdID int64, key, fin
 // resolveHold moves an open hold, already locked, to its final status and
 // writes its entries: a capture entry for what was charged, a release entry for
 // the rest.
-func (c *Core) resolveHold(ctx context.Context, tx Querier, h billing.Hold, to billing.HoldStatus, capture billing.Money, key, actor string, now time.Time) (billing.Hold, error) {
+func (c *Core) resolveHold(ctx context.Context, tx Querier, h billing.Hold, to billing.HoldStatus, capture billing.Money, key, actor string, now time.Time) (resolved, error) {
+	out := resolved{hold: h}
 	n, err := tx.Exec(ctx, `UPDATE holds SET status = $2, captured = $3, resolved_at = $4 WHERE id = $1 AND status = 'open'`,
 		h.ID, string(to), int64(capture), c.t(now))
 	if err != nil {
-		return h, fmt.Errorf("resolve hold: %w", err)
+		return out, fmt.Errorf("resolve hold: %w", err)
 	}
 	if n != 1 {
-		return h, fmt.Errorf("%w: hold %d", billing.ErrHoldResolved, h.ID)
+		return out, fmt.Errorf("%w: hold %d", billing.ErrHoldResolved, h.ID)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE balances SET posted = posted - $3, held = held - $4, updated_at = $5
-		WHERE account_id = $1 AND bucket = $2`,
-		h.AccountID, string(h.Bucket), int64(capture), int64(h.Amount), c.t(now)); err != nil {
-		return h, fmt.Errorf("settle balance: %w", err)
+	if err := tx.QueryRow(ctx, `UPDATE balances SET posted = posted - $3, held = held - $4, updated_at = $5
+		WHERE account_id = $1 AND bucket = $2 RETURNING posted - held`,
+		h.AccountID, string(h.Bucket), int64(capture), int64(h.Amount), c.t(now)).Scan(&out.available); err != nil {
+		return out, fmt.Errorf("settle balance: %w", err)
 	}
 	base := billing.Entry{AccountID: h.AccountID, Bucket: h.Bucket, HoldID: h.ID, Reference: h.Reference, Actor: actor}
 	if to == billing.HoldCaptured {
 		e := base
 		e.Kind, e.Amount, e.PostedDelta, e.HeldDelta, e.Key = billing.KindCapture, -capture, -capture, -capture, key+"/capture"
-		if _, err := c.insertEntry(ctx, tx, e); err != nil {
-			return h, err
+		ce, err := c.insertEntry(ctx, tx, e)
+		if err != nil {
+			return out, err
 		}
+		out.entry = ce.ID
 	}
 	if rest := h.Amount - capture; rest > 0 {
 		e := base
 		e.Kind, e.Amount, e.HeldDelta, e.Key = billing.KindRelease, rest, -rest, key+"/release"
 		if _, err := c.insertEntry(ctx, tx, e); err != nil {
-			return h, err
+			return out, err
 		}
 	}
 	h.Status, h.Captured, h.ResolvedAt = to, capture, now
-	return h, nil
+	out.hold = h
+	return out, nil
 }
 
 // expireKey keys the entries of a hold's expiry, in the prefix callers may
@@ -358,11 +372,11 @@ func (c *Core) ExpireHolds(ctx context.Context, limit int) ([]billing.Hold, erro
 			return err
 		}
 		for _, h := range due {
-			h, err := c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), "sweeper", now)
+			res, err := c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), "sweeper", now)
 			if err != nil {
 				return err
 			}
-			out = append(out, h)
+			out = append(out, res.hold)
 		}
 		return nil
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"maps"
 	"strings"
 	"time"
 
@@ -72,12 +73,12 @@ func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Ru
 		if len(holds) == 0 || len(holds) > 2 {
 			return fmt.Errorf("confirm: %d holds, want 1 or 2", len(holds))
 		}
-		h, err := c.placeHoldTx(ctx, tx, holds[0])
+		h, err := c.confirmHoldTx(ctx, tx, holds[0])
 		if err != nil {
 			return err
 		}
 		if len(holds) == 2 {
-			fh, err := c.placeHoldTx(ctx, tx, holds[1])
+			fh, err := c.confirmHoldTx(ctx, tx, holds[1])
 			if err != nil {
 				return err
 			}
@@ -109,6 +110,26 @@ func (c *Core) ConfirmQuote(ctx context.Context, quoteID string, run research.Ru
 	return run, err
 }
 
+// confirmHoldTx places a run's hold inside its confirm transaction: in one
+// statement where the dialect has it (FastPlaceHold: it returns no row, and
+// changes nothing, for short funds, spend limits or debt), else, and for
+// those cases, by the general path. The key is the new run's own, never
+// used before, so the fast statement cannot fail on it.
+func (c *Core) confirmHoldTx(ctx context.Context, tx Querier, req billing.HoldRequest) (billing.Hold, error) {
+	if c.Dialect.FastPlaceHold != "" && req.DefaultLimits.None() {
+		if err := req.Validate(); err != nil {
+			return billing.Hold{}, err
+		}
+		now := c.now()
+		h, err := scanHold(tx.QueryRow(ctx, c.Dialect.FastPlaceHold, req.AccountID, string(req.Bucket), int64(req.Amount), c.t(now),
+			req.Reference, req.Key, c.t(now.Add(req.TTL)), req.Fingerprint(), req.Actor, req.Key+"/hold"))
+		if !errors.Is(err, billing.ErrUnknownHold) {
+			return h, err
+		}
+	}
+	return c.placeHoldTx(ctx, tx, req)
+}
+
 // checkRunLimitTx refuses a confirm whose account has the runs it may have
 // live at once (research.WithRunLimit), counted under a per-account lock on
 // PostgreSQL (SQLite's BEGIN IMMEDIATE serialises writers), so concurrent
@@ -134,31 +155,134 @@ func (c *Core) checkRunLimitTx(ctx context.Context, tx Querier, acc billing.Acco
 }
 
 func (c *Core) insertRun(ctx context.Context, tx Querier, r research.Run) error {
-	body, err := json.Marshal(r)
+	body, prog, err := encodeRun(r)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO runs (id, quote_id, account_id, state, hold_id, job_id, created_at, updated_at, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		r.ID, r.QuoteID, r.AccountID, string(r.State), r.HoldID, r.JobID, c.t(r.CreatedAt), c.t(r.UpdatedAt), string(body))
+	_, err = tx.Exec(ctx, `INSERT INTO runs (id, quote_id, account_id, state, hold_id, job_id, created_at, updated_at, body, progress, version)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		r.ID, r.QuoteID, r.AccountID, string(r.State), r.HoldID, r.JobID, c.t(r.CreatedAt), c.t(r.UpdatedAt), body, prog, r.Version)
 	if err != nil {
 		return fmt.Errorf("insert run: %w", err)
+	}
+	return c.putOutputs(ctx, tx, r.ID, r.Outputs, nil)
+}
+
+// encodeRun splits a run into what its row stores: the body without the
+// stages' text (each stage's text is a run_stages row) and the progress.
+func encodeRun(r research.Run) (body, progress string, err error) {
+	b := r
+	b.Outputs = nil
+	bb, err := json.Marshal(b)
+	if err != nil {
+		return "", "", err
+	}
+	pb, err := json.Marshal(r.Progress())
+	if err != nil {
+		return "", "", err
+	}
+	return string(bb), string(pb), nil
+}
+
+// decodeRun builds a run from its row: the body, overlaid with the
+// progress (newer than the body's copy of it when the run advanced since
+// the body was written) and the version column.
+func decodeRun(body []byte, progress *string, version int64) (research.Run, error) {
+	var r research.Run
+	if err := json.Unmarshal(body, &r); err != nil {
+		return r, fmt.Errorf("decode run: %w", err)
+	}
+	if progress != nil && *progress != "" {
+		var p research.Progress
+		if err := json.Unmarshal([]byte(*progress), &p); err != nil {
+			return r, fmt.Errorf("decode run progress: %w", err)
+		}
+		r.SetProgress(p)
+	}
+	if version > 0 {
+		r.Version = version
+	}
+	if r.Outputs == nil {
+		r.Outputs = map[int]string{}
+	}
+	return r, nil
+}
+
+// putOutputs stores the stages' text that differs from before (what the
+// run had when it was read).
+func (c *Core) putOutputs(ctx context.Context, tx Querier, runID string, outputs, before map[int]string) error {
+	for idx, out := range outputs {
+		if old, ok := before[idx]; ok && old == out {
+			continue
+		}
+		if err := putOutput(ctx, tx, runID, idx, out); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (c *Core) storeRun(ctx context.Context, tx Querier, r *research.Run) error {
+func putOutput(ctx context.Context, tx Querier, runID string, idx int, out string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO run_stages (run_id, idx, output) VALUES ($1, $2, $3)
+		ON CONFLICT (run_id, idx) DO UPDATE SET output = excluded.output`, runID, idx, out)
+	if err != nil {
+		return fmt.Errorf("store stage %d: %w", idx, err)
+	}
+	return nil
+}
+
+// storeRun writes a run read (locked) in the caller's transaction; before
+// is the stages' text it had when read.
+func (c *Core) storeRun(ctx context.Context, tx Querier, r *research.Run, before map[int]string) error {
 	r.Version++ // every stored change is a new version of the run
-	body, err := json.Marshal(r)
+	body, prog, err := encodeRun(*r)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `UPDATE runs SET state = $2, job_id = $3, updated_at = $4, body = $5 WHERE id = $1`,
-		r.ID, string(r.State), r.JobID, c.t(r.UpdatedAt), string(body))
+	_, err = tx.Exec(ctx, `UPDATE runs SET state = $2, job_id = $3, updated_at = $4, body = $5, progress = $6, version = $7 WHERE id = $1`,
+		r.ID, string(r.State), r.JobID, c.t(r.UpdatedAt), body, prog, r.Version)
 	if err != nil {
 		return fmt.Errorf("update run: %w", err)
 	}
-	return nil
+	return c.putOutputs(ctx, tx, r.ID, r.Outputs, before)
+}
+
+// AdvanceRun implements research.Store.
+func (c *Core) AdvanceRun(ctx context.Context, id string, version int64, p research.Progress, stage int, output string) error {
+	owner, ok := research.LeaseOf(ctx)
+	if !ok {
+		return research.ErrStale // only a lease holder advances a run; others go through UpdateRun
+	}
+	now := c.now()
+	p.UpdatedAt = now
+	prog, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if c.Dialect.FastAdvance != "" {
+		var n int64
+		if err := c.DB.QueryRow(ctx, c.Dialect.FastAdvance, id, version, string(prog), c.t(now), owner, stage, output).Scan(&n); err != nil {
+			return fmt.Errorf("advance run: %w", err)
+		}
+		if n == 0 {
+			return research.ErrStale
+		}
+		return nil
+	}
+	return c.inTx(ctx, func(tx Querier) error {
+		n, err := tx.Exec(ctx, `UPDATE runs SET progress = $3, version = version + 1, updated_at = $4
+			WHERE id = $1 AND version = $2 AND lease_owner = $5 AND state IN ('queued', 'running', 'pausing', 'cancelling')`, id, version, string(prog), c.t(now), owner)
+		if err != nil {
+			return fmt.Errorf("advance run: %w", err)
+		}
+		if n == 0 {
+			return research.ErrStale
+		}
+		if stage < 0 {
+			return nil
+		}
+		return putOutput(ctx, tx, id, stage, output)
+	})
 }
 
 func (c *Core) insertTransition(ctx context.Context, tx Querier, runID string, from, to research.State, actor, reason string, at time.Time) error {
@@ -172,22 +296,110 @@ func (c *Core) insertTransition(ctx context.Context, tx Querier, runID string, f
 
 // Run implements research.Store.
 func (c *Core) Run(ctx context.Context, id string) (research.Run, error) {
-	return runIn(ctx, c.DB, id, "")
+	return runIn(ctx, c.DB, id)
 }
 
-func runIn(ctx context.Context, q Querier, id, lock string) (research.Run, error) {
-	return bodyByID[research.Run](ctx, q, "runs", "run", id, lock)
+// runIn reads a run and its stages' text in one statement.
+func runIn(ctx context.Context, q Querier, id string) (research.Run, error) {
+	rows, err := q.Query(ctx, `SELECT -1, CAST(body AS TEXT), progress, version FROM runs WHERE id = $1
+		UNION ALL SELECT idx, output, NULL, 0 FROM run_stages WHERE run_id = $1
+		ORDER BY 1`, id)
+	if err != nil {
+		return research.Run{}, fmt.Errorf("read run: %w", err)
+	}
+	defer rows.Close()
+	var r research.Run
+	found := false
+	for rows.Next() {
+		var (
+			idx      int
+			text     []byte
+			progress *string
+			version  int64
+		)
+		if err := rows.Scan(&idx, &text, &progress, &version); err != nil {
+			return r, fmt.Errorf("read run: %w", err)
+		}
+		if idx < 0 {
+			if r, err = decodeRun(text, progress, version); err != nil {
+				return r, err
+			}
+			found = true
+			continue
+		}
+		if found {
+			r.Outputs[idx] = string(text)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("read run: %w", err)
+	}
+	if !found {
+		return r, fmt.Errorf("%w: run %q", research.ErrNotFound, id)
+	}
+	return r, nil
+}
+
+// lockRun reads a run for update in the caller's transaction, with its
+// stages' text (before, a copy, is for storeRun) and its lease holder.
+func (c *Core) lockRun(ctx context.Context, tx Querier, id string) (r research.Run, before map[int]string, holder *string, err error) {
+	var (
+		body     []byte
+		progress *string
+		version  int64
+	)
+	err = tx.QueryRow(ctx, `SELECT CAST(body AS TEXT), progress, version, lease_owner FROM runs WHERE id = $1`+c.Dialect.ForUpdate, id).
+		Scan(&body, &progress, &version, &holder)
+	if errors.Is(err, ErrNoRows) {
+		return r, nil, nil, fmt.Errorf("%w: run %q", research.ErrNotFound, id)
+	}
+	if err != nil {
+		return r, nil, nil, fmt.Errorf("read run: %w", err)
+	}
+	if r, err = decodeRun(body, progress, version); err != nil {
+		return r, nil, nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT idx, output FROM run_stages WHERE run_id = $1`, id)
+	if err != nil {
+		return r, nil, nil, fmt.Errorf("read run stages: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var idx int
+		var out string
+		if err := rows.Scan(&idx, &out); err != nil {
+			return r, nil, nil, fmt.Errorf("read run stages: %w", err)
+		}
+		r.Outputs[idx] = out
+	}
+	if err := rows.Err(); err != nil {
+		return r, nil, nil, fmt.Errorf("read run stages: %w", err)
+	}
+	return r, maps.Clone(r.Outputs), holder, nil
+}
+
+// leaseOK refuses a write made under a lease (research.WithLease) that is
+// no longer held; holder is the run's lease owner as read under its lock.
+func leaseOK(ctx context.Context, holder *string) error {
+	owner, ok := research.LeaseOf(ctx)
+	if !ok {
+		return nil
+	}
+	if holder == nil || *holder != owner {
+		return research.ErrLeaseLost
+	}
+	return nil
 }
 
 // UpdateRun implements research.Store.
 func (c *Core) UpdateRun(ctx context.Context, id, actor, reason string, fn func(*research.Run) error) (research.Run, error) {
 	var out research.Run
 	err := c.inTx(ctx, func(tx Querier) error {
-		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
+		r, before, holder, err := c.lockRun(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		if err := c.checkLease(ctx, tx, id); err != nil {
+		if err := leaseOK(ctx, holder); err != nil {
 			return err
 		}
 		from := r.State
@@ -200,7 +412,7 @@ func (c *Core) UpdateRun(ctx context.Context, id, actor, reason string, fn func(
 			return err
 		}
 		r.UpdatedAt = c.now()
-		if err := c.storeRun(ctx, tx, &r); err != nil {
+		if err := c.storeRun(ctx, tx, &r, before); err != nil {
 			return err
 		}
 		if r.State != from {
@@ -215,10 +427,10 @@ func (c *Core) UpdateRun(ctx context.Context, id, actor, reason string, fn func(
 }
 
 // SettleRun implements research.Store.
-func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture, fallbackCapture billing.Money, fn func(*research.Run, *billing.Receipt) error) (research.Run, error) {
+func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, charge func(*research.Run) (billing.Money, billing.Money), fn func(*research.Run, *billing.Receipt) error) (research.Run, error) {
 	var out research.Run
 	err := c.inTx(ctx, func(tx Querier) error {
-		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
+		r, before, holder, err := c.lockRun(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -226,30 +438,35 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 			out = r
 			return fmt.Errorf("%w: run %s is already %s", research.ErrWrongState, r.ID, r.State)
 		}
-		if err := c.checkLease(ctx, tx, id); err != nil {
+		if err := leaseOK(ctx, holder); err != nil {
 			return err
 		}
 		from := r.State
 		now := c.now()
+		capture, fallbackCapture := charge(&r)
 		// The run's bucket pays from its hold first, then from the
 		// extensions its owner added, in order; each settles once.
 		rest := max(capture, 0)
 		part := min(rest, r.Hold)
-		h, lapsed, err := c.settleHold(ctx, tx, r.HoldID, part, "run:"+r.ID+":settle", actor, now)
+		st, err := c.settleHold(ctx, tx, r.HoldID, part, "run:"+r.ID+":settle", actor, now)
 		if err != nil {
 			return err
 		}
 		rest -= part
+		h := st.hold
 		held, captured, released := h.Amount, h.Captured, h.Released()
 		for i, x := range r.Extensions {
 			part := min(rest, x.Amount)
-			xh, xl, err := c.settleHold(ctx, tx, x.HoldID, part, fmt.Sprintf("run:%s:settle-extension:%d", r.ID, i+1), actor, now)
+			xs, err := c.settleHold(ctx, tx, x.HoldID, part, fmt.Sprintf("run:%s:settle-extension:%d", r.ID, i+1), actor, now)
 			if err != nil {
 				return err
 			}
 			rest -= part
-			held, captured, released = held+xh.Amount, captured+xh.Captured, released+xh.Released()
-			lapsed = lapsed || xl
+			held, captured, released = held+xs.hold.Amount, captured+xs.hold.Captured, released+xs.hold.Released()
+			st.lapsed = st.lapsed || xs.lapsed
+			if xs.entry != 0 {
+				st.available = xs.available
+			}
 		}
 		rc := billing.Receipt{
 			PublicID: billing.NewPublicID(), RunID: r.ID, Purchase: r.Purchase(), AccountID: r.AccountID, HoldID: r.HoldID,
@@ -258,13 +475,14 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 			StartedAt: r.StartedAt, FinishedAt: now, CreatedAt: now,
 		}
 		r.Captured, r.FinishedAt, r.UpdatedAt = captured, now, now
+		r.CaptureEntryID, r.AvailableAfter = st.entry, st.available
 		if err := fn(&r, &rc); err != nil {
 			return err
 		}
 		if !r.State.Terminal() {
 			return fmt.Errorf("settle: %s is not a terminal state", r.State)
 		}
-		if lapsed {
+		if st.lapsed {
 			rc.Notes = strings.TrimPrefix(rc.Notes+"; "+lapsedNote, "; ")
 		}
 		rc.Status = string(r.State)
@@ -275,10 +493,11 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 		if r.FallbackHoldID != 0 {
 			// The other bucket's hold settles with its own receipt: that
 			// bucket paid the fallback routes' tokens, nothing else.
-			fh, lapsed, err := c.settleHold(ctx, tx, r.FallbackHoldID, min(max(fallbackCapture, 0), r.FallbackHold), "run:"+r.ID+":settle-fallback", actor, now)
+			fst, err := c.settleHold(ctx, tx, r.FallbackHoldID, min(max(fallbackCapture, 0), r.FallbackHold), "run:"+r.ID+":settle-fallback", actor, now)
 			if err != nil {
 				return err
 			}
+			fh := fst.hold
 			paid, route := r.TokensPaidBy(r.FallbackBucket), ""
 			for id := range r.ByRoute {
 				if r.Buckets[id] == r.FallbackBucket {
@@ -293,7 +512,7 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 				Notes:     "the other-bucket fallback of this run, allowed in its quote; the run's main receipt is " + rc.PublicID,
 				StartedAt: r.StartedAt, FinishedAt: now, CreatedAt: now,
 			}
-			if lapsed {
+			if fst.lapsed {
 				frc.Notes += "; " + lapsedNote
 			}
 			if err := c.insertReceipt(ctx, tx, frc); err != nil {
@@ -301,7 +520,7 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 			}
 			r.FallbackCaptured, r.FallbackReceiptID = fh.Captured, frc.PublicID
 		}
-		if err := c.storeRun(ctx, tx, &r); err != nil {
+		if err := c.storeRun(ctx, tx, &r, before); err != nil {
 			return err
 		}
 		out = r
@@ -312,28 +531,56 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, capture,
 
 const lapsedNote = "the hold expired before the run settled, so nothing was charged"
 
+// settledHold is how a run's hold ended: the hold, whether it had lapsed,
+// the capture entry (0 when nothing was captured) and the bucket's
+// available balance after the settle.
+type settledHold struct {
+	hold      billing.Hold
+	lapsed    bool
+	entry     int64
+	available billing.Money
+}
+
 // settleHold captures (or, for zero, releases) a run's hold under key. A
 // hold past its expiry can no longer be captured: the run still ends, the
 // hold expires (if the sweeper has not yet done it), and lapsed says so.
-func (c *Core) settleHold(ctx context.Context, tx Querier, holdID int64, capture billing.Money, key, actor string, now time.Time) (billing.Hold, bool, error) {
+//
+// The common case, a capture of an open hold, is one statement where the
+// dialect has it (FastSettleCapture); it returns no row for anything else
+// (a lapsed or resolved hold), and the general path below decides.
+func (c *Core) settleHold(ctx context.Context, tx Querier, holdID int64, capture billing.Money, key, actor string, now time.Time) (settledHold, error) {
+	fingerprint := fmt.Sprintf("capture|%d|%d", holdID, capture)
+	if capture > 0 && c.Dialect.FastSettleCapture != "" {
+		var st settledHold
+		h, err := scanHold(tx.QueryRow(ctx, c.Dialect.FastSettleCapture, holdID, int64(capture), c.t(now), key, actor, fingerprint), &st.entry, &st.available)
+		switch {
+		case err == nil:
+			st.hold = h
+			return st, nil
+		case !errors.Is(err, billing.ErrUnknownHold):
+			return st, fmt.Errorf("settle hold: %w", err)
+		}
+	}
 	h, err := scanHold(tx.QueryRow(ctx, `SELECT `+holdCols+` FROM holds WHERE id = $1`+c.Dialect.ForUpdate, holdID))
 	if err != nil {
-		return h, false, fmt.Errorf("settle hold: %w", err)
+		return settledHold{hold: h}, fmt.Errorf("settle hold: %w", err)
 	}
 	lapsed := h.Status == billing.HoldExpired || (h.Status == billing.HoldOpen && !now.Before(h.ExpiresAt))
+	var res resolved
 	switch {
 	case lapsed && h.Status == billing.HoldOpen:
-		h, err = c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), actor, now)
+		res, err = c.resolveHold(ctx, tx, h, billing.HoldExpired, 0, expireKey(h.ID), actor, now)
 	case lapsed:
+		res.hold = h
 	case capture > 0:
-		h, err = c.resolveTx(ctx, tx, holdID, key, fmt.Sprintf("capture|%d|%d", holdID, capture), actor, billing.HoldCaptured, capture)
+		res, err = c.resolveTx(ctx, tx, holdID, key, fingerprint, actor, billing.HoldCaptured, capture)
 	default:
-		h, err = c.resolveTx(ctx, tx, holdID, key, fmt.Sprintf("release|%d", holdID), actor, billing.HoldReleased, 0)
+		res, err = c.resolveTx(ctx, tx, holdID, key, fmt.Sprintf("release|%d", holdID), actor, billing.HoldReleased, 0)
 	}
 	if err != nil {
-		return h, lapsed, fmt.Errorf("settle hold: %w", err)
+		return settledHold{hold: res.hold, lapsed: lapsed}, fmt.Errorf("settle hold: %w", err)
 	}
-	return h, lapsed, nil
+	return settledHold{hold: res.hold, lapsed: lapsed, entry: res.entry, available: res.available}, nil
 }
 
 // RequeueRun implements research.Store.
@@ -345,7 +592,7 @@ func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout
 func (c *Core) ContinueRun(ctx context.Context, id, actor, reason string, extra *billing.HoldRequest, timeout, holdTTL time.Duration, fn func(*research.Run) error) (research.Run, error) {
 	var out research.Run
 	err := c.inNativeTx(ctx, func(tx Tx) error {
-		r, err := runIn(ctx, tx, id, c.Dialect.ForUpdate)
+		r, before, _, err := c.lockRun(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -399,7 +646,7 @@ func (c *Core) ContinueRun(ctx context.Context, id, actor, reason string, extra 
 			return fmt.Errorf("enqueue run: %w", err)
 		}
 		r.State, r.PauseRequested, r.UpdatedAt = research.Queued, false, c.now()
-		if err := c.storeRun(ctx, tx, &r); err != nil {
+		if err := c.storeRun(ctx, tx, &r, before); err != nil {
 			return err
 		}
 		if err := c.leaseQueued(ctx, tx, r.ID); err != nil {
@@ -456,22 +703,53 @@ func (c *Core) RunsOf(ctx context.Context, account billing.AccountID, limit int)
 }
 
 func (c *Core) runsWhere(ctx context.Context, where string, args ...any) ([]research.Run, error) {
-	rows, err := c.DB.Query(ctx, `SELECT body FROM runs WHERE `+where, args...)
+	rows, err := c.DB.Query(ctx, `SELECT CAST(body AS TEXT), progress, version FROM runs WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
-	defer rows.Close()
 	var out []research.Run
 	for rows.Next() {
-		var body []byte
-		if err := rows.Scan(&body); err != nil {
+		var (
+			body     []byte
+			progress *string
+			version  int64
+		)
+		if err := rows.Scan(&body, &progress, &version); err != nil {
+			rows.Close()
 			return nil, err
 		}
-		var r research.Run
-		if err := json.Unmarshal(body, &r); err != nil {
+		r, err := decodeRun(body, progress, version)
+		if err != nil {
+			rows.Close()
 			return nil, err
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	// The stages' text of every run listed, in one more statement.
+	ids, at := make([]any, len(out)), map[string]int{}
+	marks := make([]string, len(out))
+	for i, r := range out {
+		ids[i], at[r.ID], marks[i] = r.ID, i, fmt.Sprintf("$%d", i+1)
+	}
+	srows, err := c.DB.Query(ctx, `SELECT run_id, idx, output FROM run_stages WHERE run_id IN (`+strings.Join(marks, ", ")+`)`, ids...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs' stages: %w", err)
+	}
+	defer srows.Close()
+	for srows.Next() {
+		var id, text string
+		var idx int
+		if err := srows.Scan(&id, &idx, &text); err != nil {
+			return nil, err
+		}
+		out[at[id]].Outputs[idx] = text
+	}
+	return out, srows.Err()
 }
