@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
