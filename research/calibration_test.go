@@ -59,11 +59,12 @@ func bracketRuns(t *testing.T, b *testbed.Bed, n int, model string, before func(
 	return costIn, timeIn, calibrated, misses
 }
 
-// bracketN is how many runs a bracket test makes: 60, or 24 under the race detector, which makes each run
-// several times slower. make test runs both tests again without it, at 60 (scripts/test.sh).
+// bracketN is how many runs a bracket test makes: 60, or 12 under the race detector, which makes each run
+// several times slower. make test runs both tests again without it, at 60 (scripts/test.sh); only that
+// pass has runs enough to check how many quotes were calibrated.
 func bracketN() int {
 	if raceEnabled {
-		return 24
+		return 12
 	}
 	return 60
 }
@@ -81,7 +82,7 @@ func TestQuotesBracketChargesOffline(t *testing.T) {
 	if costIn*100 < 95*n {
 		t.Errorf("only %d/%d charges within their quote:\n%s", costIn, n, strings.Join(misses, "\n"))
 	}
-	if cal < n-18 { // 6 keys (3 symbol counts x 2 depths), 3 runs each before calibration
+	if n > 18 && cal < n-18 { // 6 keys (3 symbol counts x 2 depths), 3 runs each before calibration
 		t.Errorf("only %d of %d quotes calibrated", cal, n)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -63,9 +65,58 @@ func (d *Demo) History(ctx context.Context, symbol string, lookback time.Duratio
 	return Series{Symbol: sym, Bars: bars, Source: "demo", Synthetic: true, Class: ClassOf(sym, ""), TimeZone: "UTC"}, nil
 }
 
-// demoWalk generates the walk from demoEpoch to end and keeps the bars from start on. Every day draws the
-// same random numbers in the same order whatever start is, which is what makes a date's bar stable.
+// demoWalk returns the walk's bars from start to end, a copy the caller may keep and change.
 func demoWalk(sym string, start, end time.Time) []Bar {
+	all := cachedWalk(sym, end)
+	i := sort.Search(len(all), func(i int) bool { return !all[i].Date.Before(start) })
+	return append([]Bar(nil), all[i:]...)
+}
+
+// walks keeps the most recent full walks. A walk depends only on its symbol and last day, and generating
+// one from 1990 was most of a demo fetch's CPU, paid again by every quote and run of the same symbol on the
+// same day (a scan of ten symbols fetches each at the quote and at the run).
+var walks struct {
+	sync.Mutex
+	m     map[walkKey][]Bar
+	order []walkKey // oldest first, for eviction
+}
+
+type walkKey struct {
+	sym string
+	end time.Time
+}
+
+// walkCacheSize bounds the cache: a walk to 2026 is about 9,500 bars (half a megabyte).
+const walkCacheSize = 32
+
+func cachedWalk(sym string, end time.Time) []Bar {
+	k := walkKey{sym, end}
+	walks.Lock()
+	all, ok := walks.m[k]
+	walks.Unlock()
+	if ok {
+		return all
+	}
+	all = generateWalk(sym, end) // outside the lock: two callers of one new walk may both generate it
+	walks.Lock()
+	defer walks.Unlock()
+	if _, ok := walks.m[k]; !ok {
+		if walks.m == nil {
+			walks.m = map[walkKey][]Bar{}
+		}
+		if len(walks.order) >= walkCacheSize {
+			delete(walks.m, walks.order[0])
+			walks.order = walks.order[1:]
+		}
+		walks.m[k] = all
+		walks.order = append(walks.order, k)
+	}
+	return all
+}
+
+// generateWalk generates the walk from demoEpoch to end. Every day draws the same random numbers in the
+// same order whatever the range asked for, which is what makes a date's bar stable.
+func generateWalk(sym string, end time.Time) []Bar {
 	h := fnv.New64a()
 	h.Write([]byte(sym))
 	seed := h.Sum64()
@@ -109,9 +160,6 @@ func demoWalk(sym string, start, end time.Time) []Bar {
 		move := math.Abs(math.Log(closeP/prev)) / sigmaDay
 		volume := math.Max(1, math.Round(baseVol*math.Exp(0.3*zVol)*(1+0.5*move)))
 		prev = closeP
-		if t.Before(start) {
-			continue
-		}
 		bars = append(bars, Bar{Date: t, Open: open, High: high, Low: low, Close: closeP, Volume: volume})
 	}
 	return bars

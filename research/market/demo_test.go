@@ -113,3 +113,29 @@ func TestDemoErrors(t *testing.T) {
 		t.Error("demo invented data before its epoch")
 	}
 }
+
+// TestDemoWalkCache: a walk served from the cache is the walk generated afresh, from any start, and the
+// bars a caller gets are its own: changing them changes no later fetch.
+func TestDemoWalkCache(t *testing.T) {
+	end := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	start := end.AddDate(-1, 0, 0)
+	fresh := generateWalk("CACHEDSYM", end)
+	first := demoWalk("CACHEDSYM", start, end) // generates and caches
+	if len(first) == 0 || first[0].Date.Before(start) || first[len(first)-1].Date.After(end) {
+		t.Fatalf("walk from %s: %d bars, first %v", start, len(first), first[0].Date)
+	}
+	off := len(fresh) - len(first)
+	for i, b := range first {
+		if b != fresh[off+i] {
+			t.Fatalf("bar %d from the cache %+v, generated %+v", i, b, fresh[off+i])
+		}
+	}
+	first[0].Close = -1
+	again := demoWalk("CACHEDSYM", start, end)
+	if again[0] != fresh[off] {
+		t.Fatalf("a caller's change reached the cache: %+v", again[0])
+	}
+	if older := demoWalk("CACHEDSYM", start.AddDate(-1, 0, 0), end); len(older) <= len(again) || older[len(older)-len(again)] != again[0] {
+		t.Fatalf("a longer lookback: %d bars, not ending in the shorter's %d", len(older), len(again))
+	}
+}
