@@ -106,7 +106,7 @@ func (e *Engine) executeAgent(ctx, runCtx context.Context, r Run, attempt, maxAt
 		e.recordFailures(db, r, res)
 		if err != nil {
 			if runCtx.Err() != nil {
-				return e.agentInterrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage})
+				return e.agentInterrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage, maxOut: int64(req.MaxTokens)})
 			}
 			if errors.Is(err, llm.ErrOverBudget) && !final {
 				// A retry's or a fallback's worst case no longer fits beside
@@ -289,17 +289,13 @@ func (e *Engine) agentInterrupted(ctx, runCtx context.Context, r Run, partial *p
 	case errors.Is(cause, ErrLeaseLost):
 		return ErrLeaseLost
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
-		return e.agentEnd(ctx, cur, Cancelled, "cancelled mid-step", e.settledAsBilled(cur, partial), "the run was cancelled before its answer")
+		return e.agentEnd(ctx, cur, Cancelled, "cancelled mid-step", e.asBilled(partial), "the run was cancelled before its answer")
 	case errors.Is(cause, context.DeadlineExceeded):
 		return e.agentEnd(ctx, cur, "", "timed out", nil, "the run reached its time limit before its answer")
 	default:
 		return e.pauseFor(ctx, r.ID, "paused: the server restarted; press Resume to continue from the last finished step")
 	}
 }
-
-// settledAsBilled is what an interrupted call is charged: what was
-// delivered (the route stops billing when the stream closes).
-func (e *Engine) settledAsBilled(r Run, partial *partialUsage) *partialUsage { return partial }
 
 // agentEnd settles an agent run and publishes its final message with the
 // report of its steps. to "" decides: succeeded with an answer, partial
