@@ -69,7 +69,10 @@ func setup(t testing.TB, o options) *bundle {
 	if o.conv != nil {
 		conv = o.conv(b.conv)
 	}
-	cfg := telegram.Config{Token: telegramtest.Token, APIURL: b.fake.URL, PollTimeout: 2 * time.Second, Log: log}
+	// AnswerWithin (2 s in production) answers a slow press empty so the client stops spinning; a press
+	// under -race on a loaded machine can take longer, and tests that read the press's note would then see
+	// the empty answer. Tests of the safety net set their own.
+	cfg := telegram.Config{Token: telegramtest.Token, APIURL: b.fake.URL, PollTimeout: 2 * time.Second, Log: log, AnswerWithin: 10 * time.Second}
 	if o.config != nil {
 		o.config(&cfg)
 	}
