@@ -63,7 +63,7 @@ var Commands = []struct{ Name, Args, Help string }{
 	{"models", "", "models, routes, prices and route health"},
 	{"cancel", "[RUN]", "cancel your running research"},
 	{"link", "[CODE]", "join this chat account to your account on another platform"},
-	{"schedule", "daily|weekdays HH:MM research SYMBOLS | scan LIST [depth] [tz:Zone] [cap:1.00]", "recurring runs; also add \"CRON\" ..., list, pause|resume|delete|run ID"},
+	{"schedule", "daily|weekdays HH:MM research SYMBOLS | scan LIST | ask \"QUESTION\" [depth] [tz:Zone] [cap:1.00]", "recurring runs; also add \"CRON\" ..., list, pause|resume|delete|run ID"},
 	{"grant", "platform:id AMOUNT credit|routed NOTE", "admins: give money, audited"},
 	{"refund", "CHARGE_ID", "admins: refund a payment and reverse its credit"},
 	{"help", "", "this list"},

@@ -61,6 +61,9 @@ func (c *Conversation) scheduleQuoteView(p scheduler.Proposal) View {
 	if sc.Cap > 0 {
 		capText = sc.Cap.String() + " per run (a run quoted above it is skipped, with a notice)"
 	}
+	if q.Agent != nil {
+		capText = fmt.Sprintf("%s per run: each agent run holds up to it and wraps up at it; %s", q.Agent.Cap, q.AskPolicy)
+	}
 	v := View{Kind: KindQuote, Private: true, Title: fmt.Sprintf("Schedule: %s %s", q.Request.Depth, scheduler.Describe(sc)),
 		Text: fmt.Sprintf("Confirm to schedule. Each run is quoted and paid like any other, from your %s; nothing is held until a run starts.", bucketName(q.Bucket)),
 		Fields: []Field{

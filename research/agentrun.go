@@ -41,9 +41,13 @@ func (e *Engine) executeAgent(ctx, runCtx context.Context, r Run, attempt, maxAt
 		return err
 	})
 	rates := agentRates(r)
+	var fresh *Run // the run as the last write of this loop returned it: the latest stored state
 	for {
-		cur, err := e.Store.Run(db, r.ID)
-		if err != nil {
+		var cur Run
+		var err error
+		if fresh != nil {
+			cur, fresh = *fresh, nil
+		} else if cur, err = e.Store.Run(db, r.ID); err != nil {
 			return err
 		}
 		switch {
@@ -59,9 +63,11 @@ func (e *Engine) executeAgent(ctx, runCtx context.Context, r Run, attempt, maxAt
 			return e.agentEnd(ctx, r, "", "", nil, "")
 		}
 		if pend := a.pending(); len(pend) > 0 {
-			if err := e.agentTools(ctx, runCtx, r, pend); err != nil {
+			next, err := e.agentTools(ctx, runCtx, r, pend)
+			if err != nil || next == nil {
 				return err
 			}
+			fresh = next
 			continue
 		}
 		step := a.ModelSteps() + 1
@@ -106,7 +112,7 @@ func (e *Engine) executeAgent(ctx, runCtx context.Context, r Run, attempt, maxAt
 		e.recordFailures(db, r, res)
 		if err != nil {
 			if runCtx.Err() != nil {
-				return e.agentInterrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage})
+				return e.agentInterrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage, maxOut: int64(req.MaxTokens)})
 			}
 			if errors.Is(err, llm.ErrOverBudget) && !final {
 				// A retry's or a fallback's worst case no longer fits beside
@@ -162,6 +168,7 @@ func (e *Engine) executeAgent(ctx, runCtx context.Context, r Run, attempt, maxAt
 		if answer {
 			return e.agentEnd(ctx, r, "", "", nil, "")
 		}
+		fresh = &r
 	}
 }
 
@@ -196,8 +203,9 @@ func (a *AgentState) askedAt(cap billing.Money) bool {
 
 // agentTools runs the pending calls of the last model step, in parallel
 // (at most MaxParallel per step; the rest are answered with an error), and
-// stores their results. No call starts after the run was cancelled.
-func (e *Engine) agentTools(ctx, runCtx context.Context, r Run, pend []llm.ToolCall) error {
+// stores their results, returning the run as stored (nil when the run
+// ended or paused instead). No call starts after the run was cancelled.
+func (e *Engine) agentTools(ctx, runCtx context.Context, r Run, pend []llm.ToolCall) (*Run, error) {
 	a := r.Agent
 	model := a.Steps[a.lastModel()]
 	e.publish(e.event(r, fmt.Sprintf("step %d of at most %d: %s", model.Step, a.Plan.MaxSteps, callsLabel(pend))))
@@ -225,9 +233,9 @@ func (e *Engine) agentTools(ctx, runCtx context.Context, r Run, pend []llm.ToolC
 	}
 	wg.Wait()
 	if runCtx.Err() != nil {
-		return e.agentInterrupted(ctx, runCtx, r, nil)
+		return nil, e.agentInterrupted(ctx, runCtx, r, nil)
 	}
-	_, err := e.Store.UpdateRun(context.WithoutCancel(ctx), r.ID, "worker", "tools done", func(r *Run) error {
+	next, err := e.Store.UpdateRun(context.WithoutCancel(ctx), r.ID, "worker", "tools done", func(r *Run) error {
 		have := map[string]bool{}
 		for _, s := range r.Agent.Steps {
 			if s.Kind == StepTool {
@@ -241,7 +249,10 @@ func (e *Engine) agentTools(ctx, runCtx context.Context, r Run, pend []llm.ToolC
 		}
 		return nil
 	})
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return &next, nil
 }
 
 // agentAsk pauses the run to ask its owner whether to go on.
@@ -289,17 +300,13 @@ func (e *Engine) agentInterrupted(ctx, runCtx context.Context, r Run, partial *p
 	case errors.Is(cause, ErrLeaseLost):
 		return ErrLeaseLost
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
-		return e.agentEnd(ctx, cur, Cancelled, "cancelled mid-step", e.settledAsBilled(cur, partial), "the run was cancelled before its answer")
+		return e.agentEnd(ctx, cur, Cancelled, "cancelled mid-step", e.asBilled(partial), "the run was cancelled before its answer")
 	case errors.Is(cause, context.DeadlineExceeded):
 		return e.agentEnd(ctx, cur, "", "timed out", nil, "the run reached its time limit before its answer")
 	default:
 		return e.pauseFor(ctx, r.ID, "paused: the server restarted; press Resume to continue from the last finished step")
 	}
 }
-
-// settledAsBilled is what an interrupted call is charged: what was
-// delivered (the route stops billing when the stream closes).
-func (e *Engine) settledAsBilled(r Run, partial *partialUsage) *partialUsage { return partial }
 
 // agentEnd settles an agent run and publishes its final message with the
 // report of its steps. to "" decides: succeeded with an answer, partial

@@ -24,7 +24,7 @@ func soloRoutes(url string) []llm.Route {
 		Price: soloPrice, MaxContext: 128_000, Enabled: true}}
 }
 
-func soloBed(t *testing.T, pg, workers bool) *testbed.Bed {
+func soloBed(t testing.TB, pg, workers bool) *testbed.Bed {
 	return testbed.New(t, testbed.Options{Postgres: pg, RoutesFor: soloRoutes, NoWorkers: !workers})
 }
 

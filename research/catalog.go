@@ -38,6 +38,9 @@ type catalogFile struct {
 		MaxContext int    `json:"max_context"`
 		Enabled    bool   `json:"enabled"`
 		Note       string `json:"note"`
+		// CloseStopsBilling says whether closing a stream stops the
+		// provider's billing; absent means it does.
+		CloseStopsBilling *bool `json:"close_stops_billing"`
 	} `json:"routes"`
 }
 
@@ -66,7 +69,8 @@ func ParseCatalog(data []byte, getenv func(string) string) (*Catalog, error) {
 			return nil, fmt.Errorf("catalog: route %s: output_per_m: %v", r.ID, err)
 		}
 		route := llm.Route{ID: r.ID, Kind: kind, Model: r.Model, BaseURL: r.BaseURL, KeyEnv: r.KeyEnv,
-			Price: billing.Price{InputPerM: in, OutputPerM: out}, MaxContext: r.MaxContext, Enabled: r.Enabled}
+			Price: billing.Price{InputPerM: in, OutputPerM: out}, MaxContext: r.MaxContext, Enabled: r.Enabled,
+			BillsAfterClose: r.CloseStopsBilling != nil && !*r.CloseStopsBilling}
 		if r.KeyEnv != "" {
 			route.APIKey = getenv(r.KeyEnv)
 			if route.APIKey == "" {

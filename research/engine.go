@@ -731,6 +731,28 @@ type partialUsage struct {
 	route string
 	usage llm.Usage
 	free  bool // charge nothing: nothing of the run reached its user
+	// maxOut is the call's output limit: what a route that bills the whole
+	// response after a close charges for a cancelled call (asBilled).
+	maxOut int64
+}
+
+// asBilled is what a call cancelled mid-stream costs on its route: what
+// was delivered where closing the stream stops the provider's billing;
+// the prompt and the whole output limit where the route bills the full
+// response anyway (the catalog's close_stops_billing: false). The call's
+// reservation covered that, so it stays within the hold.
+func (e *Engine) asBilled(p *partialUsage) *partialUsage {
+	if p == nil || p.free || p.route == "" {
+		return p
+	}
+	rt := e.Catalog.Route(p.route)
+	if rt == nil || !rt.BillsAfterClose || p.maxOut <= 0 {
+		return p
+	}
+	out := *p
+	out.usage.CompletionTokens = max(out.usage.CompletionTokens, p.maxOut)
+	out.usage.CompletionSource = billing.UsageLocal
+	return &out
 }
 
 func worseSource(a, b billing.UsageSource) billing.UsageSource {

@@ -188,7 +188,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 			callErr = err
 			if err != nil {
 				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage}, g, i)
+					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage, maxOut: int64(req.MaxTokens)}, g, i)
 				}
 				// A failed call is a failed request: it costs nothing.
 				switch {
@@ -509,6 +509,7 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 	case errors.Is(cause, ErrLeaseLost):
 		return ErrLeaseLost // taken over: the new holder settles it
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
+		partial = e.asBilled(partial)
 		if wroteAny(cur) && len(g.series) > 0 {
 			// What was written before the cancel is paid for: show it.
 			return e.cancelWithReport(ctx, cur, g, partial, i)

@@ -145,7 +145,7 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		}
 	}
 	q.FailedCost = 0 // failed attempts are never charged, and a run that ends failed costs nothing (settle)
-	q.CancelPolicy = "cancel any time: you pay for the prompt and the tokens delivered so far, the rest of the hold is released"
+	q.CancelPolicy = cancelPolicy(chain, plan.OutputLimit)
 	q.CapPolicy = fmt.Sprintf("the hold is the most this run can cost. Each call's output stops at %d tokens, whatever the model does, "+
 		"and each call is reserved against what is left of the hold before it is made; a call that would not fit is not made, "+
 		"and the run ends partial with what was written, charged for that only (nothing if nothing was written)", plan.OutputLimit)
@@ -165,6 +165,28 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 		return Quote{}, err
 	}
 	return q, nil
+}
+
+// cancelPolicy is the quote's cancel line: closing the stream stops the
+// provider's billing on most routes, so a cancel pays for what was
+// delivered; a route whose provider bills the whole response after a
+// disconnect is named, with what a cancel mid-call costs there.
+func cancelPolicy(chain []llm.Route, outputLimit int) string {
+	var billing []string
+	for _, r := range chain {
+		if r.BillsAfterClose {
+			billing = append(billing, r.ID)
+		}
+	}
+	switch {
+	case len(billing) == 0:
+		return "cancel any time: closing the stream stops the provider's billing on this route, so you pay for the prompt and the tokens delivered so far; the rest of the hold is released"
+	case len(billing) == len(chain):
+		return fmt.Sprintf("cancel any time, but %s bills the whole response even after the stream is closed: a cancel mid-call is charged as it bills, "+
+			"the call's prompt and its full output limit (%d tokens); calls already finished as used; the rest of the hold is released", strings.Join(billing, ", "), outputLimit)
+	}
+	return fmt.Sprintf("cancel any time: you pay for the prompt and the tokens delivered so far, except on %s, which bills the whole response even after the stream is closed: "+
+		"a cancel mid-call there is charged as it bills, the call's prompt and its full output limit (%d tokens); the rest of the hold is released", strings.Join(billing, ", "), outputLimit)
 }
 
 // roundRuntime prints a duration in whole minutes (or seconds under one).

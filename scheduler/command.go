@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/tokensforge/forgebot/billing"
@@ -16,7 +17,12 @@ type Command struct {
 	Symbols []string
 	List    string
 	Depth   research.Depth
-	Cap     billing.Money // 0 = no cap
+	Cap     billing.Money // 0 = no cap; an agent run's cap
+	// Question is an ask's; AskAt an agent run's ask-to-continue threshold
+	// (0: never ask, the default for a schedule: nobody may be there to
+	// answer, so it wraps up at its cap).
+	Question string
+	AskAt    int
 }
 
 var days = map[string]string{"daily": "*", "weekdays": "1-5", "weekends": "0,6",
@@ -24,7 +30,10 @@ var days = map[string]string{"daily": "*", "weekdays": "1-5", "weekends": "0,6",
 
 // ParseCommand reads the words after "/schedule add", or a friendly form
 // ("daily 09:00 scan us-megacaps", "weekdays 16:30 research NVDA AMD").
-// Options anywhere after the spec: a depth, tz:Area/City, cap:1.50.
+// Options anywhere after the spec: a depth, tz:Area/City, cap:1.50, and for
+// agent runs ask:on or ask:NN (ask to continue; scheduled agent runs wrap
+// up at their cap without asking unless told). An ask takes its question
+// in double quotes: daily 09:00 ask "morning brief on my watchlist" cap:0.20.
 func ParseCommand(words []string) (Command, error) {
 	var c Command
 	if len(words) == 0 {
@@ -51,6 +60,19 @@ func ParseCommand(words []string) (Command, error) {
 		switch {
 		case strings.HasPrefix(lw, "tz:"):
 			c.Zone = w[3:]
+		case strings.HasPrefix(lw, "ask:"):
+			switch v := strings.TrimSuffix(lw[4:], "%"); v {
+			case "off", "no":
+				c.AskAt = 0
+			case "on", "yes":
+				c.AskAt = research.DefaultAskAt
+			default:
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 10 || n > 95 {
+					return c, fmt.Errorf("%w: ask:%s: use ask:on, ask:off or a percent of the cap like ask:80", ErrBadSpec, w[4:])
+				}
+				c.AskAt = n
+			}
 		case strings.HasPrefix(lw, "cap:"):
 			m, err := billing.ParseMoney(w[4:])
 			if err != nil || m <= 0 {
@@ -69,9 +91,11 @@ func ParseCommand(words []string) (Command, error) {
 		c.Depth = research.Quick
 	}
 	if len(args) < 2 {
-		return c, fmt.Errorf("%w: say what to run: research SYMBOLS or scan WATCHLIST", ErrBadSpec)
+		return c, fmt.Errorf("%w: say what to run: research SYMBOLS, scan WATCHLIST or ask \"QUESTION\"", ErrBadSpec)
 	}
 	switch strings.ToLower(args[0]) {
+	case "ask":
+		c.Kind, c.Depth, c.Question = research.KindAsk, research.Agent, strings.TrimSpace(strings.Join(args[1:], " "))
 	case "research":
 		c.Kind = research.KindResearch
 		for _, a := range args[1:] {
@@ -87,7 +111,10 @@ func ParseCommand(words []string) (Command, error) {
 		}
 		c.Kind, c.List = research.KindScan, args[1]
 	default:
-		return c, fmt.Errorf("%w: say research SYMBOLS or scan WATCHLIST, not %q", ErrBadSpec, args[0])
+		return c, fmt.Errorf("%w: say research SYMBOLS, scan WATCHLIST or ask \"QUESTION\", not %q", ErrBadSpec, args[0])
+	}
+	if c.AskAt != 0 && c.Depth != research.Agent {
+		return c, fmt.Errorf("%w: ask: is for agent runs (ask \"QUESTION\", or the agent depth)", ErrBadSpec)
 	}
 	return c, nil
 }

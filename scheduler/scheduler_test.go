@@ -124,6 +124,7 @@ func TestParseCommand(t *testing.T) {
 		`weekdays 16:30 research NVDA AMD standard tz:America/New_York`: "30 16 * * 1-5|research|NVDA,AMD|standard|America/New_York|0",
 		`"0 9 * * 1" research AAPL deep cap:0.50`:                       "0 9 * * 1|research|AAPL|deep||500000",
 		`@daily scan crypto-majors CAP:1.25 tz:UTC`:                     "@daily|scan|crypto-majors|quick|UTC|1250000",
+		`daily 09:00 ask "morning brief on my watchlist" cap:0.20`:      "0 9 * * *|ask||agent||200000",
 	} {
 		c, err := scheduler.ParseCommand(scheduler.Tokenize(in))
 		if err != nil {
@@ -135,7 +136,8 @@ func TestParseCommand(t *testing.T) {
 			t.Errorf("%s = %s, want %s", in, got, want)
 		}
 	}
-	for _, in := range []string{"", "daily", "daily 25:00 scan x", "daily 9 scan x", "daily 09:00", "daily 09:00 dance NVDA", "@daily scan a b", "@daily research AAPL cap:-1", "@daily research AAPL cap:0", "@daily research AAPL cap:abc"} {
+	for _, in := range []string{"", "daily", "daily 25:00 scan x", "daily 9 scan x", "daily 09:00", "daily 09:00 dance NVDA", "@daily scan a b", "@daily research AAPL cap:-1", "@daily research AAPL cap:0", "@daily research AAPL cap:abc",
+		`@daily ask "why?" ask:5`, "@daily research AAPL ask:on"} {
 		if _, err := scheduler.ParseCommand(scheduler.Tokenize(in)); !errors.Is(err, scheduler.ErrBadSpec) {
 			t.Errorf("%q: %v, want ErrBadSpec", in, err)
 		}
@@ -688,5 +690,44 @@ func TestFiresNotBehindRuns(t *testing.T) {
 	close(gate)
 	r.b.Events.WaitFinal(t, busy.ID, runWait)
 	r.b.Events.WaitFinal(t, fs[0].RunID, runWait)
+	r.b.CheckSettled()
+}
+
+// TestScheduledAsk: /schedule daily 09:00 ask "..." cap:0.20 quotes an agent
+// run with that cap; at its time it runs the question through the offline
+// agent to an answer, without asking anyone to continue (a schedule's agent
+// run wraps up at its cap unless ask:on), within the cap.
+func TestScheduledAsk(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, testbed.Options{})
+	r.b.Fund(alice, billing.BucketCredit, billing.Micro)
+	if _, err := r.b.Engine.WatchlistAdd(t.Context(), alice, "mine", []string{"NVDA", "AAPL"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.svc.Propose(t.Context(), alice, scheduler.Tokenize(`daily 09:00 ask "morning brief on my watchlist" cap:0.20`), dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := p.Quote; q.Agent == nil || q.Agent.Cap != 200_000 || q.Agent.AskAt != 0 || !strings.Contains(scheduler.Describe(p.Schedule), "morning brief") {
+		t.Fatalf("proposal quote = %+v", q.Agent)
+	}
+	sc, err := r.svc.Confirm(t.Context(), p.Schedule.ID, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.b.Clock.Advance(sc.NextRunAt.Add(time.Minute).Sub(r.b.Clock.Now()))
+	if n, err := r.svc.Claim(t.Context()); err != nil || n != 1 {
+		t.Fatalf("claim = %d, %v", n, err)
+	}
+	fs := r.settled(t, sc.ID, 1)
+	if fs[0].Outcome != scheduler.Started || fs[0].RunID == "" {
+		t.Fatalf("fire = %+v", fs[0])
+	}
+	final := r.b.Events.WaitFinal(t, fs[0].RunID, runWait)
+	run := final.Run
+	if run.State != research.Succeeded || run.Request.Question != "morning brief on my watchlist" || run.Request.ScheduleID != sc.ID ||
+		run.Agent == nil || run.Agent.AskAt != 0 || run.Captured > 200_000 || final.Report == nil || !strings.Contains(final.Report.Overview, "NVDA") {
+		t.Fatalf("scheduled ask ended %s (%s), captured %s, report %+v", run.State, run.Error, run.Captured, final.Report)
+	}
 	r.b.CheckSettled()
 }

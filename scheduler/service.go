@@ -122,7 +122,13 @@ func (s *Service) Propose(ctx context.Context, owner billing.Identity, words []s
 	if gap := spec.MinGap(now); gap < s.minInterval() {
 		return p, fmt.Errorf("%w: %q fires every %s; the minimum is %s", ErrBadSpec, cmd.Spec, gap, s.minInterval())
 	}
-	req := research.Request{Kind: cmd.Kind, Symbols: cmd.Symbols, Watchlist: cmd.List, Depth: cmd.Depth, Owner: owner, Dest: dest}
+	req := research.Request{Kind: cmd.Kind, Symbols: cmd.Symbols, Watchlist: cmd.List, Depth: cmd.Depth, Owner: owner, Dest: dest,
+		Question: cmd.Question}
+	if cmd.Depth == research.Agent {
+		// The schedule's cap is the agent run's; without ask:, nobody is
+		// asked: the run wraps up at its cap.
+		req.Cap, req.AskAt, req.AskOff = cmd.Cap, cmd.AskAt, cmd.AskAt == 0
+	}
 	if acc, err := s.Engine.Ledger.AccountOf(ctx, owner); err == nil {
 		// Before the quote: a refused proposal fetches no market data.
 		counts, err := s.Store.ScheduleCounts(ctx, acc)
@@ -545,7 +551,16 @@ func loadZone(name string) *time.Location {
 
 // describe says what a schedule runs.
 func describe(sc Schedule) string {
-	if sc.Request.Kind == research.KindScan {
+	switch {
+	case sc.Request.Kind == research.KindAsk:
+		q := []rune(sc.Request.Question)
+		if len(q) > 60 {
+			q = append(q[:60], '…')
+		}
+		return "ask: " + string(q)
+	case sc.Request.Depth == research.Agent && sc.Request.Kind == research.KindScan:
+		return "agent scan of " + sc.Request.Watchlist
+	case sc.Request.Kind == research.KindScan:
 		return "scan of " + sc.Request.Watchlist
 	}
 	return "research on " + strings.Join(sc.Request.Symbols, ", ")

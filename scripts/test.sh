@@ -17,5 +17,6 @@ fi
 echo "tests use PostgreSQL at ${TEST_DATABASE_URL%%\?*}" | sed -E 's#://([^:@/]+):[^@/]*@#://\1:***@#'
 go test -race -count=1 -timeout 12m ./...
 # The hard-cap property test runs 40 runs under the race detector above and all 1,000 here, without it;
-# the quote-bracket tests likewise run 12 runs each above and 60 here.
-go test -count=1 -timeout 10m -run '^(TestPropertyHoldIsAHardCap|TestQuotesBracketCharges.*)$' ./research/
+# the quote-bracket tests likewise run 12 runs each above and 60 here; the agent-run property test 40 above
+# and all 500 here.
+go test -count=1 -timeout 10m -run '^(TestPropertyHoldIsAHardCap|TestQuotesBracketCharges.*|TestPropertyAgentRuns)$' ./research/

@@ -22,6 +22,11 @@ type Route struct {
 	Price      billing.Price
 	MaxContext int // tokens; 0 = unknown
 	Enabled    bool
+	// BillsAfterClose: the provider bills the whole response even when the
+	// stream is closed early (some do: it goes on generating after a
+	// disconnect). A cancel mid-call on such a route is charged as it
+	// bills: the call's prompt and its full output limit.
+	BillsAfterClose bool
 }
 
 var (
