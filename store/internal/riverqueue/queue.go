@@ -189,7 +189,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Queue[TTx], erro
 	}
 	client, err := river.NewClient(driver, &river.Config{
 		Queues: map[string]river.QueueConfig{
-			cfg.Queue:            {MaxWorkers: cfg.MaxWorkers},
+			cfg.Queue: {MaxWorkers: cfg.MaxWorkers},
 			// Where River polls (SQLite), each poll of an idle queue costs a statement; a fire is due to the
 			// minute, so its queue polls once a second while runs keep the faster interval.
 			FireQueue(cfg.Queue): {MaxWorkers: cfg.FireWorkers, FetchPollInterval: max(cfg.FetchPollInterval, time.Second)},
