@@ -30,29 +30,42 @@ type chaos struct {
 	// only after the one before reached onDelta, as with a model that
 	// generates no faster than it is read. What the fake streamed past the
 	// limit is then what a provider generates before it sees the close.
-	// Each scripted response has a gate of its own: a handler whose client
-	// already left can still be waiting at its gate, and with one shared
-	// gate it could take the token meant for the next request, which would
-	// then stall until the client's idle timeout.
-	gates []chan struct{}
+	// Each scripted response has a gate of its own, keyed by its place in
+	// the run's script, and a delta releases only the gate of the request
+	// it came from (the newest: a shard makes one request at a time). A
+	// handler whose client already left (a crash, a cancel) may still be
+	// waiting at its gate; no token meant for another request reaches it,
+	// and it can take none from the request that is streaming.
+	gates    map[int]chan struct{}
+	scripted int        // responses scripted so far in this run
+	first    int        // the fake's request count when the run started
+	requests func() int // how many requests the fake has received
 }
 
-// gate makes the gate of one scripted response.
+// gate makes the gate of the response being scripted. It holds one token:
+// the first chunk goes out as soon as the request comes.
 func (c *chaos) gate() <-chan struct{} {
 	g := make(chan struct{}, 1)
-	c.gates = append(c.gates, g)
+	g <- struct{}{}
+	if c.gates == nil {
+		c.gates = map[int]chan struct{}{}
+	}
+	c.gates[c.scripted] = g
 	return g
 }
 
-// release lets the fake write its next chunk, unless the output limit was
-// reached: the client closes the stream then, and the measure assumes the
-// provider stops at the close (a real one may also generate what one round
-// trip lets through).
+// script starts a run's script afresh.
+func (c *chaos) script() { c.gates, c.scripted, c.first = nil, 0, c.requests() }
+
+// release lets the fake write the streaming request's next chunk, unless
+// the output limit was reached: the client closes the stream then, and the
+// measure assumes the provider stops at the close (a real one may also
+// generate what one round trip lets through).
 func (c *chaos) release(out int64, limit int) {
 	if limit > 0 && out >= int64(limit) {
 		return
 	}
-	for _, g := range c.gates {
+	if g, ok := c.gates[c.requests()-1-c.first]; ok {
 		select {
 		case g <- struct{}{}:
 		default:
@@ -64,7 +77,6 @@ type crash struct{}
 
 func (c *chaos) Stream(ctx context.Context, routes []llm.Route, req llm.Request, onDelta func(string, int64)) (llm.Result, error) {
 	c.calls++
-	c.release(0, 0)
 	if c.calls != c.at {
 		return c.inner.Stream(ctx, routes, req, func(text string, out int64) {
 			onDelta(text, out)
@@ -181,7 +193,7 @@ func (p *propertyStats) add(o propertyStats) {
 func propertyShard(t *testing.T, seed uint64, runs int, pg bool) propertyStats {
 	b := soloBed(t, pg, false)
 	b.Fund(alice, billing.BucketCredit, 1000*billing.Micro)
-	ch := &chaos{inner: b.Engine.LLM, engine: b.Engine}
+	ch := &chaos{inner: b.Engine.LLM, engine: b.Engine, requests: func() int { return len(b.LLM.Requests()) }}
 	b.Engine.LLM = ch
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var (
@@ -197,12 +209,13 @@ func propertyShard(t *testing.T, seed uint64, runs int, pg bool) propertyStats {
 		}
 		run := confirm(t, b, soloQuote(t, b, depth, symbols...))
 		b.LLM.ClearQueue()
-		ch.gates = nil
+		ch.script()
 		var script []string
 		for range 12 { // retries and resumes take more than one per call
 			resp, name := misbehaviour(rng, ch.gate)
 			b.LLM.Enqueue(resp)
 			script = append(script, name)
+			ch.scripted++
 		}
 		calls := 1
 		if depth == research.Standard {
@@ -219,6 +232,8 @@ func propertyShard(t *testing.T, seed uint64, runs int, pg bool) propertyStats {
 		ctx, cancel := context.WithCancel(t.Context())
 		if action == "deadline" {
 			b.LLM.ClearQueue()
+			ch.script()
+			ch.scripted = 1 // the gate is the second response's
 			b.LLM.Enqueue(llmtest.Stream("AAPL is firm."), llmtest.Endless("slow ").WithDelay(2*time.Millisecond).WithGate(ch.gate()))
 			ctx, cancel = context.WithTimeout(t.Context(), time.Duration(20+rng.IntN(60))*time.Millisecond)
 		}
