@@ -22,6 +22,9 @@ type Route struct {
 	Price      billing.Price
 	MaxContext int // tokens; 0 = unknown
 	Enabled    bool
+	// Limits, when set, are admitted within by the Client's Gate across
+	// every instance calling the route.
+	Limits Limits
 }
 
 var (
