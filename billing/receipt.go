@@ -65,6 +65,24 @@ type Receipt struct {
 	StartedAt       time.Time
 	FinishedAt      time.Time
 	CreatedAt       time.Time
+	// Steps list an agent run's steps, in order: every model and tool call
+	// with its tokens, cost and time (empty for the staged depths).
+	Steps []ReceiptStep
+}
+
+// ReceiptStep is one step of an agent run on its receipt. A model step's
+// Cost is its tokens at its route's price, rounded up to the micro-dollar
+// on its own; the charge is rounded once on the run's total, so the steps
+// may add up to a few micro-dollars more. A tool step costs nothing.
+type ReceiptStep struct {
+	Step      int           `json:"step"` // the model call it belongs to, from 1
+	Kind      string        `json:"kind"` // model or tool
+	Label     string        `json:"label"`
+	TokensIn  int64         `json:"tokens_in,omitempty"`
+	TokensOut int64         `json:"tokens_out,omitempty"`
+	Cost      Money         `json:"cost,omitempty"`
+	Took      time.Duration `json:"took"`
+	Error     string        `json:"error,omitempty"`
 }
 
 // NewPublicID returns a receipt token of 144 random bits, URL-safe.

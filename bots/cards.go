@@ -11,6 +11,9 @@ import (
 
 // quoteView is the quote card: everything a user needs before money is held.
 func (c *Conversation) quoteView(q research.Quote) View {
+	if q.Agent != nil {
+		return c.agentQuoteView(q)
+	}
 	what := strings.Join(q.Symbols, ", ")
 	if q.Request.Kind == research.KindScan {
 		what = "scan of " + q.Request.Watchlist + ": " + what
@@ -54,19 +57,8 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	v.Buttons = [][]Button{
 		{{Label: "Confirm " + q.Hold.String(), Data: quoteButton(q.ID, "confirm"), Style: "primary"}, {Label: "Cancel", Data: quoteButton(q.ID, "decline"), Style: "danger"}},
 	}
-	var depths []Button
-	for _, d := range []research.Depth{research.Quick, research.Standard, research.Deep} {
-		if d != q.Request.Depth {
-			depths = append(depths, Button{Label: strings.ToUpper(string(d[:1])) + string(d[1:]), Data: quoteButton(q.ID, string(d)), Group: "depth"})
-		}
-	}
 	// The fallback choice only where a route of the other bucket serves the model.
-	if q.Request.Consent {
-		depths = append(depths, Button{Label: "No other-bucket fallback", Data: quoteButton(q.ID, "noconsent")})
-	} else if q.OtherBucketRoutes {
-		depths = append(depths, Button{Label: "Allow other-bucket fallback", Data: quoteButton(q.ID, "consent")})
-	}
-	v.Buttons = append(v.Buttons, depths)
+	v.Buttons = append(v.Buttons, depthButtons(q))
 	return withPublic(v, v.Text)
 }
 
@@ -168,6 +160,9 @@ func bar(percent int) string {
 
 // progressView is the card a running run's message shows.
 func (c *Conversation) progressView(ev research.Event) View {
+	if ev.Run.Agent != nil {
+		return c.agentProgressView(ev)
+	}
 	r := ev.Run
 	state := string(r.State)
 	if ev.Queued != nil && r.State == research.Running {
@@ -221,7 +216,10 @@ func runtimeText(q research.Quote) string {
 
 func titleOf(r research.Run) string {
 	t := "Research " + strings.Join(r.Symbols, ", ")
-	if r.Request.Kind == research.KindScan {
+	switch {
+	case r.Agent != nil:
+		t = agentTitle(r.Request, r.Symbols)
+	case r.Request.Kind == research.KindScan:
 		t = "Scan " + r.Request.Watchlist + ": " + strings.Join(r.Symbols, ", ")
 	}
 	if r.Request.ScheduleID != "" {
@@ -245,7 +243,13 @@ func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
 	if captureEntry != 0 {
 		charge += fmt.Sprintf(" (ledger entry %d)", captureEntry)
 	}
-	charge += fmt.Sprintf("; %s released. %d tokens in, %d out (%s count).", r.Hold-r.Captured, r.TokensIn, r.TokensOut, orProvider(string(r.OutSource)))
+	charge += fmt.Sprintf("; %s released. %d tokens in, %d out (%s count).", r.Cap()-r.Captured, r.TokensIn, r.TokensOut, orProvider(string(r.OutSource)))
+	if r.Agent != nil {
+		charge += fmt.Sprintf(" %d model call(s), %d tool call(s); the receipt lists every step.", r.Agent.ModelSteps(), r.Agent.ToolCalls())
+		if len(r.Extensions) > 0 {
+			charge += fmt.Sprintf(" The cap was %s, with %s you added.", r.Cap(), r.Cap()-r.Hold)
+		}
+	}
 	v.Fields = []Field{{"Cost", charge}}
 	if r.FallbackHoldID != 0 {
 		text := fmt.Sprintf("no other-bucket route was needed; the %s held from your %s was released", r.FallbackHold, bucketName(r.FallbackBucket))
@@ -284,7 +288,50 @@ type ReportPart struct{ Name, Text string }
 // ReportParts lists a report's whole-run parts in reading order: a quick run's analysis, then a deeper run's
 // bull and bear cases, risks and synthesis.
 func ReportParts(rep research.Report) []ReportPart {
+	if rep.Question != "" {
+		return []ReportPart{{"Steps", strings.TrimRight(renderSteps(rep.Steps), "\n")}}
+	}
 	return []ReportPart{{"Analysis", rep.Overview}, {"Bull case", rep.Bull}, {"Bear case", rep.Bear}, {"Risks", rep.Risks}, {"Synthesis", rep.Synthesis}}
+}
+
+// AgentParts are an agent report's question and answer, shown before the
+// figures its tools returned (nil for other reports).
+func AgentParts(rep research.Report) []ReportPart {
+	if rep.Question == "" {
+		return nil
+	}
+	return []ReportPart{{"Question", rep.Question}, {"Answer", rep.Overview}}
+}
+
+// PhoneColumns is how many fixed-width characters a phone's chat client shows on a line before it wraps
+// (Telegram's and Discord's in portrait, about 40): a scan's table wider than that goes as a picture there
+// (research.ScanImage), since a wrapped table loses its columns.
+const PhoneColumns = 40
+
+// ScanBlock is a report's ranked watchlist as RenderReport writes it: the fixed-width table, or, with
+// asImage, the brief that goes with the table's picture ("" when the report is not a scan).
+func ScanBlock(rep research.Report, asImage bool) string {
+	if len(rep.Scan) == 0 {
+		return ""
+	}
+	body := research.ScanText(rep.Scan)
+	if asImage {
+		body = research.ScanBrief(rep.Scan)
+	}
+	return fmt.Sprintf("\nRanked watchlist (%d symbols)\n%s\n", len(rep.Scan), body)
+}
+
+// ScanImage is the picture of a final view's scan table for a phone's chat client, when the table does not
+// fit there as text (PhoneColumns); nil when it fits, the view has no scan, or drawing failed.
+func ScanImage(v View) []byte {
+	if !v.Final || v.Report == nil || len(v.Report.Scan) == 0 || research.ScanFitsText(v.Report.Scan, PhoneColumns) {
+		return nil
+	}
+	b, err := research.ScanImage(*v.Report)
+	if err != nil {
+		return nil // the fixed-width table stands in
+	}
+	return b
 }
 
 // RenderReport writes a report as plain text; adapters split or attach it.
@@ -300,9 +347,15 @@ func RenderReport(rep research.Report) string {
 		b.WriteString("; model " + rep.Model)
 	}
 	b.WriteString("\n")
-	if len(rep.Scan) > 0 {
-		fmt.Fprintf(&b, "\nRanked watchlist (%d symbols)\n%s\n", len(rep.Scan), research.ScanText(rep.Scan))
+	for _, part := range AgentParts(rep) {
+		switch {
+		case part.Name == "Question":
+			fmt.Fprintf(&b, "\nQuestion: %s\n", part.Text)
+		case part.Text != "":
+			fmt.Fprintf(&b, "\n%s\n%s\n", part.Name, part.Text)
+		}
 	}
+	b.WriteString(ScanBlock(rep, false))
 	for _, s := range rep.Sections {
 		fmt.Fprintf(&b, "\n%s\n", s.Symbol)
 		if s.Context != "" {

@@ -50,9 +50,10 @@ type Conversation struct {
 // Commands lists the commands with a one-line description each, for /help and
 // for platforms that publish a command list.
 var Commands = []struct{ Name, Args, Help string }{
-	{"research", "SYMBOLS [quick|standard|deep] [model]", fmt.Sprintf("quote and run research: up to %d symbols quick, %d standard, %d deep",
+	{"research", "SYMBOLS [quick|standard|deep|agent] [model]", fmt.Sprintf("quote and run research: up to %d symbols quick, %d standard, %d deep",
 		research.Plans[research.Quick].MaxSymbols, research.Plans[research.Standard].MaxSymbols, research.Plans[research.Deep].MaxSymbols)},
-	{"scan", "WATCHLIST [quick|standard|deep] [csv]", "rank a watchlist in a table by signals and write up the top ones"},
+	{"scan", "WATCHLIST [quick|standard|deep|agent] [csv]", "rank a watchlist in a table by signals and write up the top ones"},
+	{"ask", "QUESTION [cap:0.50] [ask:off]", "an agent run: the model answers with market tools, step by step, under the cap you set"},
 	{"watchlist", "add|remove|show [NAME] [SYMBOLS]", "your watchlists for /scan (presets too)"},
 	{"balance", "", "your Credit and routed balances"},
 	{"topup", "[credit|routed] [AMOUNT]", "add money: Telegram Stars, or a Stripe Checkout link"},
@@ -114,6 +115,8 @@ func (c *Conversation) errorReply(err error, alert bool) Reply {
 			why = pe.Error()
 		}
 		msg = "Market data is unavailable right now (" + why + "). Nothing was held or charged; try again in a few minutes."
+	case errors.Is(err, research.ErrInsufficient):
+		msg = "Not enough balance: " + strings.TrimPrefix(err.Error(), research.ErrInsufficient.Error()+": ") + "."
 	case errors.Is(err, research.ErrForbidden):
 		msg = "Only the person who started this (or an admin) can do that."
 	case errors.Is(err, research.ErrWrongState):
@@ -196,6 +199,8 @@ func (c *Conversation) command(ctx context.Context, in Incoming) ([]Reply, error
 		return c.research(ctx, in, args)
 	case "scan":
 		return c.scan(ctx, in, args)
+	case "ask":
+		return c.ask(ctx, in, args)
 	case "balance":
 		return c.balance(ctx, in)
 	case "topup":
@@ -237,9 +242,14 @@ func helpView() View {
 // research parses "/research SYMBOLS [depth] [model]" and answers with a quote.
 func (c *Conversation) research(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
 	req := research.Request{Kind: research.KindResearch, Depth: research.Quick, Owner: in.Identity, Dest: dest(in)}
+	args, cap, askAt, askOff, agentOpts, err := agentOptions(args)
+	if err != nil {
+		return nil, err
+	}
+	depthGiven := false
 	for _, a := range args {
 		if d, err := research.ParseDepth(a); err == nil {
-			req.Depth = d
+			req.Depth, depthGiven = d, true
 			continue
 		}
 		name, explicit := strings.CutPrefix(a, "model:")
@@ -260,9 +270,25 @@ func (c *Conversation) research(ctx context.Context, in Incoming, args []string)
 		}
 	}
 	if len(req.Symbols) == 0 {
-		return nil, sayf("Name at least one symbol: /research NVDA [quick|standard|deep] [model]")
+		return nil, sayf("Name at least one symbol: /research NVDA [quick|standard|deep|agent] [model]")
+	}
+	if err := withAgentOptions(&req, depthGiven, agentOpts, cap, askAt, askOff); err != nil {
+		return nil, err
 	}
 	return c.quote(ctx, req)
+}
+
+// withAgentOptions applies cap: and ask: to a research or scan request:
+// they make it an agent run unless another depth was named.
+func withAgentOptions(req *research.Request, depthGiven, given bool, cap billing.Money, askAt int, askOff bool) error {
+	if !given {
+		return nil
+	}
+	if depthGiven && req.Depth != research.Agent {
+		return sayf("cap: and ask: are for agent runs; a %s run's hold is already the most it can cost", req.Depth)
+	}
+	req.Depth, req.Cap, req.AskAt, req.AskOff = research.Agent, cap, askAt, askOff
+	return nil
 }
 
 // depthWords are words people try as a depth. A word typed in lower case
@@ -333,6 +359,10 @@ func hasModel(cat *research.Catalog, name string) bool {
 
 func (c *Conversation) scan(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
 	// "csv" anywhere after the watchlist asks for the ranked table as a CSV file too.
+	args, cap, askAt, askOff, agentOpts, err := agentOptions(args)
+	if err != nil {
+		return nil, err
+	}
 	var rest []string
 	csv := false
 	for i, a := range args {
@@ -352,6 +382,9 @@ func (c *Conversation) scan(ctx context.Context, in Incoming, args []string) ([]
 			return nil, err
 		}
 		req.Depth = d
+	}
+	if err := withAgentOptions(&req, len(rest) == 2, agentOpts, cap, askAt, askOff); err != nil {
+		return nil, err
 	}
 	return c.quote(ctx, req)
 }
@@ -503,6 +536,16 @@ func (c *Conversation) pressRun(ctx context.Context, in Incoming, p payload) ([]
 		r, err = c.Engine.Pause(ctx, p.id, in.Identity)
 	case "resume":
 		r, err = c.Engine.Resume(ctx, p.id, in.Identity)
+	case "more":
+		r, err = c.Engine.Continue(ctx, p.id, in.Identity)
+		if err == nil {
+			return []Reply{{Alert: fmt.Sprintf("Continuing: %s more held; the cap is now %s.", r.Extensions[len(r.Extensions)-1].Amount, r.Cap())}}, nil
+		}
+	case "wrapup":
+		r, err = c.Engine.WrapUp(ctx, p.id, in.Identity)
+		if err == nil {
+			return []Reply{{Alert: "Wrapping up: the agent writes its answer now."}}, nil
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -586,9 +629,13 @@ func (c *Conversation) usage(ctx context.Context, in Incoming) ([]Reply, error) 
 		if !r.State.Terminal() {
 			spent, suffix = r.CostIn(r.Bucket), " so far"
 		}
-		m := billing.Alike(spent, r.Hold)
+		m := billing.Alike(spent, r.Cap())
+		what := strings.Join(r.Symbols, ",")
+		if r.Request.Kind == research.KindAsk {
+			what = "ask: " + clip(r.Request.Question, 40)
+		}
 		fmt.Fprintf(&b, "%s  %s  %s  %s: %s%s of %s held, %d in / %d out tokens",
-			r.CreatedAt.UTC().Format("2006-01-02 15:04"), r.ID, strings.Join(r.Symbols, ","), r.State,
+			r.CreatedAt.UTC().Format("2006-01-02 15:04"), r.ID, what, r.State,
 			m[0], suffix, m[1], r.TokensIn, r.TokensOut)
 		if r.ReceiptID != "" {
 			fmt.Fprintf(&b, ", receipt %s", r.ReceiptID)
@@ -643,6 +690,14 @@ func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) 
 	}
 	if rc.Notes != "" {
 		v.Fields = append(v.Fields, Field{"Notes", rc.Notes})
+	}
+	if len(rc.Steps) > 0 {
+		steps := make([]research.StepLine, len(rc.Steps))
+		for i, s := range rc.Steps {
+			steps[i] = research.StepLine{Step: s.Step, Kind: research.StepKind(s.Kind), Label: s.Label, TokensIn: s.TokensIn,
+				TokensOut: s.TokensOut, Cost: s.Cost, Took: s.Took, Error: s.Error}
+		}
+		v.Fields = append(v.Fields, Field{"Steps", strings.TrimRight(renderSteps(steps), "\n")})
 	}
 	if c.Engine.ReceiptURL != nil {
 		v.Buttons = [][]Button{{{Label: "Open receipt", URL: c.Engine.ReceiptURL(rc.PublicID)}}}

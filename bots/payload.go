@@ -18,8 +18,8 @@ type payload struct {
 
 var (
 	idRE            = regexp.MustCompile(`^[qrs][A-Za-z0-9_-]{16}$`)
-	quoteActions    = []string{"confirm", "decline", "quick", "standard", "deep", "consent", "noconsent"}
-	runActions      = []string{"cancel", "pause", "resume"}
+	quoteActions    = []string{"confirm", "decline", "quick", "standard", "deep", "agent", "consent", "noconsent"}
+	runActions      = []string{"cancel", "pause", "resume", "more", "wrapup"}
 	scheduleActions = []string{"confirm", "decline"}
 )
 

@@ -509,3 +509,31 @@ func agentEvent(ev *Event, r Run) {
 		ev.StageName = "asking to continue"
 	}
 }
+
+// receiptSteps lists an agent run's steps for its receipt.
+func receiptSteps(a *AgentState) []billing.ReceiptStep {
+	out := make([]billing.ReceiptStep, 0, len(a.Steps))
+	for _, s := range a.Steps {
+		out = append(out, billing.ReceiptStep{Step: s.Step, Kind: string(s.Kind), Label: s.Label, TokensIn: s.TokensIn,
+			TokensOut: s.TokensOut, Cost: s.Cost, Took: s.Took, Error: clipRunes(s.Error, 200)})
+	}
+	return out
+}
+
+// agentNotes say on a receipt how an agent run went: its steps, the
+// extensions its owner added, its wrap-up and the questions it asked.
+func agentNotes(r Run) []string {
+	a := r.Agent
+	notes := []string{fmt.Sprintf("agent run: %d model call(s) and %d tool call(s), at most %d steps; step costs are each rounded up, the charge once on the total",
+		a.ModelSteps(), a.ToolCalls(), a.Plan.MaxSteps)}
+	for _, x := range r.Extensions {
+		notes = append(notes, fmt.Sprintf("cap extended by %s with consent (%s, hold %d)", x.Amount, x.By, x.HoldID))
+	}
+	for _, q := range a.Asks {
+		notes = append(notes, fmt.Sprintf("asked to continue at %s of %s: %s (%s)", q.Spent, q.Cap, q.Answer, q.By))
+	}
+	if a.WrapUp != "" {
+		notes = append(notes, "wrapped up: "+a.WrapUp)
+	}
+	return notes
+}

@@ -552,7 +552,10 @@ func toolLabel(name, raw string) string {
 		}
 		return "relative performance of " + orQ(syms) + " vs " + b
 	case "watchlist_scan":
-		return "scan of " + orQ(a.Watchlist)
+		if a.Watchlist == "" {
+			return "scan of ?"
+		}
+		return "scan of " + clipRunes(strings.ToLower(a.Watchlist), 40)
 	case "chart":
 		return "chart of " + orQ(syms)
 	}

@@ -36,7 +36,7 @@ func soloQuote(t *testing.T, b *testbed.Bed, depth research.Depth, symbols ...st
 // exactly one terminal transition, and a clean, settled ledger.
 func checkEnd(t *testing.T, b *testbed.Bed, r research.Run) {
 	t.Helper()
-	if r.Captured < 0 || r.Captured > r.Hold || r.FallbackCaptured > r.FallbackHold {
+	if r.Captured < 0 || r.Captured > r.Cap() || r.FallbackCaptured > r.FallbackHold {
 		t.Errorf("captured %s of a %s hold (fallback %s of %s)", r.Captured, r.Hold, r.FallbackCaptured, r.FallbackHold)
 	}
 	trs, err := b.Store.Transitions(context.Background(), r.ID)

@@ -510,7 +510,12 @@ func (e *Engine) pauseAsked(runID string) bool {
 // a run with nothing written ends at $0. A panic settling one run is
 // recovered and logged with a reference; the others are still reaped.
 func (e *Engine) Reap(ctx context.Context, staleAfter time.Duration) (int, error) {
-	n := 0
+	// An agent run asking its owner wraps up when the answer is late:
+	// before the pause expiry below could end it.
+	n, err := e.reapAsks(ctx)
+	if err != nil {
+		return n, err
+	}
 	paused, err := e.Store.StaleRuns(ctx, []State{Paused}, e.now().Add(-e.pauseTTL()), 100)
 	if err != nil {
 		return n, err
@@ -688,8 +693,12 @@ func (e *Engine) settle(ctx context.Context, runID string, to State, actor, reas
 		if r.CrossBucket {
 			notes = append(notes, fmt.Sprintf("fell back to a route of the other bucket, with the consent given in the quote; your %s paid those tokens (its own receipt)", r.FallbackBucket))
 		}
-		if capture > r.Hold {
+		if capture > r.Cap() {
 			notes = append(notes, fmt.Sprintf("usage cost %s exceeded the hold; only the hold was charged", capture))
+		}
+		if r.Agent != nil {
+			notes = append(notes, agentNotes(*r)...)
+			rc.Steps = receiptSteps(r.Agent)
 		}
 		if r.FallbackHoldID != 0 && fallback > r.FallbackHold {
 			notes = append(notes, fmt.Sprintf("fallback usage cost %s exceeded its hold; only the hold was charged", fallback))

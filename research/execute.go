@@ -346,7 +346,11 @@ func noRoomText(err error) string {
 // lapsed, or it would lapse before the run's longest runtime is over. ""
 // when it can.
 func (e *Engine) holdTooShort(ctx context.Context, r Run, plan Plan) string {
-	for _, id := range []int64{r.HoldID, r.FallbackHoldID} {
+	ids := []int64{r.HoldID, r.FallbackHoldID}
+	for _, x := range r.Extensions {
+		ids = append(ids, x.HoldID)
+	}
+	for _, id := range ids {
 		if id == 0 {
 			continue
 		}

@@ -1,10 +1,12 @@
 package research
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -202,6 +204,13 @@ func TestGoldenReports(t *testing.T) {
 // with a stale CSV symbol and an unknown one mixed in through a provider that routes by symbol.
 func TestGoldenScanTable(t *testing.T) {
 	t.Parallel()
+	rows := goldenScanRows(t)
+	checkGolden(t, "scan-table", ScanText(rows)+"\n\n"+string(ScanCSV(rows)))
+}
+
+// goldenScanRows is the golden scan's ranked table.
+func goldenScanRows(t *testing.T) []ScanRow {
+	t.Helper()
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	demo := market.NewDemo(func() time.Time { return now })
 	syms := market.Presets["us-megacaps"]
@@ -237,5 +246,68 @@ func TestGoldenScanTable(t *testing.T) {
 			t.Fatalf("not ranked by score: %+v", rows)
 		}
 	}
-	checkGolden(t, "scan-table", ScanText(rows)+"\n\n"+string(ScanCSV(rows)))
+	return rows
+}
+
+// TestScanImage: the golden scan's table drawn as a picture, as Telegram and Discord get it: a phone-wide
+// PNG, tall enough for every row, inked but not smeared, the picked rows highlighted, and below the size a
+// chat client takes as a photo.
+func TestScanImage(t *testing.T) {
+	t.Parallel()
+	rows := goldenScanRows(t)
+	if ScanFitsText(rows, 40) || !ScanFitsText(rows, 200) {
+		t.Fatal("the fixed-width table's width is misjudged")
+	}
+	b, err := ScanImage(Report{Title: "Scan of us-megacaps", DataSource: "demo", Synthetic: true, Scan: rows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("CHART_DIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, "scan-table.png"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	if w != 1080 || h < 40*len(rows) || h > 4000 || len(b) > 2<<20 {
+		t.Fatalf("picture %dx%d, %d bytes, for %d rows", w, h, len(b), len(rows))
+	}
+	var ink, marked, total int
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			total++
+			if r < 0x8000 && g < 0x8000 && bl < 0x8000 {
+				ink++
+			}
+			if r>>8 == 255 && g>>8 == 243 && bl>>8 == 196 {
+				marked++
+			}
+		}
+	}
+	picked := 0
+	for _, r := range rows {
+		if r.Picked {
+			picked++
+		}
+	}
+	if share := float64(ink) / float64(total); share < 0.01 || share > 0.4 {
+		t.Fatalf("%.1f%% of the picture is ink: blank or smeared", share*100)
+	}
+	if picked == 0 || marked < picked*w/2 {
+		t.Fatalf("%d highlighted pixels for %d picked rows", marked, picked)
+	}
+	// More rows than fit a phone's width as text: it grows, it never cuts a row.
+	many := slices.Repeat(rows, 4)
+	b2, err := ScanImage(Report{Scan: many})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img2, err := png.Decode(bytes.NewReader(b2))
+	if err != nil || img2.Bounds().Dy() <= h {
+		t.Fatalf("a table of %d rows is %v high (%v), want taller than %d", len(many), img2.Bounds(), err, h)
+	}
 }

@@ -114,15 +114,15 @@ func misbehaviour(rng *rand.Rand, gate func() <-chan struct{}) (llmtest.Response
 }
 
 // TestPropertyHoldIsAHardCap drives 1,000 randomized runs through one engine
-// on SQLite against the fake API with random misbehaviour per request,
+// per shard, three shards on SQLite and one on PostgreSQL, against the fake API with random misbehaviour per request,
 // cancels, pauses (then resumed or cancelled), crashes (then resumed) and
 // job deadlines. After each: exactly one terminal state, captured within the
 // hold; at the end, the ledger check is clean and no hold is open. It also
 // measures the provider's cost (what the fake streamed, at the route's
 // price) beyond each run's hold: at most one chunk per call.
 //
-// The runs are split over shards (each its own SQLite file, fake API and
-// engine) that run in parallel, so waiting on one overlaps work on another.
+// The runs are split over shards (each its own SQLite file or PostgreSQL
+// schema, fake API and engine) that run in parallel, so waiting on one overlaps work on another.
 func TestPropertyHoldIsAHardCap(t *testing.T) {
 	t.Parallel()
 	const shards = 4
@@ -137,7 +137,7 @@ func TestPropertyHoldIsAHardCap(t *testing.T) {
 		for k := range shards {
 			t.Run(fmt.Sprint(k), func(t *testing.T) {
 				t.Parallel()
-				results[k] = propertyShard(t, uint64(10+k), runs/shards)
+				results[k] = propertyShard(t, uint64(10+k), runs/shards, k == shards-1)
 			})
 		}
 	})
@@ -178,8 +178,8 @@ func (p *propertyStats) add(o propertyStats) {
 	}
 }
 
-func propertyShard(t *testing.T, seed uint64, runs int) propertyStats {
-	b := soloBed(t, false, false)
+func propertyShard(t *testing.T, seed uint64, runs int, pg bool) propertyStats {
+	b := soloBed(t, pg, false)
 	b.Fund(alice, billing.BucketCredit, 1000*billing.Micro)
 	ch := &chaos{inner: b.Engine.LLM, engine: b.Engine}
 	b.Engine.LLM = ch
@@ -311,7 +311,7 @@ func checkRun(t *testing.T, b interface {
 	if !r.State.Terminal() {
 		t.Fatalf("%s: not ended: %s", what, r.State)
 	}
-	if r.Captured < 0 || r.Captured > r.Hold || r.FallbackCaptured > r.FallbackHold {
+	if r.Captured < 0 || r.Captured > r.Cap() || r.FallbackCaptured > r.FallbackHold {
 		t.Fatalf("%s: captured %s of a %s hold", what, r.Captured, r.Hold)
 	}
 	trs, err := b.Transitions(context.Background(), r.ID)

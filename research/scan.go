@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tokensforge/forgebot/research/market"
 )
@@ -134,13 +135,83 @@ func ScanText(rows []ScanRow) string {
 		}
 		fmt.Fprintf(&b, "%-3s %-9s %10s %8s %6s %6s %5.1f  %s\n", fmt.Sprint(r.Rank)+mark, r.Symbol, orDash(r.Close), orDash(r.Return1M), orDash(r.RSI14), orDash(r.Vol20), r.Score, sig)
 	}
-	b.WriteString("* written up below. 1M: price-only return since the close a calendar month before each symbol's as-of; vol20: 20-day volatility annualised on the symbol's calendar; score: sum of signal scores.\n")
+	b.WriteString(scanLegend + "\n")
 	for _, r := range rows {
 		if r.Why != "" {
 			fmt.Fprintf(&b, "%s: %s\n", r.Symbol, r.Why)
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// scanLegend says what the table's columns mean.
+const scanLegend = "* written up below. 1M: price-only return since the close a calendar month before each symbol's as-of; vol20: 20-day volatility annualised on the symbol's calendar; score: sum of signal scores."
+
+// ScanFitsText reports whether the scan's fixed-width table (ScanText) fits a chat client cols characters
+// wide without wrapping its rows, which would break its columns.
+func ScanFitsText(rows []ScanRow, cols int) bool {
+	// The header and one line per row; the legend and reasons under them are prose, which wraps fine.
+	lines := strings.Split(ScanText(rows), "\n")
+	for _, l := range lines[:min(len(rows)+1, len(lines))] {
+		if utf8.RuneCountInString(l) > cols {
+			return false
+		}
+	}
+	return true
+}
+
+// ScanBrief is what a chat message says of the scan when its table goes as a picture (ScanImage): how many
+// symbols were ranked, and why the picked ones were picked and others not ranked, so the text alone still
+// answers why.
+func ScanBrief(rows []ScanRow) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d symbols ranked: the table is in the picture (add csv to the command for a spreadsheet).", len(rows))
+	for _, r := range rows {
+		if r.Why != "" {
+			fmt.Fprintf(&b, "\n#%d %s: %s", r.Rank, r.Symbol, r.Why)
+		}
+	}
+	return b.String()
+}
+
+// ScanImage draws the scan's ranked table as a PNG (market.TablePNG) for chat clients where the table does not
+// fit as text: one row per symbol with its own as-of date, the picked ones highlighted, those not ranked in
+// grey, the legend and the reasons under it. A synthetic report's picture says so in its title and at its
+// foot, so that it cannot travel without the caveat.
+func ScanImage(rep Report) ([]byte, error) {
+	title := rep.Title + ": ranked watchlist; data: " + rep.DataSource
+	if rep.Synthetic {
+		title = "SYNTHETIC DATA: " + title
+	}
+	t := market.Table{Title: title, Header: []string{"#", "Symbol", "As of", "Close", "1M", "RSI14", "Vol20", "Score", "Signals"},
+		Right: []bool{true, false, false, true, true, true, true, true, false}}
+	for _, r := range rep.Scan {
+		sig := strings.Join(r.Signals, ", ")
+		if sig == "" {
+			sig = "-"
+		}
+		rank := fmt.Sprint(r.Rank)
+		if r.Picked {
+			rank += "*"
+		}
+		price := orDash(r.Close)
+		if r.Close != "" && r.Currency != "" {
+			price += " " + r.Currency
+		}
+		t.Rows = append(t.Rows, []string{rank, r.Symbol, orDash(r.AsOf), price, orDash(r.Return1M), orDash(r.RSI14), orDash(r.Vol20), fmt.Sprintf("%.1f", r.Score), sig})
+		t.Mark = append(t.Mark, r.Picked)
+		t.Muted = append(t.Muted, !r.Picked && r.Why != "")
+	}
+	t.Notes = append(t.Notes, scanLegend)
+	for _, r := range rep.Scan {
+		if r.Why != "" {
+			t.Notes = append(t.Notes, r.Symbol+": "+r.Why)
+		}
+	}
+	if rep.Synthetic {
+		t.Notes = append(t.Notes, "SYNTHETIC demo data, not real prices.")
+	}
+	return market.TablePNG(t)
 }
 
 func orDash(s string) string {

@@ -53,6 +53,14 @@ type Store interface {
 	// run's open hold to now+holdTTL, in one transaction (leasing the run to
 	// ctx's holder as ConfirmQuote does).
 	RequeueRun(ctx context.Context, id, actor, reason string, timeout, holdTTL time.Duration) (Run, error)
+	// ContinueRun is RequeueRun for a paused run that may also gain an
+	// extension: in one transaction it applies fn to the locked run (its
+	// error aborts), places extra (when not nil) in the run's bucket and
+	// records it in Run.Extensions (billing.ErrInsufficientFunds and the
+	// spend-limit errors as PlaceHold; a repeated key is the same hold),
+	// extends every open hold of the run to now+holdTTL and enqueues its
+	// job. ErrWrongState unless the run is paused.
+	ContinueRun(ctx context.Context, id, actor, reason string, extra *billing.HoldRequest, timeout, holdTTL time.Duration, fn func(*Run) error) (Run, error)
 	// CancelJob asks the queue to cancel a run's job wherever it runs.
 	CancelJob(ctx context.Context, jobID int64) error
 	// Transitions lists a run's state changes, oldest first.

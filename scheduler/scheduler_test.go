@@ -239,6 +239,17 @@ func TestProposeRefusals(t *testing.T) {
 	if _, err := r.svc.Propose(t.Context(), alice, scheduler.Tokenize("daily 11:00 research NVDA"), dest); err == nil || !strings.Contains(err.Error(), "the most an account may have") {
 		t.Fatalf("third schedule: %v", err)
 	}
+	// Proposals left unconfirmed are bounded too, with a message saying what to do.
+	r.svc.MaxPerAccount, r.svc.MaxProposals = 10, 2
+	for _, words := range []string{"daily 12:00 research NVDA", "daily 13:00 research AMD"} {
+		if _, err := r.svc.Propose(t.Context(), alice, scheduler.Tokenize(words), dest); err != nil {
+			t.Fatalf("%s: %v", words, err)
+		}
+	}
+	if _, err := r.svc.Propose(t.Context(), alice, scheduler.Tokenize("daily 14:00 research TSLA"), dest); err == nil ||
+		!strings.Contains(err.Error(), "2 schedule proposals waiting; confirm or cancel one first") {
+		t.Fatalf("a third waiting proposal: %v", err)
+	}
 	if r.b.OpenHolds() != 0 {
 		t.Fatal("proposing held money")
 	}

@@ -344,7 +344,13 @@ func (c *Console) showProgress(id string, v bots.View) {
 			if b.Data == "" || b.URL != "" || tag == 0 {
 				continue
 			}
+			// The key is the action's first letter (c, p, r; m for more,
+			// w for wrap up), not the label's: "Continue" and "Cancel"
+			// must not share one.
 			k := strings.ToLower(b.Label[:1]) + strconv.Itoa(tag)
+			if parts := strings.Split(b.Data, ":"); len(parts) == 3 && parts[2] != "" {
+				k = parts[2][:1] + strconv.Itoa(tag)
+			}
 			if c.runKeys == nil {
 				c.runKeys = map[string]string{}
 			}

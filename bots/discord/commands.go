@@ -23,13 +23,27 @@ const (
 	optModel     = "model"
 	optWatchlist = "watchlist"
 	optPublic    = "public"
+	optQuestion  = "question"
+	optCap       = "cap" // becomes cap:AMOUNT
+	optAsk       = "ask" // becomes ask:on|off
 )
+
+func capOption() *discordgo.ApplicationCommandOption {
+	return &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionString, Name: optCap,
+		Description: "an agent run's cap in dollars, like 0.50 (default 0.50)", MaxLength: 12}
+}
+
+func askOption() *discordgo.ApplicationCommandOption {
+	return &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionString, Name: optAsk,
+		Description: "ask to continue at 80% of the cap (on by default)",
+		Choices:     []*discordgo.ApplicationCommandOptionChoice{{Name: "on", Value: "on"}, {Name: "off", Value: "off"}}}
+}
 
 func depthOption() *discordgo.ApplicationCommandOption {
 	return &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionString, Name: optDepth,
 		Description: "how thorough (and how costly); quick by default",
 		Choices: []*discordgo.ApplicationCommandOptionChoice{
-			{Name: "quick", Value: "quick"}, {Name: "standard", Value: "standard"}, {Name: "deep", Value: "deep"},
+			{Name: "quick", Value: "quick"}, {Name: "standard", Value: "standard"}, {Name: "deep", Value: "deep"}, {Name: "agent", Value: "agent"},
 		}}
 }
 
@@ -56,11 +70,20 @@ func commandDefs() []*discordgo.ApplicationCommand {
 				stringOption(optSymbols, "up to 10 symbols, like NVDA AMD", true, false),
 				depthOption(),
 				stringOption(optModel, "the model to use (the catalog's default otherwise)", false, true),
+				capOption(), askOption(),
 				publicOption())
 		case "scan":
 			cmd.Options = append(cmd.Options,
 				stringOption(optWatchlist, "a watchlist preset", true, true),
 				depthOption(),
+				capOption(), askOption(),
+				publicOption())
+		case "ask":
+			q := stringOption(optQuestion, "your question, like: is NVDA overbought against the other semis?", true, false)
+			q.MaxLength = 500
+			cmd.Options = append(cmd.Options, q,
+				capOption(), askOption(),
+				stringOption(optModel, "the model to use (the catalog's default otherwise)", false, true),
 				publicOption())
 		case "receipt":
 			cmd.Options = append(cmd.Options, stringOption("id", "the receipt id", true, false))
@@ -108,6 +131,12 @@ func commandText(d discordgo.ApplicationCommandInteractionData) (text string, pu
 		if name == optPublic {
 			b, ok := o.Value.(bool)
 			public = ok && b
+			continue
+		}
+		if name == optCap || name == optAsk { // the conversation reads them as cap:AMOUNT and ask:off
+			if v := strings.Join(strings.Fields(fmt.Sprint(o.Value)), ""); v != "" && o.Value != nil {
+				parts = append(parts, name+":"+v)
+			}
 			continue
 		}
 		if name == optModel { // typed as a model, so never mistaken for a symbol

@@ -173,6 +173,12 @@ func alert(text string, ephemeral bool) message {
 // otherwise cut, with the whole view attached as a Markdown file), fields,
 // the notice as footer, the chart as an attached image, buttons as rows.
 func render(v bots.View) message {
+	// A scan's table wider than a phone shows goes as a picture of its own
+	// (a wrapped table loses its columns); the text keeps the brief.
+	table := bots.ScanImage(v)
+	if table != nil {
+		v.Text = strings.Replace(v.Text, bots.ScanBlock(*v.Report, false), bots.ScanBlock(*v.Report, true), 1)
+	}
 	v = bots.CleanView(v)
 	m := message{components: components(v.Buttons), embeds: []*discordgo.MessageEmbed{}}
 	if v.Title == "" && v.Text == "" && len(v.Fields) == 0 && len(v.Image) == 0 && len(v.File) == 0 {
@@ -214,10 +220,17 @@ func render(v bots.View) message {
 	if len(v.File) > 0 {
 		m.files = append(m.files, file{name: fileName(v.FileName, "report.txt"), contentType: "application/octet-stream", data: v.File})
 	}
+	var tableName string
+	embeds := maxEmbeds
+	if table != nil {
+		tableName = "scan-" + strings.TrimPrefix(fileName(v.ImageName, "chart.png"), "chart-")
+		m.files = append(m.files, file{name: tableName, contentType: "image/png", data: table})
+		embeds -= 2 // the table's embed, and the one after it
+	}
 
 	lines := escapeLines(strings.Trim(v.Text, "\n"))
 	budget := maxEmbedTotal - fixed
-	chunks, fits := pack(lines, budget, maxEmbeds)
+	chunks, fits := pack(lines, budget, embeds)
 	if !fits || !whole {
 		name := "report.md"
 		if strings.HasPrefix(image, "chart-") {
@@ -249,6 +262,13 @@ func render(v bots.View) message {
 		m.embeds = append(m.embeds, e)
 	}
 	last := m.embeds[len(m.embeds)-1]
+	if tableName != "" {
+		// The table in an embed of its own, then one for the charge, the
+		// notice and the chart (an embed shows one image).
+		m.embeds = append(m.embeds, &discordgo.MessageEmbed{Color: color, Image: &discordgo.MessageEmbedImage{URL: "attachment://" + tableName}})
+		last = &discordgo.MessageEmbed{Color: color}
+		m.embeds = append(m.embeds, last)
+	}
 	last.Fields, last.Footer = fields, footer
 	if image != "" {
 		last.Image = &discordgo.MessageEmbedImage{URL: "attachment://" + image}

@@ -1,7 +1,10 @@
 package discord
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"image/png"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"github.com/bwmarrin/discordgo"
 
 	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/research"
 )
 
 // checkLimits fails on anything Discord would refuse in m.
@@ -238,5 +242,52 @@ func TestCleanErrors(t *testing.T) {
 	}
 	if err := a.clean(errors.New("failed at " + hook + " with bot-secret")); strings.Contains(err.Error(), "secret") {
 		t.Fatalf("plain error = %v", err)
+	}
+}
+
+// TestRenderScanTableAsImage: a scan's ranked table, wider than a phone shows as fixed-width text, is
+// attached as a picture (a real PNG, phone-wide) in an embed of its own, the chart in the last; the text
+// keeps why the picks were picked instead of the table, and every limit holds.
+func TestRenderScanTableAsImage(t *testing.T) {
+	t.Parallel()
+	rep := research.Report{Title: "Scan megacaps", DataSource: "demo", Notice: research.Notice, Overview: "The picks hold up."}
+	for i := range 12 {
+		r := research.ScanRow{Rank: i + 1, Symbol: fmt.Sprintf("SYM%d", i), Close: "123.45", Return1M: "+1.2%", RSI14: "55.00", Vol20: "20.0%"}
+		if i < 2 {
+			r.Picked, r.Signals, r.Score = true, []string{"golden_cross", "breakout_20d"}, 2.5
+			r.Why = "picked: 2 signal(s) (golden_cross, breakout_20d), score 2.5"
+		}
+		rep.Scan = append(rep.Scan, r)
+	}
+	v := bots.View{Kind: bots.KindFinal, Final: true, Title: "Scan megacaps: succeeded", Report: &rep, Text: bots.RenderReport(rep),
+		Notice: research.Notice, Fields: []bots.Field{{Name: "Cost", Value: "Charged $0.01"}}, Image: []byte("\x89PNG chart"), ImageName: "chart-r1.png"}
+	if !strings.Contains(v.Text, "#   symbol") {
+		t.Fatal("the plain report lost its fixed-width table (the console shows it)")
+	}
+	m := render(v)
+	checkLimits(t, m)
+	var table []byte
+	for _, f := range m.files {
+		if f.name == "scan-r1.png" {
+			table = f.data
+		}
+	}
+	img, err := png.Decode(bytes.NewReader(table))
+	if err != nil || img.Bounds().Dx() != 1080 || img.Bounds().Dy() < 12*40 {
+		t.Fatalf("the table's picture: %d bytes, %v", len(table), err)
+	}
+	var images []string
+	var text strings.Builder
+	for _, e := range m.embeds {
+		if e.Image != nil {
+			images = append(images, e.Image.URL)
+		}
+		text.WriteString(e.Description)
+	}
+	if strings.Join(images, ",") != "attachment://scan-r1.png,attachment://chart-r1.png" || m.embeds[len(m.embeds)-1].Image.URL != "attachment://chart-r1.png" {
+		t.Fatalf("embed images %v", images)
+	}
+	if s := text.String(); strings.Contains(s, "#   symbol") || !strings.Contains(s, "the table is in the picture") || !strings.Contains(s, "SYM1: picked") {
+		t.Fatalf("the text shows %q", s)
 	}
 }

@@ -160,7 +160,7 @@ func TestProgressMessageSkipsEmptyBucket(t *testing.T) {
 	cin, _ := b.click(t, alice, quote, button(t, quote, "Confirm"))
 	var progress discordtest.Message
 	// Edited once the run has moved to it (the refreshed progress view).
-	b.fake.Wait(t, "the progress message as a followup", 15*time.Second, func() bool {
+	b.fake.Wait(t, "the progress message as a followup", wait, func() bool {
 		for _, m := range b.fake.Followups(cin.ID) {
 			if strings.Contains(title(m), "Research") && !m.Ephemeral && m.Edits > 0 {
 				progress = m

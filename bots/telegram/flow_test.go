@@ -3,6 +3,9 @@ package telegram_test
 import (
 	"bytes"
 	"encoding/json"
+	"image/png"
+	"os"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +52,7 @@ func TestResearchToCompletion(t *testing.T) {
 			t.Errorf("button %q has callback_data %q", btn.Text, btn.CallbackData)
 		}
 	}
-	if got := strings.Join(labels, "|"); !strings.HasPrefix(got, "Confirm $") || !strings.HasSuffix(got, "|Cancel|Quick|Deep") { // no other route: no fallback choice (issue 15)
+	if got := strings.Join(labels, "|"); !strings.HasPrefix(got, "Confirm $") || !strings.HasSuffix(got, "|Cancel|Quick|Deep|Agent") { // no other route: no fallback choice (issue 15)
 		t.Fatalf("quote buttons = %s", got)
 	}
 
@@ -68,7 +71,7 @@ func TestResearchToCompletion(t *testing.T) {
 			t.Log(b.logs.String())
 		}
 	}()
-	b.fake.Wait(t, 5*time.Second, "progress edits after the confirm", func() bool {
+	b.fake.Wait(t, wait, "progress edits after the confirm", func() bool {
 		progress = nil
 		for _, c := range b.edits(dm.ID, quote.ID) {
 			if c.Fields["parse_mode"] == "" {
@@ -174,4 +177,45 @@ func TestGroupOwnerOnly(t *testing.T) {
 			t.Logf("%s %s %d %s %q", c.At.Format("05.000"), c.Method, c.Code, c.Fields["chat_id"], c.Fields["text"])
 		}
 	}
+}
+
+// TestScanToCompletion: `/scan us-megacaps quick csv` in a private chat, confirmed, ends with the report
+// saying why its picks were picked, the ranked table of all ten symbols as a photo (a PNG a phone shows
+// whole), the chart, and the CSV the user asked for.
+func TestScanToCompletion(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{start: true})
+	b.bed.Fund(who(alice), billing.BucketCredit, billing.Micro)
+	dm := telegramtest.Private(alice)
+	b.fake.SendText(dm, alice, "/scan us-megacaps quick csv")
+	quote := b.reply(t, dm.ID, "scan of us-megacaps")
+	b.fake.WaitAnswer(t, b.fake.Press(dm, alice, quote.ID, button(t, quote, "Confirm")))
+	final := b.final(t, dm.ID, quote.ID)
+	if !strings.Contains(final.Visible, "Ranked watchlist (10 symbols)") || !strings.Contains(final.Visible, "the table is in the picture") ||
+		!strings.Contains(final.Visible, ": picked: ") || strings.Contains(final.Text, "<pre>") {
+		t.Fatalf("final message:\n%s", final.Visible)
+	}
+	files := map[string][]byte{}
+	b.fake.Wait(t, wait, "the table, the chart and the CSV", func() bool {
+		for _, m := range b.fake.Messages(dm.ID) {
+			if m.ReplyTo == quote.ID && m.File.Name != "" {
+				files[strings.SplitN(m.File.Name, "-", 2)[0]+path.Ext(m.File.Name)] = m.File.Data
+			}
+		}
+		return len(files) == 3
+	})
+	if dir := os.Getenv("CHART_DIR"); dir != "" { // for a person to look at
+		_ = os.WriteFile(path.Join(dir, "telegram-scan.png"), files["scan.png"], 0o644)
+	}
+	img, err := png.Decode(bytes.NewReader(files["scan.png"]))
+	if err != nil || img.Bounds().Dx() != 1080 || img.Bounds().Dy() < 10*40 {
+		t.Fatalf("the table's photo: %v (files %v)", err, len(files))
+	}
+	if _, err := png.Decode(bytes.NewReader(files["chart.png"])); err != nil {
+		t.Fatalf("the chart: %v", err)
+	}
+	if csv := string(files["scan.csv"]); !strings.HasPrefix(csv, "rank,symbol,") || strings.Count(csv, "\n") != 11 {
+		t.Fatalf("the CSV:\n%s", csv)
+	}
+	b.bed.CheckSettled()
 }

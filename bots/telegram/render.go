@@ -218,7 +218,8 @@ func plainText(v bots.View, links []bots.Button) string {
 
 // htmlBlocks renders a view as HTML blocks. A final view puts the charge
 // right under its title, then the report, then the notice.
-func htmlBlocks(v bots.View, links []bots.Button) []block {
+// With table, the scan's table goes as a picture and the report shows its brief.
+func htmlBlocks(v bots.View, links []bots.Button, table bool) []block {
 	var out []block
 	if v.Title != "" {
 		out = append(out, bold(v.Title))
@@ -237,7 +238,7 @@ func htmlBlocks(v bots.View, links []bots.Button) []block {
 	}
 	switch {
 	case v.Report != nil:
-		out = append(out, reportBlocks(*v.Report)...)
+		out = append(out, reportBlocks(*v.Report, table)...)
 		noticeShown = v.Report.Notice == v.Notice || v.Notice == ""
 	default:
 		out = append(out, paragraphs(v.Text)...)
@@ -257,7 +258,7 @@ func htmlBlocks(v bots.View, links []bots.Button) []block {
 
 // reportBlocks renders a report richly: symbols and parts in bold, figures
 // one per line, the notice in italics.
-func reportBlocks(rep research.Report) []block {
+func reportBlocks(rep research.Report, table bool) []block {
 	meta := fmt.Sprintf("Data: %s %s", rep.DataSource, rep.AsOfText())
 	if rep.Synthetic {
 		meta += " (SYNTHETIC demo data, not real prices)"
@@ -268,8 +269,21 @@ func reportBlocks(rep research.Report) []block {
 		meta += "; model " + rep.Model
 	}
 	out := []block{italic(meta)}
-	if len(rep.Scan) > 0 {
-		// Fixed width, so the columns line up on a phone too.
+	for _, part := range bots.AgentParts(rep) {
+		if strings.TrimSpace(part.Text) == "" {
+			continue
+		}
+		ps := paragraphs(part.Text)
+		ps[0].head = "<b>" + part.Name + "</b>\n"
+		out = append(out, ps...)
+	}
+	switch {
+	case len(rep.Scan) > 0 && table:
+		// The table is a photo of its own (a phone wraps a fixed-width table); the text says why the
+		// picks were picked.
+		out = append(out, bold(fmt.Sprintf("Ranked watchlist (%d symbols)", len(rep.Scan))), plain(research.ScanBrief(rep.Scan)))
+	case len(rep.Scan) > 0:
+		// Fixed width, so the columns line up.
 		out = append(out, bold(fmt.Sprintf("Ranked watchlist (%d symbols)", len(rep.Scan))), block{tag: "pre", text: research.ScanText(rep.Scan)})
 	}
 	for _, s := range rep.Sections {

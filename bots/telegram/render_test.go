@@ -1,9 +1,11 @@
 package telegram
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"log/slog"
 	"strings"
 	"testing"
@@ -165,5 +167,51 @@ func TestSyntheticLabelOnEveryPart(t *testing.T) {
 		if strings.Contains(st.text, "SYNTHETIC") {
 			t.Errorf("real report part %d says synthetic", i+1)
 		}
+	}
+}
+
+// scanView is the final view of a scan of n symbols, the first two picked.
+func scanView(n int) bots.View {
+	rep := research.Report{Title: "Scan megacaps", DataSource: "demo", Notice: research.Notice, Overview: "The picks hold up."}
+	for i := range n {
+		r := research.ScanRow{Rank: i + 1, Symbol: fmt.Sprintf("SYM%d", i), Close: "123.45", Return1M: "+1.2%", RSI14: "55.00", Vol20: "20.0%"}
+		if i < 2 {
+			r.Picked, r.Signals, r.Score = true, []string{"golden_cross", "breakout_20d"}, 2.5
+			r.Why = "picked: 2 signal(s) (golden_cross, breakout_20d), score 2.5"
+		}
+		rep.Scan = append(rep.Scan, r)
+	}
+	return bots.View{Kind: bots.KindFinal, Final: true, Title: "Scan megacaps: succeeded", Report: &rep, Text: bots.RenderReport(rep),
+		Notice: research.Notice, Fields: []bots.Field{{Name: "Cost", Value: "Charged $0.01"}}, Image: []byte("\x89PNG chart"), ImageName: "chart-r1.png"}
+}
+
+// TestScanTableAsPhoto: a scan's ranked table, wider than a phone shows as fixed-width text, goes as a photo
+// of its own (a real PNG, phone-wide) before the chart; the message keeps why the picks were picked instead
+// of the fixed-width table.
+func TestScanTableAsPhoto(t *testing.T) {
+	t.Parallel()
+	a := &Adapter{log: slog.New(slog.DiscardHandler)}
+	steps := a.plan(scanView(12), false)
+	var kinds []string
+	for _, s := range steps {
+		kinds = append(kinds, s.kind+":"+s.fileName)
+	}
+	if strings.Join(kinds, ",") != "text:,photo:scan-r1.png,photo:chart-r1.png" {
+		t.Fatalf("plan = %v", kinds)
+	}
+	if text := steps[0].text; strings.Contains(text, "<pre>") || !strings.Contains(text, "the table is in the picture") ||
+		!strings.Contains(text, "SYM1: picked: 2 signal(s)") {
+		t.Fatalf("the message's text = %q", text)
+	}
+	img, err := png.Decode(bytes.NewReader(steps[1].file))
+	if err != nil || img.Bounds().Dx() != 1080 || img.Bounds().Dy() < 12*40 {
+		t.Fatalf("the table's photo: %v, %v", img.Bounds(), err)
+	}
+	if !strings.HasPrefix(steps[1].text, "Ranked table: Scan megacaps") {
+		t.Fatalf("caption %q", steps[1].text)
+	}
+	// Progress views never carry it.
+	if p := a.plan(bots.View{Kind: bots.KindProgress, Title: "Scan", Report: scanView(12).Report}, false); len(p) != 1 {
+		t.Fatalf("progress plan = %+v", p)
 	}
 }

@@ -55,7 +55,8 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 	if synthetic {
 		limit -= textLen(mark)
 	}
-	blocks := htmlBlocks(v, links)
+	table := bots.ScanImage(v)
+	blocks := htmlBlocks(v, links, table != nil)
 	parts := pack(blocks, limit)
 	// The first message is the one edited in place and read first: when a report runs over several, it
 	// ends with the notice too, not only the last.
@@ -73,7 +74,7 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 		if summary.Notice == "" && v.Report != nil {
 			summary.Notice = v.Report.Notice
 		}
-		steps = []step{{kind: "text", html: true, text: pack(htmlBlocks(summary, links), maxText)[0], kb: kb},
+		steps = []step{{kind: "text", html: true, text: pack(htmlBlocks(summary, links, false), maxText)[0], kb: kb},
 			{kind: "document", file: []byte(documentText(v)), fileName: reportName(v), text: truncate(clean("Full report: "+v.Title), maxCaption)}}
 	default:
 		for i, p := range parts {
@@ -92,6 +93,10 @@ func (a *Adapter) plan(v bots.View, linksAsText bool) []step {
 	}
 	if v.File != nil {
 		steps = append(steps, step{kind: "document", file: v.File, fileName: nameOr(v.FileName, "report.txt")})
+	}
+	if table != nil {
+		steps = append(steps, step{kind: "photo", file: table, fileName: "scan-" + strings.TrimPrefix(nameOr(v.ImageName, "chart.png"), "chart-"),
+			text: truncate(clean("Ranked table: "+v.Title), maxCaption)})
 	}
 	if v.Image != nil {
 		steps = append(steps, step{kind: "photo", file: v.Image, fileName: nameOr(v.ImageName, "chart.png"),

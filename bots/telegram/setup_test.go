@@ -109,7 +109,9 @@ func setup(t testing.TB, o options) *bundle {
 	return b
 }
 
-const wait = 20 * time.Second
+// wait bounds every wait on the fake: generous, because under -race with every package's tests on two
+// cores a run can take tens of seconds; a hang still fails the test.
+const wait = 60 * time.Second
 
 // reply waits for the bot's message in chat whose visible text contains
 // want, sent after the call index from, and returns it.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/bots/telegram"
 	"github.com/tokensforge/forgebot/bots/telegram/telegramtest"
 	"github.com/tokensforge/forgebot/internal/testbed"
@@ -131,4 +132,70 @@ func TestConfigAndToken(t *testing.T) {
 		t.Fatalf("edit with the API down = %v; logs:\n%s", err, d.logs.String())
 	}
 	// setup's cleanup checks that no log line holds the token.
+}
+
+// stalled is the conversation stuck on "/stall" until release closes.
+type stalled struct {
+	*bots.Conversation
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s stalled) Handle(ctx context.Context, in bots.Incoming) []bots.Reply {
+	if in.Text == "/stall" {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return s.Conversation.Handle(ctx, in)
+}
+
+// TestWebhookWorkersBounded: with every update worker busy, a webhook call
+// is answered 503 at once (Telegram delivers it again later) instead of a
+// goroutine more per update; once a worker is free, updates are handled.
+func TestWebhookWorkersBounded(t *testing.T) {
+	t.Parallel()
+	const secret = "bounded_Secret-1"
+	st := stalled{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	b := setup(t, options{bed: testbed.Options{NoWorkers: true}, config: func(c *telegram.Config) {
+		c.WebhookURL, c.WebhookSecret, c.Workers = "https://bot.example.com/hooks/tg", secret, 1
+	}, conv: func(c *bots.Conversation) telegram.Conversation { st.Conversation = c; return st }})
+	mux := http.NewServeMux()
+	b.ad.Mount(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	if err := b.ad.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	post := func(body []byte) int {
+		req, _ := http.NewRequestWithContext(context.Background(), "POST", srv.URL+"/hooks/tg", bytes.NewReader(body))
+		req.Header.Set("X-Telegram-Bot-Api-Secret-Token", secret)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	dm := telegramtest.Private(alice)
+	first := make(chan int, 1)
+	go func() { first <- post(b.fake.MessageUpdate(dm, alice, "/stall")) }()
+	select {
+	case <-st.entered: // the one worker is busy
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first update was never handled")
+	}
+	if code := post(b.fake.MessageUpdate(dm, alice, "/help")); code != 503 {
+		t.Fatalf("an update with every worker busy answered %d, want 503", code)
+	}
+	if !strings.Contains(b.logs.String(), "every worker busy") {
+		t.Error("the refusal is not logged")
+	}
+	close(st.release)
+	if code := <-first; code != 200 {
+		t.Fatalf("the stalled update answered %d", code)
+	}
+	if code := post(b.fake.MessageUpdate(dm, alice, "/help")); code != 200 {
+		t.Fatalf("an update once a worker is free answered %d", code)
+	}
+	b.reply(t, dm.ID, "You always see a quote first")
 }

@@ -148,7 +148,18 @@ func receiptJSON(rc billing.Receipt) map[string]any {
 		"tokens_in_source": rc.TokensInSource, "tokens_out_source": rc.TokensOutSource,
 		"held_micros": rc.Held.Micros(), "captured_micros": rc.Captured.Micros(), "released_micros": rc.Released.Micros(),
 		"purchase": rc.Purchase, "attempts": rc.Attempts, "notes": rc.Notes, "started_at": rc.StartedAt, "finished_at": rc.FinishedAt,
+		"steps": receiptStepsJSON(rc.Steps),
 	}
+}
+
+// receiptStepsJSON lists an agent run's steps with costs in micro-dollars.
+func receiptStepsJSON(steps []billing.ReceiptStep) []map[string]any {
+	out := []map[string]any{}
+	for _, s := range steps {
+		out = append(out, map[string]any{"step": s.Step, "kind": s.Kind, "label": s.Label, "tokens_in": s.TokensIn,
+			"tokens_out": s.TokensOut, "cost_micros": s.Cost.Micros(), "took_ms": s.Took.Milliseconds(), "error": s.Error})
+	}
+	return out
 }
 
 var page = template.Must(template.New("receipt").Parse(`<!doctype html>
@@ -173,6 +184,11 @@ var page = template.Must(template.New("receipt").Parse(`<!doctype html>
 {{if not .R.FinishedAt.IsZero}}<tr><th>Finished</th><td>{{.R.FinishedAt.UTC.Format "2006-01-02 15:04:05 UTC"}}</td></tr>{{end}}
 {{if .R.Notes}}<tr><th>Notes</th><td>{{.R.Notes}}</td></tr>{{end}}
 </table>
+{{if .R.Steps}}<h2>Steps</h2>
+<table>
+<tr><th>Step</th><th>What</th><th>Tokens in / out</th><th>Cost</th><th>Time</th></tr>
+{{range .R.Steps}}<tr><td>{{.Step}}</td><td>{{.Kind}}: {{.Label}}{{if .Error}} (error: {{.Error}}){{end}}</td><td>{{if eq .Kind "model"}}{{.TokensIn}} / {{.TokensOut}}{{end}}</td><td>{{if eq .Kind "model"}}{{.Cost}}{{end}}</td><td>{{.Took}}</td></tr>
+{{end}}</table>{{end}}
 <p><small>{{.Notice}}</small></p>
 </body></html>
 `))

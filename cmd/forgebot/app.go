@@ -171,7 +171,7 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 		Store: rs, Ledger: rs, Catalog: cat, Market: cfg.marketProvider(marketDefault), Health: health, Gate: gate,
 		LLM:      &llm.Client{Health: health, Gate: gate, Log: log},
 		Offline:  &research.OfflineAnalyst{Pace: 4 * time.Millisecond},
-		QuoteTTL: cfg.QuoteTTL, PauseTTL: cfg.PauseTTL, Admins: cfg.Admins, Log: log, Benchmarks: cfg.Benchmarks,
+		QuoteTTL: cfg.QuoteTTL, PauseTTL: cfg.PauseTTL, AskTimeout: cfg.AskTimeout, Admins: cfg.Admins, Log: log, Benchmarks: cfg.Benchmarks,
 		ReceiptURL: func(id string) string { return cfg.PublicURL + "/r/" + id },
 	}
 	a.conv = &bots.Conversation{Engine: a.engine, Ledger: rs, Runs: rs, Outbox: a.outbox, Log: log,

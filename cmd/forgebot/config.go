@@ -44,6 +44,9 @@ type Config struct {
 	Admins                                    []billing.Identity
 	QuoteTTL                                  time.Duration
 	PauseTTL                                  time.Duration
+	// AskTimeout is how long an agent run waits for its owner's answer to
+	// an ask-to-continue before it wraps up.
+	AskTimeout time.Duration
 	// Schedules: the shortest gap between fire times, how late a time
 	// missed during downtime may still run, and schedules per account
 	// (zero means the scheduler's default: 1h, 1h, 10).
@@ -73,6 +76,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		MetricsToken: strings.TrimSpace(getenv("FORGE_METRICS_TOKEN")),
 		QuoteTTL:     10 * time.Minute,
 		PauseTTL:     time.Hour,
+		AskTimeout:   5 * time.Minute, // research.DefaultAskTimeout
 		getenv:       getenv,
 	}
 	if c.DatabaseURL == "" {
@@ -100,7 +104,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.Admins = append(c.Admins, id)
 	}
-	for name, dst := range map[string]*time.Duration{"FORGE_QUOTE_TTL": &c.QuoteTTL, "FORGE_PAUSE_TTL": &c.PauseTTL,
+	for name, dst := range map[string]*time.Duration{"FORGE_QUOTE_TTL": &c.QuoteTTL, "FORGE_PAUSE_TTL": &c.PauseTTL, "FORGE_ASK_TIMEOUT": &c.AskTimeout,
 		"FORGE_SCHEDULE_MIN_INTERVAL": &c.ScheduleMinInterval, "FORGE_SCHEDULE_CATCHUP": &c.ScheduleCatchUp} {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			d, err := time.ParseDuration(v)

@@ -156,3 +156,61 @@ func TestDemoSecondInterruptQuitsWhileSettling(t *testing.T) {
 	}
 	_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
 }
+
+// TestDemoAsk: in the console, /ask runs the offline agent with a cap its
+// steps meet: the card shows each step and the spend against the cap, the
+// run pauses to ask, m1 (Continue) holds more, and the final message shows
+// the question, the answer and every step.
+func TestDemoAsk(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "data", "forgebot.db")
+	env := func(k string) string {
+		if k == "DATABASE_URL" {
+			return db
+		}
+		return ""
+	}
+	in, typist := io.Pipe()
+	defer typist.Close()
+	out := newScreen()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"demo"}, env, stdio{in: in, out: out, err: out, interrupts: make(chan os.Signal, 1)})
+	}()
+	typ := func(line string) { _, _ = io.WriteString(typist, line+"\n") }
+	out.WaitFor(t, "Granted $5.00 of credit", 1)
+	typ("/ask is NVDA overbought against the other semis? cap:0.002")
+	screen := out.WaitFor(t, "[1] Confirm", 1)
+	for _, want := range []string{"Ask: is NVDA overbought", "at most 12 steps", "Ask to continue", "$0.002 cap"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the quote lacks %q", want)
+		}
+	}
+	typ("1")
+	screen = out.WaitFor(t, "m1 Continue +$0.01", 1)
+	for _, want := range []string{"of at most 12:", "Paused to ask you", "w1 Wrap up now", "c1 Cancel"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the asking card lacks %q:\n%s", want, screen)
+		}
+	}
+	typ("m1")
+	screen = out.WaitFor(t, "Receipt: http", 1)
+	for _, want := range []string{"succeeded", "Question: is NVDA overbought", "Answer", "Steps", "tool: scan of semis", "model: answer", "you added"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the final message lacks %q", want)
+		}
+	}
+	typ("quit")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("demo exited %d:\n%s", code, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not exit")
+	}
+	if r := (cli{t, db}).run("ledger", "check"); r.code != 0 {
+		t.Fatalf("ledger check: %+v", r)
+	}
+}

@@ -42,7 +42,8 @@ Usage:
   forgebot ledger check                 verify the ledger's invariants (exit 1 on a violation)
   forgebot ledger sweep                 release holds past their time to live
   forgebot demo                         the console chat on the embedded store (offline analyst, demo data)
-  forgebot research SYMBOLS... [--depth quick|standard|deep] [--model M] [--user ID] [--yes] [--json]
+  forgebot research SYMBOLS... [--depth quick|standard|deep|agent] [--cap 0.50] [--model M] [--user ID] [--yes] [--json]
+  forgebot ask "QUESTION" [--cap 0.50] [--ask-off] [--model M] [--user ID] [--yes] [--json]
   forgebot serve                        HTTP server (receipts, health, metrics), run workers and chat adapters
 
 ID is platform:id, like telegram:42. DATABASE_URL selects the store:
@@ -109,6 +110,8 @@ func dispatch(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		return cmdDemo(ctx, cfg, rest, io_)
 	case "research":
 		return cmdResearch(ctx, cfg, rest, io_)
+	case "ask":
+		return cmdAsk(ctx, cfg, rest, io_)
 	case "serve":
 		return cmdServe(ctx, cfg, rest, io_)
 	}

@@ -26,7 +26,9 @@ const cliPlatform = "cli"
 // stderr, the report on stdout. SIGINT cancels the run and settles it.
 func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	fs := flags("research")
-	depth := fs.String("depth", "quick", "quick, standard or deep")
+	depth := fs.String("depth", "quick", "quick, standard, deep or agent")
+	capFlag := fs.String("cap", "", "an agent run's cap in dollars, like 0.50 (default 0.50)")
+	askOff := fs.Bool("ask-off", false, "an agent run wraps up at its cap without asking to continue")
 	model := fs.String("model", "", "model (see /models); default: the catalog's")
 	user := fs.String("user", "cli:local", "who pays: platform:id")
 	yes := fs.Bool("yes", false, "confirm without asking")
@@ -47,12 +49,81 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	}
 	d, err := research.ParseDepth(*depth)
 	if err != nil {
-		return badInput("research: --depth: use quick, standard or deep")
+		return badInput("research: --depth: use quick, standard, deep or agent")
 	}
 	who, err := parseUser("research", *user)
 	if err != nil {
 		return err
 	}
+	req := research.Request{Kind: research.KindResearch, Symbols: symbols, Depth: d, Model: *model,
+		Owner: who, Dest: research.Destination{Platform: cliPlatform, ChatID: who.String()}}
+	if *capFlag != "" || *askOff {
+		if d != research.Agent {
+			return badInput("research: --cap and --ask-off are for --depth agent")
+		}
+		if req.Cap, err = parseCap("research", *capFlag); err != nil {
+			return err
+		}
+		req.AskOff = *askOff
+	}
+	return oneShot(ctx, cfg, io_, "research", req, *yes, *asJSON)
+}
+
+// cmdAsk is the one-shot agent run: forgebot ask "QUESTION" --cap 0.50.
+// At its ask-to-continue threshold it asks on stderr (c continue, w wrap up,
+// x cancel); with no answer (stdin closed, or --ask-off) it wraps up.
+func cmdAsk(ctx context.Context, cfg Config, args []string, io_ stdio) error {
+	fs := flags("ask")
+	capFlag := fs.String("cap", "", "the most the run may spend, in dollars, like 0.50 (default 0.50)")
+	askOff := fs.Bool("ask-off", false, "wrap up at the cap without asking to continue")
+	model := fs.String("model", "", "model (see /models); default: the catalog's")
+	user := fs.String("user", "cli:local", "who pays: platform:id")
+	yes := fs.Bool("yes", false, "confirm the quote without asking (Continue is still asked for)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	var words []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return flagError(fs, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		words = append(words, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	question := strings.TrimSpace(strings.Join(words, " "))
+	if question == "" {
+		return badInput(`ask: ask a question, like forgebot ask "is NVDA overbought against the other semis?" --cap 0.50`)
+	}
+	who, err := parseUser("ask", *user)
+	if err != nil {
+		return err
+	}
+	c, err := parseCap("ask", *capFlag)
+	if err != nil {
+		return err
+	}
+	req := research.Request{Kind: research.KindAsk, Depth: research.Agent, Question: question, Cap: c, AskOff: *askOff, Model: *model,
+		Owner: who, Dest: research.Destination{Platform: cliPlatform, ChatID: who.String()}}
+	return oneShot(ctx, cfg, io_, "ask", req, *yes, *asJSON)
+}
+
+// parseCap reads --cap: "" is the default cap.
+func parseCap(cmd, s string) (billing.Money, error) {
+	if s == "" {
+		return 0, nil
+	}
+	m, err := billing.ParseMoney(strings.TrimPrefix(s, "$"))
+	if err != nil || m <= 0 {
+		return 0, badInput("%s: --cap: an amount in dollars like 0.50", cmd)
+	}
+	return m, nil
+}
+
+// oneShot quotes req, confirms it (asking unless yes), follows the run on
+// stderr and prints its result: the commands research and ask.
+func oneShot(ctx context.Context, cfg Config, io_ stdio, name string, req research.Request, yes, asJSON bool) error {
+	who := req.Owner
 	cfg.localRuns = true // the run reports to this terminal: no serve may take it
 	a, err := newApp(ctx, cfg, "yahoo", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -66,13 +137,12 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 			a.stop(10 * time.Second)
 		}
 	}()
-	sink := &oneShotSink{conv: a.conv, progress: io_.err, terminal: io_.errTerminal, final: make(chan research.Event, 1)}
+	sink := &oneShotSink{conv: a.conv, progress: io_.err, terminal: io_.errTerminal, final: make(chan research.Event, 1), asks: make(chan research.Run, 1)}
 	a.engine.Sink = sink
 
-	q, err := a.engine.Quote(ctx, research.Request{Kind: research.KindResearch, Symbols: symbols, Depth: d, Model: *model,
-		Owner: who, Dest: research.Destination{Platform: cliPlatform, ChatID: who.String()}})
+	q, err := a.engine.Quote(ctx, req)
 	if errors.Is(err, research.ErrBadRequest) || errors.Is(err, research.ErrNoRoute) {
-		return badInput("research: %s", strings.TrimPrefix(err.Error(), "bad request: "))
+		return badInput("%s: %s", name, strings.TrimPrefix(err.Error(), "bad request: "))
 	}
 	if err != nil {
 		return err
@@ -84,12 +154,12 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 		qv.Buttons = nil // the prompt below is the confirm button
 		console.Render(io_.err, qv)
 		if !q.CanConfirm() {
-			return &cliError{code: exitInsufficient, err: fmt.Errorf("research: not enough in %s: short by %s; top up with forgebot wallet topup --user %s --bucket %s --amount 5.00 --key KEY",
-				q.Bucket, q.Shortfall, who, q.Bucket)}
+			return &cliError{code: exitInsufficient, err: fmt.Errorf("%s: not enough in %s: short by %s; top up with forgebot wallet topup --user %s --bucket %s --amount 5.00 --key KEY",
+				name, q.Bucket, q.Shortfall, who, q.Bucket)}
 		}
-		if ok, err := confirmPrompt(stdin, io_, q, *yes); !ok {
+		if ok, err := confirmPrompt(stdin, io_, q, yes); !ok {
 			_, _ = a.engine.Decline(context.WithoutCancel(ctx), q.ID, who)
-			return &cliError{code: exitCancelled, err: fmt.Errorf("research: %s; nothing was held", err)}
+			return &cliError{code: exitCancelled, err: fmt.Errorf("%s: %s; nothing was held", name, err)}
 		}
 		if err := a.start(ctx); err != nil {
 			return err
@@ -98,10 +168,10 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 		run, nq, err = a.engine.Confirm(ctx, q.ID, who, nil)
 		switch {
 		case errors.Is(err, research.ErrInsufficient):
-			return &cliError{code: exitInsufficient, err: fmt.Errorf("research: the balance no longer covers %s", nq.Hold)}
+			return &cliError{code: exitInsufficient, err: fmt.Errorf("%s: the balance no longer covers %s", name, nq.Hold)}
 		case errors.Is(err, research.ErrQuoteExpired), errors.Is(err, research.ErrQuoteChanged):
-			if *yes { // --yes agreed to the quote printed, not to a new one
-				return &cliError{code: exitFailure, err: fmt.Errorf("research: %v before it was confirmed; nothing was held; run the command again", err)}
+			if yes { // --yes agreed to the quote printed, not to a new one
+				return &cliError{code: exitFailure, err: fmt.Errorf("%s: %v before it was confirmed; nothing was held; run the command again", name, err)}
 			}
 			fmt.Fprintf(io_.err, "The quote %s: here is a new one.\n", strings.TrimPrefix(err.Error(), "quote "))
 			q = nq
@@ -111,7 +181,7 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 		}
 		break
 	}
-	final, quit, err := awaitFinal(ctx, a, sink, run, who, io_)
+	final, quit, err := awaitFinal(ctx, a, sink, run, who, io_, stdin)
 	if quit {
 		stopQuickly = true
 	}
@@ -119,7 +189,7 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 		return err
 	}
 	r := final.Run
-	if *asJSON {
+	if asJSON {
 		report := final.Report
 		if report != nil {
 			rep := bots.CleanReport(*report)
@@ -137,7 +207,7 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 		} else if r.Error != "" {
 			fmt.Fprintln(io_.out, research.CleanText(r.Error))
 		}
-		fmt.Fprintf(io_.out, "\n%s: charged %s from %s (held %s). Receipt: %s\n", r.State, r.Captured, r.Bucket, r.Hold, final.ReceiptURL)
+		fmt.Fprintf(io_.out, "\n%s: charged %s from %s (held %s). Receipt: %s\n", r.State, r.Captured, r.Bucket, r.Cap(), final.ReceiptURL)
 		if final.Report == nil {
 			fmt.Fprintln(io_.out, research.Notice)
 		}
@@ -146,9 +216,9 @@ func cmdResearch(ctx context.Context, cfg Config, args []string, io_ stdio) erro
 	case research.Succeeded, research.Partial:
 		return nil
 	case research.Cancelled:
-		return &cliError{code: exitCancelled, err: errors.New("research: cancelled; you paid for what was used")}
+		return &cliError{code: exitCancelled, err: fmt.Errorf("%s: cancelled; you paid for what was used", name)}
 	}
-	return &cliError{code: exitFailure, err: fmt.Errorf("research: run %s: %s", r.State, r.Error)}
+	return &cliError{code: exitFailure, err: fmt.Errorf("%s: run %s: %s", name, r.State, r.Error)}
 }
 
 // settleWait is how long the CLI waits, after a Ctrl-C, for the run to
@@ -160,7 +230,7 @@ var settleWait = 5 * time.Second
 // ends the wait. The first interrupt cancels the run and waits up to
 // settleWait for it to settle; a second one, or the wait running out, exits
 // at once (quit is then true: the caller must not wait for the workers).
-func awaitFinal(ctx context.Context, a *app, sink *oneShotSink, run research.Run, who billing.Identity, io_ stdio) (ev research.Event, quit bool, err error) {
+func awaitFinal(ctx context.Context, a *app, sink *oneShotSink, run research.Run, who billing.Identity, io_ stdio, stdin *bufio.Reader) (ev research.Event, quit bool, err error) {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	var giveUp, useStored <-chan time.Time
@@ -170,10 +240,48 @@ func awaitFinal(ctx context.Context, a *app, sink *oneShotSink, run research.Run
 		sink.endLine()
 		return research.Event{}, true, &cliError{code: exitCancelled, err: fmt.Errorf("research: %s before run %s settled; it settles by itself (its hold is released at the latest when it lapses): see forgebot wallet show --user %s", why, run.ID, who)}
 	}
+	answers := make(chan string, 1)
+	asking, lastAsk := false, time.Time{}
 	for {
 		select {
 		case ev := <-sink.final:
 			return ev, false, nil
+		case r := <-sink.asks:
+			// An agent run asks to continue: the answer is read in the
+			// background, so a Ctrl-C is still heard.
+			if asking || r.Agent == nil || r.Agent.Ask == nil || r.Agent.Ask.At.Equal(lastAsk) {
+				continue
+			}
+			asking, lastAsk = true, r.Agent.Ask.At
+			sink.endLine()
+			fmt.Fprintf(io_.err, "The run paused to ask: %s.\nContinue with %s more held from %s [c], wrap up now [w], or cancel [x]? ",
+				research.CleanText(r.Agent.Ask.Why), r.Agent.Ask.Extra, r.Bucket)
+			go func() {
+				line, err := stdin.ReadString('\n')
+				if err != nil && line == "" {
+					line = "w" // no one to answer: wrap up, as an unanswered ask does
+				}
+				answers <- strings.ToLower(strings.TrimSpace(line))
+			}()
+		case ans := <-answers:
+			asking = false
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			var err error
+			switch {
+			case strings.HasPrefix(ans, "c"):
+				_, err = a.engine.Continue(actx, run.ID, who)
+			case strings.HasPrefix(ans, "x"):
+				_, err = a.engine.Cancel(actx, run.ID, who)
+			default:
+				_, err = a.engine.WrapUp(actx, run.ID, who)
+			}
+			cancel()
+			if err != nil {
+				fmt.Fprintln(io_.err, research.CleanText(err.Error())+"; wrapping up")
+				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				_, _ = a.engine.WrapUp(wctx, run.ID, who)
+				cancel()
+			}
 		case <-poll.C:
 			// Bounded: a settle in progress may hold the store's connection.
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
@@ -269,6 +377,7 @@ type oneShotSink struct {
 	progress io.Writer
 	terminal bool
 	final    chan research.Event
+	asks     chan research.Run // an agent run paused to ask its owner
 	mu       sync.Mutex
 	last     time.Time
 	lastKey  string
@@ -276,6 +385,12 @@ type oneShotSink struct {
 }
 
 func (s *oneShotSink) Publish(ev research.Event) {
+	if r := ev.Run; r.Agent != nil && r.Agent.Ask != nil && r.State == research.Paused && s.asks != nil {
+		select {
+		case s.asks <- r:
+		default:
+		}
+	}
 	if ev.Final {
 		s.endLine()
 		select {

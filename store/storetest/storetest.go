@@ -138,6 +138,7 @@ func Run(t *testing.T, h Harness) {
 		{"Receipts", testReceipts},
 		{"CheckFindsViolations", testCheckFindsViolations},
 		{"EndedRunIsFrozen", testEndedRunIsFrozen},
+		{"ContinueRunExtends", testContinueRunExtends},
 		{"RunStages", testRunStages},
 		{"Payments", testPayments},
 		{"RefundDebt", testRefundDebt},

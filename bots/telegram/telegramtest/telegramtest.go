@@ -355,7 +355,7 @@ func (s *Server) WaitCall(t testing.TB, timeout time.Duration, method string, ma
 // WaitAnswer waits for the answer to a callback query.
 func (s *Server) WaitAnswer(t testing.TB, queryID string) Call {
 	t.Helper()
-	return s.WaitCall(t, 10*time.Second, "answerCallbackQuery", func(c Call) bool { return c.Fields["callback_query_id"] == queryID })
+	return s.WaitCall(t, 30*time.Second, "answerCallbackQuery", func(c Call) bool { return c.Fields["callback_query_id"] == queryID })
 }
 
 func (s *Server) signal() {
@@ -987,7 +987,7 @@ func (s *Server) PreCheckout(from User, payload, currency string, total int) str
 func (s *Server) WaitCheckout(t testing.TB, qid string) CheckoutAnswer {
 	t.Helper()
 	var a CheckoutAnswer
-	s.Wait(t, 10*time.Second, "answerPreCheckoutQuery "+qid, func() bool {
+	s.Wait(t, 30*time.Second, "answerPreCheckoutQuery "+qid, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		a = *s.checkouts[qid]

@@ -82,6 +82,29 @@ func (c *Core) CheckSchema(ctx context.Context, ms []Migration) error {
 	if want := ms[len(ms)-1].Version; v < want {
 		return fmt.Errorf("%w (database at version %d, this build needs %d)", billing.ErrSchemaBehind, v, want)
 	}
+	// Migrations are numbered by whoever wrote them, so one may land below
+	// the newest already applied: every one must be there, not just the top.
+	rows, err := c.DB.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("read schema versions: %w", err)
+	}
+	defer rows.Close()
+	have := map[int]bool{}
+	for rows.Next() {
+		var n int
+		if err := rows.Scan(&n); err != nil {
+			return fmt.Errorf("read schema versions: %w", err)
+		}
+		have[n] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read schema versions: %w", err)
+	}
+	for _, m := range ms {
+		if !have[m.Version] {
+			return fmt.Errorf("%w (migration %04d %s is not applied)", billing.ErrSchemaBehind, m.Version, m.Name)
+		}
+	}
 	return nil
 }
 

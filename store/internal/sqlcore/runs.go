@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -443,18 +444,37 @@ func (c *Core) SettleRun(ctx context.Context, id, actor, reason string, charge f
 		from := r.State
 		now := c.now()
 		capture, fallbackCapture := charge(&r)
-		st, err := c.settleHold(ctx, tx, r.HoldID, min(max(capture, 0), r.Hold), "run:"+r.ID+":settle", actor, now)
+		// The run's bucket pays from its hold first, then from the
+		// extensions its owner added, in order; each settles once.
+		rest := max(capture, 0)
+		part := min(rest, r.Hold)
+		st, err := c.settleHold(ctx, tx, r.HoldID, part, "run:"+r.ID+":settle", actor, now)
 		if err != nil {
 			return err
 		}
+		rest -= part
 		h := st.hold
+		held, captured, released := h.Amount, h.Captured, h.Released()
+		for i, x := range r.Extensions {
+			part := min(rest, x.Amount)
+			xs, err := c.settleHold(ctx, tx, x.HoldID, part, fmt.Sprintf("run:%s:settle-extension:%d", r.ID, i+1), actor, now)
+			if err != nil {
+				return err
+			}
+			rest -= part
+			held, captured, released = held+xs.hold.Amount, captured+xs.hold.Captured, released+xs.hold.Released()
+			st.lapsed = st.lapsed || xs.lapsed
+			if xs.entry != 0 {
+				st.available = xs.available
+			}
+		}
 		rc := billing.Receipt{
 			PublicID: billing.NewPublicID(), RunID: r.ID, Purchase: r.Purchase(), AccountID: r.AccountID, HoldID: r.HoldID,
 			Model: r.Model, Route: r.RouteID, RouteKind: r.RouteKind, Bucket: r.Bucket,
-			Held: h.Amount, Captured: h.Captured, Released: h.Released(), Attempts: r.Attempts,
+			Held: held, Captured: captured, Released: released, Attempts: r.Attempts,
 			StartedAt: r.StartedAt, FinishedAt: now, CreatedAt: now,
 		}
-		r.Captured, r.FinishedAt, r.UpdatedAt = h.Captured, now, now
+		r.Captured, r.FinishedAt, r.UpdatedAt = captured, now, now
 		r.CaptureEntryID, r.AvailableAfter = st.entry, st.available
 		if err := fn(&r, &rc); err != nil {
 			return err
@@ -565,6 +585,11 @@ func (c *Core) settleHold(ctx context.Context, tx Querier, holdID int64, capture
 
 // RequeueRun implements research.Store.
 func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout, holdTTL time.Duration) (research.Run, error) {
+	return c.ContinueRun(ctx, id, actor, reason, nil, timeout, holdTTL, nil)
+}
+
+// ContinueRun implements research.Store.
+func (c *Core) ContinueRun(ctx context.Context, id, actor, reason string, extra *billing.HoldRequest, timeout, holdTTL time.Duration, fn func(*research.Run) error) (research.Run, error) {
 	var out research.Run
 	err := c.inNativeTx(ctx, func(tx Tx) error {
 		r, before, _, err := c.lockRun(ctx, tx, id)
@@ -574,11 +599,31 @@ func (c *Core) RequeueRun(ctx context.Context, id, actor, reason string, timeout
 		if r.State != research.Paused {
 			return fmt.Errorf("%w: run is %s", research.ErrWrongState, r.State)
 		}
+		if fn != nil {
+			if err := fn(&r); err != nil {
+				return err
+			}
+		}
+		now := c.now()
+		if extra != nil {
+			// The additional hold, its ledger entry and the run that may
+			// spend it commit together, under the hold's own key.
+			h, err := c.placeHoldTx(ctx, tx, *extra)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(r.Extensions, func(x research.Extension) bool { return x.HoldID == h.ID }) {
+				r.Extensions = append(r.Extensions, research.Extension{HoldID: h.ID, Amount: h.Amount, By: actor, At: now})
+			}
+		}
 		// The resumed run gets a full hold lifetime again, so pausing and
 		// resuming many times never lets its hold lapse under it. A hold
 		// already past its expiry is not revived.
-		now := c.now()
-		for _, id := range []int64{r.HoldID, r.FallbackHoldID} {
+		ids := []int64{r.HoldID, r.FallbackHoldID}
+		for _, x := range r.Extensions {
+			ids = append(ids, x.HoldID)
+		}
+		for _, id := range ids {
 			if id == 0 {
 				continue
 			}
