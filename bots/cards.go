@@ -32,7 +32,7 @@ func (c *Conversation) quoteView(q research.Quote) View {
 		{"Paid from", paidFrom(q)},
 		{"Estimated tokens", estimatedTokens(q)},
 		{"Estimated cost", fmt.Sprintf("%s to %s (%s held until the run settles: the most it can cost)", alike(q.CostLow, q.CostHigh, q.Hold)...)},
-		{"Expected runtime", fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))},
+		{"Expected runtime", runtimeText(q)},
 		{"Plan", planText(q)},
 		{"Market data", data},
 		{"Retries", q.RetryPolicy},
@@ -164,7 +164,11 @@ func (c *Conversation) progressView(ev research.Event) View {
 		return c.agentProgressView(ev)
 	}
 	r := ev.Run
-	v := View{Kind: KindProgress, Title: fmt.Sprintf("%s (%s): %s", titleOf(r), r.Request.Depth, r.State)}
+	state := string(r.State)
+	if ev.Queued != nil && r.State == research.Running {
+		state = "queued" // waiting in line for the route's capacity
+	}
+	v := View{Kind: KindProgress, Title: fmt.Sprintf("%s (%s): %s", titleOf(r), r.Request.Depth, state)}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %d%%  stage %d/%d: %s", bar(ev.Percent), ev.Percent, ev.Stage, ev.StageCount, ev.StageName)
 	if r.Failures > 0 {
@@ -191,8 +195,23 @@ func (c *Conversation) progressView(ev research.Event) View {
 		v.Buttons = [][]Button{{{Label: "Resume", Data: runButton(r.ID, "resume"), Style: "primary"}, {Label: "Cancel", Data: runButton(r.ID, "cancel"), Style: "danger"}}}
 	case research.Queued, research.Running:
 		v.Buttons = [][]Button{{{Label: "Cancel", Data: runButton(r.ID, "cancel"), Style: "danger"}, {Label: "Pause", Data: runButton(r.ID, "pause")}}}
+		if ev.Queued != nil {
+			// In line for the route: Cancel frees the place at once; a pause
+			// would only take effect after the call, so it is not offered.
+			v.Buttons = [][]Button{{{Label: "Cancel", Data: runButton(r.ID, "cancel"), Style: "danger"}}}
+		}
 	}
 	return v
+}
+
+// runtimeText is a quote's runtime range, with the wait for the route's
+// capacity it includes when calls are queued on the route.
+func runtimeText(q research.Quote) string {
+	t := fmt.Sprintf("%s to %s", roundDur(q.RuntimeLow), roundDur(q.RuntimeHigh))
+	if q.QueueWait > 0 {
+		t += fmt.Sprintf(" (including about %s waiting for the route: calls are queued at its rate limits)", roundDur(q.QueueWait))
+	}
+	return t
 }
 
 func titleOf(r research.Run) string {

@@ -41,6 +41,9 @@ type catalogFile struct {
 		// CloseStopsBilling says whether closing a stream stops the
 		// provider's billing; absent means it does.
 		CloseStopsBilling *bool `json:"close_stops_billing"`
+		// Limits are the provider's published limits for this key; calls
+		// are admitted within them across instances (routegate.go).
+		Limits *llm.Limits `json:"limits"`
 	} `json:"routes"`
 }
 
@@ -71,6 +74,12 @@ func ParseCatalog(data []byte, getenv func(string) string) (*Catalog, error) {
 		route := llm.Route{ID: r.ID, Kind: kind, Model: r.Model, BaseURL: r.BaseURL, KeyEnv: r.KeyEnv,
 			Price: billing.Price{InputPerM: in, OutputPerM: out}, MaxContext: r.MaxContext, Enabled: r.Enabled,
 			BillsAfterClose: r.CloseStopsBilling != nil && !*r.CloseStopsBilling}
+		if l := r.Limits; l != nil {
+			if l.Concurrent < 0 || l.RequestsPerMinute < 0 || l.TokensPerMinute < 0 {
+				return nil, fmt.Errorf("catalog: route %s: limits must not be negative", r.ID)
+			}
+			route.Limits = *l
+		}
 		if r.KeyEnv != "" {
 			route.APIKey = getenv(r.KeyEnv)
 			if route.APIKey == "" {

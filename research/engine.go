@@ -41,7 +41,10 @@ type Engine struct {
 	LLM     Writer // API routes
 	Offline Writer // the offline route
 	Health  *llm.Health
-	Sink    Sink
+	// Gate admits model calls within their routes' limits; the same one is
+	// the LLM client's (llm.Client.Gate). Quotes add its expected wait.
+	Gate *Gate
+	Sink Sink
 	// Benchmarks names the symbol each asset class's relative strength is measured against; a class not
 	// listed uses DefaultBenchmark (SPY), one listed with "" has none.
 	Benchmarks map[market.AssetClass]string

@@ -3,6 +3,8 @@ package research
 import (
 	"time"
 
+	"github.com/tokensforge/forgebot/research/llm"
+
 	"github.com/tokensforge/forgebot/billing"
 )
 
@@ -20,7 +22,10 @@ type Event struct {
 	Elapsed    time.Duration
 	Remaining  time.Duration // estimate; 0 when unknown
 	Note       string        // e.g. "retrying after a 429", "paused"
-	Final      bool
+	// Queued is set while the run's model call waits for its route's
+	// capacity (route limits): its place in line and expected wait.
+	Queued *llm.Queue
+	Final  bool
 	// CancelLatency is, on the final event of a cancelled run, the time from
 	// the cancel request to the settlement (0 when unknown).
 	CancelLatency time.Duration

@@ -461,6 +461,19 @@ func wroteAny(r Run) bool {
 // call streams one model call, publishing progress as tokens arrive.
 func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, req llm.Request) (llm.Result, error) {
 	last, every := time.Time{}, cmp.Or(e.ProgressEvery, 250*time.Millisecond)
+	var shown llm.Queue
+	req.OnQueue = func(q llm.Queue) {
+		// The card says where the call is in line; it changes only when the
+		// place or the wait (to the second) does.
+		q.Wait = q.Wait.Round(time.Second)
+		if q == shown {
+			return
+		}
+		shown = q
+		ev := e.event(r, QueueNote(q))
+		ev.Queued = &q
+		e.publish(ev)
+	}
 	return w.Stream(ctx, routes, req, func(_ string, out int64) {
 		if now := time.Now(); now.Sub(last) >= every {
 			last = now
@@ -478,6 +491,24 @@ func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, 
 			e.publish(e.event(snap, note))
 		}
 	})
+}
+
+// QueueNote says where a call waiting for its route's capacity is in line:
+// "queued: 37 ahead on this route, starts in about 40 s".
+func QueueNote(q llm.Queue) string {
+	when := "starts in about " + roundWait(q.Wait)
+	if q.Wait <= 0 {
+		when = "starts shortly"
+	}
+	return fmt.Sprintf("queued: %d ahead on this route, %s", q.Ahead, when)
+}
+
+// roundWait prints a wait in seconds under two minutes, else in minutes.
+func roundWait(d time.Duration) string {
+	if d < 2*time.Minute {
+		return fmt.Sprintf("%d s", max(1, int(d.Round(time.Second)/time.Second)))
+	}
+	return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
 }
 
 // recordFailures stores one failed-request record per failed attempt, and a

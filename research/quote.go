@@ -82,6 +82,9 @@ type Quote struct {
 	Hold        billing.Money `json:"hold"`
 	RuntimeLow  time.Duration `json:"runtime_low"`
 	RuntimeHigh time.Duration `json:"runtime_high"`
+	// QueueWait is the wait for the route's capacity the runtime includes:
+	// calls queued on a route at its limits go first (0: none expected).
+	QueueWait time.Duration `json:"queue_wait,omitempty"`
 
 	RetryPolicy    string        `json:"retry_policy"`
 	FallbackPolicy string        `json:"fallback_policy"`

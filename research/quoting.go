@@ -135,6 +135,12 @@ func (e *Engine) QuoteWithID(ctx context.Context, req Request, id string) (Quote
 	if c, ok := e.calibrate(ctx, route.ID, req.Depth, len(q.Symbols)); ok && q.Agent == nil {
 		q.applyCalibration(c)
 	}
+	// Calls already waiting for the route's capacity go first: the runtime
+	// includes the wait a call joining the line now would see.
+	if w := e.Gate.Estimate(ctx, route, int64(plan.OutputLimit)+q.TokensIn/int64(max(q.Calls, 1))); w > 0 {
+		q.QueueWait = w.Round(time.Second)
+		q.RuntimeLow, q.RuntimeHigh = q.RuntimeLow+q.QueueWait, q.RuntimeHigh+q.QueueWait
+	}
 	q.RetryPolicy = "429, 5xx, timeouts and broken streams are retried up to 2 times per route with backoff, honouring Retry-After"
 	q.FallbackPolicy = fallbackPolicy(chain, req.Consent)
 	if q.FallbackNote != "" {

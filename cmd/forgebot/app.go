@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ type runStore interface {
 	research.Store
 	scheduler.Store
 	bots.MessageStore
+	research.RouteQueue
 	SetFirer(f scheduler.Firer)
 	StartWorkers(ctx context.Context, exec research.Executor) error
 	StopWorkers(ctx context.Context) error
@@ -164,9 +164,12 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	health := llm.NewHealth(llm.HealthOptions{})
 	a := &app{cfg: cfg, store: rs, health: health, log: log, outbox: bots.NewOutbox(log)}
 	a.outbox.Store = rs // finals survive crashes and outages; views ordered across instances
+	// Calls on routes with limits wait in one line for every instance
+	// (PostgreSQL), or this process's (SQLite).
+	gate := &research.Gate{Queue: rs, Log: log}
 	a.engine = &research.Engine{
-		Store: rs, Ledger: rs, Catalog: cat, Market: cfg.marketProvider(marketDefault), Health: health,
-		LLM:      &llm.Client{HTTPClient: &http.Client{}, Health: health, Log: log},
+		Store: rs, Ledger: rs, Catalog: cat, Market: cfg.marketProvider(marketDefault), Health: health, Gate: gate,
+		LLM:      &llm.Client{Health: health, Gate: gate, Log: log},
 		Offline:  &research.OfflineAnalyst{Pace: 4 * time.Millisecond},
 		QuoteTTL: cfg.QuoteTTL, PauseTTL: cfg.PauseTTL, AskTimeout: cfg.AskTimeout, Admins: cfg.Admins, Log: log, Benchmarks: cfg.Benchmarks,
 		ReceiptURL: func(id string) string { return cfg.PublicURL + "/r/" + id },

@@ -33,6 +33,7 @@ type Store interface {
 	billing.Store
 	research.Store
 	scheduler.Store
+	research.RouteQueue
 	SetFirer(f scheduler.Firer)
 	Migrate(ctx context.Context) ([]string, error)
 	CheckSchema(ctx context.Context) error
@@ -241,9 +242,10 @@ func build(pg *pgxpool.Config, sqlPath string, opts Options, mkt market.Provider
 		}
 	}
 	health := llm.NewHealth(llm.HealthOptions{})
+	gate := &research.Gate{Queue: s, Now: now}
 	e := &research.Engine{
-		Store: s, Ledger: s, Catalog: cat, Market: mkt, Health: health, Sink: sink,
-		LLM: &llm.Client{HTTPClient: hc, Health: health, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		Store: s, Ledger: s, Catalog: cat, Market: mkt, Health: health, Sink: sink, Gate: gate,
+		LLM: &llm.Client{HTTPClient: hc, Health: health, Gate: gate, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 			Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }},
 		Offline:       &research.OfflineAnalyst{Pace: opts.Pace},
 		Now:           now,

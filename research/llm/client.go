@@ -30,6 +30,9 @@ type Client struct {
 	// Health, when set, skips routes that are cooling down and is told the
 	// outcome of every attempt. nil = no health tracking.
 	Health *Health
+	// Gate, when set, admits every attempt on a route with Limits within
+	// them, across instances; a 429 that still comes is reported to it.
+	Gate Gate
 
 	MaxRetries    int           // retries per route after the first attempt; 0 = the default 2, negative = none
 	BaseBackoff   time.Duration // the first retry's wait; default 500ms, doubled per retry, with jitter
@@ -179,10 +182,25 @@ func (s *call) run(routes []Route) (Result, error) {
 					break
 				}
 			}
+			var pass Pass
+			if g := s.c.Gate; g != nil && route.Limits.Any() {
+				p, err := g.Enter(s.ctx, route, s.prompt+int64(max(s.req.MaxTokens, 0)), s.req.OnQueue)
+				if err != nil || s.ctx.Err() != nil {
+					// Cancelled while waiting in line: nothing was sent,
+					// so nothing was used.
+					s.res.Route = route
+					return s.canceledUnsent(err)
+				}
+				pass = p
+			}
 			s.res.Route = route
 			s.res.CrossBucket = route.Bucket() != firstBucket
 			s.res.Attempts++
 			o := s.attempt(api, route, creq)
+			if pass != nil {
+				ra, _ := parseRetryAfter(o.retryAfter, s.c.now())
+				pass.Leave(o.status == http.StatusTooManyRequests, ra)
+			}
 			if o.err == nil {
 				s.succeed(route, o)
 				s.spent(route, s.res.Usage)
@@ -288,6 +306,18 @@ func (s *call) canceled(delivered int64, sleepErr error) (Result, error) {
 		cause = sleepErr
 	}
 	return s.done(fmt.Errorf("llm: stream canceled: %w", cause))
+}
+
+// canceledUnsent finishes a call whose context ended while an attempt
+// waited for its route's capacity: that attempt sent nothing, so the call
+// used nothing beyond what earlier attempts reported (Budget.Spent).
+func (s *call) canceledUnsent(err error) (Result, error) {
+	s.res.Usage = Usage{}
+	cause := context.Cause(s.ctx)
+	if cause == nil {
+		cause = err
+	}
+	return s.done(fmt.Errorf("llm: stream canceled while queued for %s: %w", s.res.Route.ID, cause))
 }
 
 func (s *call) succeed(route Route, o outcome) {

@@ -62,6 +62,9 @@ type Request struct {
 	// (default) or "none".
 	Tools      []Tool
 	ToolChoice string
+	// OnQueue, when set, is told the call's place in line while an attempt
+	// waits for its route's capacity (Client.Gate).
+	OnQueue func(Queue)
 }
 
 // Budget bounds what a Stream call may spend across its attempts (retries

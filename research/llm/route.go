@@ -27,6 +27,9 @@ type Route struct {
 	// disconnect). A cancel mid-call on such a route is charged as it
 	// bills: the call's prompt and its full output limit.
 	BillsAfterClose bool
+	// Limits, when set, are admitted within by the Client's Gate across
+	// every instance calling the route.
+	Limits Limits
 }
 
 var (

@@ -33,14 +33,18 @@ import (
 // Store is a billing.Store in one SQLite file.
 type Store struct {
 	*sqlcore.Core
+	// Route lines live in memory: this process is every caller of its
+	// routes (research.RouteQueue).
+	*research.MemoryRouteQueue
 	DB    *sql.DB
 	queue *riverqueue.Queue[*sql.Tx]
 }
 
 var (
-	_ billing.Store   = (*Store)(nil)
-	_ research.Store  = (*Store)(nil)
-	_ scheduler.Store = (*Store)(nil)
+	_ billing.Store       = (*Store)(nil)
+	_ research.Store      = (*Store)(nil)
+	_ scheduler.Store     = (*Store)(nil)
+	_ research.RouteQueue = (*Store)(nil)
 )
 
 // Options tune a Store. The zero value is ready for production.
@@ -101,8 +105,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return &Store{
-		DB:    db,
-		queue: queue,
+		MemoryRouteQueue: &research.MemoryRouteQueue{},
+		DB:               db,
+		queue:            queue,
 		Core: &sqlcore.Core{
 			DB:             sqldb{querier{db}, db},
 			Dialect:        Dialect,

@@ -45,6 +45,8 @@ type Server struct {
 	disconnects chan Disconnect
 	chunks      atomic.Int64
 	dropped     atomic.Int64
+	// active counts completions being answered, maxActive the most at once.
+	active, maxActive atomic.Int64
 }
 
 // Request is what the fake received.
@@ -232,6 +234,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		writeError(w, Response{Status: http.StatusNotFound, Body: ErrorJSON("invalid_request_error", "unknown endpoint "+r.URL.Path)})
 		return
 	}
+	// A request is active from here until its answer's end is about to be
+	// written (the finish chunk, or an error's body), so a client that saw
+	// the end always finds it counted out.
+	var once sync.Once
+	n := s.active.Add(1)
+	for m := s.maxActive.Load(); n > m && !s.maxActive.CompareAndSwap(m, n); m = s.maxActive.Load() {
+	}
+	end := func() { once.Do(func() { s.active.Add(-1) }) }
+	defer end()
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
@@ -293,11 +304,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		w.Header()[k] = vs
 	}
 	if resp.Status >= 400 {
+		end()
 		writeError(w, resp)
 		return
 	}
-	s.stream(w, r, rec, resp)
+	s.stream(w, r, rec, resp, end)
 }
+
+// MaxActive is the most requests the server answered at once.
+func (s *Server) MaxActive() int64 { return s.maxActive.Load() }
+
+// Active counts requests being answered now.
+func (s *Server) Active() int64 { return s.active.Load() }
 
 func writeError(w http.ResponseWriter, resp Response) {
 	ct := resp.ContentType
@@ -309,7 +327,7 @@ func writeError(w http.ResponseWriter, resp Response) {
 	io.WriteString(w, resp.Body)
 }
 
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, resp Response) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, resp Response, end func()) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -427,6 +445,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 				reason = "tool_calls"
 			}
 		}
+		end()
 		if send(chunk{Choices: []choice{{Delta: delta{}, FinishReason: &reason}}}) != nil {
 			left()
 			return
@@ -442,6 +461,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 			return
 		}
 	}
+	end()
 	if s.event(w, rc, []byte("[DONE]")) != nil {
 		left()
 	}
