@@ -645,7 +645,10 @@ func (o *Outbox) idleIfEmpty() {
 func (o *Outbox) requeue(k msgKey, it *item) {
 	o.mu.Lock()
 	cur, newer := o.pending[k]
-	dropped := newer && !(it.view.Final && !cur.view.Final) && cur.stored != it.stored
+	// A newer view of the message supersedes the one that failed, unless it is that same kept message
+	// (one store id) or the failed one is the final over a progress view. Views not kept have no id to
+	// compare: any other pending one is newer.
+	dropped := newer && !(it.view.Final && !cur.view.Final) && (cur.stored == 0 || cur.stored != it.stored)
 	if !dropped {
 		o.pending[k] = it // o.idle is still open: deliver closes it after this
 	}

@@ -342,3 +342,32 @@ func TestNoticesToOneChatAreSeparate(t *testing.T) {
 		t.Fatalf("delivered %v, want both notices", got)
 	}
 }
+
+// TestOutboxFailedProgressYieldsToNewerFinal: a progress view whose delivery fails while a final of the same
+// message waits is dropped, not put back over the final (views not kept in a store have no id to tell
+// them apart; the final was once lost this way behind a progress view that kept failing).
+func TestOutboxFailedProgressYieldsToNewerFinal(t *testing.T) {
+	t.Parallel()
+	ob := bots.NewOutbox(nil)
+	g := &gatedWire{wire: newWire(), entered: make(chan string), answer: make(chan error)}
+	ob.Register("p", g, bots.Limits{})
+	start(t, ob)
+	ob.Submit(dest("a"), bots.View{Text: "progress"})
+	if got := <-g.entered; got != "progress" {
+		t.Fatalf("first send %q", got)
+	}
+	ob.Submit(dest("a"), bots.View{Text: "final", Final: true})
+	g.answer <- errors.New("render failed")
+	if got := <-g.entered; got != "final" {
+		t.Fatalf("after the failed progress the outbox sent %q, want the final", got)
+	}
+	g.answer <- nil
+	if err := ob.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.sent) != 1 || g.sent[0].text != "final" {
+		t.Fatalf("delivered %+v, want the final view", g.sent)
+	}
+}
