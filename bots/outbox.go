@@ -35,6 +35,11 @@ type Limits struct {
 	PerChatBurst int
 	Global       rate.Limit // sustained over all chats
 	GlobalBurst  int
+	// Shared keeps these budgets for every instance together in the
+	// outbox's Rates (when set): two instances editing runs in one channel
+	// spend one channel's budget. The platform's own limits apply to the
+	// bot, not to each instance.
+	Shared bool
 }
 
 // Outbox delivers views to chat messages: per message only the latest view
@@ -55,7 +60,10 @@ type Outbox struct {
 	// FinalFor is how long a final view's edit is retried before the result
 	// is posted as a new message (retried as long again); default 1 h.
 	FinalFor time.Duration
-	owner    string // names this outbox in the store's claims
+	// Rates, when set, keeps the budgets of platforms registered with
+	// Limits.Shared in the database every instance shares.
+	Rates RateStore
+	owner string // names this outbox in the store's claims
 
 	mu        sync.Mutex
 	platforms map[string]*platform
@@ -489,6 +497,15 @@ func minPositive(a, b time.Duration) time.Duration {
 func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 	defer o.idleIfEmpty()
 	now := o.now()
+	if wait := o.sharedWait(ctx, k, p, now); wait > 0 {
+		// Another instance spent the chat's (or the platform's) budget:
+		// this chat waits, keeping only its latest view meanwhile.
+		o.mu.Lock()
+		p.blocked[k.chat] = now.Add(wait)
+		o.mu.Unlock()
+		o.requeue(k, it)
+		return
+	}
 	if it.run != "" && o.Store != nil {
 		ok, wait, err := o.Store.BeginView(context.WithoutCancel(ctx), it.run, it.version, it.view.Final, now, now.Add(sendTimeout))
 		switch {
@@ -574,6 +591,39 @@ func (o *Outbox) deliver(ctx context.Context, it *item, k msgKey, p *platform) {
 		o.failed.Add(1)
 		o.Log.Error("outbox: delivery failed", "platform", k.platform, "chat_id", k.chat, "final", false, "err", err)
 	}
+}
+
+// sharedWait takes a send from the budgets every instance shares, for a
+// platform registered with Limits.Shared; it returns how long to wait when
+// they have no room (0: send now). A store that cannot be reached makes the
+// chat wait a second rather than risk the platform's 429s.
+func (o *Outbox) sharedWait(ctx context.Context, k msgKey, p *platform, now time.Time) time.Duration {
+	if o.Rates == nil || !p.limits.Shared {
+		return 0
+	}
+	var rules []RateRule
+	if l := p.limits; l.PerChat != rate.Inf && l.PerChat > 0 {
+		rules = append(rules, RateRule{Key: "ob:" + k.platform + ":chat:" + k.chat, Every: time.Duration(float64(time.Second) / float64(l.PerChat)),
+			Burst: max(l.PerChatBurst, 1), Need: 1})
+	}
+	if l := p.limits; l.Global != rate.Inf && l.Global > 0 {
+		rules = append(rules, RateRule{Key: "ob:" + k.platform + ":global", Every: time.Duration(float64(time.Second) / float64(l.Global)),
+			Burst: max(l.GlobalBurst, 1), Need: 1})
+	}
+	if len(rules) == 0 {
+		return 0
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	wait, ok, err := o.Rates.TakeRate(rctx, now, rules)
+	switch {
+	case err != nil:
+		o.Log.Warn("outbox: shared budget unavailable; waiting", "platform", k.platform, "chat_id", k.chat, "err", err)
+		return time.Second
+	case ok:
+		return 0
+	}
+	return max(wait, time.Millisecond)
 }
 
 // sendTimeout bounds one delivery.

@@ -2,6 +2,9 @@ package telegram
 
 import (
 	"context"
+	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,10 +71,62 @@ type budget struct {
 	now    func() time.Time
 	chats  map[int64]*chatBudget
 	global *rate.Limiter
+
+	// shared, when set, keeps the same budget in the database for every
+	// instance of the bot (keys under prefix); the maps above are unused.
+	shared bots.RateStore
+	prefix string
+	log    *slog.Logger
 }
 
 func newBudget() *budget {
 	return &budget{now: time.Now, chats: map[int64]*chatBudget{}, global: rate.NewLimiter(GlobalPerSecond, GlobalPerSecond)}
+}
+
+// newSharedBudget is a budget every instance of bot shares through rates
+// (nil: this process's own).
+func newSharedBudget(rates bots.RateStore, bot string, log *slog.Logger) *budget {
+	b := newBudget()
+	if rates != nil {
+		b.shared, b.prefix, b.log = rates, "tg:"+bot+":", log
+	}
+	return b
+}
+
+// botID is the bot's id, the token's part before the colon: it names the
+// bot's budget in the shared store without the secret.
+func botID(token string) string {
+	id, _, _ := strings.Cut(token, ":")
+	return id
+}
+
+// sharedWait is how long a caller is told to wait when the shared budget
+// cannot be read (the database is away): calls slow down rather than risk
+// Telegram's 429s, and they go on when it is back.
+const sharedWait = time.Second
+
+// tryShared is try on the shared budget: the same rules, kept in the
+// database and applied to every instance's calls together.
+func (b *budget) tryShared(chat int64, keep float64, keepWindow int, progress bool) (time.Duration, bool) {
+	id := strconv.FormatInt(chat, 10)
+	rules := []bots.RateRule{
+		{Key: b.prefix + "chat:" + id, Every: time.Second / PrivatePerSecond, Burst: ChatBurst, Need: 1 + keep + margin.Seconds()*PrivatePerSecond},
+		{Key: b.prefix + "global", Every: time.Second / GlobalPerSecond, Burst: GlobalPerSecond, Need: 1},
+	}
+	if chat < 0 {
+		rules = append(rules, bots.RateRule{Key: b.prefix + "group:" + id, Window: time.Minute, Max: GroupPerMinute - keepWindow, Margin: margin})
+		if progress {
+			rules = append(rules, bots.RateRule{Key: b.prefix + "progress:" + id, Every: groupProgressEvery, Burst: 1, Need: 1})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	wait, ok, err := b.shared.TakeRate(ctx, b.now(), rules)
+	if err != nil {
+		b.log.Warn("telegram: shared chat budget unavailable; waiting", "chat_id", chat, "err", err)
+		return sharedWait, false
+	}
+	return wait, ok
 }
 
 func (b *budget) get(chat int64, now time.Time) *chatBudget {
@@ -117,6 +172,9 @@ func (c *chatBudget) record(now time.Time, progress bool) {
 // try records a call if the budget allows it now, leaving keep tokens and
 // keepWindow calls of the group's minute; else it says how long to wait.
 func (b *budget) try(chat int64, keep float64, keepWindow int, progress bool) (time.Duration, bool) {
+	if b.shared != nil {
+		return b.tryShared(chat, keep, keepWindow, progress)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()

@@ -102,6 +102,11 @@ type Config struct {
 	// every reply failed to go out within it answers 503, so Telegram
 	// delivers it again.
 	WebhookWait time.Duration
+	// Rates, when set, holds the chat budget in the database every instance
+	// of this bot shares (store/postgres), so that instances together stay
+	// within Telegram's per-chat, per-group and global limits; nil keeps
+	// it in this process (one instance, or SQLite).
+	Rates bots.RateStore
 }
 
 // String describes the configuration without its secrets.
@@ -254,7 +259,7 @@ func New(cfg Config, conv Conversation) (*Adapter, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	a := &Adapter{cfg: cfg, conv: conv, log: cfg.Log, redact: newRedactor(cfg.Token), budget: newBudget(),
+	a := &Adapter{cfg: cfg, conv: conv, log: cfg.Log, redact: newRedactor(cfg.Token), budget: newSharedBudget(cfg.Rates, botID(cfg.Token), cfg.Log),
 		parts: map[int64][]partJob{}, partsIdle: closed(), finalized: map[msgKey]time.Time{}, shown: map[msgKey]shownEntry{}, webhookPath: DefaultWebhookPath}
 	hc.Transport.(*healthTransport).a = a
 	a.workers = make(chan struct{}, cmp.Or(cfg.Workers, 32))

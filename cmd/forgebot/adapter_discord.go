@@ -64,7 +64,9 @@ func setupDiscord(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) (
 	if err != nil {
 		return false, badInput("%v", err)
 	}
-	a.outbox.Register(discord.Platform, ad, discord.Limits)
+	lim := discord.Limits
+	lim.Shared = a.sharedRates() != nil // every instance's edits of a channel share its budget
+	a.outbox.Register(discord.Platform, ad, lim)
 	if dc.HTTPInteractions {
 		ad.Mount(mux)
 	}

@@ -29,6 +29,7 @@ func setupTelegram(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) 
 		WebhookURL:    strings.TrimSpace(cfg.getenv("TELEGRAM_WEBHOOK_URL")),
 		WebhookSecret: strings.TrimSpace(cfg.getenv("TELEGRAM_WEBHOOK_SECRET")),
 		Log:           a.log,
+		Rates:         a.sharedRates(),
 	}
 	if tc.WebhookURL != "" && tc.WebhookSecret == "" {
 		tc.WebhookSecret = webhookSecret(token)

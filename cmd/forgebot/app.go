@@ -163,7 +163,8 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	}
 	health := llm.NewHealth(llm.HealthOptions{})
 	a := &app{cfg: cfg, store: rs, health: health, log: log, outbox: bots.NewOutbox(log)}
-	a.outbox.Store = rs // finals survive crashes and outages; views ordered across instances
+	a.outbox.Store = rs              // finals survive crashes and outages; views ordered across instances
+	a.outbox.Rates = a.sharedRates() // platforms registered with Limits.Shared
 	// Calls on routes with limits wait in one line for every instance
 	// (PostgreSQL), or this process's (SQLite).
 	gate := &research.Gate{Queue: rs, Log: log}
@@ -192,6 +193,19 @@ func newApp(ctx context.Context, cfg Config, marketDefault string, migrate bool,
 	a.conv.Schedules = a.schedules
 	rs.SetFirer(a.schedules)
 	return a, nil
+}
+
+// sharedRates is the chat budget store every instance shares: the
+// PostgreSQL store (instances of one bot may run side by side on it); nil on
+// SQLite, whose one process keeps its budgets in memory.
+func (a *app) sharedRates() bots.RateStore {
+	if strings.HasPrefix(a.cfg.DatabaseURL, "sqlite:") {
+		return nil
+	}
+	if r, ok := a.store.(bots.RateStore); ok {
+		return r
+	}
+	return nil
 }
 
 // setState registers an adapter's health for /healthz.

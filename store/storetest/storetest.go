@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/research"
 )
 
@@ -16,6 +17,7 @@ import (
 type Store interface {
 	billing.Store
 	research.Store
+	bots.RateStore
 	Migrate(ctx context.Context) ([]string, error)
 	CheckSchema(ctx context.Context) error
 }
@@ -140,6 +142,7 @@ func Run(t *testing.T, h Harness) {
 		{"EndedRunIsFrozen", testEndedRunIsFrozen},
 		{"ContinueRunExtends", testContinueRunExtends},
 		{"RunStages", testRunStages},
+		{"Rates", testRates},
 		{"Payments", testPayments},
 		{"RefundDebt", testRefundDebt},
 		{"WelcomeGrant", testWelcomeGrant},
