@@ -456,6 +456,20 @@ func (r *rig) noticesSoFar() []string {
 	return slices.Clone(r.notices)
 }
 
+// noticesAtLeast waits until n notices were sent: a fire's outcome is stored before its notice goes out,
+// and when another instance's worker fired it the notice comes from that goroutine.
+func (r *rig) noticesAtLeast(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(runWait)
+	for {
+		ns := r.noticesSoFar()
+		if len(ns) >= n || time.Now().After(deadline) {
+			return ns
+		}
+		time.Sleep(5 * time.Millisecond) // polling the recorded notices, not synchronising goroutines
+	}
+}
+
 // TestFireFailsOnLastAttempt: a fire whose quote fails for a reason other
 // than a bad request (market data down) stays pending while the queue will
 // retry it, and is recorded as failed, with a notice, on the last attempt.
@@ -489,7 +503,7 @@ func TestFireFailsOnLastAttempt(t *testing.T) {
 	if err != nil || f.Outcome != scheduler.FailedOutcome || !strings.Contains(f.Note, "market data for AAPL is unavailable (ref ") || strings.Contains(f.Note, "test outage") || strings.Contains(f.Note, "demo") || f.RunID != "" {
 		t.Fatalf("fire after the last attempt = %+v, %v", f, err)
 	}
-	notices := r.noticesSoFar()
+	notices := r.noticesAtLeast(t, 1)
 	if len(notices) != 1 || !strings.Contains(notices[0], "Scheduled research on AAPL ("+sc.ID+") at ") ||
 		!strings.Contains(notices[0], "failed: market data for AAPL is unavailable") || !strings.Contains(notices[0], "Nothing was charged") {
 		t.Fatalf("notices = %q", notices)
@@ -542,7 +556,7 @@ func TestFireFailureThroughQueue(t *testing.T) {
 	if fs[0].Outcome != scheduler.FailedOutcome || !strings.Contains(fs[0].Note, "market data for AAPL is unavailable") {
 		t.Fatalf("fire = %+v", fs[0])
 	}
-	if n := r.noticesSoFar(); len(n) != 1 || !strings.Contains(n[0], "failed: market data for AAPL is unavailable") {
+	if n := r.noticesAtLeast(t, 1); len(n) != 1 || !strings.Contains(n[0], "failed: market data for AAPL is unavailable") {
 		t.Fatalf("notices = %q", n)
 	}
 	r.b.CheckSettled()
@@ -566,7 +580,7 @@ func TestCostCapSkip(t *testing.T) {
 	if fs[0].Outcome != scheduler.SkippedCap || fs[0].RunID != "" || !strings.Contains(fs[0].Note, "above the cap of $0.000001") {
 		t.Fatalf("capped fire = %+v", fs[0])
 	}
-	notices := r.noticesSoFar()
+	notices := r.noticesAtLeast(t, 1)
 	if len(notices) != 1 || !strings.Contains(notices[0], "was skipped: its quote holds up to $") || !strings.Contains(notices[0], "above the cap of $0.000001") {
 		t.Fatalf("notices = %q", notices)
 	}
@@ -639,7 +653,7 @@ func TestSpendLimitSkip(t *testing.T) {
 	if fs[0].Outcome != scheduler.SkippedLimit || fs[0].RunID != "" {
 		t.Fatalf("fire at the limit = %+v", fs[0])
 	}
-	notices := r.noticesSoFar()
+	notices := r.noticesAtLeast(t, 1)
 	if len(notices) != 1 || !strings.Contains(notices[0], "was skipped") || !strings.Contains(notices[0], "daily limit") || !strings.Contains(notices[0], "/limit") {
 		t.Fatalf("notices = %q", notices)
 	}
