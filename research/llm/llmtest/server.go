@@ -352,6 +352,27 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		}
 		return s.event(w, rc, b)
 	}
+	// emit writes one delta and counts it, with n bytes toward what the
+	// request was streamed. It is counted before the write, so a client that
+	// has seen the chunk always finds it counted, and taken back if the write
+	// fails (the client left: emit reports false).
+	emit := func(d delta, n int64) bool {
+		written++
+		s.chunks.Add(1)
+		if send(chunk{Choices: []choice{{Delta: d}}}) != nil {
+			written--
+			s.chunks.Add(-1)
+			left()
+			return false
+		}
+		s.mu.Lock()
+		if s.streamed == nil {
+			s.streamed = map[int]int64{}
+		}
+		s.streamed[rec.Index] += n
+		s.mu.Unlock()
+		return true
+	}
 	for i := 0; i < len(resp.Chunks) || (resp.Forever && len(resp.Chunks) > 0 && len(resp.ToolCalls) == 0); i++ {
 		text := resp.Chunks[i%len(resp.Chunks)]
 		if !s.wait(r, resp) {
@@ -362,22 +383,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 		if i == 0 {
 			d.Role = "assistant"
 		}
-		// Counted before the write, so a client that has seen the chunk
-		// always finds it counted; taken back if the write fails.
-		written++
-		s.chunks.Add(1)
-		if send(chunk{Choices: []choice{{Delta: d}}}) != nil {
-			written--
-			s.chunks.Add(-1)
-			left()
+		if !emit(d, int64(len(text))) {
 			return
 		}
-		s.mu.Lock()
-		if s.streamed == nil {
-			s.streamed = map[int]int64{}
-		}
-		s.streamed[rec.Index] += int64(len(text))
-		s.mu.Unlock()
 	}
 	// Tool calls stream as real servers send them: per call, a first delta
 	// with its index, id, type and name, then its arguments in fragments
@@ -409,20 +417,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec Request, res
 			if k == 0 && j == 0 && len(resp.Chunks) == 0 {
 				d.Role = "assistant"
 			}
-			written++
-			s.chunks.Add(1)
-			if send(chunk{Choices: []choice{{Delta: d}}}) != nil {
-				written--
-				s.chunks.Add(-1)
-				left()
+			if !emit(d, int64(len(frag)+len(w.Function.Name)+len(w.ID))) {
 				return
 			}
-			s.mu.Lock()
-			if s.streamed == nil {
-				s.streamed = map[int]int64{}
-			}
-			s.streamed[rec.Index] += int64(len(frag) + len(w.Function.Name) + len(w.ID))
-			s.mu.Unlock()
 		}
 	}
 	switch {
