@@ -3,7 +3,10 @@ package research_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -48,21 +51,36 @@ func BenchmarkQuote(b *testing.B) {
 	}
 }
 
-// BenchmarkConcurrentRuns: 1,000 runs at once on PostgreSQL, each streaming
-// 500 tokens from the fake. Every stream is held open until all 1,000 have
-// started, to measure the heap per running run; then they finish.
+// BenchmarkConcurrentRuns: 1,000 quick runs confirmed at once on PostgreSQL
+// (River, 1,000 workers on one instance), each streaming 500 tokens from the
+// fake OpenAI-compatible API, which runs in a child process (the test binary
+// re-run) so that this process's memory is the runs'. Every stream writes its
+// first chunk and is then held until all 1,000 runs have received one: the
+// heap (after a GC) and the goroutine stacks are read then, against the same
+// readings (after a GC) with the runs quoted but not confirmed; then the
+// streams are released and every run settles. runs/s is confirm to the last
+// final event, less the time the streams were held for the reading.
+//
+// h1 is the fake over plain http (HTTP/1.1, a connection per stream); h2 over
+// https with HTTP/2, as providers serve, through the providers' client
+// (llm.NewHTTPClient) in both. FORGE_BENCH_PROFILE=DIR writes the heap and
+// goroutine profiles of the reading there.
 func BenchmarkConcurrentRuns(b *testing.B) {
+	for _, proto := range []string{"h1", "h2"} {
+		b.Run(proto, func(b *testing.B) { concurrentRuns(b, proto) })
+	}
+}
+
+func concurrentRuns(b *testing.B, proto string) {
 	const runs, tokens = 1000, 500
+	if os.Getenv("FORGE_BENCH_PROFILE") != "" {
+		runtime.MemProfileRate = 1024
+	}
 	for b.Loop() {
 		b.StopTimer()
-		bed := testbed.New(b, testbed.Options{Postgres: true, MaxWorkers: runs, RoutesFor: apiRoutes})
-		gate := make(chan struct{})
-		chunks := make([]string, tokens)
-		for i := range chunks {
-			chunks[i] = "tok "
-		}
-		// The first chunk of each stream waits on the gate; closing it releases all.
-		bed.LLM.SetDefault(llmtest.Stream(chunks...).WithGate(gateOnce(gate)))
+		fake := testbed.StartLLMChild(b, proto, tokens)
+		bed := testbed.New(b, testbed.Options{Postgres: true, MaxWorkers: runs, RoutesFor: apiRoutes,
+			MaxConns: 40, LLMURL: fake.URL, LLMClient: fake.Client, SlimEvents: true})
 		var quotes []research.Quote
 		for i := range runs {
 			who := billing.Identity{Platform: "bench", ExternalID: fmt.Sprint(i % 50)}
@@ -74,9 +92,7 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 			}
 			quotes = append(quotes, q)
 		}
-		runtime.GC()
-		var before runtime.MemStats
-		runtime.ReadMemStats(&before)
+		before := readMemory()
 		b.StartTimer()
 		start := time.Now()
 		ids := make([]string, runs)
@@ -91,40 +107,77 @@ func BenchmarkConcurrentRuns(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		// Wait until every run streams, then read the heap.
+		confirmed := time.Since(start)
+		// Every run has received its stream's first chunk: it is in the
+		// middle of its model call.
 		for _, id := range ids {
-			bed.Events.Wait(b, id, 2*time.Minute, func(ev research.Event) bool { return ev.Run.State == research.Running })
+			bed.Events.Wait(b, id, 2*time.Minute, func(ev research.Event) bool { return ev.TokensOut > 0 })
 		}
-		waitStreams(b, bed, runs)
-		var during runtime.MemStats
-		runtime.ReadMemStats(&during)
-		close(gate)
+		heldAt := time.Now()
+		during := readMemory()
+		if dir := os.Getenv("FORGE_BENCH_PROFILE"); dir != "" {
+			writeProfiles(b, dir, proto)
+		}
+		if err := fake.Release(); err != nil {
+			b.Fatal(err)
+		}
+		held := time.Since(heldAt)
 		for _, id := range ids {
 			if ev := bed.Events.WaitFinal(b, id, 2*time.Minute); ev.Run.State != research.Succeeded {
 				b.Fatalf("run %s: %s %s", id, ev.Run.State, ev.Run.Error)
 			}
 		}
-		elapsed := time.Since(start)
+		elapsed := time.Since(start) - held
 		b.StopTimer()
+		st, err := fake.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Requests != runs || (proto == "h2") != (st.HTTP2 == runs) || st.MaxActive != runs {
+			b.Fatalf("the fake saw %+v", st)
+		}
+		heap := float64(int64(during.heap)-int64(before.heap)) / runs / 1024
+		stack := float64(int64(during.stack)-int64(before.stack)) / runs / 1024
 		b.ReportMetric(float64(runs)/elapsed.Seconds(), "runs/s")
-		b.ReportMetric(float64(int64(during.HeapAlloc)-int64(before.HeapAlloc))/runs/1024, "heap_KiB/running_run")
+		b.ReportMetric(confirmed.Seconds(), "confirm_s")
+		b.ReportMetric(heap, "heap_KiB/running_run")
+		b.ReportMetric(stack, "stack_KiB/running_run")
+		b.ReportMetric(heap+stack, "total_KiB/running_run")
+		b.ReportMetric(float64(during.goroutines-before.goroutines)/runs, "goroutines/running_run")
 		bed.CheckLedger()
 		b.StartTimer()
 	}
 }
 
-// gateOnce returns a channel that yields forever once gate is closed: every
-// chunk of every stream passes after the release.
-func gateOnce(gate chan struct{}) <-chan struct{} { return gate }
+// memory is what readMemory reads: live heap, goroutine stacks, goroutines.
+type memory struct {
+	heap, stack uint64
+	goroutines  int
+}
 
-// waitStreams waits until the fake has n requests in flight.
-func waitStreams(b *testing.B, bed *testbed.Bed, n int) {
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(bed.LLM.Requests()) < n {
-		if time.Now().After(deadline) {
-			b.Fatalf("only %d streams started", len(bed.LLM.Requests()))
+// readMemory collects garbage first, so the heap is what is live.
+func readMemory() memory {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return memory{heap: m.HeapAlloc, stack: m.StackInuse, goroutines: runtime.NumGoroutine()}
+}
+
+// writeProfiles writes the heap and goroutine profiles to dir.
+func writeProfiles(b *testing.B, dir, name string) {
+	for _, p := range []string{"heap", "goroutine"} {
+		f, err := os.Create(filepath.Join(dir, name+"."+p))
+		if err != nil {
+			b.Fatal(err)
 		}
-		runtime.Gosched()
+		debug := 0
+		if p == "goroutine" {
+			debug = 1
+		}
+		if err := pprof.Lookup(p).WriteTo(f, debug); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
 	}
 }
 

@@ -79,6 +79,10 @@ type Engine struct {
 	pausing map[string]bool                    // of those, the ones asked to pause here
 	charts  market.ChartCache                  // charts drawn, shared by runs of the same data
 	cancels sync.Map                           // run id -> when this process was asked to cancel it
+
+	leaseMu  sync.Mutex
+	leases   map[*heldLease]struct{} // leases held by executions here (lease.go)
+	renewing bool                    // the renewer is running
 }
 
 func (e *Engine) now() time.Time {

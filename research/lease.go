@@ -3,6 +3,7 @@ package research
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -82,9 +83,9 @@ func (e *Engine) Instance() string {
 	return e.instance
 }
 
-// claim takes a run's lease for this instance and renews it until release;
-// the returned context carries the lease and is cancelled with ErrLeaseLost
-// when another instance took the run over.
+// claim takes a run's lease for this instance, has the engine's renewer
+// keep it until release, and returns a context that carries the lease and
+// is cancelled with ErrLeaseLost when another instance took the run over.
 func (e *Engine) claim(ctx context.Context, runID string) (context.Context, func(), error) {
 	ttl, owner := e.leaseTTL(), e.Instance()
 	db := context.WithoutCancel(ctx)
@@ -92,37 +93,90 @@ func (e *Engine) claim(ctx context.Context, runID string) (context.Context, func
 		return ctx, func() {}, err
 	}
 	lctx, lost := context.WithCancelCause(WithLease(ctx, owner))
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		var failing streak
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				err := e.Store.RenewLease(db, runID, owner, time.Now().Add(ttl))
-				if errors.Is(err, ErrLeaseLost) {
-					e.log().Warn("run lease lost: another instance took the run over", "run_id", runID)
-					lost(ErrLeaseLost)
-					return
-				}
-				if err != nil && failing.fail() {
-					e.log().Warn("renew run lease", "run_id", runID, "err", err, "failures", failing.n)
-				} else if err == nil && failing.ok() > 0 {
-					e.log().Info("renew run lease works again", "run_id", runID)
-				}
-			}
-		}
-	}()
+	l := &heldLease{id: runID, lost: lost}
+	e.leaseMu.Lock()
+	if e.leases == nil {
+		e.leases = map[*heldLease]struct{}{}
+	}
+	e.leases[l] = struct{}{}
+	if !e.renewing {
+		e.renewing = true
+		go e.renewLeases(owner, ttl)
+	}
+	e.leaseMu.Unlock()
 	return lctx, func() {
-		close(done)
+		e.leaseMu.Lock()
+		delete(e.leases, l)
+		e.leaseMu.Unlock()
 		lost(nil)
 		if err := e.Store.ReleaseLease(db, runID, owner); err != nil {
 			e.log().Warn("release run lease", "run_id", runID, "err", err)
 		}
 	}, nil
+}
+
+// heldLease is a run's lease held by an execution in this process.
+type heldLease struct {
+	id      string
+	lost    context.CancelCauseFunc
+	failing streak // touched by the renewer only
+}
+
+// renewLeases is the engine's one lease renewer (not one goroutine per run):
+// every ttl/3 it renews every lease this process's executions hold, and
+// cancels, with ErrLeaseLost, the execution of a run another instance took
+// over. It ends when no execution holds a lease; the next claim starts it.
+func (e *Engine) renewLeases(owner string, ttl time.Duration) {
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	var held []*heldLease
+	for range t.C {
+		e.leaseMu.Lock()
+		if len(e.leases) == 0 {
+			e.renewing = false
+			e.leaseMu.Unlock()
+			return
+		}
+		held = held[:0]
+		for l := range e.leases {
+			held = append(held, l)
+		}
+		e.leaseMu.Unlock()
+		// A few statements at a time: a thousand runs' renewals must not
+		// take a tick's time one after the other on a slow database.
+		const parallel = 8
+		sem := make(chan struct{}, parallel)
+		var wg sync.WaitGroup
+		for _, l := range held {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				e.renewLease(l, owner, ttl)
+			})
+		}
+		wg.Wait()
+		clear(held)
+	}
+}
+
+// renewLease renews one held lease.
+func (e *Engine) renewLease(l *heldLease, owner string, ttl time.Duration) {
+	err := e.Store.RenewLease(context.Background(), l.id, owner, time.Now().Add(ttl))
+	e.leaseMu.Lock()
+	_, still := e.leases[l]
+	e.leaseMu.Unlock()
+	switch {
+	case !still:
+		// Released while renewing: the execution ended, and a lost
+		// lease now says nothing.
+	case errors.Is(err, ErrLeaseLost):
+		e.log().Warn("run lease lost: another instance took the run over", "run_id", l.id)
+		l.lost(ErrLeaseLost)
+	case err != nil && l.failing.fail():
+		e.log().Warn("renew run lease", "run_id", l.id, "err", err, "failures", l.failing.n)
+	case err == nil && l.failing.ok() > 0:
+		e.log().Info("renew run lease works again", "run_id", l.id)
+	}
 }
 
 func (e *Engine) isActive(runID string) bool {

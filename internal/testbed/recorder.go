@@ -11,9 +11,25 @@ import (
 // Recorder is a research.Sink that keeps every event and lets tests wait for
 // one that matches, on a signal rather than a sleep.
 type Recorder struct {
+	// Slim keeps of each event only the run's id, state, error and stages
+	// done, the tokens out, the note and Final (a benchmark reading the heap
+	// must not count every event's snapshot of its run). Set before use.
+	Slim bool
+
 	mu      sync.Mutex
 	events  []research.Event
+	slim    []slimEvent // instead of events, when Slim
 	changed chan struct{}
+}
+
+// len and at read the events kept, whole or slim; r.mu is held.
+func (r *Recorder) len() int { return len(r.events) + len(r.slim) }
+
+func (r *Recorder) at(i int) research.Event {
+	if i < len(r.events) {
+		return r.events[i]
+	}
+	return r.slim[i-len(r.events)].event()
 }
 
 // NewRecorder makes an empty recorder.
@@ -23,7 +39,11 @@ func NewRecorder() *Recorder { return &Recorder{changed: make(chan struct{})} }
 func (r *Recorder) Publish(ev research.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
+	if r.Slim {
+		r.slim = append(r.slim, slimOf(ev))
+	} else {
+		r.events = append(r.events, ev)
+	}
 	close(r.changed)
 	r.changed = make(chan struct{})
 }
@@ -33,8 +53,8 @@ func (r *Recorder) Of(runID string) []research.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []research.Event
-	for _, ev := range r.events {
-		if ev.Run.ID == runID {
+	for i := range r.len() {
+		if ev := r.at(i); ev.Run.ID == runID {
 			out = append(out, ev)
 		}
 	}
@@ -49,8 +69,8 @@ func (r *Recorder) Wait(t testing.TB, runID string, timeout time.Duration, match
 	defer deadline.Stop()
 	for {
 		r.mu.Lock()
-		for _, ev := range r.events {
-			if ev.Run.ID == runID && match(ev) {
+		for i := range r.len() {
+			if ev := r.at(i); ev.Run.ID == runID && match(ev) {
 				r.mu.Unlock()
 				return ev
 			}

@@ -52,6 +52,9 @@ type Options struct {
 	Admins    []billing.Identity
 	// MaxWorkers bounds concurrent runs per instance (default 100).
 	MaxWorkers int
+	// MaxConns, on PostgreSQL, is the pool's size (default a quarter of
+	// MaxWorkers, between 8 and 80).
+	MaxConns int
 	// ProgressEvery is the engine's streaming progress interval (default 250 ms).
 	ProgressEvery time.Duration
 	// RescueAfter is how long River lets a job stay running before it
@@ -70,6 +73,12 @@ type Options struct {
 	// LocalQueue gives each instance a River queue of its own, as the demo
 	// and `forgebot research` have (the default is serve's shared queue).
 	LocalQueue bool
+	// LLMURL and LLMClient, when set, replace the bed's in-process fake LLM
+	// API for the routes RoutesFor makes (an LLMChild's).
+	LLMURL    string
+	LLMClient *http.Client
+	// SlimEvents makes Events a slim recorder (Recorder.Slim).
+	SlimEvents bool
 }
 
 // Bed is one wired engine on one fresh database.
@@ -112,6 +121,7 @@ func (c *Clock) Advance(d time.Duration) {
 func New(t testing.TB, opts Options) *Bed {
 	t.Helper()
 	b := &Bed{t: t, opts: opts, Clock: &Clock{}, Events: NewRecorder(), LLM: llmtest.NewServer(t)}
+	b.Events.Slim = opts.SlimEvents
 	b.Market = demoMarket()
 	if opts.Postgres {
 		_, b.pgConfig = pgtest.Schema(t)
@@ -147,7 +157,11 @@ func (b *Bed) instanceTo(workers bool, extra research.Sink) (Store, *research.En
 		// extra first: once Events has an event, extra has handled it.
 		sink = research.SinkFunc(func(ev research.Event) { extra.Publish(ev); b.Events.Publish(ev) })
 	}
-	in, err := build(b.pgConfig, b.sqlPath, b.opts, b.Market, b.LLM.URL(), b.LLM.Client(), b.Clock.Now, sink, workers)
+	url, hc := b.LLM.URL(), b.LLM.Client()
+	if b.opts.LLMURL != "" {
+		url, hc = b.opts.LLMURL, b.opts.LLMClient
+	}
+	in, err := build(b.pgConfig, b.sqlPath, b.opts, b.Market, url, hc, b.Clock.Now, sink, workers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +228,9 @@ func build(pg *pgxpool.Config, sqlPath string, opts Options, mkt market.Provider
 		// PostgreSQL allows 100 connections and tests run in parallel: small
 		// pools, except for benchmarks that ask for many workers.
 		cfg.MaxConns = int32(min(80, max(8, opts.MaxWorkers/4)))
+		if opts.MaxConns > 0 {
+			cfg.MaxConns = int32(opts.MaxConns)
+		}
 		if opts.Tracer != nil {
 			cfg.ConnConfig.Tracer = opts.Tracer
 		}

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"bytes"
+	"crypto/tls"
 	"context"
 	"io"
 	"math"
@@ -128,18 +129,28 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return max(t.Sub(now), 0), true
 }
 
-// defaultHTTPClient is shared by every Client without its own, so connections
-// are pooled. It has no overall timeout: a stream can rightly last minutes,
-// and Client.IdleTimeout catches a stalled one.
-var defaultHTTPClient = sync.OnceValue(func() *http.Client {
+// defaultHTTPClient is shared by every Client without its own (serve and the
+// command line use it), so connections are pooled.
+var defaultHTTPClient = sync.OnceValue(func() *http.Client { return NewHTTPClient(nil) })
+
+// NewHTTPClient is the client for providers: one pooled transport that
+// speaks HTTP/2 to every https route whose server offers it (ALPN h2), so
+// concurrent streams to one provider share a few connections instead of
+// opening one each; plain http routes (a local server) get HTTP/1.1, with
+// enough idle connections per host kept for a burst of runs to reuse. It
+// has no overall timeout: a stream can rightly last minutes, and
+// Client.IdleTimeout catches a stalled one. tlsConfig, when set, is the TLS
+// configuration (a test's root CA); nil = the system's.
+func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       tlsConfig,
+		ForceAttemptHTTP2:     true, // needed with a custom DialContext or TLS config
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   16,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 	}}
-})
+}

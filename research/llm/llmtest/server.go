@@ -12,6 +12,7 @@
 package llmtest
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -62,6 +63,8 @@ type Request struct {
 	Authorization       bool           // an Authorization header was present
 	BearerToken         string         // the token after "Bearer ", so tests can check which key a route used
 	Body                []byte
+	// Proto is the HTTP version the request came over ("HTTP/1.1", "HTTP/2.0").
+	Proto string
 	// Tools names the tools the request offered, in order; ToolChoice is
 	// its tool_choice ("" when none was sent).
 	Tools      []string
@@ -117,17 +120,37 @@ const disconnectBuffer = 64
 // NewServer starts a fake and closes it when the test ends. Its default
 // response is Stream("Hello", " from", " llmtest.").
 func NewServer(tb testing.TB) *Server {
-	s := &Server{
-		quit:        make(chan struct{}),
-		def:         Stream("Hello", " from", " llmtest."),
-		disconnects: make(chan Disconnect, disconnectBuffer),
-	}
+	s := newServer()
 	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
 	if tb != nil {
 		tb.Cleanup(s.Close)
 	}
 	return s
 }
+
+// NewTLSServer is NewServer over HTTPS with HTTP/2 offered (ALPN h2), as
+// providers serve; Certificate is what a client must trust.
+func NewTLSServer(tb testing.TB) *Server {
+	s := newServer()
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.handle))
+	s.srv.EnableHTTP2 = true
+	s.srv.StartTLS()
+	if tb != nil {
+		tb.Cleanup(s.Close)
+	}
+	return s
+}
+
+func newServer() *Server {
+	return &Server{
+		quit:        make(chan struct{}),
+		def:         Stream("Hello", " from", " llmtest."),
+		disconnects: make(chan Disconnect, disconnectBuffer),
+	}
+}
+
+// Certificate is the TLS server's certificate (nil for a plain server).
+func (s *Server) Certificate() *x509.Certificate { return s.srv.Certificate() }
 
 // URL is the OpenAI-compatible base URL, ending in /v1.
 func (s *Server) URL() string { return s.srv.URL + "/v1" }
@@ -270,7 +293,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: r.URL.Path, Model: in.Model, Messages: in.Messages,
 		MaxTokens: in.MaxTokens, MaxCompletionTokens: in.MaxCompletionTokens,
 		Stream: in.Stream, StreamOptions: in.StreamOptions,
-		Authorization: auth != "", BearerToken: strings.TrimPrefix(auth, "Bearer "), Body: body,
+		Authorization: auth != "", BearerToken: strings.TrimPrefix(auth, "Bearer "), Body: body, Proto: r.Proto,
 	}
 	for _, t := range in.Tools {
 		rec.Tools = append(rec.Tools, t.Function.Name)
