@@ -2,8 +2,8 @@ package llm
 
 import (
 	"bytes"
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"io"
 	"math"
 	"net"
