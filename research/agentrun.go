@@ -108,7 +108,7 @@ func (e *Engine) executeAgent(ctx, runCtx context.Context, r Run, attempt, maxAt
 		}
 		e.publish(e.event(r, note))
 		start := e.now()
-		res, err := e.call(runCtx, r, writer, routes, req)
+		res, err := e.call(runCtx, &r, writer, routes, req)
 		e.recordFailures(db, r, res)
 		if err != nil {
 			if runCtx.Err() != nil {

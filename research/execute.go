@@ -48,25 +48,62 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 	return err
 }
 
+// execute runs a claimed run. It and the functions on the stack while a
+// model call streams (stages, stage, callStage) keep small frames: runs are
+// passed by pointer and everything that copies a Run or an Event is done in
+// a function of its own, so that the goroutine of a run waiting on its model
+// (most of a run's life) needs a small stack, not 32 KiB.
 func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts int) error {
+	x, err := e.start(ctx, runID, attempt, maxAttempts)
+	if x == nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.track(runID, cancel)()
+	if x.r.Agent != nil {
+		return e.executeAgentOf(ctx, runCtx, x)
+	}
+	return e.stages(ctx, runCtx, x)
+}
+
+// staged is a staged run being executed: the run as this worker last read
+// or wrote it, its data, and what its stages need.
+type staged struct {
+	r                    Run
+	plan                 Plan
+	short                string // why the hold cannot pay for the rest (holdTooShort)
+	attempt, maxAttempts int
+	g                    gathered
+	routes               []llm.Route
+	writer               Writer
+	budget               *runBudget
+	missing              string // a whole-run stage that failed after others had written
+}
+
+// start moves a queued (or interrupted) run to running. It returns nil and
+// the outcome when the run ends or pauses here instead.
+//
+//go:noinline
+func (e *Engine) start(ctx context.Context, runID string, attempt, maxAttempts int) (*staged, error) {
 	// The queue ends ctx on a cancel from another instance, a timeout or a
 	// shutdown; the run's bookkeeping must still reach the store so that
 	// every way out settles or pauses the run, never leaves it half-done.
 	db := context.WithoutCancel(ctx)
 	r, err := e.Store.Run(db, runID)
 	if errors.Is(err, ErrNotFound) {
-		return nil // nothing to do; a job without a run must not retry forever
+		return nil, nil // nothing to do; a job without a run must not retry forever
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch r.State {
 	case Succeeded, Partial, Failed, Cancelled, Expired, Paused:
-		return nil
+		return nil, nil
 	case Cancelling:
-		return e.finish(ctx, r.ID, Cancelled, "cancelled", nil, "")
+		return nil, e.finish(ctx, r.ID, Cancelled, "cancelled", nil, "")
 	case Pausing:
-		return e.pauseOrGoOn(ctx, r.ID, attempt, maxAttempts)
+		return nil, e.pauseOrGoOn(ctx, r.ID, attempt, maxAttempts)
 	}
 	plan := Plans[r.Request.Depth]
 	// Read once: the hold's expiry is minutes to hours away, the data's
@@ -74,7 +111,7 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 	short := e.holdTooShort(db, r, plan)
 	if short != "" && !wroteAny(r) {
 		// Starting would spend what nobody can be charged for.
-		return e.finish(ctx, r.ID, Failed, short, nil, short+"; nothing was charged: ask for a new quote")
+		return nil, e.finish(ctx, r.ID, Failed, short, nil, short+"; nothing was charged: ask for a new quote")
 	}
 	resumed := r.State == Running
 	r, err = e.Store.UpdateRun(db, runID, "worker", "started", func(r *Run) error {
@@ -88,28 +125,51 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 		return nil
 	})
 	if errors.Is(err, ErrWrongState) {
-		return e.execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
+		return nil, e.execute(ctx, runID, attempt, maxAttempts) // a cancel or pause landed meanwhile
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	note := "running"
 	if resumed {
 		note = fmt.Sprintf("resuming from stage %d after an interruption", r.Done+1)
 	}
 	e.publish(e.event(r, note))
+	return &staged{r: r, plan: plan, short: short, attempt: attempt, maxAttempts: maxAttempts}, nil
+}
 
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer e.track(runID, cancel)()
-	if r.Agent != nil {
-		return e.executeAgent(ctx, runCtx, r, attempt, maxAttempts)
+//go:noinline
+func (e *Engine) executeAgentOf(ctx, runCtx context.Context, x *staged) error {
+	return e.executeAgent(ctx, runCtx, x.r, x.attempt, x.maxAttempts)
+}
+
+// stages fetches a staged run's data and runs its stages from the first
+// not done, then delivers it.
+func (e *Engine) stages(ctx, runCtx context.Context, x *staged) error {
+	if err, end := e.prepare(ctx, runCtx, x); end {
+		return err
 	}
+	// r.Missing set: an earlier attempt stopped at a failed stage (and then
+	// the process died); the run ends partial as it would have.
+	for i := x.r.Done; i < len(x.r.Stages) && x.r.Missing == ""; i++ {
+		if err, end := e.stage(ctx, runCtx, x, i); end {
+			return err
+		}
+	}
+	return e.deliverStaged(ctx, x, x.r.Missing, "")
+}
 
-	g := e.gatherRun(runCtx, r, plan)
+// prepare gathers the run's data (the chart drawn, the bars let go) and
+// sets up its routes and budget; end is true when the run ended here.
+//
+//go:noinline
+func (e *Engine) prepare(ctx, runCtx context.Context, x *staged) (err error, end bool) {
+	db := context.WithoutCancel(ctx)
+	r, runID := x.r, x.r.ID
+	g := e.gatherRun(runCtx, r, x.plan)
 	if runCtx.Err() != nil {
 		// Cancelled (or shut down) while fetching: not a data failure.
-		return e.interrupted(ctx, runCtx, r, nil, g, r.Done)
+		return e.interrupted(ctx, runCtx, r, nil, g, r.Done), true
 	}
 	if len(g.failed) > 0 {
 		r, err = e.Store.UpdateRun(db, runID, "worker", "market data", func(r *Run) error {
@@ -120,31 +180,32 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 			return nil
 		})
 		if err != nil {
-			return err
+			return err, true
 		}
 	}
-	if len(g.series) == 0 {
-		return e.finish(ctx, runID, Failed, "no market data for any symbol", nil, "no market data: "+joinErrors(g.failed))
+	x.r, x.g = r, g
+	if len(g.ind) == 0 {
+		return e.finish(ctx, runID, Failed, "no market data for any symbol", nil, "no market data: "+joinErrors(g.failed)), true
 	}
-	if short != "" {
+	if x.short != "" {
 		// Resumed with stages written but a hold that would lapse before
 		// the rest could finish: deliver what was written.
-		return e.deliver(ctx, r, g, plan, "remaining stages not run: "+short, short)
+		return e.deliver(ctx, r, g, x.plan, "remaining stages not run: "+x.short, x.short), true
 	}
-	routes := e.routes(r)
-	writer := e.writer(r.Offline)
+	x.routes = e.routes(r)
+	x.writer = e.writer(r.Offline)
 	// The run as this worker last read or wrote it: while nothing else
 	// writes it (a cancel, a pause, a redirect), each write below is one
 	// statement based on this version (AdvanceRun), and the run is not read
 	// again between stages. Any other write moves the version: the next
 	// write is refused as stale and goes through UpdateRun, which reads the
 	// run afresh, so the loop sees the cancel or pause at the next stage.
-	budget := newRunBudget(r, func(exposure map[string]Tokens) error {
-		p := r.Progress()
+	x.budget = newRunBudget(r, func(exposure map[string]Tokens) error {
+		p := x.r.Progress()
 		p.Exposure = exposure
-		err := e.Store.AdvanceRun(db, runID, r.Version, p, -1, "")
+		err := e.Store.AdvanceRun(db, runID, x.r.Version, p, -1, "")
 		if err == nil {
-			r.Exposure, r.Version = exposure, r.Version+1
+			x.r.Exposure, x.r.Version = exposure, x.r.Version+1
 			return nil
 		}
 		if !errors.Is(err, ErrStale) {
@@ -158,105 +219,151 @@ func (e *Engine) execute(ctx context.Context, runID string, attempt, maxAttempts
 			return nil
 		})
 		if err == nil {
-			r = fresh
+			x.r = fresh
 		}
 		return err
 	})
-	missing := "" // a whole-run stage that failed after others had written
-
-	// r.Missing set: an earlier attempt stopped at a failed stage (and then
-	// the process died); the run ends partial as it would have.
-	for i := r.Done; i < len(r.Stages) && r.Missing == ""; i++ {
-		cur := r
-		switch {
-		case cur.CancelRequested && wroteAny(cur) && len(g.series) > 0:
-			return e.cancelWithReport(ctx, cur, g, nil, i)
-		case cur.CancelRequested:
-			return e.finish(ctx, runID, Cancelled, "cancelled", nil, "")
-		case cur.PauseRequested:
-			return e.pauseOrGoOn(ctx, runID, attempt, maxAttempts)
-		}
-		st := r.Stages[i]
-		var res llm.Result
-		var text string
-		var callErr error
-		if st.Kind == StageLLM && !(st.Symbol != "" && g.failed[st.Symbol] != "") {
-			req := e.prompt(r, i, g.data, plan)
-			req.Budget = budget
-			res, err = e.call(runCtx, r, writer, routes, req)
-			e.recordFailures(db, r, res)
-			callErr = err
-			if err != nil {
-				if runCtx.Err() != nil {
-					return e.interrupted(ctx, runCtx, r, &partialUsage{route: res.Route.ID, usage: res.Usage, maxOut: int64(req.MaxTokens)}, g, i)
-				}
-				// A failed call is a failed request: it costs nothing.
-				switch {
-				case errors.Is(err, llm.ErrOverBudget):
-					// Not made: the run ends here with what was written.
-					missing = stageNames(r.Stages[i:]) + ": not run: " + noRoomText(err)
-					if !wroteAny(r) {
-						return e.finish(ctx, runID, Failed, "call does not fit the hold", nil, missing)
-					}
-				case st.Symbol != "" && len(r.Symbols) > 1:
-					g.failed[st.Symbol] = e.public(err, "", "run_id", runID, "stage", st.Name).Error() // partial: the other symbols go on
-				case wroteAny(r):
-					// What was written is delivered and charged; the run
-					// ends partial, naming the part that is missing.
-					missing = st.Name + ": " + e.public(err, "", "run_id", runID, "stage", st.Name).Error()
-					if rest := stageNames(r.Stages[i+1:]); rest != "" {
-						missing += "; not run after it: " + rest
-					}
-				default:
-					return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error())
-				}
-			}
-			text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
-		}
-		exposure := budget.exposure()
-		done := func(r *Run) error {
-			r.Done = i + 1
-			if r.Outputs == nil {
-				r.Outputs = map[int]string{}
-			}
-			r.Outputs[i] = text
-			if res.Attempts > 0 && callErr == nil { // a failed call is not charged
-				r.addUsage(res.Route.ID, res.Usage.PromptTokens, res.Usage.CompletionTokens)
-				r.InSource = worseSource(r.InSource, res.Usage.PromptSource)
-				r.OutSource = worseSource(r.OutSource, res.Usage.CompletionSource)
-			}
-			if st.Kind == StageLLM {
-				r.Exposure = exposure
-			}
-			if a := res.Anomaly; a != nil && callErr == nil {
-				r.Anomalies = append(r.Anomalies, st.Name+" on "+a.Route+": "+a.Err.Error())
-			}
-			if res.Attempts > 0 {
-				r.Attempts += res.Attempts
-				r.Failures += len(res.Failures)
-			}
-			if res.Attempts > 0 && callErr == nil && res.Route.ID != "" {
-				// Other-bucket means other than the run's bucket, whatever
-				// the catalog's order is now.
-				r.CrossBucket = r.CrossBucket || r.bucketOf(res.Route.ID) != r.Bucket
-				r.RouteID = res.Route.ID
-			}
-			r.Missing = missing // stored with the stage, so a resumed attempt ends partial too
-			if st.Symbol != "" && g.failed[st.Symbol] != "" {
-				if r.SymbolErrors == nil {
-					r.SymbolErrors = map[string]string{}
-				}
-				r.SymbolErrors[st.Symbol] = g.failed[st.Symbol]
-			}
-			return nil
-		}
-		if r, err = e.advance(db, r, i, text, done); err != nil {
-			return err
-		}
-		e.publish(e.event(r, ""))
-	}
-	return e.deliver(ctx, r, g, plan, r.Missing, "")
+	return nil, false
 }
+
+// stage runs stage i; end is true when the run ended (or paused) there.
+func (e *Engine) stage(ctx, runCtx context.Context, x *staged, i int) (err error, end bool) {
+	db := context.WithoutCancel(ctx)
+	r := &x.r
+	runID := r.ID
+	switch {
+	case r.CancelRequested && r.wrote() && len(x.g.ind) > 0:
+		return e.cancelStaged(ctx, x, i), true
+	case r.CancelRequested:
+		return e.finish(ctx, runID, Cancelled, "cancelled", nil, ""), true
+	case r.PauseRequested:
+		return e.pauseOrGoOn(ctx, runID, x.attempt, x.maxAttempts), true
+	}
+	st := &r.Stages[i]
+	res := new(llm.Result)
+	var text string
+	var callErr error
+	if st.Kind == StageLLM && !(st.Symbol != "" && x.g.failed[st.Symbol] != "") {
+		maxOut, err := e.callStage(runCtx, x, i, res)
+		e.recordStaged(db, x, res)
+		callErr = err
+		if err != nil {
+			if runCtx.Err() != nil {
+				return e.interruptedStaged(ctx, runCtx, x, &partialUsage{route: res.Route.ID, usage: res.Usage, maxOut: maxOut}, i), true
+			}
+			// A failed call is a failed request: it costs nothing.
+			switch {
+			case errors.Is(err, llm.ErrOverBudget):
+				// Not made: the run ends here with what was written.
+				x.missing = stageNames(r.Stages[i:]) + ": not run: " + noRoomText(err)
+				if !r.wrote() {
+					return e.finish(ctx, runID, Failed, "call does not fit the hold", nil, x.missing), true
+				}
+			case st.Symbol != "" && len(r.Symbols) > 1:
+				x.g.failed[st.Symbol] = e.public(err, "", "run_id", runID, "stage", st.Name).Error() // partial: the other symbols go on
+			case r.wrote():
+				// What was written is delivered and charged; the run
+				// ends partial, naming the part that is missing.
+				x.missing = st.Name + ": " + e.public(err, "", "run_id", runID, "stage", st.Name).Error()
+				if rest := stageNames(r.Stages[i+1:]); rest != "" {
+					x.missing += "; not run after it: " + rest
+				}
+			default:
+				return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error()), true
+			}
+		}
+		text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
+	}
+	exposure := x.budget.exposure()
+	kind, symbol, name := st.Kind, st.Symbol, st.Name
+	missing, failed := x.missing, x.g.failed
+	done := func(r *Run) error {
+		r.Done = i + 1
+		if r.Outputs == nil {
+			r.Outputs = map[int]string{}
+		}
+		r.Outputs[i] = text
+		if res.Attempts > 0 && callErr == nil { // a failed call is not charged
+			r.addUsage(res.Route.ID, res.Usage.PromptTokens, res.Usage.CompletionTokens)
+			r.InSource = worseSource(r.InSource, res.Usage.PromptSource)
+			r.OutSource = worseSource(r.OutSource, res.Usage.CompletionSource)
+		}
+		if kind == StageLLM {
+			r.Exposure = exposure
+		}
+		if a := res.Anomaly; a != nil && callErr == nil {
+			r.Anomalies = append(r.Anomalies, name+" on "+a.Route+": "+a.Err.Error())
+		}
+		if res.Attempts > 0 {
+			r.Attempts += res.Attempts
+			r.Failures += len(res.Failures)
+		}
+		if res.Attempts > 0 && callErr == nil && res.Route.ID != "" {
+			// Other-bucket means other than the run's bucket, whatever
+			// the catalog's order is now.
+			r.CrossBucket = r.CrossBucket || r.bucketOf(res.Route.ID) != r.Bucket
+			r.RouteID = res.Route.ID
+		}
+		r.Missing = missing // stored with the stage, so a resumed attempt ends partial too
+		if symbol != "" && failed[symbol] != "" {
+			if r.SymbolErrors == nil {
+				r.SymbolErrors = map[string]string{}
+			}
+			r.SymbolErrors[symbol] = failed[symbol]
+		}
+		return nil
+	}
+	if err := e.advanceStaged(db, x, i, text, done); err != nil {
+		return err, true
+	}
+	e.publishStaged(x)
+	return nil, false
+}
+
+// callStage makes stage i's model call into res, and returns its output
+// limit. Its prompt is built in a frame of its own (promptStaged): only
+// the request is on the stack while the call streams.
+func (e *Engine) callStage(runCtx context.Context, x *staged, i int, res *llm.Result) (int64, error) {
+	req := new(llm.Request)
+	e.promptStaged(x, i, req)
+	req.Budget = x.budget
+	return int64(req.MaxTokens), e.callInto(runCtx, &x.r, x.writer, x.routes, req, res)
+}
+
+//go:noinline
+func (e *Engine) promptStaged(x *staged, i int, req *llm.Request) {
+	*req = e.prompt(x.r, i, x.g.data, x.plan)
+}
+
+//go:noinline
+func (e *Engine) recordStaged(ctx context.Context, x *staged, res *llm.Result) {
+	e.recordFailures(ctx, x.r, *res)
+}
+
+//go:noinline
+func (e *Engine) interruptedStaged(ctx, runCtx context.Context, x *staged, partial *partialUsage, i int) error {
+	return e.interrupted(ctx, runCtx, x.r, partial, x.g, i)
+}
+
+//go:noinline
+func (e *Engine) cancelStaged(ctx context.Context, x *staged, i int) error {
+	return e.cancelWithReport(ctx, x.r, x.g, nil, i)
+}
+
+//go:noinline
+func (e *Engine) deliverStaged(ctx context.Context, x *staged, missing, reason string) error {
+	return e.deliver(ctx, x.r, x.g, x.plan, missing, reason)
+}
+
+//go:noinline
+func (e *Engine) advanceStaged(ctx context.Context, x *staged, i int, text string, done func(*Run) error) error {
+	r, err := e.advance(ctx, x.r, i, text, done)
+	x.r = r
+	return err
+}
+
+//go:noinline
+func (e *Engine) publishStaged(x *staged) { e.publish(e.event(x.r, "")) }
 
 // advance records stage i of r as done (with its text) by applying done:
 // in one statement on the version of r this worker knows (AdvanceRun), or,
@@ -298,17 +405,21 @@ func (e *Engine) deliver(ctx context.Context, r Run, g gathered, plan Plan, miss
 func (e *Engine) deliverAs(ctx context.Context, r Run, g gathered, plan Plan, missing, reason, actor string) (settled bool, err error) {
 	report := e.report(r, g)
 	report.Missing = missing
-	var chart []byte
-	var ok []market.Series
+	var ok []string
 	for _, s := range r.Symbols {
-		if ser, found := g.series[s]; found && g.failed[s] == "" {
-			ok = append(ok, ser)
+		if _, found := g.ind[s]; found && g.failed[s] == "" {
+			ok = append(ok, s)
 		}
 	}
-	if c, err := e.charts.Chart(ok, market.ChartOptions{Window: plan.Window}); err == nil {
-		chart = c
-	} else {
+	chart, err := g.chart, g.chartErr
+	if !slices.Equal(ok, g.drawn) && len(ok) > 0 {
+		// A symbol failed after the chart was drawn: draw the others again
+		// (their bars are not kept, so fetched again: a rare path).
+		chart, err = e.chart(context.WithoutCancel(ctx), ok, plan)
+	}
+	if err != nil {
 		e.log().Warn("chart failed", "run_id", r.ID, "err", err)
+		chart = nil
 	}
 	to := Succeeded
 	if len(r.SymbolErrors) > 0 || missing != "" {
@@ -449,7 +560,10 @@ func stageNames(stages []Stage) string {
 }
 
 // wroteAny reports whether an earlier model stage of r produced text.
-func wroteAny(r Run) bool {
+func wroteAny(r Run) bool { return r.wrote() }
+
+// wrote is wroteAny, without copying the run.
+func (r *Run) wrote() bool {
 	for i, st := range r.Stages {
 		if st.Kind == StageLLM && r.Outputs[i] != "" {
 			return true
@@ -458,39 +572,82 @@ func wroteAny(r Run) bool {
 	return false
 }
 
-// call streams one model call, publishing progress as tokens arrive.
-func (e *Engine) call(ctx context.Context, r Run, w Writer, routes []llm.Route, req llm.Request) (llm.Result, error) {
-	last, every := time.Time{}, cmp.Or(e.ProgressEvery, 250*time.Millisecond)
-	var shown llm.Queue
-	req.OnQueue = func(q llm.Queue) {
-		// The card says where the call is in line; it changes only when the
-		// place or the wait (to the second) does.
-		q.Wait = q.Wait.Round(time.Second)
-		if q == shown {
-			return
-		}
-		shown = q
-		ev := e.event(r, QueueNote(q))
-		ev.Queued = &q
-		e.publish(ev)
+// call streams one model call, publishing progress as tokens arrive. r is
+// not changed while it streams.
+func (e *Engine) call(ctx context.Context, r *Run, w Writer, routes []llm.Route, req llm.Request) (llm.Result, error) {
+	var res llm.Result
+	err := e.callInto(ctx, r, w, routes, &req, &res)
+	return res, err
+}
+
+// intoWriter is a Writer that writes its result into the caller's (see
+// llm.Client.StreamInto): less to keep on the stack while a call streams.
+type intoWriter interface {
+	StreamInto(ctx context.Context, routes []llm.Route, req *llm.Request, onDelta func(string, int64), res *llm.Result) error
+}
+
+// callInto is call, writing the result into res.
+func (e *Engine) callInto(ctx context.Context, r *Run, w Writer, routes []llm.Route, req *llm.Request, res *llm.Result) error {
+	p := &progress{e: e, r: r, every: cmp.Or(e.ProgressEvery, 250*time.Millisecond), prompt: llm.CountPromptTokens(req.Messages)}
+	if len(routes) > 0 {
+		p.route = routes[0].ID
 	}
-	return w.Stream(ctx, routes, req, func(_ string, out int64) {
-		if now := time.Now(); now.Sub(last) >= every {
-			last = now
-			snap := r
-			snap.ByRoute = maps.Clone(r.ByRoute)
-			route := ""
-			if len(routes) > 0 {
-				route = routes[0].ID
-			}
-			snap.addUsage(route, llm.CountPromptTokens(req.Messages), out)
-			note := "writing"
-			if e.pauseAsked(r.ID) {
-				snap.State, snap.PauseRequested, note = Pausing, true, "pausing at the next stage"
-			}
-			e.publish(e.event(snap, note))
-		}
-	})
+	req.OnQueue = p.queued
+	if iw, ok := w.(intoWriter); ok {
+		return iw.StreamInto(ctx, routes, req, p.delta, res)
+	}
+	return e.streamTo(ctx, w, routes, req, p, res)
+}
+
+//go:noinline
+func (e *Engine) streamTo(ctx context.Context, w Writer, routes []llm.Route, req *llm.Request, p *progress, res *llm.Result) error {
+	var err error
+	*res, err = w.Stream(ctx, routes, *req, p.delta)
+	return err
+}
+
+// progress publishes a streaming call's progress.
+type progress struct {
+	e      *Engine
+	r      *Run
+	every  time.Duration
+	last   time.Time
+	route  string
+	prompt int64 // counted once, not per progress event
+	shown  llm.Queue
+}
+
+func (p *progress) queued(q llm.Queue) {
+	// The card says where the call is in line; it changes only when the
+	// place or the wait (to the second) does.
+	q.Wait = q.Wait.Round(time.Second)
+	if q == p.shown {
+		return
+	}
+	p.shown = q
+	ev := p.e.event(*p.r, QueueNote(q))
+	ev.Queued = &q
+	p.e.publish(ev)
+}
+
+func (p *progress) delta(_ string, out int64) {
+	if now := time.Now(); now.Sub(p.last) >= p.every {
+		p.last = now
+		p.e.publishProgress(p.r, p.route, p.prompt, out)
+	}
+}
+
+// publishProgress publishes a streaming stage's progress: r with the call's
+// prompt and the output so far counted.
+func (e *Engine) publishProgress(r *Run, route string, prompt, out int64) {
+	snap := *r
+	snap.ByRoute = maps.Clone(r.ByRoute)
+	snap.addUsage(route, prompt, out)
+	note := "writing"
+	if e.pauseAsked(r.ID) {
+		snap.State, snap.PauseRequested, note = Pausing, true, "pausing at the next stage"
+	}
+	e.publish(e.event(snap, note))
 }
 
 // QueueNote says where a call waiting for its route's capacity is in line:
@@ -541,13 +698,13 @@ func (e *Engine) interrupted(ctx, runCtx context.Context, r Run, partial *partia
 		return ErrLeaseLost // taken over: the new holder settles it
 	case cur.CancelRequested || errors.Is(cause, ErrCancelled):
 		partial = e.asBilled(partial)
-		if wroteAny(cur) && len(g.series) > 0 {
+		if wroteAny(cur) && len(g.ind) > 0 {
 			// What was written before the cancel is paid for: show it.
 			return e.cancelWithReport(ctx, cur, g, partial, i)
 		}
 		return e.finish(ctx, r.ID, Cancelled, "cancelled mid-stream", partial, "")
 	case errors.Is(cause, context.DeadlineExceeded):
-		if wroteAny(cur) && len(g.series) > 0 {
+		if wroteAny(cur) && len(g.ind) > 0 {
 			missing := stageNames(cur.Stages[i:]) + ": not run: the run reached its time limit"
 			return e.deliver(ctx, cur, g, Plans[cur.Request.Depth], missing, "timed out")
 		}
@@ -652,7 +809,35 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	}
 	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
+	// The chart now, from the bars at hand; then the bars go (the prompt
+	// and the report need only the figures): a run does not keep its
+	// market data alive through its model calls.
+	var ok []market.Series
+	for _, s := range r.Symbols {
+		if ser, found := series[s]; found && g.failed[s] == "" {
+			ok = append(ok, ser)
+			g.drawn = append(g.drawn, s)
+		}
+	}
+	if len(ok) > 0 && ctx.Err() == nil {
+		g.chart, g.chartErr = e.charts.Chart(ok, market.ChartOptions{Window: plan.Window})
+	}
+	g.series = nil
 	return g
+}
+
+// chart draws the chart of symbols, fetching their data again.
+func (e *Engine) chart(ctx context.Context, symbols []string, plan Plan) ([]byte, error) {
+	series, errs := market.FetchAll(ctx, e.Market, symbols, plan.Lookback)
+	var ok []market.Series
+	for _, s := range symbols {
+		if ser, found := series[s]; found {
+			ok = append(ok, ser)
+		} else if err := errs[s]; err != nil {
+			return nil, err
+		}
+	}
+	return e.charts.Chart(ok, market.ChartOptions{Window: plan.Window})
 }
 
 // routes resolves a run's fallback chain against the current catalog.

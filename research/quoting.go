@@ -303,6 +303,12 @@ type gathered struct {
 	// scan is a scan's ranked table of every watchlist symbol.
 	scan []ScanRow
 	data promptData
+	// A run's chart, drawn as soon as its data came (gatherRun) so that the
+	// bars are not kept through the model calls: the picture of drawn (the
+	// symbols with data), or why it could not be drawn.
+	chart    []byte
+	chartErr error
+	drawn    []string
 }
 
 // DefaultBenchmark is what symbols are measured against when Engine.Benchmarks names nothing for their class.

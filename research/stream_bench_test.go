@@ -43,7 +43,7 @@ func BenchmarkEngineStreamOverhead(b *testing.B) {
 		routes := []llm.Route{{ID: "bench", Kind: billing.RouteOfficial, Model: "bench", BaseURL: fake.URL(), APIKey: key, Enabled: true}}
 		run := Run{ID: "rbench", Stages: []Stage{{Name: "write", Kind: StageLLM}}, Price: billing.Price{InputPerM: 150_000, OutputPerM: 600_000}}
 		for b.Loop() {
-			res, err := e.call(context.Background(), run, w, routes, llm.Request{Messages: msgs})
+			res, err := e.call(context.Background(), &run, w, routes, llm.Request{Messages: msgs})
 			if err != nil || len(res.Text) != 5*n {
 				b.Fatalf("%v, %d bytes", err, len(res.Text))
 			}

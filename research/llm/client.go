@@ -129,11 +129,22 @@ var errBrokenStream = errors.New("stream ended before the answer finished")
 // wrapping ErrAllRoutesFailed and the last Failure; with no enabled route,
 // ErrNoRoutes.
 func (c *Client) Stream(ctx context.Context, routes []Route, req Request, onDelta func(text string, outTokens int64)) (Result, error) {
-	s := &call{c: c, ctx: ctx, req: req, onDelta: onDelta, start: c.now(), log: c.logger()}
+	var res Result
+	err := c.StreamInto(ctx, routes, &req, onDelta, &res)
+	return res, err
+}
+
+// StreamInto is Stream writing its Result into res (which it sets whole),
+// for a caller that keeps its stack small while the answer streams.
+func (c *Client) StreamInto(ctx context.Context, routes []Route, req *Request, onDelta func(text string, outTokens int64), res *Result) error {
+	*res = Result{}
+	s := &call{c: c, ctx: ctx, req: *req, onDelta: onDelta, start: c.now(), log: c.logger(), res: res}
 	return s.run(routes)
 }
 
-// call is the state of one Stream call.
+// call is the state of one Stream call. It lives on the heap, and the
+// functions on the stack while an answer streams (run, try, attempt) keep
+// small frames, so that a goroutine waiting on a model needs a small stack.
 type call struct {
 	c       *Client
 	ctx     context.Context
@@ -141,112 +152,185 @@ type call struct {
 	onDelta func(string, int64)
 	start   time.Time
 	log     *slog.Logger
-	res     Result
+	res     *Result
 	prompt  int64 // local estimate, for cancels and missing usage
+
+	hc          *http.Client
+	msgs        []openai.ChatCompletionMessage
+	firstBucket billing.Bucket
+	last        Failure // the last failed attempt
+	refused     error   // the budget's refusal of the last route tried
 }
 
-func (s *call) run(routes []Route) (Result, error) {
+// routeCall is what the attempts on one route share.
+type routeCall struct {
+	route Route
+	api   *openai.Client
+	creq  openai.ChatCompletionRequest
+}
+
+func (s *call) run(routes []Route) error {
 	s.prompt = CountRequestTokens(s.req)
 	order := s.plan(routes)
 	if len(order) == 0 {
 		return s.done(ErrNoRoutes)
 	}
-	firstBucket := routes[0].Bucket()
+	s.firstBucket = routes[0].Bucket()
 	if s.ctx.Err() != nil {
 		s.res.Route = order[0]
 		return s.canceled(0, nil)
 	}
-	hc := s.c.httpClient()
-	msgs := make([]openai.ChatCompletionMessage, len(s.req.Messages))
+	s.prepare()
+	for i := range order {
+		rc := s.forRoute(order, i)
+		for try := 0; ; try++ {
+			again, end, err := s.try(rc, try)
+			if end {
+				return err
+			}
+			if !again {
+				break
+			}
+		}
+	}
+	return s.allFailed()
+}
+
+// prepare makes the HTTP client and the wire messages.
+//
+//go:noinline
+func (s *call) prepare() {
+	s.hc = s.c.httpClient()
+	s.msgs = make([]openai.ChatCompletionMessage, len(s.req.Messages))
 	for i, m := range s.req.Messages {
-		msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		s.msgs[i] = openai.ChatCompletionMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
 		for _, c := range m.ToolCalls {
-			msgs[i].ToolCalls = append(msgs[i].ToolCalls, openai.ToolCall{ID: c.ID, Type: openai.ToolTypeFunction,
+			s.msgs[i].ToolCalls = append(s.msgs[i].ToolCalls, openai.ToolCall{ID: c.ID, Type: openai.ToolTypeFunction,
 				Function: openai.FunctionCall{Name: c.Name, Arguments: c.Arguments}})
 		}
 	}
-	var last Failure
-	var refused error
-	for i, route := range order {
-		if i > 0 {
-			s.log.Info("llm falling back", "from", order[i-1].ID, "to", route.ID, "bucket", string(route.Bucket()))
-		}
-		api := newAPI(route, hc)
-		creq := chatRequest(route, msgs, s.req.MaxTokens)
-		addTools(&creq, s.req)
-		for try := 0; ; try++ {
-			if b := s.req.Budget; b != nil {
-				if err := b.Reserve(route, s.prompt, int64(max(s.req.MaxTokens, 0))); err != nil {
-					s.log.Info("llm attempt not made: over budget", "route", route.ID, "err", err.Error())
-					refused = err
-					break
-				}
-			}
-			var pass Pass
-			if g := s.c.Gate; g != nil && route.Limits.Any() {
-				p, err := g.Enter(s.ctx, route, s.prompt+int64(max(s.req.MaxTokens, 0)), s.req.OnQueue)
-				if err != nil || s.ctx.Err() != nil {
-					// Cancelled while waiting in line: nothing was sent,
-					// so nothing was used.
-					s.res.Route = route
-					return s.canceledUnsent(err)
-				}
-				pass = p
-			}
-			s.res.Route = route
-			s.res.CrossBucket = route.Bucket() != firstBucket
-			s.res.Attempts++
-			o := s.attempt(api, route, creq)
-			if pass != nil {
-				ra, _ := parseRetryAfter(o.retryAfter, s.c.now())
-				pass.Leave(o.status == http.StatusTooManyRequests, ra)
-			}
-			if o.err == nil {
-				s.succeed(route, o)
-				s.spent(route, s.res.Usage)
-				return s.done(nil)
-			}
-			f := s.fail(route, o)
-			if o.status > 0 && o.status < 300 {
-				// The stream started: the provider bills the prompt and
-				// what it sent.
-				s.spent(route, localUsage(s.prompt, o.outTokens()))
-			} else {
-				s.spent(route, Usage{})
-			}
-			if f.Class == ClassCanceled {
-				s.res.Text, s.res.ToolCalls = o.text, o.toolCalls
-				if !o.firstTokenAt.IsZero() {
-					s.res.FirstToken = o.firstTokenAt.Sub(s.start)
-				}
-				return s.canceled(o.outTokens(), nil)
-			}
-			last = f
-			if !f.Class.Retryable() || try >= s.c.maxRetries() {
-				break
-			}
-			wait := s.c.backoff(try)
-			if ra, ok := parseRetryAfter(o.retryAfter, s.c.now()); ok {
-				if ra > s.c.maxRetryAfter() {
-					s.log.Info("llm retry-after too long, moving on", "route", route.ID, "retry_after", ra)
-					break
-				}
-				wait = ra
-			}
-			s.log.Info("llm retrying", "route", route.ID, "attempt", try+2, "wait", wait)
-			if err := s.c.sleep(s.ctx, wait); err != nil || s.ctx.Err() != nil {
-				return s.canceled(0, err)
-			}
-		}
+}
+
+// forRoute sets up the attempts on order[i].
+//
+//go:noinline
+func (s *call) forRoute(order []Route, i int) *routeCall {
+	route := order[i]
+	if i > 0 {
+		s.log.Info("llm falling back", "from", order[i-1].ID, "to", route.ID, "bucket", string(route.Bucket()))
 	}
+	rc := &routeCall{route: route, api: newAPI(route, s.hc), creq: chatRequest(route, s.msgs, s.req.MaxTokens)}
+	addTools(&rc.creq, s.req)
+	return rc
+}
+
+// try makes attempt number try on rc's route: end is true when the call
+// ended (err is its outcome), again when the route is to be tried again
+// (after the backoff, waited here), neither when the next route is next.
+func (s *call) try(rc *routeCall, try int) (again, end bool, err error) {
+	if !s.reserve(rc) {
+		return false, false, nil
+	}
+	var pass Pass
+	if g := s.c.Gate; g != nil && rc.route.Limits.Any() {
+		p, err := s.enter(g, &rc.route)
+		if err != nil || s.ctx.Err() != nil {
+			// Cancelled while waiting in line: nothing was sent,
+			// so nothing was used.
+			s.res.Route = rc.route
+			return false, true, s.canceledUnsent(err)
+		}
+		pass = p
+	}
+	s.res.Route = rc.route
+	s.res.CrossBucket = rc.route.Bucket() != s.firstBucket
+	s.res.Attempts++
+	o := new(outcome)
+	s.attempt(rc, o)
+	return s.after(rc, try, o, pass)
+}
+
+// reserve asks the budget for an attempt on rc's route.
+//
+//go:noinline
+func (s *call) reserve(rc *routeCall) bool {
+	b := s.req.Budget
+	if b == nil {
+		return true
+	}
+	if err := b.Reserve(rc.route, s.prompt, int64(max(s.req.MaxTokens, 0))); err != nil {
+		s.log.Info("llm attempt not made: over budget", "route", rc.route.ID, "err", err.Error())
+		s.refused = err
+		return false
+	}
+	return true
+}
+
+//go:noinline
+func (s *call) enter(g Gate, route *Route) (Pass, error) {
+	return g.Enter(s.ctx, *route, s.prompt+int64(max(s.req.MaxTokens, 0)), s.req.OnQueue)
+}
+
+// after handles an attempt's outcome o (see try).
+//
+//go:noinline
+func (s *call) after(rc *routeCall, try int, o *outcome, pass Pass) (again, end bool, err error) {
+	route := rc.route
+	if pass != nil {
+		ra, _ := parseRetryAfter(o.retryAfter, s.c.now())
+		pass.Leave(o.status == http.StatusTooManyRequests, ra)
+	}
+	if o.err == nil {
+		s.succeed(route, *o)
+		s.spent(route, s.res.Usage)
+		return false, true, s.done(nil)
+	}
+	f := s.fail(route, *o)
+	if o.status > 0 && o.status < 300 {
+		// The stream started: the provider bills the prompt and
+		// what it sent.
+		s.spent(route, localUsage(s.prompt, o.outTokens()))
+	} else {
+		s.spent(route, Usage{})
+	}
+	if f.Class == ClassCanceled {
+		s.res.Text, s.res.ToolCalls = o.text, o.toolCalls
+		if !o.firstTokenAt.IsZero() {
+			s.res.FirstToken = o.firstTokenAt.Sub(s.start)
+		}
+		return false, true, s.canceled(o.outTokens(), nil)
+	}
+	s.last = f
+	if !f.Class.Retryable() || try >= s.c.maxRetries() {
+		return false, false, nil
+	}
+	wait := s.c.backoff(try)
+	if ra, ok := parseRetryAfter(o.retryAfter, s.c.now()); ok {
+		if ra > s.c.maxRetryAfter() {
+			s.log.Info("llm retry-after too long, moving on", "route", route.ID, "retry_after", ra)
+			return false, false, nil
+		}
+		wait = ra
+	}
+	s.log.Info("llm retrying", "route", route.ID, "attempt", try+2, "wait", wait)
+	if err := s.c.sleep(s.ctx, wait); err != nil || s.ctx.Err() != nil {
+		return false, true, s.canceled(0, err)
+	}
+	return true, false, nil
+}
+
+// allFailed ends a call no route answered.
+//
+//go:noinline
+func (s *call) allFailed() error {
 	s.res.CrossBucket = false // no answer came from any bucket
-	if refused != nil {
-		if last.Class != "" {
-			return s.done(fmt.Errorf("%w: %w (after %w)", ErrOverBudget, refused, last))
+	if s.refused != nil {
+		if s.last.Class != "" {
+			return s.done(fmt.Errorf("%w: %w (after %w)", ErrOverBudget, s.refused, s.last))
 		}
-		return s.done(fmt.Errorf("%w: %w", ErrOverBudget, refused))
+		return s.done(fmt.Errorf("%w: %w", ErrOverBudget, s.refused))
 	}
-	return s.done(fmt.Errorf("%w: %w", ErrAllRoutesFailed, last))
+	return s.done(fmt.Errorf("%w: %w", ErrAllRoutesFailed, s.last))
 }
 
 func (s *call) spent(route Route, u Usage) {
@@ -290,16 +374,16 @@ func (s *call) plan(routes []Route) []Route {
 	return avail
 }
 
-func (s *call) done(err error) (Result, error) {
+func (s *call) done(err error) error {
 	s.res.Duration = s.c.now().Sub(s.start)
-	return s.res, err
+	return err
 }
 
 // canceled finishes a call whose context ended: the text so far stays, and
 // usage is the local count of the prompt and of the output delivered by the
 // attempt in flight (0 when the cancel came during a backoff). sleepErr is
 // the error of an injected Sleep that failed without the context ending.
-func (s *call) canceled(delivered int64, sleepErr error) (Result, error) {
+func (s *call) canceled(delivered int64, sleepErr error) error {
 	s.res.Usage = localUsage(s.prompt, delivered)
 	cause := context.Cause(s.ctx)
 	if cause == nil {
@@ -311,7 +395,7 @@ func (s *call) canceled(delivered int64, sleepErr error) (Result, error) {
 // canceledUnsent finishes a call whose context ended while an attempt
 // waited for its route's capacity: that attempt sent nothing, so the call
 // used nothing beyond what earlier attempts reported (Budget.Spent).
-func (s *call) canceledUnsent(err error) (Result, error) {
+func (s *call) canceledUnsent(err error) error {
 	s.res.Usage = Usage{}
 	cause := context.Cause(s.ctx)
 	if cause == nil {
@@ -425,123 +509,165 @@ func (o *outcome) ttft() time.Duration {
 	return o.firstTokenAt.Sub(o.started)
 }
 
-// attempt makes one HTTP call and streams it to the end, a failure or a cancel.
-func (s *call) attempt(api *openai.Client, route Route, creq openai.ChatCompletionRequest) (o outcome) {
-	x := &exchange{}
-	actx, cancel := context.WithCancelCause(withExchange(s.ctx, x))
+// attempt makes one HTTP call on rc's route and streams it into o, to the
+// end, a failure or a cancel. What it keeps while it reads (the text, the
+// tool calls) is in attemptState on the heap; each chunk is handled in a
+// frame of its own (take).
+func (s *call) attempt(rc *routeCall, o *outcome) {
+	a := &attemptState{o: o, x: &exchange{}, limit: int64(max(s.req.MaxTokens, 0)), idle: s.c.idleTimeout()}
+	actx, cancel := context.WithCancelCause(withExchange(s.ctx, a.x))
 	defer cancel(nil)
-	idle := s.c.idleTimeout()
+	a.actx = actx
 	// The idle timer cancels the attempt's context: that closes the
 	// connection, which ends a blocked Recv at once.
-	timer := time.AfterFunc(idle, func() { cancel(errIdleTimeout) })
-	defer timer.Stop()
-
+	a.timer = time.AfterFunc(a.idle, func() { cancel(errIdleTimeout) })
+	defer a.timer.Stop()
 	o.started = s.c.now()
-	limit := int64(max(s.req.MaxTokens, 0))
-	var text strings.Builder
-	var calls toolCallBuilder
-	defer func() {
-		o.ended = s.c.now()
-		o.text = text.String()
-		o.toolCalls = calls.calls()
-		o.status = x.status
-		o.retryAfter = x.retryAfter
-		if o.err != nil {
-			o.class = classify(s.ctx, actx, o.err, x)
-			// go-openai reports both as "context canceled": say what happened.
-			switch {
-			case o.class == ClassCanceled:
-				o.err = fmt.Errorf("canceled: %w", context.Cause(s.ctx))
-			case errors.Is(context.Cause(actx), errIdleTimeout):
-				o.err = fmt.Errorf("%w (%v)", errIdleTimeout, idle)
-			}
-		}
-	}()
+	defer s.ended(a)
 
-	stream, err := api.CreateChatCompletionStream(actx, creq)
+	stream, err := s.open(rc, actx)
 	if err != nil {
 		o.err = err
-		return o
+		return
 	}
 	defer stream.Close()
 	for {
 		// Rearmed before each read, not after: time spent in onDelta (a
 		// chat platform's rate limit, say) is ours, not the server's.
-		timer.Reset(idle)
+		a.timer.Reset(a.idle)
 		chunk, err := stream.Recv()
 		if err != nil {
-			switch {
-			case s.ctx.Err() != nil || actx.Err() != nil:
-				o.err = err
-			case o.finishReason != "":
-				// The answer finished; only the usage chunk (or [DONE]) was
-				// lost. Usage will be counted locally.
-				if !errors.Is(err, io.EOF) {
-					s.log.Debug("llm stream cut after finish", "route", route.ID, "err", redact(err, route.APIKey).Error())
-				}
-			case errors.Is(err, io.EOF) && x.sawDone && (text.Len() > 0 || calls.any()):
-				// [DONE] without a finish_reason: some servers omit it.
-			case errors.Is(err, io.EOF):
-				o.err = errBrokenStream
-			default:
-				o.err = err
-			}
-			return o
+			s.recvFailed(rc, a, err)
+			return
 		}
-		if chunk.Usage != nil {
-			o.usage = chunk.Usage
-		}
-		for _, ch := range chunk.Choices {
-			if ch.Index != 0 {
-				continue // n > 1 is never asked for
-			}
-			if ch.FinishReason != "" {
-				o.finishReason = string(ch.FinishReason)
-			}
-			// Reasoning text is billed as output but is not the answer.
-			o.outBytes += int64(len(ch.Delta.ReasoningContent))
-			if d := ch.Delta.Content; d != "" {
-				if text.Len() == 0 {
-					o.firstTokenAt = s.c.now()
-				}
-				if limit > 0 {
-					// Keep no more than the limit allows: one oversized
-					// chunk must not carry the rest of the output.
-					d = cutBytes(d, limit*bytesPerToken-o.outBytes)
-				}
-				text.WriteString(d)
-				o.outBytes += int64(len(d))
-				if s.onDelta != nil && d != "" {
-					s.onDelta(d, o.outTokens())
-				}
-			}
-			for _, tc := range ch.Delta.ToolCalls {
-				// A tool call's name and arguments are output the provider
-				// bills, streamed in fragments under the call's index.
-				if o.firstTokenAt.IsZero() {
-					o.firstTokenAt = s.c.now()
-				}
-				frag := tc.Function.Arguments
-				if limit > 0 {
-					frag = cutBytes(frag, limit*bytesPerToken-o.outBytes)
-				}
-				o.outBytes += calls.add(tc, frag)
-				if s.onDelta != nil {
-					s.onDelta("", o.outTokens())
-				}
-			}
-			if limit > 0 && o.outTokens() >= limit {
-				// The limit is ours to keep, whatever the route does with
-				// max_tokens: stop reading (closing the stream closes the
-				// connection, so the upstream stops generating).
-				o.capped, o.finishReason = true, "length"
-				if text.Len() == 0 && !calls.any() {
-					o.err = errNoAnswerInLimit
-				}
-				return o
-			}
+		if s.take(a, &chunk) {
+			return
 		}
 	}
+}
+
+// attemptState is one attempt's reading state.
+type attemptState struct {
+	o     *outcome
+	x     *exchange
+	actx  context.Context
+	timer *time.Timer
+	idle  time.Duration
+	limit int64
+	text  strings.Builder
+	calls toolCallBuilder
+}
+
+//go:noinline
+func (s *call) open(rc *routeCall, actx context.Context) (*openai.ChatCompletionStream, error) {
+	return rc.api.CreateChatCompletionStream(actx, rc.creq)
+}
+
+// ended completes the outcome of an attempt.
+//
+//go:noinline
+func (s *call) ended(a *attemptState) {
+	o, x := a.o, a.x
+	o.ended = s.c.now()
+	o.text = a.text.String()
+	o.toolCalls = a.calls.calls()
+	o.status = x.status
+	o.retryAfter = x.retryAfter
+	if o.err != nil {
+		o.class = classify(s.ctx, a.actx, o.err, x)
+		// go-openai reports both as "context canceled": say what happened.
+		switch {
+		case o.class == ClassCanceled:
+			o.err = fmt.Errorf("canceled: %w", context.Cause(s.ctx))
+		case errors.Is(context.Cause(a.actx), errIdleTimeout):
+			o.err = fmt.Errorf("%w (%v)", errIdleTimeout, a.idle)
+		}
+	}
+}
+
+// recvFailed records why reading the stream stopped.
+//
+//go:noinline
+func (s *call) recvFailed(rc *routeCall, a *attemptState, err error) {
+	o := a.o
+	switch {
+	case s.ctx.Err() != nil || a.actx.Err() != nil:
+		o.err = err
+	case o.finishReason != "":
+		// The answer finished; only the usage chunk (or [DONE]) was
+		// lost. Usage will be counted locally.
+		if !errors.Is(err, io.EOF) {
+			s.log.Debug("llm stream cut after finish", "route", rc.route.ID, "err", redact(err, rc.route.APIKey).Error())
+		}
+	case errors.Is(err, io.EOF) && a.x.sawDone && (a.text.Len() > 0 || a.calls.any()):
+		// [DONE] without a finish_reason: some servers omit it.
+	case errors.Is(err, io.EOF):
+		o.err = errBrokenStream
+	default:
+		o.err = err
+	}
+}
+
+// take handles one chunk; it reports whether the attempt is over (the
+// output limit reached).
+//
+//go:noinline
+func (s *call) take(a *attemptState, chunk *openai.ChatCompletionStreamResponse) bool {
+	o, limit := a.o, a.limit
+	if chunk.Usage != nil {
+		o.usage = chunk.Usage
+	}
+	for _, ch := range chunk.Choices {
+		if ch.Index != 0 {
+			continue // n > 1 is never asked for
+		}
+		if ch.FinishReason != "" {
+			o.finishReason = string(ch.FinishReason)
+		}
+		// Reasoning text is billed as output but is not the answer.
+		o.outBytes += int64(len(ch.Delta.ReasoningContent))
+		if d := ch.Delta.Content; d != "" {
+			if a.text.Len() == 0 {
+				o.firstTokenAt = s.c.now()
+			}
+			if limit > 0 {
+				// Keep no more than the limit allows: one oversized
+				// chunk must not carry the rest of the output.
+				d = cutBytes(d, limit*bytesPerToken-o.outBytes)
+			}
+			a.text.WriteString(d)
+			o.outBytes += int64(len(d))
+			if s.onDelta != nil && d != "" {
+				s.onDelta(d, o.outTokens())
+			}
+		}
+		for _, tc := range ch.Delta.ToolCalls {
+			// A tool call's name and arguments are output the provider
+			// bills, streamed in fragments under the call's index.
+			if o.firstTokenAt.IsZero() {
+				o.firstTokenAt = s.c.now()
+			}
+			frag := tc.Function.Arguments
+			if limit > 0 {
+				frag = cutBytes(frag, limit*bytesPerToken-o.outBytes)
+			}
+			o.outBytes += a.calls.add(tc, frag)
+			if s.onDelta != nil {
+				s.onDelta("", o.outTokens())
+			}
+		}
+		if limit > 0 && o.outTokens() >= limit {
+			// The limit is ours to keep, whatever the route does with
+			// max_tokens: stop reading (closing the stream closes the
+			// connection, so the upstream stops generating).
+			o.capped, o.finishReason = true, "length"
+			if a.text.Len() == 0 && !a.calls.any() {
+				o.err = errNoAnswerInLimit
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // errNoAnswerInLimit: the output limit was used up (by reasoning text, say)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"math"
 	"net"
@@ -50,6 +51,20 @@ func (t *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if x != nil {
 		x.sent = true
 	}
+	if req.Body != nil && req.Body != http.NoBody {
+		// The request's JSON (the whole prompt, escaped) is not kept for the
+		// stream's minutes: the transport gets a body that lets go of it
+		// once sent, and a GetBody (for its own retries before the answer
+		// starts) that lets go of it when RoundTrip returns.
+		b := &sentBody{body: req.Body, get: req.GetBody}
+		out := req.WithContext(req.Context()) // a shallow copy: the caller's request is not changed
+		out.Body = b
+		if req.GetBody != nil {
+			out.GetBody = b.getBody
+		}
+		req = out
+		defer b.forget()
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || x == nil {
 		return resp, err
@@ -64,6 +79,59 @@ func (t *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	resp.Body = &doneWatcher{ReadCloser: resp.Body, x: x}
 	return resp, nil
+}
+
+// sentBody is a request body that drops what it reads from once read to
+// the end or closed.
+type sentBody struct {
+	mu   sync.Mutex
+	body io.ReadCloser
+	get  func() (io.ReadCloser, error)
+}
+
+var errBodyGone = errors.New("llm: request body already sent")
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.body == nil {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.body.Close()
+		b.body = nil
+	}
+	return n, err
+}
+
+func (b *sentBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.body == nil {
+		return nil
+	}
+	err := b.body.Close()
+	b.body = nil
+	return err
+}
+
+func (b *sentBody) getBody() (io.ReadCloser, error) {
+	b.mu.Lock()
+	get := b.get
+	b.mu.Unlock()
+	if get == nil {
+		return nil, errBodyGone
+	}
+	return get()
+}
+
+// forget drops GetBody: the answer started (or the attempt failed), so the
+// transport will not send the request again.
+func (b *sentBody) forget() {
+	b.mu.Lock()
+	b.get = nil
+	b.mu.Unlock()
 }
 
 // doneWatcher notes whether a "data: [DONE]" line passed through. go-openai

@@ -2,6 +2,7 @@ package market
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -13,25 +14,53 @@ import (
 // chart once. Drawing is most of a quick run's CPU; scans of one watchlist on one day all share a chart.
 // The zero value is ready to use and safe for concurrent use; it holds at most chartCacheSize charts.
 type ChartCache struct {
-	mu     sync.Mutex
-	charts map[uint64][]byte
+	mu       sync.Mutex
+	charts   map[uint64][]byte
+	drawing  map[uint64]*drawing // charts being drawn: a run asking for one waits for it
+	drawings int                 // charts drawn, for tests
+}
+
+// drawing is a chart being drawn once for everyone asking for it meanwhile.
+type drawing struct {
+	done chan struct{}
+	png  []byte
+	err  error
 }
 
 const chartCacheSize = 32
 
 // Chart is Chart(series, opts), from the cache when the same picture was drawn before. The bytes returned
-// are shared: callers must not change them.
+// are shared: callers must not change them. Concurrent calls for one picture draw it once (a thousand runs
+// starting at the market open on one watchlist wait for one drawing, not draw a thousand).
 func (c *ChartCache) Chart(series []Series, opts ChartOptions) ([]byte, error) {
 	key := chartKey(series, opts)
 	c.mu.Lock()
-	png, ok := c.charts[key]
-	c.mu.Unlock()
-	if ok {
+	if png, ok := c.charts[key]; ok {
+		c.mu.Unlock()
 		return png, nil
 	}
-	png, err := Chart(series, opts)
-	if err != nil {
-		return nil, err
+	if d, ok := c.drawing[key]; ok {
+		c.mu.Unlock()
+		<-d.done
+		return d.png, d.err
+	}
+	if c.drawing == nil {
+		c.drawing = map[uint64]*drawing{}
+	}
+	d := &drawing{done: make(chan struct{})}
+	c.drawing[key] = d
+	c.drawings++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.drawing, key)
+		c.mu.Unlock()
+		close(d.done) // after a panic too: the waiters get the error
+	}()
+	d.err = errors.New("chart: drawing failed")
+	d.png, d.err = Chart(series, opts)
+	if d.err != nil {
+		return nil, d.err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -44,8 +73,8 @@ func (c *ChartCache) Chart(series []Series, opts ChartOptions) ([]byte, error) {
 			break
 		}
 	}
-	c.charts[key] = png
-	return png, nil
+	c.charts[key] = d.png
+	return d.png, nil
 }
 
 // chartKey hashes every input of a chart. A 64-bit FNV-1a over the full data makes a collision between two

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -66,6 +67,43 @@ func TestStepTicks(t *testing.T) {
 		}
 		if !slices.Equal(got, c.want) {
 			t.Errorf("ticks over [%g, %g] = %v, want %v", c.lo, c.hi, got, c.want)
+		}
+	}
+}
+
+// TestChartCacheDrawsOnce: runs asking at once for the same picture wait for one drawing of it.
+func TestChartCacheDrawsOnce(t *testing.T) {
+	t.Parallel()
+	series, errs := FetchAll(context.Background(), NewDemo(fixedClock(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC))),
+		[]string{"MSFT"}, 400*dayDur)
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	in := []Series{series["MSFT"]}
+	opts := ChartOptions{Window: 90 * dayDur, Width: 400, Height: 300}
+	var c ChartCache
+	const n = 8
+	got := make([][]byte, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			png, err := c.Chart(in, opts)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = png
+		})
+	}
+	close(start)
+	wg.Wait()
+	if c.drawings != 1 {
+		t.Fatalf("%d drawings for %d concurrent asks of one picture, want 1", c.drawings, n)
+	}
+	for i := range got {
+		if len(got[i]) == 0 || &got[i][0] != &got[0][0] {
+			t.Fatalf("ask %d got other bytes", i)
 		}
 	}
 }

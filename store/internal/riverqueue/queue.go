@@ -114,14 +114,9 @@ type runWorker struct {
 	exec atomic.Pointer[research.Executor]
 }
 
-// Timeout is none for River: Work sets the run's own (runTimeout), so that
-// River does not start a goroutine per job to watch for a stuck one (the
-// run's lease already tells whether its process is alive).
-func (w *runWorker) Timeout(*river.Job[RunArgs]) time.Duration { return -1 }
-
-// runTimeout comes from the run's depth: its longest expected runtime plus a margin.
-func runTimeout(args RunArgs) time.Duration {
-	return time.Duration(args.TimeoutSeconds)*time.Second + time.Minute
+// Timeout comes from the run's depth: its longest expected runtime plus a margin.
+func (w *runWorker) Timeout(job *river.Job[RunArgs]) time.Duration {
+	return time.Duration(job.Args.TimeoutSeconds)*time.Second + time.Minute
 }
 
 func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
@@ -129,8 +124,6 @@ func (w *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	if exec == nil {
 		return errors.New("no executor: workers not started")
 	}
-	ctx, cancel := context.WithTimeout(ctx, runTimeout(job.Args))
-	defer cancel()
 	err := (*exec).Execute(ctx, job.Args.RunID, job.Attempt, job.MaxAttempts)
 	if errors.Is(err, research.ErrLeaseHeld) {
 		// Another live instance holds the run (River ran the job twice, or a
