@@ -411,12 +411,10 @@ func (e *Engine) deliverAs(ctx context.Context, r Run, g gathered, plan Plan, mi
 			ok = append(ok, s)
 		}
 	}
-	chart, err := g.chart, g.chartErr
-	if !slices.Equal(ok, g.drawn) && len(ok) > 0 {
-		// A symbol failed after the chart was drawn: draw the others again
-		// (their bars are not kept, so fetched again: a rare path).
-		chart, err = e.chart(context.WithoutCancel(ctx), ok, plan)
-	}
+	// The chart was drawn when the data came, with every symbol that had
+	// data: one whose model stage failed since stays in it (its figures are
+	// sound; the report says what was not written).
+	chart, err := g.chart.wait()
 	if err != nil {
 		e.log().Warn("chart failed", "run_id", r.ID, "err", err)
 		chart = nil
@@ -809,35 +807,37 @@ func (e *Engine) gatherRun(ctx context.Context, r Run, plan Plan) gathered {
 	}
 	e.addContext(ctx, &g, plan)
 	g.data = e.promptData(g, plan)
-	// The chart now, from the bars at hand; then the bars go (the prompt
-	// and the report need only the figures): a run does not keep its
-	// market data alive through its model calls.
+	// The chart now, in the background, from the bars at hand; then the
+	// bars go (the prompt and the report need only the figures): a run does
+	// not keep its market data alive through its model calls.
 	var ok []market.Series
 	for _, s := range r.Symbols {
 		if ser, found := series[s]; found && g.failed[s] == "" {
 			ok = append(ok, ser)
-			g.drawn = append(g.drawn, s)
 		}
 	}
 	if len(ok) > 0 && ctx.Err() == nil {
-		g.chart, g.chartErr = e.charts.Chart(ok, market.ChartOptions{Window: plan.Window})
+		g.chart = e.drawChart(r.ID, ok, plan)
 	}
 	g.series = nil
 	return g
 }
 
-// chart draws the chart of symbols, fetching their data again.
-func (e *Engine) chart(ctx context.Context, symbols []string, plan Plan) ([]byte, error) {
-	series, errs := market.FetchAll(ctx, e.Market, symbols, plan.Lookback)
-	var ok []market.Series
-	for _, s := range symbols {
-		if ser, found := series[s]; found {
-			ok = append(ok, ser)
-		} else if err := errs[s]; err != nil {
-			return nil, err
-		}
-	}
-	return e.charts.Chart(ok, market.ChartOptions{Window: plan.Window})
+// drawChart draws a run's chart in the background (the run goes on to its
+// model calls meanwhile; the chart is waited for at delivery).
+func (e *Engine) drawChart(runID string, series []market.Series, plan Plan) *pendingChart {
+	p := &pendingChart{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		defer func() {
+			if v := recover(); v != nil {
+				e.log().Error("chart panicked", "run_id", runID, "panic", v)
+				p.png, p.err = nil, errors.New("chart: drawing failed")
+			}
+		}()
+		p.png, p.err = e.charts.Chart(series, market.ChartOptions{Window: plan.Window})
+	}()
+	return p
 }
 
 // routes resolves a run's fallback chain against the current catalog.

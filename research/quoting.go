@@ -303,12 +303,25 @@ type gathered struct {
 	// scan is a scan's ranked table of every watchlist symbol.
 	scan []ScanRow
 	data promptData
-	// A run's chart, drawn as soon as its data came (gatherRun) so that the
-	// bars are not kept through the model calls: the picture of drawn (the
-	// symbols with data), or why it could not be drawn.
-	chart    []byte
-	chartErr error
-	drawn    []string
+	// A run's chart, drawn (in the background) as soon as its data came,
+	// so that the bars are not kept through the model calls (gatherRun).
+	chart *pendingChart
+}
+
+// pendingChart is a chart being drawn.
+type pendingChart struct {
+	done chan struct{}
+	png  []byte
+	err  error
+}
+
+// wait returns the chart once drawn (nil, nil for none).
+func (p *pendingChart) wait() ([]byte, error) {
+	if p == nil {
+		return nil, nil
+	}
+	<-p.done
+	return p.png, p.err
 }
 
 // DefaultBenchmark is what symbols are measured against when Engine.Benchmarks names nothing for their class.
