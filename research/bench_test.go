@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -93,6 +94,7 @@ func concurrentRuns(b *testing.B, proto string) {
 			quotes = append(quotes, q)
 		}
 		before := readMemory()
+		cpu0 := readCPU(fake.Pid())
 		b.StartTimer()
 		start := time.Now()
 		ids := make([]string, runs)
@@ -128,6 +130,7 @@ func concurrentRuns(b *testing.B, proto string) {
 			}
 		}
 		elapsed := time.Since(start) - held
+		cpu := readCPU(fake.Pid()).minus(cpu0)
 		b.StopTimer()
 		st, err := fake.Stats()
 		if err != nil {
@@ -144,6 +147,12 @@ func concurrentRuns(b *testing.B, proto string) {
 		b.ReportMetric(stack, "stack_KiB/running_run")
 		b.ReportMetric(heap+stack, "total_KiB/running_run")
 		b.ReportMetric(float64(during.goroutines-before.goroutines)/runs, "goroutines/running_run")
+		// CPU per run from confirm to settled (the held time and the
+		// readings included), by process: this one, the fake, PostgreSQL
+		// (every postgres process on the machine: other tests' too).
+		b.ReportMetric(cpu.self.Seconds()*1000/runs, "cpu_ms/run")
+		b.ReportMetric(cpu.fake.Seconds()*1000/runs, "fake_cpu_ms/run")
+		b.ReportMetric(cpu.pg.Seconds()*1000/runs, "pg_cpu_ms/run")
 		bed.CheckLedger()
 		b.StartTimer()
 	}
@@ -161,6 +170,50 @@ func readMemory() memory {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return memory{heap: m.HeapAlloc, stack: m.StackInuse, goroutines: runtime.NumGoroutine()}
+}
+
+// cpuTimes is CPU time used so far by this process, the fake's and
+// PostgreSQL's processes.
+type cpuTimes struct{ self, fake, pg time.Duration }
+
+func (c cpuTimes) minus(d cpuTimes) cpuTimes {
+	return cpuTimes{c.self - d.self, c.fake - d.fake, c.pg - d.pg}
+}
+
+// readCPU reads user plus system time from /proc (Linux; zero elsewhere).
+func readCPU(fakePid int) cpuTimes {
+	var c cpuTimes
+	c.self = procCPU("self")
+	c.fake = procCPU(fmt.Sprint(fakePid))
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if comm, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm")); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			c.pg += procCPU(d.Name())
+		}
+	}
+	return c
+}
+
+// procCPU is utime+stime of /proc/PID/stat, at the usual 100 ticks a second.
+func procCPU(pid string) time.Duration {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime, stime (fields 14 and 15)
+		n, _ := strconv.ParseInt(s, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // writeProfiles writes the heap and goroutine profiles to dir.

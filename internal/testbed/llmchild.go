@@ -165,6 +165,9 @@ func StartLLMChild(tb testing.TB, mode string, chunks int) *LLMChild {
 	return c
 }
 
+// Pid is the child's process id.
+func (c *LLMChild) Pid() int { return c.cmd.Process.Pid }
+
 // Release lets every held stream (and every later one) finish.
 func (c *LLMChild) Release() error { return c.do("release", nil) }
 
