@@ -19,6 +19,7 @@ type Recorder struct {
 	mu      sync.Mutex
 	events  []research.Event
 	slim    []slimEvent // instead of events, when Slim
+	byRun   map[string][]int
 	changed chan struct{}
 }
 
@@ -39,6 +40,10 @@ func NewRecorder() *Recorder { return &Recorder{changed: make(chan struct{})} }
 func (r *Recorder) Publish(ev research.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.byRun == nil {
+		r.byRun = map[string][]int{}
+	}
+	r.byRun[ev.Run.ID] = append(r.byRun[ev.Run.ID], r.len())
 	if r.Slim {
 		r.slim = append(r.slim, slimOf(ev))
 	} else {
@@ -53,7 +58,7 @@ func (r *Recorder) Of(runID string) []research.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []research.Event
-	for i := range r.len() {
+	for _, i := range r.byRun[runID] {
 		if ev := r.at(i); ev.Run.ID == runID {
 			out = append(out, ev)
 		}
@@ -69,7 +74,7 @@ func (r *Recorder) Wait(t testing.TB, runID string, timeout time.Duration, match
 	defer deadline.Stop()
 	for {
 		r.mu.Lock()
-		for i := range r.len() {
+		for _, i := range r.byRun[runID] {
 			if ev := r.at(i); ev.Run.ID == runID && match(ev) {
 				r.mu.Unlock()
 				return ev
