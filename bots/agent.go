@@ -184,7 +184,7 @@ func (c *Conversation) agentProgressView(ev research.Event) View {
 	v.Text = b.String()
 	v.Fields = []Field{
 		{"Tokens", fmt.Sprintf("%d in / %d out", ev.TokensIn, ev.TokensOut)},
-		{"Cost so far", fmt.Sprintf("%s of %s cap from %s", append(alike(spent, cap), bucketName(r.Bucket))...)},
+		{"Cost so far", fmt.Sprintf("%s of %s cap from %s", append(fine(spent, cap), bucketName(r.Bucket))...)},
 		{"Time", roundDur(ev.Elapsed) + " elapsed"},
 	}
 	switch {

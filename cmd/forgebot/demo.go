@@ -81,9 +81,16 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
-	stopWeb := serveReceipts(a, ln)
+	stopWeb, metricsOpen := serveReceipts(a, ln)
 	defer stopWeb()
-	fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; metrics at %s/metrics)\n", a.cfg.PublicURL, a.cfg.PublicURL)
+	switch {
+	case metricsOpen:
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz, metrics at %s/metrics)\n", a.cfg.PublicURL, a.cfg.PublicURL, a.cfg.PublicURL)
+	case a.cfg.MetricsToken != "":
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz, metrics at %s/metrics with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL, a.cfg.PublicURL)
+	default:
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz; metrics only on a loopback address or with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL)
+	}
 	fmt.Fprintln(io_.out, "Try: /research AAPL NVDA standard   then 1 to confirm.   /balance   /usage   /models   /scan us-megacaps")
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -136,20 +143,27 @@ func demoListener(cfg *Config) (net.Listener, error) {
 }
 
 // serveReceipts serves a's receipt pages, /healthz and /metrics on ln until
-// the returned stop is called.
-func serveReceipts(a *app, ln net.Listener) (stop func()) {
+// the returned stop is called. /metrics is open on a loopback listener (the
+// demo's default: only this machine reaches it), behind FORGE_METRICS_TOKEN
+// when one is set, and not served otherwise; metricsOpen says it is open.
+func serveReceipts(a *app, ln net.Listener) (stop func(), metricsOpen bool) {
 	metrics := web.NewMetrics(a.health)
 	for _, r := range a.engine.Catalog.Routes {
 		metrics.KnowRoutes(r.ID)
 	}
 	a.engine.Sink = metrics.Observe(a.conv)
-	srv := &http.Server{Handler: web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: a.log}), ReadHeaderTimeout: 10 * time.Second}
+	deps := web.Deps{Receipts: a.store, Metrics: metrics, MetricsToken: a.cfg.MetricsToken, Log: a.log}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() && deps.MetricsToken == "" {
+		metricsOpen = true
+		deps.Mount = func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler()) }
+	}
+	srv := &http.Server{Handler: web.Handler(deps), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}
+	}, metricsOpen
 }
 
 // stdio is a command's standard streams and its interrupt signals.
