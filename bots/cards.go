@@ -26,7 +26,11 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	if q.Synthetic {
 		data += " (SYNTHETIC demo data, not real prices)"
 	}
-	v := View{Kind: KindQuote, Title: fmt.Sprintf("Quote: %s research on %s", q.Request.Depth, what), Private: true, Fields: []Field{
+	title := fmt.Sprintf("Quote: %s research on %s", q.Request.Depth, what)
+	if q.Request.ScheduleID != "" {
+		title = fmt.Sprintf("Quote for schedule %s: %s research on %s", q.Request.ScheduleID, q.Request.Depth, what)
+	}
+	v := View{Kind: KindQuote, Title: title, Private: true, Fields: []Field{
 		{"Model", model},
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -441,16 +442,20 @@ func (s *oneShotSink) Publish(ev research.Event) {
 			says = append(says, l)
 		}
 	}
-	first := strings.Join(says, " | ")
-	m := billing.Fine(ev.Cost, ev.Run.Cap())
-	line := fmt.Sprintf("%s  %s of %s held", first, m[0], m[1])
+	line := strings.Join(says, " | ")
+	if !strings.Contains(line, "$") { // an agent run's line has its spend against the cap
+		m := billing.Fine(ev.Cost, ev.Run.Cap())
+		line += fmt.Sprintf("  %s of %s held", m[0], m[1])
+	}
 	if !s.terminal {
-		// A plain line when what it says changes (the stage, the state),
-		// not for each token written: the cost is not part of the key.
-		if first == s.lastKey {
+		// A plain line when what it says changes (the stage, the step,
+		// the state), not for each token written: amounts and the bar
+		// are not part of the key.
+		key := progressNoise.ReplaceAllString(line, "")
+		if key == s.lastKey {
 			return
 		}
-		s.lastKey = first
+		s.lastKey = key
 		fmt.Fprintln(s.progress, line)
 		return
 	}
@@ -458,9 +463,18 @@ func (s *oneShotSink) Publish(ev research.Event) {
 		return
 	}
 	s.last = time.Now()
+	// One terminal row: a longer line would wrap, and \r redraws only
+	// its last row.
+	if r := []rune(line); len(r) > 79 {
+		line = string(r[:78]) + "…"
+	}
 	fmt.Fprintf(s.progress, "\r\033[K%s", line)
 	s.open = true
 }
+
+// progressNoise is what changes in a progress line with every token: the
+// amounts, the bar and its percentage.
+var progressNoise = regexp.MustCompile(`\$[0-9]+\.[0-9]+|\[[░█]*\]|[0-9]+%`)
 
 // endLine ends a redrawn progress line, so what follows starts on its own.
 func (s *oneShotSink) endLine() {
