@@ -91,9 +91,17 @@ var bucketPays = map[billing.Bucket]string{
 	billing.BucketRouted: "the routed balance pays routed routes (lower-cost gateways)",
 }
 
-// topupButtons are the amount buttons for one bucket (or both when bucket is "").
-func (c *Conversation) topupButtons(bucket billing.Bucket) [][]Button {
-	if c.Pay == nil || len(c.Pay.Amounts) == 0 {
+// canPay reports whether a user on platform can pay in chat: Stars on
+// Telegram, a checkout link anywhere.
+func (c *Conversation) canPay(platform string) bool {
+	return c.Pay != nil && ((platform == "telegram" && c.Pay.StarsPerUSD > 0) || c.Pay.Checkout != nil)
+}
+
+// topupButtons are the amount buttons for one bucket (or both when bucket
+// is ""), for a user on platform: none where no payment method serves it,
+// so no button leads to "payments are not set up".
+func (c *Conversation) topupButtons(platform string, bucket billing.Bucket) [][]Button {
+	if !c.canPay(platform) || len(c.Pay.Amounts) == 0 {
 		return nil
 	}
 	var rows [][]Button
@@ -150,7 +158,7 @@ func (c *Conversation) topupCommand(ctx context.Context, in Incoming, args []str
 			fmt.Fprintf(&b, "• %s: %s.\n", bucketName(bk), bucketPays[bk])
 		}
 		b.WriteString("Money never moves between buckets. " + c.payMethod(in))
-		return []Reply{{View: View{Kind: KindInfo, Title: "Top up", Text: b.String(), Buttons: c.topupButtons(""), Private: true}}}, nil
+		return []Reply{{View: View{Kind: KindInfo, Title: "Top up", Text: b.String(), Buttons: c.topupButtons(in.Chat.Platform, ""), Private: true}}}, nil
 	}
 	usage := sayf("Usage: /topup [credit|routed] [AMOUNT], amounts: %s", c.amountList())
 	bucket, err := billing.ParseBucket(strings.ToLower(args[0]))
@@ -159,7 +167,7 @@ func (c *Conversation) topupCommand(ctx context.Context, in Incoming, args []str
 	}
 	if len(args) == 1 {
 		return []Reply{{View: View{Kind: KindInfo, Title: "Top up your " + bucketName(bucket), Private: true,
-			Text: strings.ToUpper(bucketPays[bucket][:1]) + bucketPays[bucket][1:] + ". " + c.payMethod(in), Buttons: c.topupButtons(bucket)}}}, nil
+			Text: strings.ToUpper(bucketPays[bucket][:1]) + bucketPays[bucket][1:] + ". " + c.payMethod(in), Buttons: c.topupButtons(in.Chat.Platform, bucket)}}}, nil
 	}
 	amount, err := billing.ParseMoney(args[1])
 	if err != nil {
@@ -199,7 +207,7 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 		return nil, sayf("%s is not one of the top-up amounts: %s.", amount, c.amountList())
 	}
 	stars := in.Chat.Platform == "telegram" && c.Pay.StarsPerUSD > 0
-	if !stars && c.Pay.Checkout == nil {
+	if !c.canPay(in.Chat.Platform) {
 		return nil, sayf("Payments are not set up on this platform. %s", c.TopUpHint)
 	}
 	acc, err := c.Ledger.EnsureAccount(ctx, in.Identity)
@@ -207,7 +215,15 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 		return nil, err
 	}
 	now := c.Pay.now()
-	chat, _ := json.Marshal(research.Destination{Platform: in.Chat.Platform, ChatID: in.Chat.ID})
+	// Where the payer is told the money landed: this chat when it is
+	// private, else the payer's private chat (a channel must not read a
+	// balance).
+	told := research.Destination{Platform: in.Chat.Platform, ChatID: in.Chat.ID}
+	where := "here"
+	if in.Chat.Group {
+		told.ChatID, where = PrivateChat(in.Identity), "in a private message"
+	}
+	chat, _ := json.Marshal(told)
 	o := billing.Offer{Nonce: newNonce(), AccountID: acc, Payer: in.Identity, Bucket: bucket, Amount: amount,
 		Chat: string(chat), CreatedAt: now, ExpiresAt: now.Add(c.Pay.offerTTL())}
 	if stars {
@@ -230,7 +246,7 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 		return nil, fmt.Errorf("create checkout: %w", err)
 	}
 	return []Reply{{View: View{Kind: KindInfo, Private: true, Title: title,
-		Text:    desc + " The link is yours alone; you will be told here when the money lands.",
+		Text:    desc + " The link is yours alone; you will be told " + where + " when the money lands.",
 		Buttons: [][]Button{{{Label: "Pay " + amount.String(), URL: url}}}}}}, nil
 }
 
@@ -681,7 +697,7 @@ func (c *Conversation) lowBalance(v *View, r research.Run) {
 		return
 	}
 	v.Text = strings.TrimSpace(v.Text + fmt.Sprintf("\n\nYour %s is down to %s, below %s. Top up:", bucketName(r.Bucket), after, c.Pay.LowBalance))
-	v.Buttons = append(v.Buttons, c.topupButtons(r.Bucket)...)
+	v.Buttons = append(v.Buttons, c.topupButtons(r.Owner.Platform, r.Bucket)...)
 }
 
 // pressTopup handles a top-up amount button.
@@ -694,7 +710,7 @@ func (c *Conversation) pressTopup(ctx context.Context, in Incoming) ([]Reply, er
 }
 
 // balanceExtras adds debt, spend limits and the top-up buttons to /balance.
-func (c *Conversation) balanceExtras(ctx context.Context, acc billing.AccountID, bal billing.Balances, v *View) {
+func (c *Conversation) balanceExtras(ctx context.Context, platform string, acc billing.AccountID, bal billing.Balances, v *View) {
 	v.Private = true
 	if d := bal.Debt(); d > 0 {
 		v.Fields = append(v.Fields, Field{"Owed after a refund", fmt.Sprintf("%s: new runs wait until a top-up pays it", d)})
@@ -705,8 +721,10 @@ func (c *Conversation) balanceExtras(ctx context.Context, acc billing.AccountID,
 	if sp, err := c.Pay.Store.Spending(ctx, acc, c.Pay.Limits.Defaults); err == nil {
 		v.Fields = append(v.Fields, Field{"Spend limits", spendText(sp)})
 	}
-	v.Text = "Top up with the buttons or /topup."
-	v.Buttons = append(v.Buttons, c.topupButtons("")...)
+	if c.canPay(platform) {
+		v.Text = "Top up with the buttons or /topup."
+		v.Buttons = append(v.Buttons, c.topupButtons(platform, "")...)
+	}
 }
 
 // moneyLines lists recent top-ups, refunds and grants for /usage.
@@ -742,15 +760,18 @@ func (c *Conversation) cannotConfirm(q research.Quote) (string, [][]Button) {
 	closeRow := []Button{{Label: "Close", Data: quoteButton(q.ID, "decline")}}
 	switch {
 	case q.Debt > 0:
-		return fmt.Sprintf("You owe %s after a refund: a top-up pays it first, then runs start again.", q.Debt),
-			append(c.topupButtons(""), closeRow)
+		s := fmt.Sprintf("You owe %s after a refund: a top-up pays it first, then runs start again.", q.Debt)
+		if !c.canPay(q.Request.Owner.Platform) {
+			s += " " + c.TopUpHint
+		}
+		return strings.TrimSpace(s), append(c.topupButtons(q.Request.Owner.Platform, ""), closeRow)
 	case q.OverLimit != "":
 		return "Over your spend limit: " + q.OverLimit + ". Change it with /limit.", [][]Button{closeRow}
 	}
 	hint := c.TopUpHint
-	if c.Pay != nil && (c.Pay.StarsPerUSD > 0 || c.Pay.Checkout != nil) {
+	if c.canPay(q.Request.Owner.Platform) {
 		hint = "Top up with the buttons below or /topup."
 	}
 	return fmt.Sprintf("Not enough in your %s: this run holds up to %s and you have %s (short by %s). %s",
-		bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, hint), append(c.topupButtons(q.Bucket), closeRow)
+		bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, hint), append(c.topupButtons(q.Request.Owner.Platform, q.Bucket), closeRow)
 }
