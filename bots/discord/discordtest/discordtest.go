@@ -76,7 +76,7 @@ const (
 	RouteChannelMessage  = "POST /channels/{channel}/messages"
 	RouteChannelEdit     = "PATCH /channels/{channel}/messages/{message}"
 	RouteUserChannel     = "POST /users/@me/channels" // opens a DM: its channel id is DMChannel(user)
-	RouteHTTPInteraction = "HTTP interaction" // an interaction posted by Post; its answer is the callback
+	RouteHTTPInteraction = "HTTP interaction"         // an interaction posted by Post; its answer is the callback
 )
 
 // TokenLife is how long an interaction token works.
