@@ -526,6 +526,12 @@ func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) (
 		return nil, sayf("The refund of %s was refused by %s: %v. Nothing changed.", p.Reference(), p.Provider, err)
 	}
 	p, e, err := c.Pay.Store.RefundPayment(ctx, billing.RefundRequest{Provider: p.Provider, ChargeID: p.ChargeID, Actor: in.Identity.String()})
+	if errors.Is(err, billing.ErrAlreadyRefunded) {
+		// The provider's own report of this refund (Stripe's webhook) was
+		// quicker and reversed the credit.
+		return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true,
+			Text: fmt.Sprintf("Done. Payment %s was refunded at %s, and its credit was reversed already.", p.Reference(), p.Provider)}}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
