@@ -702,7 +702,12 @@ func (c *Conversation) lowBalance(v *View, r research.Run) {
 	if after >= c.Pay.LowBalance || before < c.Pay.LowBalance {
 		return
 	}
-	v.Text = strings.TrimSpace(v.Text + fmt.Sprintf("\n\nYour %s is down to %s, below %s. Top up:", bucketName(r.Bucket), after, c.Pay.LowBalance))
+	// No figure: a run's final may be read by a whole group; /balance
+	// answers the owner alone.
+	v.Text = strings.TrimSpace(v.Text + fmt.Sprintf("\n\nThe %s of this run's owner is now below %s (/balance shows it). Top up:", bucketName(r.Bucket), c.Pay.LowBalance))
+	if !c.canPay(r.Owner.Platform) {
+		v.Text += " " + c.TopUpHint
+	}
 	v.Buttons = append(v.Buttons, c.topupButtons(r.Owner.Platform, r.Bucket)...)
 }
 
