@@ -22,7 +22,7 @@ func starsBundle(t *testing.T) *bundle {
 	t.Helper()
 	b := setup(t, options{bed: testbed.Options{NoWorkers: true, Admins: []billing.Identity{who(bob)}}})
 	b.conv.Pay = &bots.Pay{Store: b.bed.Store, Amounts: []billing.Money{billing.Micro, 5 * billing.Micro, 20 * billing.Micro},
-		StarsPerUSD: 50, Refunders: map[string]bots.Refunder{billing.ProviderStars: b.ad}}
+		StarsPerUSD: 50, Refunders: map[string]bots.Refunder{billing.ProviderStars: b.ad}, Now: b.bed.Clock.Now}
 	if err := b.ad.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +117,15 @@ func TestStarsPurchase(t *testing.T) {
 	b.reply(t, chat.ID, "$7.00 is not one of the top-up amounts")
 	if len(b.fake.Calls("sendInvoice")) != n {
 		t.Fatal("an invoice was sent for an amount outside the list")
+	}
+	// A stale invoice (its offer past its hour) is refused at pre-checkout.
+	stale := b.invoice(t, alice)
+	b.bed.Clock.Advance(61 * time.Minute)
+	if a := b.fake.WaitCheckout(t, b.fake.PreCheckout(alice, stale.Payload, "XTR", stale.Total)); a.OK || !strings.Contains(a.Error, "expired") {
+		t.Fatalf("pre-checkout of a stale invoice = %+v, want a refusal saying it expired", a)
+	}
+	if bal, _ := b.bed.Store.Balances(t.Context(), acc); bal[billing.BucketCredit].Posted != 5*billing.Micro {
+		t.Fatalf("credit after a refused stale invoice: %s", bal[billing.BucketCredit].Posted)
 	}
 	// /usage shows the top-up.
 	b.fake.SendText(chat, alice, "/usage")
