@@ -156,6 +156,10 @@ func TestStarsRefundAfterPartialSpend(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A quote made before the refund, while $2.00 is left.
+	b.fake.SendText(chat, alice, "/research AAPL")
+	before := b.reply(t, chat.ID, "Quote: quick research on AAPL")
+
 	// Only an admin refunds; unknown charges are named.
 	b.fake.SendText(chat, alice, "/refund "+charge)
 	b.reply(t, chat.ID, "Only an admin can refund")
@@ -190,6 +194,14 @@ func TestStarsRefundAfterPartialSpend(t *testing.T) {
 		if strings.HasPrefix(btn.Text, "Confirm") {
 			t.Fatalf("a quote in debt offers %q", btn.Text)
 		}
+	}
+	// The quote from before cannot be confirmed now: nothing is held.
+	press := b.fake.Press(chat, alice, before.ID, button(t, before, "Confirm"))
+	if ans := b.fake.WaitAnswer(t, press); !strings.HasPrefix(ans.Fields["text"], "You owe money after a refund") {
+		t.Fatalf("confirm in debt answered %v", ans.Fields)
+	}
+	if bal, _ := b.bed.Store.Balances(t.Context(), acc); bal[billing.BucketCredit].Held != 0 {
+		t.Fatalf("a hold was placed in debt: %+v", bal[billing.BucketCredit])
 	}
 	// A second refund of the same charge is refused and changes nothing.
 	b.fake.SendText(bobChat, bob, "/refund "+charge)
