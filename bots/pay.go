@@ -24,6 +24,10 @@ type Pay struct {
 	Amounts []billing.Money
 	// StarsPerUSD prices Telegram invoices in Stars (XTR); 0 turns Stars off.
 	StarsPerUSD int64
+	// TelegramFiat: Telegram invoices are in USD through the payment
+	// provider whose token the Telegram adapter holds
+	// (TELEGRAM_PAYMENT_PROVIDER_TOKEN), instead of Stars.
+	TelegramFiat bool
 	// Checkout makes a payment link (Stripe Checkout) for platforms without
 	// Stars; nil: none.
 	Checkout Checkout
@@ -94,7 +98,13 @@ var bucketPays = map[billing.Bucket]string{
 // canPay reports whether a user on platform can pay in chat: Stars on
 // Telegram, a checkout link anywhere.
 func (c *Conversation) canPay(platform string) bool {
-	return c.Pay != nil && ((platform == "telegram" && c.Pay.StarsPerUSD > 0) || c.Pay.Checkout != nil)
+	return c.Pay != nil && (c.telegramInvoice(platform) || c.Pay.Checkout != nil)
+}
+
+// telegramInvoice reports whether a top-up on platform is a Telegram
+// invoice (Stars, or USD through a payment provider).
+func (c *Conversation) telegramInvoice(platform string) bool {
+	return c.Pay != nil && platform == "telegram" && (c.Pay.StarsPerUSD > 0 || c.Pay.TelegramFiat)
 }
 
 // topupButtons are the amount buttons for one bucket (or both when bucket
@@ -186,6 +196,8 @@ func (c *Conversation) amountList() string {
 
 func (c *Conversation) payMethod(in Incoming) string {
 	switch {
+	case in.Chat.Platform == "telegram" && c.Pay.TelegramFiat:
+		return "You pay in US dollars in Telegram, through its payment provider."
 	case in.Chat.Platform == "telegram" && c.Pay.StarsPerUSD > 0:
 		return fmt.Sprintf("You pay in Telegram Stars (%d Stars per $1.00).", c.Pay.StarsPerUSD)
 	case c.Pay.Checkout != nil:
@@ -206,7 +218,7 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 	if !listed {
 		return nil, sayf("%s is not one of the top-up amounts: %s.", amount, c.amountList())
 	}
-	stars := in.Chat.Platform == "telegram" && c.Pay.StarsPerUSD > 0
+	invoice := c.telegramInvoice(in.Chat.Platform)
 	if !c.canPay(in.Chat.Platform) {
 		return nil, sayf("Payments are not set up on this platform. %s", c.TopUpHint)
 	}
@@ -226,9 +238,12 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 	chat, _ := json.Marshal(told)
 	o := billing.Offer{Nonce: newNonce(), AccountID: acc, Payer: in.Identity, Bucket: bucket, Amount: amount,
 		Chat: string(chat), CreatedAt: now, ExpiresAt: now.Add(c.Pay.offerTTL())}
-	if stars {
+	switch {
+	case invoice && c.Pay.TelegramFiat:
+		o.Provider = billing.ProviderTelegramFiat
+	case invoice:
 		o.Provider = billing.ProviderStars
-	} else {
+	default:
 		o.Provider = billing.ProviderStripe
 	}
 	if err := c.Pay.Store.CreateOffer(ctx, o); err != nil {
@@ -236,10 +251,12 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 	}
 	title := fmt.Sprintf("forgebot %s top-up", bucketName(bucket))
 	desc := fmt.Sprintf("%s added to your %s (%s).", amount, bucketName(bucket), bucketPays[bucket])
-	if stars {
-		n := c.Pay.Stars(amount)
-		return []Reply{{View: View{Kind: KindInfo, Private: true, Title: title, Text: desc,
-			Invoice: &Invoice{Title: title, Description: desc, Payload: OfferPayload(o), Currency: "XTR", Label: amount.String() + " " + bucketShort(bucket), Total: n}}}}, nil
+	if invoice {
+		inv := &Invoice{Title: title, Description: desc, Payload: OfferPayload(o), Currency: "XTR", Label: amount.String() + " " + bucketShort(bucket), Total: c.Pay.Stars(amount)}
+		if o.Provider == billing.ProviderTelegramFiat {
+			inv.Currency, inv.Total = "USD", int64(amount)/10_000 // cents
+		}
+		return []Reply{{View: View{Kind: KindInfo, Private: true, Title: title, Text: desc, Invoice: inv}}}, nil
 	}
 	url, err := c.Pay.Checkout.CreateCheckout(ctx, o)
 	if err != nil {
@@ -331,7 +348,7 @@ func (c *Conversation) matchOffer(ctx context.Context, payload, currency string,
 	if currency == "XTR" && (o.Provider != billing.ProviderStars || total != c.Pay.Stars(o.Amount)) {
 		return o, "This invoice's price was altered: send /topup for a new one."
 	}
-	if strings.EqualFold(currency, "usd") && (o.Provider != billing.ProviderStripe || total*10_000 != int64(o.Amount)) {
+	if strings.EqualFold(currency, "usd") && ((o.Provider != billing.ProviderStripe && o.Provider != billing.ProviderTelegramFiat) || total*10_000 != int64(o.Amount)) {
 		return o, "This payment's amount does not match its offer."
 	}
 	if currency != "XTR" && !strings.EqualFold(currency, "usd") {
@@ -515,6 +532,13 @@ func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) (
 		return nil, sayf("Payment %s was refunded already.", p.Reference())
 	}
 	r := c.Pay.Refunders[p.Provider]
+	after := ""
+	if r == nil && p.Provider == billing.ProviderTelegramFiat {
+		// Telegram has no refund call for a provider's payment: the admin
+		// refunds it at the provider, and this reverses the credit.
+		r = noRefund{}
+		after = fmt.Sprintf(" Now refund the payment at your payment provider (its charge id %s): Telegram cannot refund it for the bot.", p.ExternalRef)
+	}
 	if r == nil {
 		return nil, sayf("Refund %s at %s itself (its dashboard); the credit is reversed when %s reports the refund.", p.Reference(), p.Provider, p.Provider)
 	}
@@ -540,8 +564,13 @@ func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) (
 			c.notifyOffer(ctx, OfferPayload(o), c.refundText(p, e))
 		}
 	}
-	return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true, Text: "Done. " + adminRefundText(p, e)}}}, nil
+	return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true, Text: "Done. " + adminRefundText(p, e) + after}}}, nil
 }
+
+// noRefund is the refunder of a provider with no refund call.
+type noRefund struct{}
+
+func (noRefund) Refund(context.Context, billing.Payment, billing.Identity) error { return nil }
 
 // grant is the admin's /grant platform:id AMOUNT BUCKET [NOTE...].
 func (c *Conversation) grant(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
