@@ -249,6 +249,7 @@ func (s *Service) RunNow(ctx context.Context, id string, who billing.Identity, d
 	}
 	req := sc.Request
 	req.Owner, req.Dest = who, dest
+	req.ScheduleID = sc.ID // its quote, messages and receipt say a schedule made it
 	return s.Engine.Quote(ctx, req)
 }
 

@@ -122,6 +122,10 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 				close(lines)
 				return
 			}
+			// The Enter moved the screen (a terminal echoed it) as soon as
+			// it was read, not when the loop gets to the line: from now a
+			// progress redraw must not count on the lines above the prompt.
+			c.entered()
 			lines <- line
 		}
 	}()
@@ -141,9 +145,6 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 			}
 			line = strings.TrimSpace(l)
 		}
-		c.mu.Lock()
-		c.atPrompt, c.owed, c.above = false, false, nil // the user's Enter moved the screen
-		c.mu.Unlock()
 		if line == "quit" || line == "exit" {
 			return nil
 		}
@@ -151,6 +152,14 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 			c.Handle(ctx, line)
 		}
 	}
+}
+
+// entered notes that the user's Enter moved the screen: the prompt and the
+// progress lines above it are no longer where they were.
+func (c *Console) entered() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.atPrompt, c.owed, c.above = false, false, nil
 }
 
 // tooLong stands for a line over MaxLine, skipped to its end.
@@ -367,8 +376,9 @@ func (c *Console) showProgress(id string, v bots.View) {
 	for _, f := range v.Fields {
 		parts = append(parts, f.Value)
 	}
+	keyText := strings.Join(keys, "  ")
 	if len(keys) > 0 {
-		parts = append(parts, strings.Join(keys, "  "))
+		parts = append(parts, keyText)
 	}
 	line := "… " + strings.Join(parts, " | ")
 	if !c.Terminal {
@@ -389,6 +399,11 @@ func (c *Console) showProgress(id string, v bots.View) {
 		}
 		fmt.Fprintln(c.Out, line)
 		return
+	}
+	// One terminal line: what does not fit is cut from the middle, never
+	// the keys that act on the run.
+	if len(keys) > 0 {
+		line = fit("… "+strings.Join(parts[:len(parts)-1], " | "), max(20, 79-3-len([]rune(keyText)))) + " | " + keyText
 	}
 	line = fit(line, 79)
 	for i, m := range c.above {

@@ -88,7 +88,7 @@ func TestProgressDoesNotRebindChoices(t *testing.T) {
 func TestTerminalProgressRedrawsInPlace(t *testing.T) {
 	t.Parallel()
 	progress := func(stage int, note string) bots.View {
-		return bots.View{Kind: bots.KindProgress, Title: "Research AAPL (quick): running",
+		return bots.View{Kind: bots.KindProgress, Title: "Research AAPL, NVDA, MSFT, AMZN, GOOGL (standard): running",
 			Text:    strings.Repeat("x", 3) + " stage " + string(rune('0'+stage)) + "/3: writing\n" + note,
 			Buttons: [][]bots.Button{{{Label: "Cancel", Data: "r:run9:cancel"}, {Label: "Pause", Data: "r:run9:pause"}}}}
 	}
@@ -105,6 +105,10 @@ func TestTerminalProgressRedrawsInPlace(t *testing.T) {
 		if tty {
 			if lines != 9 || strings.Count(out, "\n") != 1 || strings.Count(out, "\0337\033[1A\r\033[K") != 8 {
 				t.Errorf("terminal: %d progress lines drawn, %d newlines:\n%q", lines, strings.Count(out, "\n"), out)
+			}
+			// The run's keys fit on the line, whatever the title's length.
+			if last := out[strings.LastIndex(out, "… run 1:"):]; !strings.Contains(last, "| c1 Cancel  p1 Pause\0338") {
+				t.Errorf("terminal: the run's keys are cut off the line: %q", last)
 			}
 			if !strings.HasSuffix(out, "\0338") || strings.Count(out, "> ") != 2 {
 				t.Errorf("terminal: the prompt is not kept below the line:\n%q", out)

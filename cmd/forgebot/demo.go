@@ -89,9 +89,16 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
-	stopWeb := serveReceipts(a, ln, mux)
+	stopWeb, metricsOpen := serveReceipts(a, ln, mux)
 	defer stopWeb()
-	fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; metrics at %s/metrics)\n", a.cfg.PublicURL, a.cfg.PublicURL)
+	switch {
+	case metricsOpen:
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz, metrics at %s/metrics)\n", a.cfg.PublicURL, a.cfg.PublicURL, a.cfg.PublicURL)
+	case a.cfg.MetricsToken != "":
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz, metrics at %s/metrics with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL, a.cfg.PublicURL)
+	default:
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz; metrics only on a loopback address or with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL)
+	}
 	if stripeOn {
 		fmt.Fprintf(io_.out, "Stripe Checkout: /topup answers with a payment link; Stripe's webhook goes to %s/stripe/webhook\n", a.cfg.PublicURL)
 	}
@@ -148,20 +155,28 @@ func demoListener(cfg *Config) (net.Listener, error) {
 
 // serveReceipts serves a's receipt pages, /healthz and /metrics, and what
 // mux holds (the Stripe webhook), on ln until the returned stop is called.
-func serveReceipts(a *app, ln net.Listener, mux *http.ServeMux) (stop func()) {
+// /metrics is open on a loopback listener (the demo's default: only this
+// machine reaches it), behind FORGE_METRICS_TOKEN when one is set, and not
+// served otherwise; metricsOpen says it is open.
+func serveReceipts(a *app, ln net.Listener, mux *http.ServeMux) (stop func(), metricsOpen bool) {
 	metrics := web.NewMetrics(a.health)
 	for _, r := range a.engine.Catalog.Routes {
 		metrics.KnowRoutes(r.ID)
 	}
 	a.engine.Sink = metrics.Observe(a.conv)
-	mux.Handle("/", web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: a.log}))
+	deps := web.Deps{Receipts: a.store, Metrics: metrics, MetricsToken: a.cfg.MetricsToken, Log: a.log}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() && deps.MetricsToken == "" {
+		metricsOpen = true
+		deps.Mount = func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler()) }
+	}
+	mux.Handle("/", web.Handler(deps))
 	srv := &http.Server{Handler: web.LimitBodies(mux, web.MaxBody), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}
+	}, metricsOpen
 }
 
 // stdio is a command's standard streams and its interrupt signals.
