@@ -602,7 +602,7 @@ func (c *Conversation) balance(ctx context.Context, in Incoming) ([]Reply, error
 	if c.TopUpHint != "" {
 		v.Text = c.TopUpHint
 	}
-	c.balanceExtras(ctx, acc, bal, &v)
+	c.balanceExtras(ctx, in.Identity.Platform, acc, bal, &v)
 	return []Reply{{View: v}}, nil
 }
 

@@ -78,10 +78,18 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	}
 	con := &console.Console{Conv: a.conv, User: consoleUser, Out: io_.out, ChartDir: filepath.Join(dataDir, "charts"), Terminal: io_.outTerminal}
 	a.outbox.Register(console.Platform, con, console.Limits)
+	// With STRIPE_* set, /topup here answers with a Checkout link, and the
+	// webhook is served beside the receipt pages: the payment is told in
+	// this terminal when it lands.
+	mux := http.NewServeMux()
+	stripeOn, err := setupStripe(cfg, a, mux)
+	if err != nil {
+		return err
+	}
 	if err := a.start(ctx); err != nil {
 		return err
 	}
-	stopWeb, metricsOpen := serveReceipts(a, ln)
+	stopWeb, metricsOpen := serveReceipts(a, ln, mux)
 	defer stopWeb()
 	switch {
 	case metricsOpen:
@@ -90,6 +98,9 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz, metrics at %s/metrics with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL, a.cfg.PublicURL)
 	default:
 		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz; metrics only on a loopback address or with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL)
+	}
+	if stripeOn {
+		fmt.Fprintf(io_.out, "Stripe Checkout: /topup answers with a payment link; Stripe's webhook goes to %s/stripe/webhook\n", a.cfg.PublicURL)
 	}
 	fmt.Fprintln(io_.out, "Try: /research AAPL NVDA standard   then 1 to confirm.   /balance   /usage   /models   /scan us-megacaps")
 
@@ -142,11 +153,12 @@ func demoListener(cfg *Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveReceipts serves a's receipt pages, /healthz and /metrics on ln until
-// the returned stop is called. /metrics is open on a loopback listener (the
-// demo's default: only this machine reaches it), behind FORGE_METRICS_TOKEN
-// when one is set, and not served otherwise; metricsOpen says it is open.
-func serveReceipts(a *app, ln net.Listener) (stop func(), metricsOpen bool) {
+// serveReceipts serves a's receipt pages, /healthz and /metrics, and what
+// mux holds (the Stripe webhook), on ln until the returned stop is called.
+// /metrics is open on a loopback listener (the demo's default: only this
+// machine reaches it), behind FORGE_METRICS_TOKEN when one is set, and not
+// served otherwise; metricsOpen says it is open.
+func serveReceipts(a *app, ln net.Listener, mux *http.ServeMux) (stop func(), metricsOpen bool) {
 	metrics := web.NewMetrics(a.health)
 	for _, r := range a.engine.Catalog.Routes {
 		metrics.KnowRoutes(r.ID)
@@ -157,7 +169,8 @@ func serveReceipts(a *app, ln net.Listener) (stop func(), metricsOpen bool) {
 		metricsOpen = true
 		deps.Mount = func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler()) }
 	}
-	srv := &http.Server{Handler: web.Handler(deps), ReadHeaderTimeout: 10 * time.Second}
+	mux.Handle("/", web.Handler(deps))
+	srv := &http.Server{Handler: web.LimitBodies(mux, web.MaxBody), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
