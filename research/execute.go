@@ -146,13 +146,13 @@ func (e *Engine) executeAgentOf(ctx, runCtx context.Context, x *staged) error {
 // stages fetches a staged run's data and runs its stages from the first
 // not done, then delivers it.
 func (e *Engine) stages(ctx, runCtx context.Context, x *staged) error {
-	if err, end := e.prepare(ctx, runCtx, x); end {
+	if end, err := e.prepare(ctx, runCtx, x); end {
 		return err
 	}
 	// r.Missing set: an earlier attempt stopped at a failed stage (and then
 	// the process died); the run ends partial as it would have.
 	for i := x.r.Done; i < len(x.r.Stages) && x.r.Missing == ""; i++ {
-		if err, end := e.stage(ctx, runCtx, x, i); end {
+		if end, err := e.stage(ctx, runCtx, x, i); end {
 			return err
 		}
 	}
@@ -163,13 +163,13 @@ func (e *Engine) stages(ctx, runCtx context.Context, x *staged) error {
 // sets up its routes and budget; end is true when the run ended here.
 //
 //go:noinline
-func (e *Engine) prepare(ctx, runCtx context.Context, x *staged) (err error, end bool) {
+func (e *Engine) prepare(ctx, runCtx context.Context, x *staged) (end bool, err error) {
 	db := context.WithoutCancel(ctx)
 	r, runID := x.r, x.r.ID
 	g := e.gatherRun(runCtx, r, x.plan)
 	if runCtx.Err() != nil {
 		// Cancelled (or shut down) while fetching: not a data failure.
-		return e.interrupted(ctx, runCtx, r, nil, g, r.Done), true
+		return true, e.interrupted(ctx, runCtx, r, nil, g, r.Done)
 	}
 	if len(g.failed) > 0 {
 		r, err = e.Store.UpdateRun(db, runID, "worker", "market data", func(r *Run) error {
@@ -180,17 +180,17 @@ func (e *Engine) prepare(ctx, runCtx context.Context, x *staged) (err error, end
 			return nil
 		})
 		if err != nil {
-			return err, true
+			return true, err
 		}
 	}
 	x.r, x.g = r, g
 	if len(g.ind) == 0 {
-		return e.finish(ctx, runID, Failed, "no market data for any symbol", nil, "no market data: "+joinErrors(g.failed)), true
+		return true, e.finish(ctx, runID, Failed, "no market data for any symbol", nil, "no market data: "+joinErrors(g.failed))
 	}
 	if x.short != "" {
 		// Resumed with stages written but a hold that would lapse before
 		// the rest could finish: deliver what was written.
-		return e.deliver(ctx, r, g, x.plan, "remaining stages not run: "+x.short, x.short), true
+		return true, e.deliver(ctx, r, g, x.plan, "remaining stages not run: "+x.short, x.short)
 	}
 	x.routes = e.routes(r)
 	x.writer = e.writer(r.Offline)
@@ -223,21 +223,21 @@ func (e *Engine) prepare(ctx, runCtx context.Context, x *staged) (err error, end
 		}
 		return err
 	})
-	return nil, false
+	return false, nil
 }
 
 // stage runs stage i; end is true when the run ended (or paused) there.
-func (e *Engine) stage(ctx, runCtx context.Context, x *staged, i int) (err error, end bool) {
+func (e *Engine) stage(ctx, runCtx context.Context, x *staged, i int) (end bool, err error) {
 	db := context.WithoutCancel(ctx)
 	r := &x.r
 	runID := r.ID
 	switch {
 	case r.CancelRequested && r.wrote() && len(x.g.ind) > 0:
-		return e.cancelStaged(ctx, x, i), true
+		return true, e.cancelStaged(ctx, x, i)
 	case r.CancelRequested:
-		return e.finish(ctx, runID, Cancelled, "cancelled", nil, ""), true
+		return true, e.finish(ctx, runID, Cancelled, "cancelled", nil, "")
 	case r.PauseRequested:
-		return e.pauseOrGoOn(ctx, runID, x.attempt, x.maxAttempts), true
+		return true, e.pauseOrGoOn(ctx, runID, x.attempt, x.maxAttempts)
 	}
 	st := &r.Stages[i]
 	res := new(llm.Result)
@@ -249,7 +249,7 @@ func (e *Engine) stage(ctx, runCtx context.Context, x *staged, i int) (err error
 		callErr = err
 		if err != nil {
 			if runCtx.Err() != nil {
-				return e.interruptedStaged(ctx, runCtx, x, &partialUsage{route: res.Route.ID, usage: res.Usage, maxOut: maxOut}, i), true
+				return true, e.interruptedStaged(ctx, runCtx, x, &partialUsage{route: res.Route.ID, usage: res.Usage, maxOut: maxOut}, i)
 			}
 			// A failed call is a failed request: it costs nothing.
 			switch {
@@ -257,7 +257,7 @@ func (e *Engine) stage(ctx, runCtx context.Context, x *staged, i int) (err error
 				// Not made: the run ends here with what was written.
 				x.missing = stageNames(r.Stages[i:]) + ": not run: " + noRoomText(err)
 				if !r.wrote() {
-					return e.finish(ctx, runID, Failed, "call does not fit the hold", nil, x.missing), true
+					return true, e.finish(ctx, runID, Failed, "call does not fit the hold", nil, x.missing)
 				}
 			case st.Symbol != "" && len(r.Symbols) > 1:
 				x.g.failed[st.Symbol] = e.public(err, "", "run_id", runID, "stage", st.Name).Error() // partial: the other symbols go on
@@ -269,7 +269,7 @@ func (e *Engine) stage(ctx, runCtx context.Context, x *staged, i int) (err error
 					x.missing += "; not run after it: " + rest
 				}
 			default:
-				return e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error()), true
+				return true, e.finish(ctx, runID, Failed, "model call failed", nil, "model call failed: "+e.public(err, "", "run_id", runID, "stage", st.Name).Error())
 			}
 		}
 		text = CleanText(res.Text) // model output: no control or bidi character is stored or shown
@@ -314,10 +314,10 @@ func (e *Engine) stage(ctx, runCtx context.Context, x *staged, i int) (err error
 		return nil
 	}
 	if err := e.advanceStaged(db, x, i, text, done); err != nil {
-		return err, true
+		return true, err
 	}
 	e.publishStaged(x)
-	return nil, false
+	return false, nil
 }
 
 // callStage makes stage i's model call into res, and returns its output
