@@ -32,8 +32,8 @@ func TestCheck(t *testing.T) {
 	}{
 		{"healthy", billing.Audit{At: now, Buckets: []billing.BucketAudit{{AccountID: 1, Bucket: "credit", Posted: 500, Held: 100, EntryPosted: 500, EntryHeld: 100, OpenHolds: 100}},
 			Holds: []billing.HoldAudit{okHold(billing.HoldOpen), okHold(billing.HoldCaptured), okHold(billing.HoldReleased), okHold(billing.HoldExpired)}}, ""},
-		{"posted drift", billing.Audit{At: now, Buckets: []billing.BucketAudit{{AccountID: 1, Bucket: "credit", Posted: 501, EntryPosted: 500}}}, "posted $0.000501 but posted entries sum to $0.0005"},
-		{"held drift", billing.Audit{At: now, Buckets: []billing.BucketAudit{{AccountID: 1, Bucket: "routed", Posted: 500, Held: 100, EntryPosted: 500, EntryHeld: 100}}}, "held $0.0001 but open holds sum to $0.00"},
+		{"posted drift", billing.Audit{At: now, Buckets: []billing.BucketAudit{{AccountID: 1, Bucket: "credit", Posted: 501, EntryPosted: 500}}}, "posted $0.000501 but posted entries sum to $0.000500"},
+		{"held drift", billing.Audit{At: now, Buckets: []billing.BucketAudit{{AccountID: 1, Bucket: "routed", Posted: 500, Held: 100, EntryPosted: 500, EntryHeld: 100}}}, "held $0.000100 but open holds sum to $0.00"},
 		{"overdraft", billing.Audit{At: now, Buckets: []billing.BucketAudit{{AccountID: 1, Bucket: "credit", Posted: 50, Held: 100, EntryPosted: 50, EntryHeld: 100, OpenHolds: 100}}}, "available is negative: -$0.00005"},
 		{"resolved twice", billing.Audit{At: now, Holds: []billing.HoldAudit{func() billing.HoldAudit {
 			h := okHold(billing.HoldReleased)
@@ -44,7 +44,7 @@ func TestCheck(t *testing.T) {
 			h := okHold(billing.HoldCaptured)
 			h.Captured, h.EntryCaptured = 150, 150
 			return h
-		}()}}, "captured $0.00015 of a $0.0001 hold"},
+		}()}}, "captured $0.000150 of a $0.000100 hold"},
 		{"past ttl", billing.Audit{At: now.Add(time.Hour), Holds: []billing.HoldAudit{okHold(billing.HoldOpen)}}, "open past its time to live"},
 		{"capture entry missing", billing.Audit{At: now, Holds: []billing.HoldAudit{func() billing.HoldAudit {
 			h := okHold(billing.HoldCaptured)

@@ -75,15 +75,16 @@ func allDigits(s string) bool {
 	return true
 }
 
-// String formats m as dollars with at least two decimals and as many more as
-// needed, up to six: $1.25, $0.00035, -$0.10.
-// Decimals is how many decimals String prints for m: 2 to 6.
+// Decimals is how many decimals String prints for m: 2 or 6.
 func (m Money) Decimals() int {
 	u := uint64(m)
 	if m < 0 {
 		u = uint64(-m)
 	}
-	return max(2, len(strings.TrimRight(fmt.Sprintf("%06d", u%uint64(Micro)), "0")))
+	if u%uint64(Micro)%10_000 == 0 {
+		return 2
+	}
+	return 6
 }
 
 // Alike prints amounts shown together (a range, "X of Y") with the same
@@ -105,6 +106,23 @@ func Alike(ms ...Money) []string {
 	return out
 }
 
+// Fine prints amounts with all six decimals, for a figure that grows while
+// it is watched (a run's cost so far), so it keeps one width from $0.000000.
+func Fine(ms ...Money) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		s := m.String()
+		if pad := 6 - m.Decimals(); pad > 0 {
+			s += strings.Repeat("0", pad)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// String formats m as dollars: whole cents with two decimals ($1.25,
+// -$0.10), anything finer with all six ($0.000350, $4.999240), so amounts
+// never show a varying number of decimals ($0.00109 next to $0.001909).
 func (m Money) String() string {
 	sign := ""
 	u := uint64(m)
@@ -112,11 +130,8 @@ func (m Money) String() string {
 		sign, u = "-", uint64(-m)
 	}
 	whole, frac := u/uint64(Micro), u%uint64(Micro)
-	digits := strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
-	if len(digits) < 2 {
-		digits += strings.Repeat("0", 2-len(digits))
-	}
-	return fmt.Sprintf("%s$%d.%s", sign, whole, digits)
+	digits := fmt.Sprintf("%06d", frac)
+	return fmt.Sprintf("%s$%d.%s", sign, whole, digits[:m.Decimals()])
 }
 
 // Micros returns m as a plain count of micro-dollars, for JSON and SQL.

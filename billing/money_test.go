@@ -34,7 +34,11 @@ func TestParseMoney(t *testing.T) {
 
 func TestMoneyString(t *testing.T) {
 	for m, want := range map[billing.Money]string{
-		350:        "$0.00035",
+		350:        "$0.000350",
+		1_090:      "$0.001090",
+		4_999_240:  "$4.999240",
+		12_500:     "$0.012500",
+		20_000:     "$0.02",
 		1_250_000:  "$1.25",
 		0:          "$0.00",
 		1:          "$0.000001",
@@ -109,8 +113,8 @@ func ExampleMoney_String() {
 	fmt.Println(m, m.Micros())
 	fmt.Println(billing.Price{InputPerM: 150_000, OutputPerM: 600_000}.Cost(1200, 350))
 	// Output:
-	// $0.00035 350
-	// $0.00039
+	// $0.000350 350
+	// $0.000390
 }
 
 // TestMoneyOverflow: absurd token counts and sums return ErrOverflow (or
@@ -156,6 +160,13 @@ func TestMoneyOverflow(t *testing.T) {
 	}
 	if err := (billing.CaptureRequest{HoldID: 1, Amount: big, Key: "k"}).Validate(); !errors.Is(err, billing.ErrInvalidAmount) {
 		t.Errorf("capture of %d = %v", big, err)
+	}
+}
+
+// TestFine: a figure that grows while watched keeps six decimals from zero.
+func TestFine(t *testing.T) {
+	if got := billing.Fine(0, 760, billing.Micro/2); strings.Join(got, " ") != "$0.000000 $0.000760 $0.500000" {
+		t.Fatalf("Fine = %v", got)
 	}
 }
 

@@ -103,7 +103,11 @@ func (c *Conversation) agentQuoteView(q research.Quote) View {
 	if q.Hold < a.Cap {
 		held += fmt.Sprintf(" (the most its %d steps can cost)", a.MaxSteps)
 	}
-	v := View{Kind: KindQuote, Title: "Quote: " + agentTitle(q.Request, q.Symbols), Private: true, Fields: []Field{
+	title := "Quote: " + agentTitle(q.Request, q.Symbols)
+	if q.Request.ScheduleID != "" {
+		title = "Quote for schedule " + q.Request.ScheduleID + ": " + agentTitle(q.Request, q.Symbols)
+	}
+	v := View{Kind: KindQuote, Title: title, Private: true, Fields: []Field{
 		{"Model", model},
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},
@@ -184,7 +188,7 @@ func (c *Conversation) agentProgressView(ev research.Event) View {
 	v.Text = b.String()
 	v.Fields = []Field{
 		{"Tokens", fmt.Sprintf("%d in / %d out", ev.TokensIn, ev.TokensOut)},
-		{"Cost so far", fmt.Sprintf("%s of %s cap from %s", append(alike(spent, cap), bucketName(r.Bucket))...)},
+		{"Cost so far", fmt.Sprintf("%s of %s cap from %s", append(fine(spent, cap), bucketName(r.Bucket))...)},
 		{"Time", roundDur(ev.Elapsed) + " elapsed"},
 	}
 	switch {

@@ -26,7 +26,11 @@ func (c *Conversation) quoteView(q research.Quote) View {
 	if q.Synthetic {
 		data += " (SYNTHETIC demo data, not real prices)"
 	}
-	v := View{Kind: KindQuote, Title: fmt.Sprintf("Quote: %s research on %s", q.Request.Depth, what), Private: true, Fields: []Field{
+	title := fmt.Sprintf("Quote: %s research on %s", q.Request.Depth, what)
+	if q.Request.ScheduleID != "" {
+		title = fmt.Sprintf("Quote for schedule %s: %s research on %s", q.Request.ScheduleID, q.Request.Depth, what)
+	}
+	v := View{Kind: KindQuote, Title: title, Private: true, Fields: []Field{
 		{"Model", model},
 		{"Route", fmt.Sprintf("%s (%s), API key %s", q.RouteID, q.RouteKind, q.KeyMasked)},
 		{"Paid from", paidFrom(q)},
@@ -126,6 +130,16 @@ func planText(q research.Quote) string {
 		window, len(q.Stages), strings.Join(names, ", "), p.OutputLimit)
 }
 
+// fine formats a growing figure and its bound with all six decimals, as fmt
+// arguments: a card's cost so far keeps one precision from its first update.
+func fine(ms ...billing.Money) []any {
+	var out []any
+	for _, s := range billing.Fine(ms...) {
+		out = append(out, s)
+	}
+	return out
+}
+
 // alike formats amounts shown together with the same precision, as fmt arguments.
 func alike(ms ...billing.Money) []any {
 	var out []any
@@ -186,7 +200,7 @@ func (c *Conversation) progressView(ev research.Event) View {
 	}
 	v.Fields = []Field{
 		{"Tokens", fmt.Sprintf("%d in / %d out", ev.TokensIn, ev.TokensOut)},
-		{"Cost so far", fmt.Sprintf("%s of %s held from %s", append(alike(ev.Cost, r.Hold), bucketName(r.Bucket))...)},
+		{"Cost so far", fmt.Sprintf("%s of %s held from %s", append(fine(ev.Cost, r.Hold), bucketName(r.Bucket))...)},
 		{"Time", elapsed},
 	}
 	v.Text = b.String()
@@ -239,11 +253,12 @@ func (c *Conversation) finalView(ev research.Event, captureEntry int64) View {
 	} else if r.Error != "" {
 		b.WriteString(r.Error + "\n")
 	}
-	charge := fmt.Sprintf("Charged %s from your %s", r.Captured, bucketName(r.Bucket))
+	m := billing.Alike(r.Captured, r.Cap()-r.Captured)
+	charge := fmt.Sprintf("Charged %s from your %s", m[0], bucketName(r.Bucket))
 	if captureEntry != 0 {
 		charge += fmt.Sprintf(" (ledger entry %d)", captureEntry)
 	}
-	charge += fmt.Sprintf("; %s released. %d tokens in, %d out (%s count).", r.Cap()-r.Captured, r.TokensIn, r.TokensOut, orProvider(string(r.OutSource)))
+	charge += fmt.Sprintf("; %s released. %d tokens in, %d out (%s count).", m[1], r.TokensIn, r.TokensOut, orProvider(string(r.OutSource)))
 	if r.Agent != nil {
 		charge += fmt.Sprintf(" %d model call(s), %d tool call(s); the receipt lists every step.", r.Agent.ModelSteps(), r.Agent.ToolCalls())
 		if len(r.Extensions) > 0 {

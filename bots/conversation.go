@@ -602,7 +602,7 @@ func (c *Conversation) balance(ctx context.Context, in Incoming) ([]Reply, error
 	if c.TopUpHint != "" {
 		v.Text = c.TopUpHint
 	}
-	c.balanceExtras(ctx, acc, bal, &v)
+	c.balanceExtras(ctx, in.Identity.Platform, acc, bal, &v)
 	return []Reply{{View: v}}, nil
 }
 
@@ -655,7 +655,9 @@ func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) 
 	if len(args) != 1 {
 		return nil, sayf("Usage: /receipt ID (a receipt id or link, or a run id from /usage)")
 	}
-	id := args[0]
+	// Pasted as chat clients quote links (<https://…>, "…", (…)) or with
+	// the full stop that ended a sentence.
+	id := strings.TrimRight(strings.TrimLeft(args[0], `<("'`), `>)"'.,;`)
 	// A pasted receipt link: its last path part after /r/.
 	if i := strings.LastIndex(id, "/r/"); i >= 0 {
 		id = strings.TrimRight(strings.SplitN(strings.SplitN(id[i+3:], "?", 2)[0], "#", 2)[0], "/")
@@ -682,7 +684,7 @@ func (c *Conversation) receipt(ctx context.Context, in Incoming, args []string) 
 		{"Run", rc.RunID}, {"Status", rc.Status}, {"Model / route", fmt.Sprintf("%s via %s (%s)", rc.Model, rc.Route, rc.RouteKind)},
 		{"Paid from", string(rc.Bucket)},
 		{"Tokens", fmt.Sprintf("%d in (%s) / %d out (%s)", rc.TokensIn, rc.TokensInSource, rc.TokensOut, rc.TokensOutSource)},
-		{"Held / charged / released", fmt.Sprintf("%s / %s / %s", rc.Held, rc.Captured, rc.Released)},
+		{"Held / charged / released", strings.Join(billing.Alike(rc.Held, rc.Captured, rc.Released), " / ")},
 		{"Attempts", fmt.Sprint(rc.Attempts)},
 	}}
 	if rc.Purchase != "" {

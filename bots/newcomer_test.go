@@ -39,8 +39,8 @@ func TestReceiptByRunIDAndLink(t *testing.T) {
 		t.Errorf("Bought = %q", got)
 	}
 	token := strings.TrimPrefix(byRun.View.Title, "Receipt ")
-	for _, link := range []string{"https://forgebot.example.com/r/" + token, "http://127.0.0.1:8080/r/" + token + "/", "<http://x/r/" + token + "?a=1"} {
-		link = strings.TrimPrefix(link, "<")
+	for _, link := range []string{"https://forgebot.example.com/r/" + token, "http://127.0.0.1:8080/r/" + token + "/", "http://x/r/" + token + "?a=1",
+		"<http://127.0.0.1:8080/r/" + token + ">", `"http://x/r/` + token + `".`, token + "."} {
 		if r := one(t, c.say(t, alice, "/receipt "+link)); r.View.Title != "Receipt "+token {
 			t.Errorf("/receipt %s = %+v", link, r)
 		}

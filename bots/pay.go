@@ -24,6 +24,10 @@ type Pay struct {
 	Amounts []billing.Money
 	// StarsPerUSD prices Telegram invoices in Stars (XTR); 0 turns Stars off.
 	StarsPerUSD int64
+	// TelegramFiat: Telegram invoices are in USD through the payment
+	// provider whose token the Telegram adapter holds
+	// (TELEGRAM_PAYMENT_PROVIDER_TOKEN), instead of Stars.
+	TelegramFiat bool
 	// Checkout makes a payment link (Stripe Checkout) for platforms without
 	// Stars; nil: none.
 	Checkout Checkout
@@ -91,9 +95,23 @@ var bucketPays = map[billing.Bucket]string{
 	billing.BucketRouted: "the routed balance pays routed routes (lower-cost gateways)",
 }
 
-// topupButtons are the amount buttons for one bucket (or both when bucket is "").
-func (c *Conversation) topupButtons(bucket billing.Bucket) [][]Button {
-	if c.Pay == nil || len(c.Pay.Amounts) == 0 {
+// canPay reports whether a user on platform can pay in chat: Stars on
+// Telegram, a checkout link anywhere.
+func (c *Conversation) canPay(platform string) bool {
+	return c.Pay != nil && (c.telegramInvoice(platform) || c.Pay.Checkout != nil)
+}
+
+// telegramInvoice reports whether a top-up on platform is a Telegram
+// invoice (Stars, or USD through a payment provider).
+func (c *Conversation) telegramInvoice(platform string) bool {
+	return c.Pay != nil && platform == "telegram" && (c.Pay.StarsPerUSD > 0 || c.Pay.TelegramFiat)
+}
+
+// topupButtons are the amount buttons for one bucket (or both when bucket
+// is ""), for a user on platform: none where no payment method serves it,
+// so no button leads to "payments are not set up".
+func (c *Conversation) topupButtons(platform string, bucket billing.Bucket) [][]Button {
+	if !c.canPay(platform) || len(c.Pay.Amounts) == 0 {
 		return nil
 	}
 	var rows [][]Button
@@ -150,7 +168,7 @@ func (c *Conversation) topupCommand(ctx context.Context, in Incoming, args []str
 			fmt.Fprintf(&b, "• %s: %s.\n", bucketName(bk), bucketPays[bk])
 		}
 		b.WriteString("Money never moves between buckets. " + c.payMethod(in))
-		return []Reply{{View: View{Kind: KindInfo, Title: "Top up", Text: b.String(), Buttons: c.topupButtons(""), Private: true}}}, nil
+		return []Reply{{View: View{Kind: KindInfo, Title: "Top up", Text: b.String(), Buttons: c.topupButtons(in.Chat.Platform, ""), Private: true}}}, nil
 	}
 	usage := sayf("Usage: /topup [credit|routed] [AMOUNT], amounts: %s", c.amountList())
 	bucket, err := billing.ParseBucket(strings.ToLower(args[0]))
@@ -159,7 +177,7 @@ func (c *Conversation) topupCommand(ctx context.Context, in Incoming, args []str
 	}
 	if len(args) == 1 {
 		return []Reply{{View: View{Kind: KindInfo, Title: "Top up your " + bucketName(bucket), Private: true,
-			Text: strings.ToUpper(bucketPays[bucket][:1]) + bucketPays[bucket][1:] + ". " + c.payMethod(in), Buttons: c.topupButtons(bucket)}}}, nil
+			Text: strings.ToUpper(bucketPays[bucket][:1]) + bucketPays[bucket][1:] + ". " + c.payMethod(in), Buttons: c.topupButtons(in.Chat.Platform, bucket)}}}, nil
 	}
 	amount, err := billing.ParseMoney(args[1])
 	if err != nil {
@@ -178,6 +196,8 @@ func (c *Conversation) amountList() string {
 
 func (c *Conversation) payMethod(in Incoming) string {
 	switch {
+	case in.Chat.Platform == "telegram" && c.Pay.TelegramFiat:
+		return "You pay in US dollars in Telegram, through its payment provider."
 	case in.Chat.Platform == "telegram" && c.Pay.StarsPerUSD > 0:
 		return fmt.Sprintf("You pay in Telegram Stars (%d Stars per $1.00).", c.Pay.StarsPerUSD)
 	case c.Pay.Checkout != nil:
@@ -198,8 +218,8 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 	if !listed {
 		return nil, sayf("%s is not one of the top-up amounts: %s.", amount, c.amountList())
 	}
-	stars := in.Chat.Platform == "telegram" && c.Pay.StarsPerUSD > 0
-	if !stars && c.Pay.Checkout == nil {
+	invoice := c.telegramInvoice(in.Chat.Platform)
+	if !c.canPay(in.Chat.Platform) {
 		return nil, sayf("Payments are not set up on this platform. %s", c.TopUpHint)
 	}
 	acc, err := c.Ledger.EnsureAccount(ctx, in.Identity)
@@ -207,12 +227,23 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 		return nil, err
 	}
 	now := c.Pay.now()
-	chat, _ := json.Marshal(research.Destination{Platform: in.Chat.Platform, ChatID: in.Chat.ID})
+	// Where the payer is told the money landed: this chat when it is
+	// private, else the payer's private chat (a channel must not read a
+	// balance).
+	told := research.Destination{Platform: in.Chat.Platform, ChatID: in.Chat.ID}
+	where := "here"
+	if in.Chat.Group {
+		told.ChatID, where = PrivateChat(in.Identity), "in a private message"
+	}
+	chat, _ := json.Marshal(told)
 	o := billing.Offer{Nonce: newNonce(), AccountID: acc, Payer: in.Identity, Bucket: bucket, Amount: amount,
 		Chat: string(chat), CreatedAt: now, ExpiresAt: now.Add(c.Pay.offerTTL())}
-	if stars {
+	switch {
+	case invoice && c.Pay.TelegramFiat:
+		o.Provider = billing.ProviderTelegramFiat
+	case invoice:
 		o.Provider = billing.ProviderStars
-	} else {
+	default:
 		o.Provider = billing.ProviderStripe
 	}
 	if err := c.Pay.Store.CreateOffer(ctx, o); err != nil {
@@ -220,17 +251,19 @@ func (c *Conversation) offer(ctx context.Context, in Incoming, bucket billing.Bu
 	}
 	title := fmt.Sprintf("forgebot %s top-up", bucketName(bucket))
 	desc := fmt.Sprintf("%s added to your %s (%s).", amount, bucketName(bucket), bucketPays[bucket])
-	if stars {
-		n := c.Pay.Stars(amount)
-		return []Reply{{View: View{Kind: KindInfo, Private: true, Title: title, Text: desc,
-			Invoice: &Invoice{Title: title, Description: desc, Payload: OfferPayload(o), Currency: "XTR", Label: amount.String() + " " + bucketShort(bucket), Total: n}}}}, nil
+	if invoice {
+		inv := &Invoice{Title: title, Description: desc, Payload: OfferPayload(o), Currency: "XTR", Label: amount.String() + " " + bucketShort(bucket), Total: c.Pay.Stars(amount)}
+		if o.Provider == billing.ProviderTelegramFiat {
+			inv.Currency, inv.Total = "USD", int64(amount)/10_000 // cents
+		}
+		return []Reply{{View: View{Kind: KindInfo, Private: true, Title: title, Text: desc, Invoice: inv}}}, nil
 	}
 	url, err := c.Pay.Checkout.CreateCheckout(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("create checkout: %w", err)
 	}
 	return []Reply{{View: View{Kind: KindInfo, Private: true, Title: title,
-		Text:    desc + " The link is yours alone; you will be told here when the money lands.",
+		Text:    desc + " The link is yours alone; you will be told " + where + " when the money lands.",
 		Buttons: [][]Button{{{Label: "Pay " + amount.String(), URL: url}}}}}}, nil
 }
 
@@ -315,7 +348,7 @@ func (c *Conversation) matchOffer(ctx context.Context, payload, currency string,
 	if currency == "XTR" && (o.Provider != billing.ProviderStars || total != c.Pay.Stars(o.Amount)) {
 		return o, "This invoice's price was altered: send /topup for a new one."
 	}
-	if strings.EqualFold(currency, "usd") && (o.Provider != billing.ProviderStripe || total*10_000 != int64(o.Amount)) {
+	if strings.EqualFold(currency, "usd") && ((o.Provider != billing.ProviderStripe && o.Provider != billing.ProviderTelegramFiat) || total*10_000 != int64(o.Amount)) {
 		return o, "This payment's amount does not match its offer."
 	}
 	if currency != "XTR" && !strings.EqualFold(currency, "usd") {
@@ -499,6 +532,13 @@ func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) (
 		return nil, sayf("Payment %s was refunded already.", p.Reference())
 	}
 	r := c.Pay.Refunders[p.Provider]
+	after := ""
+	if r == nil && p.Provider == billing.ProviderTelegramFiat {
+		// Telegram has no refund call for a provider's payment: the admin
+		// refunds it at the provider, and this reverses the credit.
+		r = noRefund{}
+		after = fmt.Sprintf(" Now refund the payment at your payment provider (its charge id %s): Telegram cannot refund it for the bot.", p.ExternalRef)
+	}
 	if r == nil {
 		return nil, sayf("Refund %s at %s itself (its dashboard); the credit is reversed when %s reports the refund.", p.Reference(), p.Provider, p.Provider)
 	}
@@ -510,6 +550,12 @@ func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) (
 		return nil, sayf("The refund of %s was refused by %s: %v. Nothing changed.", p.Reference(), p.Provider, err)
 	}
 	p, e, err := c.Pay.Store.RefundPayment(ctx, billing.RefundRequest{Provider: p.Provider, ChargeID: p.ChargeID, Actor: in.Identity.String()})
+	if errors.Is(err, billing.ErrAlreadyRefunded) {
+		// The provider's own report of this refund (Stripe's webhook) was
+		// quicker and reversed the credit.
+		return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true,
+			Text: fmt.Sprintf("Done. Payment %s was refunded at %s, and its credit was reversed already.", p.Reference(), p.Provider)}}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -518,8 +564,13 @@ func (c *Conversation) refund(ctx context.Context, in Incoming, args []string) (
 			c.notifyOffer(ctx, OfferPayload(o), c.refundText(p, e))
 		}
 	}
-	return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true, Text: "Done. " + adminRefundText(p, e)}}}, nil
+	return []Reply{{View: View{Kind: KindInfo, Title: "Refunded", Private: true, Text: "Done. " + adminRefundText(p, e) + after}}}, nil
 }
+
+// noRefund is the refunder of a provider with no refund call.
+type noRefund struct{}
+
+func (noRefund) Refund(context.Context, billing.Payment, billing.Identity) error { return nil }
 
 // grant is the admin's /grant platform:id AMOUNT BUCKET [NOTE...].
 func (c *Conversation) grant(ctx context.Context, in Incoming, args []string) ([]Reply, error) {
@@ -680,8 +731,13 @@ func (c *Conversation) lowBalance(v *View, r research.Run) {
 	if after >= c.Pay.LowBalance || before < c.Pay.LowBalance {
 		return
 	}
-	v.Text = strings.TrimSpace(v.Text + fmt.Sprintf("\n\nYour %s is down to %s, below %s. Top up:", bucketName(r.Bucket), after, c.Pay.LowBalance))
-	v.Buttons = append(v.Buttons, c.topupButtons(r.Bucket)...)
+	// No figure: a run's final may be read by a whole group; /balance
+	// answers the owner alone.
+	v.Text = strings.TrimSpace(v.Text + fmt.Sprintf("\n\nThe %s of this run's owner is now below %s (/balance shows it). Top up:", bucketName(r.Bucket), c.Pay.LowBalance))
+	if !c.canPay(r.Owner.Platform) {
+		v.Text += " " + c.TopUpHint
+	}
+	v.Buttons = append(v.Buttons, c.topupButtons(r.Owner.Platform, r.Bucket)...)
 }
 
 // pressTopup handles a top-up amount button.
@@ -694,7 +750,7 @@ func (c *Conversation) pressTopup(ctx context.Context, in Incoming) ([]Reply, er
 }
 
 // balanceExtras adds debt, spend limits and the top-up buttons to /balance.
-func (c *Conversation) balanceExtras(ctx context.Context, acc billing.AccountID, bal billing.Balances, v *View) {
+func (c *Conversation) balanceExtras(ctx context.Context, platform string, acc billing.AccountID, bal billing.Balances, v *View) {
 	v.Private = true
 	if d := bal.Debt(); d > 0 {
 		v.Fields = append(v.Fields, Field{"Owed after a refund", fmt.Sprintf("%s: new runs wait until a top-up pays it", d)})
@@ -705,8 +761,10 @@ func (c *Conversation) balanceExtras(ctx context.Context, acc billing.AccountID,
 	if sp, err := c.Pay.Store.Spending(ctx, acc, c.Pay.Limits.Defaults); err == nil {
 		v.Fields = append(v.Fields, Field{"Spend limits", spendText(sp)})
 	}
-	v.Text = "Top up with the buttons or /topup."
-	v.Buttons = append(v.Buttons, c.topupButtons("")...)
+	if c.canPay(platform) {
+		v.Text = "Top up with the buttons or /topup."
+		v.Buttons = append(v.Buttons, c.topupButtons(platform, "")...)
+	}
 }
 
 // moneyLines lists recent top-ups, refunds and grants for /usage.
@@ -742,15 +800,18 @@ func (c *Conversation) cannotConfirm(q research.Quote) (string, [][]Button) {
 	closeRow := []Button{{Label: "Close", Data: quoteButton(q.ID, "decline")}}
 	switch {
 	case q.Debt > 0:
-		return fmt.Sprintf("You owe %s after a refund: a top-up pays it first, then runs start again.", q.Debt),
-			append(c.topupButtons(""), closeRow)
+		s := fmt.Sprintf("You owe %s after a refund: a top-up pays it first, then runs start again.", q.Debt)
+		if !c.canPay(q.Request.Owner.Platform) {
+			s += " " + c.TopUpHint
+		}
+		return strings.TrimSpace(s), append(c.topupButtons(q.Request.Owner.Platform, ""), closeRow)
 	case q.OverLimit != "":
 		return "Over your spend limit: " + q.OverLimit + ". Change it with /limit.", [][]Button{closeRow}
 	}
 	hint := c.TopUpHint
-	if c.Pay != nil && (c.Pay.StarsPerUSD > 0 || c.Pay.Checkout != nil) {
+	if c.canPay(q.Request.Owner.Platform) {
 		hint = "Top up with the buttons below or /topup."
 	}
 	return fmt.Sprintf("Not enough in your %s: this run holds up to %s and you have %s (short by %s). %s",
-		bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, hint), append(c.topupButtons(q.Bucket), closeRow)
+		bucketName(q.Bucket), q.Hold, q.Available, q.Shortfall, hint), append(c.topupButtons(q.Request.Owner.Platform, q.Bucket), closeRow)
 }

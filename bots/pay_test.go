@@ -1,6 +1,7 @@
 package bots_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -55,14 +56,73 @@ func TestLowBalanceOncePerCrossing(t *testing.T) {
 		return c.screen.waitFinal(t, msg)
 	}
 	v := run("m-low-1")
-	if !strings.Contains(v.Text, "Your Credit is down to") || !strings.Contains(v.Text, "below $1.00") {
+	if !strings.Contains(v.Text, "Credit of this run's owner is now below $1.00") {
 		t.Fatalf("first final = %q: want the low-balance note", v.Text)
+	}
+	// The final may be read by a group: it names no balance.
+	acc, _ := c.b.Store.AccountOf(t.Context(), alice)
+	bal, _ := c.b.Store.Balances(t.Context(), acc)
+	if left := bal[billing.BucketCredit].Available; strings.Contains(v.Text, left.String()) {
+		t.Fatalf("first final = %q names the balance left, %s", v.Text, left)
 	}
 	if button(t, v, "$5 Credit") != "t:credit:5000000" {
 		t.Fatal("no top-up button on the low-balance note")
 	}
-	if v := run("m-low-2"); strings.Contains(v.Text, "is down to") {
+	if v := run("m-low-2"); strings.Contains(v.Text, "is now below") {
 		t.Fatalf("second final repeats the note: %q", v.Text)
 	}
 	c.b.CheckLedger()
+}
+
+// noteCheckout is a checkout that makes a link per offer.
+type noteCheckout struct{}
+
+func (noteCheckout) CreateCheckout(_ context.Context, o billing.Offer) (string, error) {
+	return "https://checkout.test/" + o.Nonce, nil
+}
+
+// TestTopupButtonsOnlyWherePayable: with Stars only, a Discord user's
+// /balance, /topup and short quote offer no button that could only answer
+// "payments are not set up"; they name the operator's way instead. With a
+// checkout link the same screens offer the buttons, and a Telegram user
+// has them through Stars all along.
+func TestTopupButtonsOnlyWherePayable(t *testing.T) {
+	t.Parallel()
+	c := payChat(t)
+	c.conv.Pay.Welcome = billing.Welcome{}
+	dave := billing.Identity{Platform: "discord", ExternalID: "77"}
+	dm := bots.Chat{Platform: "discord", ID: "dm-77"}
+	say := func(who billing.Identity, ch bots.Chat, text string) bots.View {
+		return one(t, c.conv.Handle(t.Context(), bots.Incoming{Identity: who, Chat: ch, Text: text, MessageID: "m-" + text})).View
+	}
+	topups := func(v bots.View) int {
+		n := 0
+		for _, row := range v.Buttons {
+			for _, b := range row {
+				if strings.HasPrefix(b.Data, "t:") {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	for _, text := range []string{"/balance", "/topup", "/research NVDA quick"} {
+		v := say(dave, dm, text)
+		if topups(v) != 0 || strings.Contains(v.Text, "Top up with the buttons") {
+			t.Errorf("%s on Discord without a checkout: %q with %d top-up buttons", text, v.Text, topups(v))
+		}
+		if text != "/balance" && !strings.Contains(v.Text, "example.test") {
+			t.Errorf("%s on Discord without a checkout says %q: want the operator's way to top up", text, v.Text)
+		}
+	}
+	tg := bots.Chat{Platform: "telegram", ID: "42"}
+	if v := say(alice, tg, "/balance"); topups(v) != 4 {
+		t.Errorf("/balance on Telegram with Stars: %d top-up buttons, want 4", topups(v))
+	}
+	c.conv.Pay.Checkout = noteCheckout{}
+	for _, text := range []string{"/balance", "/topup", "/research NVDA quick"} {
+		if v := say(dave, dm, text); topups(v) == 0 {
+			t.Errorf("%s on Discord with a checkout: no top-up buttons in %+v", text, v)
+		}
+	}
 }

@@ -106,14 +106,15 @@ func TestScheduleRunNow(t *testing.T) {
 	}
 
 	q := one(t, c.say(t, alice, "/schedule run "+id))
-	if q.View.Kind != bots.KindQuote || !strings.Contains(q.View.Title, "quick research on NVDA, AMD") {
+	// Its quote, card and final say the schedule made it (issue 15).
+	if q.View.Kind != bots.KindQuote || q.View.Title != "Quote for schedule "+id+": quick research on NVDA, AMD" {
 		t.Fatalf("/schedule run = %+v", q.View)
 	}
 	conf := one(t, c.press(t, alice, button(t, q.View, "Confirm"), "m1"))
-	if conf.View.Kind != bots.KindProgress {
+	if conf.View.Kind != bots.KindProgress || !strings.HasPrefix(conf.View.Title, "Scheduled ("+id+")") {
 		t.Fatalf("confirm = %+v", conf)
 	}
-	if final := c.screen.waitFinal(t, "m1"); !strings.Contains(final.Title, "succeeded") {
+	if final := c.screen.waitFinal(t, "m1"); !strings.Contains(final.Title, "succeeded") || !strings.HasPrefix(final.Title, "Scheduled ("+id+")") {
 		t.Fatalf("final = %+v", final)
 	}
 	// Running it now is not one of its fire times: nothing is recorded, and

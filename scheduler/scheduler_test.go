@@ -653,9 +653,17 @@ func TestSpendLimitSkip(t *testing.T) {
 	if fs[0].Outcome != scheduler.SkippedLimit || fs[0].RunID != "" {
 		t.Fatalf("fire at the limit = %+v", fs[0])
 	}
+	// The chat hears of the skip without figures; the owner gets them privately.
 	notices := r.noticesAtLeast(t, 1)
-	if len(notices) != 1 || !strings.Contains(notices[0], "was skipped") || !strings.Contains(notices[0], "daily limit") || !strings.Contains(notices[0], "/limit") {
-		t.Fatalf("notices = %q", notices)
+	if len(notices) != 1 || !strings.Contains(notices[0], "was skipped") || !strings.Contains(notices[0], "spend limit") ||
+		!strings.Contains(notices[0], "/limit") || strings.Contains(notices[0], "$") {
+		t.Fatalf("notices = %q: want the skip and /limit, no figures", notices)
+	}
+	r.mu.Lock()
+	private := r.private[alice]
+	r.mu.Unlock()
+	if len(private) != 1 || !strings.Contains(private[0], "was skipped") || !strings.Contains(private[0], "daily limit") || !strings.Contains(private[0], "$") {
+		t.Fatalf("owner's notices = %q: want the figures", private)
 	}
 	r.b.CheckSettled()
 }

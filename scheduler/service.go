@@ -249,6 +249,7 @@ func (s *Service) RunNow(ctx context.Context, id string, who billing.Identity, d
 	}
 	req := sc.Request
 	req.Owner, req.Dest = who, dest
+	req.ScheduleID = sc.ID // its quote, messages and receipt say a schedule made it
 	return s.Engine.Quote(ctx, req)
 }
 
@@ -427,9 +428,11 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 	case sc.Cap > 0 && q.Hold > sc.Cap:
 		return false, skip(SkippedCap, fmt.Sprintf("its quote holds up to %s, above the cap of %s", q.Hold, sc.Cap))
 	case q.OverLimit != "":
-		return false, skip(SkippedLimit, q.OverLimit+"; raise it with /limit to keep it running")
+		s.tellOwner(ctx, sc, f, q.OverLimit+"; raise it with /limit to keep it running.")
+		return false, skip(SkippedLimit, limitNote)
 	case q.Debt > 0:
-		return false, skip(SkippedBalance, fmt.Sprintf("your account owes %s after a refund; top up to pay it and keep the schedule running", q.Debt))
+		s.tellOwner(ctx, sc, f, fmt.Sprintf("your account owes %s after a refund; top up to pay it and keep the schedule running.", q.Debt))
+		return false, skip(SkippedBalance, debtNote)
 	case !q.CanConfirm():
 		if s.NotifyOwner != nil {
 			when := f.At.In(loadZone(sc.Zone)).Format("Mon 2006-01-02 15:04 MST")
@@ -444,10 +447,12 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 		}
 		var le *billing.LimitError
 		if errors.As(err, &le) {
-			return false, skip(SkippedLimit, fmt.Sprintf("it would pass your %s spend limit of %s (%s spent); raise it with /limit to keep it running", le.Period, le.Limit, le.Spent))
+			s.tellOwner(ctx, sc, f, fmt.Sprintf("it would pass your %s spend limit of %s (%s spent); raise it with /limit to keep it running.", le.Period, le.Limit, le.Spent))
+			return false, skip(SkippedLimit, limitNote)
 		}
 		if errors.Is(err, billing.ErrInDebt) {
-			return false, skip(SkippedBalance, "your account owes money after a refund; top up to pay it")
+			s.tellOwner(ctx, sc, f, "your account owes money after a refund; top up to pay it and keep the schedule running.")
+			return false, skip(SkippedBalance, debtNote)
 		}
 		if errors.Is(err, research.ErrQuoteUsed) && run.ID != "" {
 			err = nil // another attempt of this job confirmed it first
@@ -465,6 +470,22 @@ func (s *Service) fire(ctx context.Context, sc Schedule, f Fire) (started bool, 
 		return nil
 	})
 	return true, err
+}
+
+// The chat of a schedule skipped for its owner's limit or debt reads these,
+// without figures: what was spent and what is owed go to the owner alone.
+const (
+	limitNote = "it would pass the owner's spend limit (the owner was told the figures privately); raise it with /limit to keep it running"
+	debtNote  = "the owner's account owes money after a refund (the owner was told privately); a top-up pays it and keeps the schedule running"
+)
+
+// tellOwner tells a schedule's owner privately why a fire was skipped.
+func (s *Service) tellOwner(ctx context.Context, sc Schedule, f Fire, why string) {
+	if s.NotifyOwner == nil {
+		return
+	}
+	when := f.At.In(loadZone(sc.Zone)).Format("Mon 2006-01-02 15:04 MST")
+	s.NotifyOwner(ctx, sc.Owner, fmt.Sprintf("Scheduled %s (%s) at %s was skipped: %s", describe(sc), sc.ID, when, why))
 }
 
 // fail records a fire that will not be retried as failed, and tells the

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,6 +123,10 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 				close(lines)
 				return
 			}
+			// The Enter moved the screen (a terminal echoed it) as soon as
+			// it was read, not when the loop gets to the line: from now a
+			// progress redraw must not count on the lines above the prompt.
+			c.entered()
 			lines <- line
 		}
 	}()
@@ -141,9 +146,6 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 			}
 			line = strings.TrimSpace(l)
 		}
-		c.mu.Lock()
-		c.atPrompt, c.owed, c.above = false, false, nil // the user's Enter moved the screen
-		c.mu.Unlock()
 		if line == "quit" || line == "exit" {
 			return nil
 		}
@@ -152,6 +154,18 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 		}
 	}
 }
+
+// entered notes that the user's Enter moved the screen: the prompt and the
+// progress lines above it are no longer where they were.
+func (c *Console) entered() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.atPrompt, c.owed, c.above = false, false, nil
+}
+
+// runKeyRE matches a run's progress key as typed: an action's letter and
+// the run's number (c1, p2, r1, m1, w1).
+var runKeyRE = regexp.MustCompile(`^([cprmw])([0-9]{1,4})$`)
 
 // tooLong stands for a line over MaxLine, skipped to its end.
 const tooLong = "\x00too long"
@@ -201,6 +215,21 @@ func (c *Console) Handle(ctx context.Context, line string) {
 		inc.Text, inc.Button = "", c.choices[n-1]
 	} else if p, ok := c.runKeys[strings.ToLower(line)]; ok {
 		inc.Text, inc.Button = "", p
+	} else if m := runKeyRE.FindStringSubmatch(strings.ToLower(line)); m != nil {
+		// A run's key that is not (or no longer) offered: say so, rather
+		// than "Commands start with /".
+		n, _ := strconv.Atoi(m[2])
+		known := false
+		for _, tag := range c.runTags {
+			known = known || tag == n
+		}
+		c.mu.Unlock()
+		if known {
+			c.write(fmt.Sprintf("Run %d offers no %s now (it has ended, or that action is not open to it); see its last line.\n", n, line))
+		} else {
+			c.write(fmt.Sprintf("No run %d in this session: keys like c1 (cancel) and p1 (pause) act on the run numbered on its progress line.\n", n))
+		}
+		return
 	}
 	c.mu.Unlock()
 	for _, r := range c.Conv.Handle(ctx, inc) {
@@ -367,8 +396,9 @@ func (c *Console) showProgress(id string, v bots.View) {
 	for _, f := range v.Fields {
 		parts = append(parts, f.Value)
 	}
+	keyText := strings.Join(keys, "  ")
 	if len(keys) > 0 {
-		parts = append(parts, strings.Join(keys, "  "))
+		parts = append(parts, keyText)
 	}
 	line := "… " + strings.Join(parts, " | ")
 	if !c.Terminal {
@@ -389,6 +419,11 @@ func (c *Console) showProgress(id string, v bots.View) {
 		}
 		fmt.Fprintln(c.Out, line)
 		return
+	}
+	// One terminal line: what does not fit is cut from the middle, never
+	// the keys that act on the run.
+	if len(keys) > 0 {
+		line = fit("… "+strings.Join(parts[:len(parts)-1], " | "), max(20, 79-3-len([]rune(keyText)))) + " | " + keyText
 	}
 	line = fit(line, 79)
 	for i, m := range c.above {

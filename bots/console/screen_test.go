@@ -78,6 +78,16 @@ func TestProgressDoesNotRebindChoices(t *testing.T) {
 	if ev := r.b.Events.WaitFinal(t, deep, 30*time.Second); ev.Run.State != research.Cancelled {
 		t.Fatalf("c1 left the deep run %s", ev.Run.State)
 	}
+	// A key of a run that ended, or of no run, is answered as such, not
+	// as a command without its slash.
+	r.screen.WaitFor(t, ": cancelled ==", 1)
+	r.con.Handle(t.Context(), "p1")
+	r.screen.WaitFor(t, "Run 1 offers no p1 now", 1)
+	r.con.Handle(t.Context(), "c7")
+	r.screen.WaitFor(t, "No run 7 in this session", 1)
+	if strings.Contains(r.screen.String(), "Commands start with /") {
+		t.Errorf("a run key was taken for a command:\n%s", r.screen.String())
+	}
 	r.b.Events.WaitFinal(t, rs[0].ID, 30*time.Second)
 	r.b.CheckLedger()
 }
@@ -88,7 +98,7 @@ func TestProgressDoesNotRebindChoices(t *testing.T) {
 func TestTerminalProgressRedrawsInPlace(t *testing.T) {
 	t.Parallel()
 	progress := func(stage int, note string) bots.View {
-		return bots.View{Kind: bots.KindProgress, Title: "Research AAPL (quick): running",
+		return bots.View{Kind: bots.KindProgress, Title: "Research AAPL, NVDA, MSFT, AMZN, GOOGL (standard): running",
 			Text:    strings.Repeat("x", 3) + " stage " + string(rune('0'+stage)) + "/3: writing\n" + note,
 			Buttons: [][]bots.Button{{{Label: "Cancel", Data: "r:run9:cancel"}, {Label: "Pause", Data: "r:run9:pause"}}}}
 	}
@@ -105,6 +115,10 @@ func TestTerminalProgressRedrawsInPlace(t *testing.T) {
 		if tty {
 			if lines != 9 || strings.Count(out, "\n") != 1 || strings.Count(out, "\0337\033[1A\r\033[K") != 8 {
 				t.Errorf("terminal: %d progress lines drawn, %d newlines:\n%q", lines, strings.Count(out, "\n"), out)
+			}
+			// The run's keys fit on the line, whatever the title's length.
+			if last := out[strings.LastIndex(out, "… run 1:"):]; !strings.Contains(last, "| c1 Cancel  p1 Pause\0338") {
+				t.Errorf("terminal: the run's keys are cut off the line: %q", last)
 			}
 			if !strings.HasSuffix(out, "\0338") || strings.Count(out, "> ") != 2 {
 				t.Errorf("terminal: the prompt is not kept below the line:\n%q", out)

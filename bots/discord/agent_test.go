@@ -20,7 +20,7 @@ func TestAskSlashCommand(t *testing.T) {
 	b.bed.Fund(identity(alice), billing.BucketCredit, billing.Micro)
 	qin, _ := b.command(t, alice, "ask", discordtest.String("question", "is NVDA overbought against the other semis?"), discordtest.String("cap", "0.002"))
 	quote := b.original(t, qin)
-	if !strings.Contains(title(quote), "Ask: is NVDA overbought") || !strings.Contains(text(quote), "$0.002 cap") {
+	if !strings.Contains(title(quote), "Ask: is NVDA overbought") || !strings.Contains(text(quote), "$0.002000 cap") {
 		t.Fatalf("quote = %q\n%s", title(quote), text(quote))
 	}
 	b.click(t, alice, quote, button(t, quote, "Confirm"))

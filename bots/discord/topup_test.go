@@ -62,3 +62,41 @@ func TestTopupLinkIsEphemeral(t *testing.T) {
 		t.Fatalf("checkout link %+v (interaction %s) is visible to the channel", link, cin.ID)
 	}
 }
+
+// TestCheckoutPaidToldInDM: a top-up asked for in a guild channel is paid
+// (the Stripe webhook's notice): the payer is told in a DM with the new
+// balance, and the channel sees nothing of it.
+func TestCheckoutPaidToldInDM(t *testing.T) {
+	t.Parallel()
+	co := linkCheckout{offers: make(chan billing.Offer, 1)}
+	b := setup(t, options{before: func(bed *testbed.Bed, conv *bots.Conversation) {
+		conv.Pay = &bots.Pay{Store: bed.Store, Amounts: []billing.Money{billing.Micro, 5 * billing.Micro}, Checkout: co}
+	}})
+	in, _ := b.command(t, alice, "topup", discordtest.String("args", "credit 5.00"))
+	o := <-co.offers
+	link := b.original(t, in)
+	if !link.Ephemeral || !strings.Contains(text(link), "told in a private message") {
+		t.Fatalf("checkout answer %+v: want it ephemeral, saying where the payer is told", link)
+	}
+	pd := bots.PaymentDone{Provider: billing.ProviderStripe, ChargeID: "cs_test_dm", Payload: bots.OfferPayload(o), Currency: "usd", Total: 500}
+	if err := b.conv.PaymentNotice(t.Context(), pd); err != nil {
+		t.Fatal(err)
+	}
+	dm := b.message(t, "the payment notice", func(m discordtest.Message) bool {
+		return strings.Contains(text(m), "Payment received")
+	})
+	if dm.ChannelID != discordtest.DMChannel(alice.ID) || !strings.Contains(text(dm), "$5.00 added to your Credit") ||
+		!strings.Contains(strings.ReplaceAll(text(dm), `\_`, "_"), "stripe:cs_test_dm") {
+		t.Fatalf("payment notice in %s: %q: want it in alice's DM with the amount and the ledger reference", dm.ChannelID, text(dm))
+	}
+	for _, m := range b.fake.Messages() {
+		if m.ChannelID == channel.Channel && !m.Ephemeral && strings.Contains(text(m), "$5.00") {
+			t.Fatalf("the channel saw the payment: %+v", m)
+		}
+	}
+	acc, _ := b.bed.Store.AccountOf(t.Context(), identity(alice))
+	if bal, _ := b.bed.Store.Balances(t.Context(), acc); bal[billing.BucketCredit].Posted != 5*billing.Micro {
+		t.Fatalf("credit = %s, want $5.00", bal[billing.BucketCredit].Posted)
+	}
+	b.bed.CheckLedger()
+}

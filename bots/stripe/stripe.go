@@ -94,6 +94,7 @@ type Payer interface {
 var (
 	_ Payer         = (*bots.Conversation)(nil)
 	_ bots.Checkout = (*Checkout)(nil)
+	_ bots.Refunder = (*Checkout)(nil)
 )
 
 // Checkout is the Stripe Checkout provider.
@@ -174,6 +175,34 @@ func (c *Checkout) CreateCheckout(ctx context.Context, o billing.Offer) (string,
 		return "", errors.New("stripe: the checkout session came without a URL")
 	}
 	return s.URL, nil
+}
+
+// Refund implements bots.Refunder (an admin's /refund): what is left of the
+// payment is refunded at Stripe through its payment intent, with an
+// idempotency key per payment, so a repeated /refund makes one refund. The
+// charge.refunded event that follows finds the credit reversed already.
+func (c *Checkout) Refund(ctx context.Context, p billing.Payment, _ billing.Identity) error {
+	if p.Provider != billing.ProviderStripe {
+		return fmt.Errorf("stripe refunds only Stripe payments, not %s", p.Provider)
+	}
+	if p.ExternalRef == "" {
+		return errors.New("the payment's payment intent is not known")
+	}
+	rest := p.Amount - p.Refunded
+	if rest <= 0 || rest%10_000 != 0 {
+		return fmt.Errorf("%s is not a whole number of cents to refund", rest)
+	}
+	params := &stripego.RefundCreateParams{PaymentIntent: stripego.String(p.ExternalRef), Amount: stripego.Int64(cents(rest)),
+		Reason: stripego.String(string(stripego.RefundReasonRequestedByCustomer)), Metadata: map[string]string{"session": p.ChargeID}}
+	params.SetIdempotencyKey(fmt.Sprintf("forgebot-refund-%s-%d", p.ChargeID, int64(p.Refunded)))
+	if _, err := c.client.V1Refunds.Create(ctx, params); err != nil {
+		var se *stripego.Error
+		if errors.As(err, &se) && se.Code == stripego.ErrorCodeChargeAlreadyRefunded {
+			return nil // refunded at Stripe before; the ledger catches up
+		}
+		return fmt.Errorf("stripe: %w", redact(err))
+	}
+	return nil
 }
 
 // redact keeps only the Stripe error's type, code and message.

@@ -3,9 +3,6 @@ package stripe_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,66 +16,23 @@ import (
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/bots/stripe"
+	"github.com/tokensforge/forgebot/bots/stripe/stripetest"
 	"github.com/tokensforge/forgebot/internal/testbed"
 	"github.com/tokensforge/forgebot/research"
 )
 
 const (
-	secretKey     = "sk_test_forgebot"
-	webhookSecret = "whsec_forgebot_test"
+	secretKey     = stripetest.SecretKey
+	webhookSecret = stripetest.WebhookSecret
 )
 
-var alice = billing.Identity{Platform: "discord", ExternalID: "456"}
+var (
+	alice = billing.Identity{Platform: "discord", ExternalID: "456"}
+	admin = billing.Identity{Platform: "discord", ExternalID: "1"}
+)
 
-// fakeStripe is Stripe's API as far as Checkout Sessions go: it records each
-// create call (form and idempotency key) and answers like Stripe, making one
-// session per idempotency key.
-type fakeStripe struct {
-	*httptest.Server
-	mu       sync.Mutex
-	created  []url.Values
-	keys     []string
-	sessions map[string]string // idempotency key -> session id
-}
-
-func newFakeStripe(t *testing.T) *fakeStripe {
-	f := &fakeStripe{sessions: map[string]string{}}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/checkout/sessions" {
-			http.Error(w, `{"error":{"type":"invalid_request_error","message":"unknown path"}}`, http.StatusNotFound)
-			return
-		}
-		if r.Header.Get("Authorization") != "Bearer "+secretKey {
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"error":{"type":"invalid_request_error","message":"Invalid API Key provided"}}`))
-			return
-		}
-		_ = r.ParseForm()
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		key := r.Header.Get("Idempotency-Key")
-		f.created, f.keys = append(f.created, r.PostForm), append(f.keys, key)
-		id, ok := f.sessions[key]
-		if !ok {
-			id = fmt.Sprintf("cs_test_%d", len(f.sessions)+1)
-			f.sessions[key] = id
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "object": "checkout.session", "url": "https://checkout.stripe.test/c/pay/" + id,
-			"mode": "payment", "payment_status": "unpaid", "client_reference_id": r.PostForm.Get("client_reference_id")})
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-// sign makes a Stripe-Signature header the way Stripe does: HMAC-SHA256 of
-// "TIMESTAMP.BODY" with the endpoint secret, hex, as t=...,v1=....
-func sign(body []byte, at time.Time, secret string) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	fmt.Fprintf(mac, "%d.", at.Unix())
-	mac.Write(body)
-	return fmt.Sprintf("t=%d,v1=%s", at.Unix(), hex.EncodeToString(mac.Sum(nil)))
-}
+// sign makes a Stripe-Signature header the way Stripe does (stripetest.Sign).
+func sign(body []byte, at time.Time, secret string) string { return stripetest.Sign(body, at, secret) }
 
 // recorder is the chat where the payer is told.
 type recorder struct {
@@ -100,14 +54,14 @@ func (r *recorder) Edit(context.Context, research.Destination, bots.View) error 
 type bundle struct {
 	bed     *testbed.Bed
 	conv    *bots.Conversation
-	stripe  *fakeStripe
+	stripe  *stripetest.Server
 	hook    *httptest.Server
 	chat    *recorder
 	account billing.AccountID
 }
 
 func setup(t *testing.T, pg bool) *bundle {
-	b := &bundle{bed: testbed.New(t, testbed.Options{Postgres: pg, NoWorkers: true}), stripe: newFakeStripe(t), chat: &recorder{got: make(chan string, 16)}}
+	b := &bundle{bed: testbed.New(t, testbed.Options{Postgres: pg, NoWorkers: true, Admins: []billing.Identity{admin}}), stripe: stripetest.New(t), chat: &recorder{got: make(chan string, 16)}}
 	ob := bots.NewOutbox(nil)
 	ob.Register("discord", b.chat, bots.Limits{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -119,7 +73,8 @@ func setup(t *testing.T, pg bool) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.conv.Pay = &bots.Pay{Store: b.bed.Store, Amounts: []billing.Money{billing.Micro, 5 * billing.Micro}, Checkout: co}
+	b.conv.Pay = &bots.Pay{Store: b.bed.Store, Amounts: []billing.Money{billing.Micro, 5 * billing.Micro}, Checkout: co,
+		Refunders: map[string]bots.Refunder{billing.ProviderStripe: co}}
 	mux := http.NewServeMux()
 	co.Mount(mux)
 	b.hook = httptest.NewServer(mux)
@@ -135,9 +90,8 @@ func (b *bundle) topup(t *testing.T) (string, url.Values) {
 		t.Fatalf("/topup = %+v: want one private view with a link", rs)
 	}
 	link := rs[0].View.Buttons[0][0].URL
-	b.stripe.mu.Lock()
-	defer b.stripe.mu.Unlock()
-	form := b.stripe.created[len(b.stripe.created)-1]
+	sessions := b.stripe.Sessions()
+	form := sessions[len(sessions)-1].Form
 	var err error
 	b.account, err = b.bed.Store.AccountOf(t.Context(), alice)
 	if err != nil {
@@ -196,8 +150,8 @@ func TestCheckoutPaidOnce(t *testing.T) {
 		if form.Get("mode") != "payment" || form.Get("line_items[0][price_data][unit_amount]") != "500" ||
 			form.Get("line_items[0][price_data][currency]") != "usd" || form.Get("client_reference_id") != fmt.Sprint(b.account) ||
 			form.Get("metadata[bucket]") != "credit" || form.Get("metadata[amount_micros]") != "5000000" || len(form.Get("metadata[nonce]")) < 22 ||
-			!strings.HasPrefix(b.stripe.keys[0], "forgebot-offer-") {
-			t.Fatalf("checkout session request = %v, idempotency key %q", form, b.stripe.keys[0])
+			!strings.HasPrefix(b.stripe.Sessions()[0].Key, "forgebot-offer-") {
+			t.Fatalf("checkout session request = %v, idempotency key %q", form, b.stripe.Sessions()[0].Key)
 		}
 		sid := strings.TrimPrefix(link, "https://checkout.stripe.test/c/pay/")
 
@@ -310,6 +264,85 @@ func TestCheckoutRefund(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("the payer was not told of the refund")
+		}
+		b.bed.CheckLedger()
+	})
+}
+
+// TestCheckoutAdminRefund: an admin's /refund of a Stripe payment refunds it
+// at Stripe (once, keyed) and reverses the credit, the spent part as debt;
+// Stripe's charge.refunded that follows changes nothing; a second /refund,
+// an unknown charge and a non-admin are refused and change nothing.
+func TestCheckoutAdminRefund(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := setup(t, pg)
+		_, form := b.topup(t)
+		s := b.stripe.Sessions()[0]
+		if s.Form.Encode() != form.Encode() {
+			t.Fatal("the session is not the top-up's")
+		}
+		if code := stripetest.Deliver(t, b.hook.URL+stripe.WebhookPath, webhookSecret, s.Completed("evt_1", "paid")); code != http.StatusOK {
+			t.Fatalf("paid answered %d", code)
+		}
+		<-b.chat.got
+		h, err := b.bed.Store.PlaceHold(t.Context(), billing.HoldRequest{AccountID: b.account, Bucket: billing.BucketCredit, Amount: 4 * billing.Micro,
+			TTL: time.Hour, Key: "spend", Reference: "run:x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.bed.Store.CaptureHold(t.Context(), billing.CaptureRequest{HoldID: h.ID, Amount: 4 * billing.Micro, Key: "spend-c"}); err != nil {
+			t.Fatal(err)
+		}
+		say := func(who billing.Identity, text string) string {
+			rs := b.conv.Handle(t.Context(), bots.Incoming{Identity: who, Chat: bots.Chat{Platform: "discord", ID: "dm"}, Text: text, MessageID: text + who.String()})
+			if len(rs) != 1 {
+				t.Fatalf("%s: %d replies", text, len(rs))
+			}
+			return rs[0].View.Text
+		}
+		for _, tc := range []struct {
+			who        billing.Identity
+			text, want string
+		}{
+			{alice, "/refund " + s.ID, "Only an admin"},
+			{admin, "/refund cs_test_unknown", "No payment has the charge id"},
+		} {
+			if got := say(tc.who, tc.text); !strings.Contains(got, tc.want) {
+				t.Errorf("%s by %s: %q, want %q", tc.text, tc.who, got, tc.want)
+			}
+		}
+		if n := len(b.stripe.Refunds()); n != 0 {
+			t.Fatalf("%d refunds made by refused commands", n)
+		}
+		got := say(admin, "/refund "+s.ID)
+		if !strings.HasPrefix(got, "Done.") || !strings.Contains(got, "owes $4.00") {
+			t.Fatalf("/refund = %q: want it done, with the $4.00 owed", got)
+		}
+		rf := b.stripe.Refunds()
+		if len(rf) != 1 || rf[0].PaymentIntent != s.PaymentIntent() || rf[0].Amount != 500 || !strings.HasPrefix(rf[0].Key, "forgebot-refund-") {
+			t.Fatalf("refunds at Stripe = %+v: want one of 500 cents of %s, keyed", rf, s.PaymentIntent())
+		}
+		if c := b.credit(t); c.Posted != 0 || c.Debt != 4*billing.Micro {
+			t.Fatalf("after /refund: %+v, want posted 0 and $4.00 owed", c)
+		}
+		select {
+		case msg := <-b.chat.got:
+			if !strings.Contains(msg, "was refunded") || !strings.Contains(msg, "you owe $4.00") {
+				t.Fatalf("payer's refund notice = %q", msg)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the payer was not told of the refund")
+		}
+		// Stripe reports the refund it made: nothing changes.
+		if code := stripetest.Deliver(t, b.hook.URL+stripe.WebhookPath, webhookSecret, s.ChargeRefunded("evt_r", 500)); code != http.StatusOK {
+			t.Fatalf("charge.refunded answered %d", code)
+		}
+		if got := say(admin, "/refund "+s.ID); !strings.Contains(got, "refunded already") {
+			t.Fatalf("second /refund = %q", got)
+		}
+		if c := b.credit(t); c.Posted != 0 || c.Debt != 4*billing.Micro || len(b.stripe.Refunds()) != 1 {
+			t.Fatalf("after the webhook and a second /refund: %+v, %d refunds", c, len(b.stripe.Refunds()))
 		}
 		b.bed.CheckLedger()
 	})

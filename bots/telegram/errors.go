@@ -38,13 +38,19 @@ var sentinels = []struct {
 	{404, bot.ErrorNotFound}, {409, bot.ErrorConflict},
 }
 
-// redactor removes the token from text.
+// redactor removes the tokens (the bot's, a payment provider's) from text.
 type redactor struct{ r *strings.Replacer }
 
-func newRedactor(token string) redactor {
-	pairs := []string{token, "<token>"}
-	if esc := url.PathEscape(token); esc != token {
-		pairs = append(pairs, esc, "<token>")
+func newRedactor(tokens ...string) redactor {
+	var pairs []string
+	for _, token := range tokens {
+		if token == "" {
+			continue
+		}
+		pairs = append(pairs, token, "<token>")
+		if esc := url.PathEscape(token); esc != token {
+			pairs = append(pairs, esc, "<token>")
+		}
 	}
 	return redactor{strings.NewReplacer(pairs...)}
 }

@@ -35,8 +35,9 @@ var (
 	_ bots.Refunder = (*Adapter)(nil)
 )
 
-// sendInvoice posts a view's invoice (Telegram Stars: currency XTR, no
-// provider token, one price).
+// sendInvoice posts a view's invoice: Telegram Stars (currency XTR, no
+// provider token, one price), or another currency through the payment
+// provider's token.
 func (a *Adapter) sendInvoice(ctx context.Context, t target, v bots.View) (int, error) {
 	inv := v.Invoice
 	if !a.budget.wait(ctx, t.chat) {
@@ -45,6 +46,12 @@ func (a *Adapter) sendInvoice(ctx context.Context, t target, v bots.View) (int, 
 	p := &bot.SendInvoiceParams{ChatID: t.chat, MessageThreadID: t.thread, Title: truncate(inv.Title, 32),
 		Description: truncate(inv.Description, 255), Payload: inv.Payload, Currency: inv.Currency,
 		Prices: []models.LabeledPrice{{Label: inv.Label, Amount: int(inv.Total)}}}
+	if inv.Currency != "XTR" {
+		if a.cfg.PaymentProviderToken == "" {
+			return 0, errors.New("telegram: a " + inv.Currency + " invoice needs TELEGRAM_PAYMENT_PROVIDER_TOKEN")
+		}
+		p.ProviderToken = a.cfg.PaymentProviderToken
+	}
 	m, err := a.bot.SendInvoice(ctx, p)
 	if err != nil {
 		return 0, a.redact.classify("sendInvoice", err)

@@ -22,7 +22,7 @@ func starsBundle(t *testing.T) *bundle {
 	t.Helper()
 	b := setup(t, options{bed: testbed.Options{NoWorkers: true, Admins: []billing.Identity{who(bob)}}})
 	b.conv.Pay = &bots.Pay{Store: b.bed.Store, Amounts: []billing.Money{billing.Micro, 5 * billing.Micro, 20 * billing.Micro},
-		StarsPerUSD: 50, Refunders: map[string]bots.Refunder{billing.ProviderStars: b.ad}}
+		StarsPerUSD: 50, Refunders: map[string]bots.Refunder{billing.ProviderStars: b.ad}, Now: b.bed.Clock.Now}
 	if err := b.ad.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +118,15 @@ func TestStarsPurchase(t *testing.T) {
 	if len(b.fake.Calls("sendInvoice")) != n {
 		t.Fatal("an invoice was sent for an amount outside the list")
 	}
+	// A stale invoice (its offer past its hour) is refused at pre-checkout.
+	stale := b.invoice(t, alice)
+	b.bed.Clock.Advance(61 * time.Minute)
+	if a := b.fake.WaitCheckout(t, b.fake.PreCheckout(alice, stale.Payload, "XTR", stale.Total)); a.OK || !strings.Contains(a.Error, "expired") {
+		t.Fatalf("pre-checkout of a stale invoice = %+v, want a refusal saying it expired", a)
+	}
+	if bal, _ := b.bed.Store.Balances(t.Context(), acc); bal[billing.BucketCredit].Posted != 5*billing.Micro {
+		t.Fatalf("credit after a refused stale invoice: %s", bal[billing.BucketCredit].Posted)
+	}
 	// /usage shows the top-up.
 	b.fake.SendText(chat, alice, "/usage")
 	if u := b.reply(t, chat.ID, "Top-ups, refunds and grants"); !strings.Contains(u.Visible, "topup $5.00 credit  stars:"+charge) {
@@ -146,6 +155,10 @@ func TestStarsRefundAfterPartialSpend(t *testing.T) {
 	if _, err := b.bed.Store.CaptureHold(t.Context(), billing.CaptureRequest{HoldID: h.ID, Amount: 3 * billing.Micro, Key: "spend-capture"}); err != nil {
 		t.Fatal(err)
 	}
+
+	// A quote made before the refund, while $2.00 is left.
+	b.fake.SendText(chat, alice, "/research AAPL")
+	before := b.reply(t, chat.ID, "Quote: quick research on AAPL")
 
 	// Only an admin refunds; unknown charges are named.
 	b.fake.SendText(chat, alice, "/refund "+charge)
@@ -181,6 +194,14 @@ func TestStarsRefundAfterPartialSpend(t *testing.T) {
 		if strings.HasPrefix(btn.Text, "Confirm") {
 			t.Fatalf("a quote in debt offers %q", btn.Text)
 		}
+	}
+	// The quote from before cannot be confirmed now: nothing is held.
+	press := b.fake.Press(chat, alice, before.ID, button(t, before, "Confirm"))
+	if ans := b.fake.WaitAnswer(t, press); !strings.HasPrefix(ans.Fields["text"], "You owe money after a refund") {
+		t.Fatalf("confirm in debt answered %v", ans.Fields)
+	}
+	if bal, _ := b.bed.Store.Balances(t.Context(), acc); bal[billing.BucketCredit].Held != 0 {
+		t.Fatalf("a hold was placed in debt: %+v", bal[billing.BucketCredit])
 	}
 	// A second refund of the same charge is refused and changes nothing.
 	b.fake.SendText(bobChat, bob, "/refund "+charge)
@@ -277,6 +298,76 @@ func TestStarsPaymentRetried(t *testing.T) {
 	bal, _ := b.bed.Store.Balances(t.Context(), acc)
 	if bal[billing.BucketCredit].Posted != 5*billing.Micro {
 		t.Fatalf("credit = %s, want $5.00 once", bal[billing.BucketCredit].Posted)
+	}
+	b.bed.CheckLedger()
+}
+
+// TestTelegramFiatPurchase: with a payment provider's token, /topup in
+// Telegram sends a USD invoice through it (the same flow as Stars: checked
+// at pre-checkout, credited once by its charge id); an admin's /refund
+// reverses it and names the provider's charge to refund there.
+func TestTelegramFiatPurchase(t *testing.T) {
+	t.Parallel()
+	const providerToken = "284685063:TEST:ProviderTokenNeverLogged"
+	b := setup(t, options{bed: testbed.Options{NoWorkers: true, Admins: []billing.Identity{who(bob)}},
+		config: func(c *telegram.Config) { c.PaymentProviderToken = providerToken }})
+	b.conv.Pay = &bots.Pay{Store: b.bed.Store, Amounts: []billing.Money{billing.Micro, 5 * billing.Micro}, StarsPerUSD: 50, TelegramFiat: true,
+		Refunders: map[string]bots.Refunder{billing.ProviderStars: b.ad}}
+	if err := b.ad.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	chat := telegramtest.Private(alice)
+	b.fake.SendText(chat, alice, "/topup credit")
+	menu := b.reply(t, chat.ID, "in US dollars")
+	b.fake.Press(chat, alice, menu.ID, button(t, menu, "$5 Credit"))
+	var inv telegramtest.Invoice
+	b.fake.Wait(t, b.wait, "an invoice", func() bool {
+		calls := b.fake.Calls("sendInvoice")
+		if len(calls) == 0 || !calls[len(calls)-1].OK() {
+			return false
+		}
+		m, ok := b.fake.Message(chat.ID, calls[len(calls)-1].MessageID)
+		if ok {
+			inv = *m.Invoice
+		}
+		return ok
+	})
+	if inv.Currency != "USD" || inv.Total != 500 || inv.ProviderToken != providerToken {
+		t.Fatalf("invoice = %+v: want 500 USD cents through the provider", inv)
+	}
+	if a := b.fake.WaitCheckout(t, b.fake.PreCheckout(alice, inv.Payload, "USD", 499)); a.OK {
+		t.Fatal("an altered total passed pre-checkout")
+	}
+	if a := b.fake.WaitCheckout(t, b.fake.PreCheckout(alice, inv.Payload, "XTR", 250)); a.OK {
+		t.Fatal("a USD invoice paid in Stars passed pre-checkout")
+	}
+	if a := b.fake.WaitCheckout(t, b.fake.PreCheckout(alice, inv.Payload, "USD", 500)); !a.OK {
+		t.Fatalf("pre-checkout of the real invoice = %+v", a)
+	}
+	charge := b.fake.Pay(chat, alice, inv.Payload, "USD", 500)
+	got := b.reply(t, chat.ID, "Payment received")
+	if !strings.Contains(got.Visible, "$5.00 added to your Credit") || !strings.Contains(got.Visible, "telegram:"+charge) {
+		t.Fatalf("payment reply = %q", got.Visible)
+	}
+	b.fake.Repay(chat, alice, inv.Payload, "USD", 500, charge)
+	b.logs.WaitFor(t, "payment replayed", 1)
+	acc, _ := b.bed.Store.AccountOf(t.Context(), who(alice))
+	if bal, _ := b.bed.Store.Balances(t.Context(), acc); bal[billing.BucketCredit].Posted != 5*billing.Micro {
+		t.Fatalf("credit = %s, want $5.00 once", bal[billing.BucketCredit].Posted)
+	}
+	bobChat := telegramtest.Private(bob)
+	b.fake.SendText(bobChat, bob, "/refund "+charge)
+	done := b.reply(t, bobChat.ID, "Done.")
+	if !strings.Contains(done.Visible, "$5.00 taken back") || !strings.Contains(done.Visible, telegramtest.ProviderCharge(charge)) {
+		t.Fatalf("refund reply = %q: want the reversal and the provider's charge to refund", done.Visible)
+	}
+	if bal, _ := b.bed.Store.Balances(t.Context(), acc); bal[billing.BucketCredit].Posted != 0 {
+		t.Fatalf("credit after the refund = %s", bal[billing.BucketCredit].Posted)
+	}
+	b.fake.SendText(bobChat, bob, "/refund "+charge)
+	b.reply(t, bobChat.ID, "was refunded already")
+	if strings.Contains(b.logs.String(), providerToken) {
+		t.Fatal("the provider token reached the log")
 	}
 	b.bed.CheckLedger()
 }

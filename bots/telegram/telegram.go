@@ -86,6 +86,10 @@ type Config struct {
 	// spins until answered); a refusal that comes later is posted in the
 	// chat instead. Default 2s.
 	AnswerWithin time.Duration
+	// PaymentProviderToken is a payment provider's token from @BotFather
+	// (TELEGRAM_PAYMENT_PROVIDER_TOKEN): invoices in a currency other than
+	// Stars go through it. Kept out of logs like the bot token.
+	PaymentProviderToken string
 	// PaymentRetry is the first wait before crediting a successful_payment
 	// again after a failure (doubling each time); default 1s.
 	PaymentRetry time.Duration
@@ -259,7 +263,7 @@ func New(cfg Config, conv Conversation) (*Adapter, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	a := &Adapter{cfg: cfg, conv: conv, log: cfg.Log, redact: newRedactor(cfg.Token), budget: newSharedBudget(cfg.Rates, botID(cfg.Token), cfg.Log),
+	a := &Adapter{cfg: cfg, conv: conv, log: cfg.Log, redact: newRedactor(cfg.Token, cfg.PaymentProviderToken), budget: newSharedBudget(cfg.Rates, botID(cfg.Token), cfg.Log),
 		parts: map[int64][]partJob{}, partsIdle: closed(), finalized: map[msgKey]time.Time{}, shown: map[msgKey]shownEntry{}, webhookPath: DefaultWebhookPath}
 	hc.Transport.(*healthTransport).a = a
 	a.workers = make(chan struct{}, cmp.Or(cfg.Workers, 32))

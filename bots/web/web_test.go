@@ -43,7 +43,8 @@ func TestReceiptPagesHealthAndMetrics(t *testing.T) {
 	acc := b.Fund(billing.Identity{Platform: "telegram", ExternalID: "1"}, billing.BucketRouted, billing.Micro)
 	rc, err := b.Store.SaveReceipt(t.Context(), billing.Receipt{RunID: "r1", AccountID: acc, Model: "<b>evil</b>", Route: "cheap",
 		RouteKind: billing.RouteRouted, Bucket: billing.BucketRouted, TokensIn: 1200, TokensOut: 340,
-		TokensInSource: billing.UsageProvider, TokensOutSource: billing.UsageLocal, Held: 5000, Captured: 1234, Released: 3766, Status: "succeeded"})
+		TokensInSource: billing.UsageProvider, TokensOutSource: billing.UsageLocal, Held: 5000, Captured: 1234, Released: 3766, Status: "succeeded",
+		Purchase: "research AAPL, NVDA (standard)"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestReceiptPagesHealthAndMetrics(t *testing.T) {
 
 	code, body, hdr := get(t, srv.URL+"/r/"+rc.PublicID, "")
 	if code != 200 || !strings.Contains(body, "$0.001234") || !strings.Contains(body, "local") || strings.Contains(body, "<b>evil") ||
-		!strings.Contains(body, "&lt;b&gt;evil") || !strings.Contains(body, "Not financial advice.") || strings.Contains(body, "0001-01-01") || hdr.Get("Cache-Control") != "private, no-store" {
+		!strings.Contains(body, "&lt;b&gt;evil") || !strings.Contains(body, "<th>Bought</th><td>research AAPL, NVDA (standard)</td>") || !strings.Contains(body, "Not financial advice.") || strings.Contains(body, "0001-01-01") || hdr.Get("Cache-Control") != "private, no-store" {
 		t.Fatalf("receipt page: %d %s", code, body)
 	}
 	code, body, _ = get(t, srv.URL+"/r/"+rc.PublicID, "application/json")

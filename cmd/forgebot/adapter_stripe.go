@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 
+	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots/stripe"
 )
 
@@ -21,6 +22,7 @@ func setupStripe(cfg Config, a *app, mux *http.ServeMux) (bool, error) {
 	}
 	co.Mount(mux)
 	a.conv.Pay.Checkout = co
+	a.conv.Pay.Refunders[billing.ProviderStripe] = co // an admin's /refund of a Stripe payment
 	a.log.Info("stripe checkout", "webhook_path", stripe.WebhookPath)
 	return true, nil
 }

@@ -30,6 +30,8 @@ func setupTelegram(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) 
 		WebhookSecret: strings.TrimSpace(cfg.getenv("TELEGRAM_WEBHOOK_SECRET")),
 		Log:           a.log,
 		Rates:         a.sharedRates(),
+		// Card payments in USD through a provider instead of Stars.
+		PaymentProviderToken: strings.TrimSpace(cfg.getenv("TELEGRAM_PAYMENT_PROVIDER_TOKEN")),
 	}
 	if tc.WebhookURL != "" && tc.WebhookSecret == "" {
 		tc.WebhookSecret = webhookSecret(token)
@@ -44,6 +46,7 @@ func setupTelegram(ctx context.Context, cfg Config, a *app, mux *http.ServeMux) 
 	a.outbox.Register(telegram.Platform, ad, telegram.Limits)
 	if a.conv.Pay != nil {
 		a.conv.Pay.Refunders[billing.ProviderStars] = ad
+		a.conv.Pay.TelegramFiat = tc.PaymentProviderToken != ""
 	}
 	ad.Mount(mux)
 	if err := ad.Start(ctx); err != nil {

@@ -27,9 +27,10 @@ func TestAskCommand(t *testing.T) {
 		}
 		return ""
 	}
+	tty := false
 	ask := func(stdin string, args ...string) result {
 		out, errb := newScreen(), newScreen()
-		code := run(t.Context(), append([]string{"ask"}, args...), env, stdio{in: strings.NewReader(stdin), out: out, err: errb, interrupts: make(chan os.Signal)})
+		code := run(t.Context(), append([]string{"ask"}, args...), env, stdio{in: strings.NewReader(stdin), out: out, err: errb, interrupts: make(chan os.Signal), errTerminal: tty})
 		return result{code, out.String(), errb.String()}
 	}
 	if r := ask("", "--user", "cli:ann"); r.code != exitBadInput {
@@ -58,6 +59,19 @@ func TestAskCommand(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "held $0.012") {
 		t.Errorf("the extension is not in the charge line:\n%s", r.stdout)
+	}
+	// On a terminal each redraw of the step line fits one row (the step
+	// names the tools it calls, which runs long): a wrapped line is not
+	// redrawn in place by \r.
+	tty = true
+	r = ask("", "is NVDA overbought against the other semis?", "--cap", "0.50", "--yes", "--user", "cli:ann")
+	if r.code != 0 || !strings.Contains(r.stderr, "\r\033[K") {
+		t.Fatalf("ask on a terminal: exit %d\n%q", r.code, r.stderr)
+	}
+	for _, l := range strings.Split(r.stderr, "\r\033[K")[1:] {
+		if l = strings.SplitN(l, "\n", 2)[0]; len([]rune(l)) > 79 {
+			t.Errorf("a redrawn line of %d characters: %q", len([]rune(l)), l)
+		}
 	}
 	c.ok("ledger", "check")
 }

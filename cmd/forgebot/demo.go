@@ -78,12 +78,30 @@ func cmdDemo(ctx context.Context, cfg Config, args []string, io_ stdio) error {
 	}
 	con := &console.Console{Conv: a.conv, User: consoleUser, Out: io_.out, ChartDir: filepath.Join(dataDir, "charts"), Terminal: io_.outTerminal}
 	a.outbox.Register(console.Platform, con, console.Limits)
+	// With STRIPE_* set, /topup here answers with a Checkout link, and the
+	// webhook is served beside the receipt pages: the payment is told in
+	// this terminal when it lands.
+	mux := http.NewServeMux()
+	stripeOn, err := setupStripe(cfg, a, mux)
+	if err != nil {
+		return err
+	}
 	if err := a.start(ctx); err != nil {
 		return err
 	}
-	stopWeb := serveReceipts(a, ln)
+	stopWeb, metricsOpen := serveReceipts(a, ln, mux)
 	defer stopWeb()
-	fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; metrics at %s/metrics)\n", a.cfg.PublicURL, a.cfg.PublicURL)
+	switch {
+	case metricsOpen:
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz, metrics at %s/metrics)\n", a.cfg.PublicURL, a.cfg.PublicURL, a.cfg.PublicURL)
+	case a.cfg.MetricsToken != "":
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz, metrics at %s/metrics with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL, a.cfg.PublicURL)
+	default:
+		fmt.Fprintf(io_.out, "Receipt pages: %s/r/…   (served by this demo while it runs; health at %s/healthz; metrics only on a loopback address or with FORGE_METRICS_TOKEN)\n", a.cfg.PublicURL, a.cfg.PublicURL)
+	}
+	if stripeOn {
+		fmt.Fprintf(io_.out, "Stripe Checkout: /topup answers with a payment link; Stripe's webhook goes to %s/stripe/webhook\n", a.cfg.PublicURL)
+	}
 	fmt.Fprintln(io_.out, "Try: /research AAPL NVDA standard   then 1 to confirm.   /balance   /usage   /models   /scan us-megacaps")
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -135,21 +153,30 @@ func demoListener(cfg *Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveReceipts serves a's receipt pages, /healthz and /metrics on ln until
-// the returned stop is called.
-func serveReceipts(a *app, ln net.Listener) (stop func()) {
+// serveReceipts serves a's receipt pages, /healthz and /metrics, and what
+// mux holds (the Stripe webhook), on ln until the returned stop is called.
+// /metrics is open on a loopback listener (the demo's default: only this
+// machine reaches it), behind FORGE_METRICS_TOKEN when one is set, and not
+// served otherwise; metricsOpen says it is open.
+func serveReceipts(a *app, ln net.Listener, mux *http.ServeMux) (stop func(), metricsOpen bool) {
 	metrics := web.NewMetrics(a.health)
 	for _, r := range a.engine.Catalog.Routes {
 		metrics.KnowRoutes(r.ID)
 	}
 	a.engine.Sink = metrics.Observe(a.conv)
-	srv := &http.Server{Handler: web.Handler(web.Deps{Receipts: a.store, Metrics: metrics, Log: a.log}), ReadHeaderTimeout: 10 * time.Second}
+	deps := web.Deps{Receipts: a.store, Metrics: metrics, MetricsToken: a.cfg.MetricsToken, Log: a.log}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() && deps.MetricsToken == "" {
+		metricsOpen = true
+		deps.Mount = func(mux *http.ServeMux) { mux.Handle("GET /metrics", metrics.Handler()) }
+	}
+	mux.Handle("/", web.Handler(deps))
+	srv := &http.Server{Handler: web.LimitBodies(mux, web.MaxBody), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}
+	}, metricsOpen
 }
 
 // stdio is a command's standard streams and its interrupt signals.

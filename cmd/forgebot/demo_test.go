@@ -46,6 +46,25 @@ func TestDemoConsole(t *testing.T) {
 	typ := func(line string) { _, _ = io.WriteString(typist, line+"\n") }
 
 	out.WaitFor(t, "Granted $5.00 of credit", 1)
+	// The metrics and health links the demo prints open, with the run
+	// series at zero before the first run.
+	banner := out.WaitFor(t, "/metrics)", 1)
+	for path, want := range map[string]string{"/metrics)": `forgebot_runs_total{state="succeeded"} 0`, "/healthz,": "ok"} {
+		i := strings.Index(banner, path)
+		if i < 0 {
+			t.Fatalf("the demo does not say where %s is:\n%s", strings.Trim(path, "),"), banner)
+		}
+		url := banner[strings.LastIndex(banner[:i], " ")+1 : i+len(path)-1]
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("open %s: %v", url, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d, no %q", url, resp.StatusCode, want)
+		}
+	}
 	typ("/research AAPL quick")
 	out.WaitFor(t, "[1] Confirm", 1)
 	typ("1")
@@ -182,7 +201,7 @@ func TestDemoAsk(t *testing.T) {
 	out.WaitFor(t, "Granted $5.00 of credit", 1)
 	typ("/ask is NVDA overbought against the other semis? cap:0.002")
 	screen := out.WaitFor(t, "[1] Confirm", 1)
-	for _, want := range []string{"Ask: is NVDA overbought", "at most 12 steps", "Ask to continue", "$0.002 cap"} {
+	for _, want := range []string{"Ask: is NVDA overbought", "at most 12 steps", "Ask to continue", "$0.002000 cap"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("the quote lacks %q", want)
 		}

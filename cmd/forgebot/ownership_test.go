@@ -189,5 +189,31 @@ func TestResearchProgressOnTerminalAndPipe(t *testing.T) {
 		case !tty && !strings.Contains(e, "stage 4/4"):
 			t.Errorf("no plain progress lines:\n%s", e)
 		}
+		if tty {
+			// Each redraw fits one row: a wrapped line is not redrawn by \r.
+			for _, l := range strings.Split(e, "\r\033[K")[1:] {
+				if l = strings.SplitN(l, "\n", 2)[0]; len([]rune(l)) > 79 {
+					t.Errorf("a redrawn line of %d characters: %q", len([]rune(l)), l)
+				}
+			}
+		}
+		if !tty {
+			// Each plain line says something the one before did not
+			// (the stage, queued, running): not the same words twice.
+			prev := ""
+			for _, l := range strings.Split(e, "\n") {
+				if !strings.Contains(l, "%  stage ") {
+					continue
+				}
+				if key := progressNoise.ReplaceAllString(l, ""); key == prev {
+					t.Errorf("the same progress line twice: %q", l)
+				} else {
+					prev = key
+				}
+				if !strings.Contains(l, " held") {
+					t.Errorf("a progress line without its cost of the hold: %q", l)
+				}
+			}
+		}
 	}
 }

@@ -8,8 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
@@ -125,7 +129,16 @@ func parseCap(cmd, s string) (billing.Money, error) {
 func oneShot(ctx context.Context, cfg Config, io_ stdio, name string, req research.Request, yes, asJSON bool) error {
 	who := req.Owner
 	cfg.localRuns = true // the run reports to this terminal: no serve may take it
-	a, err := newApp(ctx, cfg, "yahoo", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// The log (and so the references in error messages) goes to a file
+	// next to a SQLite database; elsewhere it is not kept.
+	var logTo io.Writer = io.Discard
+	if strings.HasPrefix(cfg.DatabaseURL, "sqlite:") {
+		if f, err := os.OpenFile(filepath.Join(filepath.Dir(sqlitePath(cfg.DatabaseURL)), "cli.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640); err == nil {
+			defer f.Close()
+			logTo = f
+		}
+	}
+	a, err := newApp(ctx, cfg, "yahoo", false, slog.New(slog.NewTextHandler(logTo, nil)))
 	if err != nil {
 		return err
 	}
@@ -140,7 +153,10 @@ func oneShot(ctx context.Context, cfg Config, io_ stdio, name string, req resear
 	sink := &oneShotSink{conv: a.conv, progress: io_.err, terminal: io_.errTerminal, final: make(chan research.Event, 1), asks: make(chan research.Run, 1)}
 	a.engine.Sink = sink
 
-	q, err := a.engine.Quote(ctx, req)
+	q, err := quoteInterruptible(ctx, a, req, io_)
+	if errors.Is(err, errInterruptedQuoting) {
+		return &cliError{code: exitCancelled, err: fmt.Errorf("%s: interrupted while the quote was being made; nothing was held", name)}
+	}
 	if errors.Is(err, research.ErrBadRequest) || errors.Is(err, research.ErrNoRoute) {
 		return badInput("%s: %s", name, strings.TrimPrefix(err.Error(), "bad request: "))
 	}
@@ -207,7 +223,8 @@ func oneShot(ctx context.Context, cfg Config, io_ stdio, name string, req resear
 		} else if r.Error != "" {
 			fmt.Fprintln(io_.out, research.CleanText(r.Error))
 		}
-		fmt.Fprintf(io_.out, "\n%s: charged %s from %s (held %s). Receipt: %s\n", r.State, r.Captured, r.Bucket, r.Cap(), final.ReceiptURL)
+		m := billing.Alike(r.Captured, r.Cap())
+		fmt.Fprintf(io_.out, "\n%s: charged %s from %s (held %s). Receipt: %s\n", r.State, m[0], r.Bucket, m[1], final.ReceiptURL)
 		if final.Report == nil {
 			fmt.Fprintln(io_.out, research.Notice)
 		}
@@ -219,6 +236,33 @@ func oneShot(ctx context.Context, cfg Config, io_ stdio, name string, req resear
 		return &cliError{code: exitCancelled, err: fmt.Errorf("%s: cancelled; you paid for what was used", name)}
 	}
 	return &cliError{code: exitFailure, err: fmt.Errorf("%s: run %s: %s", name, r.State, r.Error)}
+}
+
+var errInterruptedQuoting = errors.New("interrupted while quoting")
+
+// quoteInterruptible makes req's quote; a Ctrl-C (or SIGTERM) while it is
+// being made (market data that does not answer, say) stops it at once.
+func quoteInterruptible(ctx context.Context, a *app, req research.Request, io_ stdio) (research.Quote, error) {
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var interrupted atomic.Bool
+	done, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-io_.interrupts:
+			interrupted.Store(true)
+			cancel()
+		case <-done:
+		}
+	}()
+	q, err := a.engine.Quote(qctx, req)
+	close(done)
+	<-watched // a Ctrl-C is either taken here or left for the prompt
+	if interrupted.Load() {
+		return research.Quote{}, errInterruptedQuoting
+	}
+	return q, err
 }
 
 // settleWait is how long the CLI waits, after a Ctrl-C, for the run to
@@ -401,12 +445,24 @@ func (s *oneShotSink) Publish(ev research.Event) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	line := strings.SplitN(research.CleanText(s.conv.ProgressView(ev).Text), "\n", 2)[0] + fmt.Sprintf("  %s", ev.Cost)
-	if !s.terminal {
-		key := fmt.Sprintf("%d/%s", ev.Stage, ev.Note)
-		if ev.Note == "writing" {
-			key = fmt.Sprintf("%d/", ev.Stage)
+	// The bar and stage, then the notes (queued, retrying, a symbol
+	// that failed), but not "writing", which every token repeats.
+	var says []string
+	for _, l := range strings.Split(research.CleanText(s.conv.ProgressView(ev).Text), "\n") {
+		if l = strings.TrimSpace(l); l != "" && l != "writing" {
+			says = append(says, l)
 		}
+	}
+	line := strings.Join(says, " | ")
+	if !strings.Contains(line, "$") { // an agent run's line has its spend against the cap
+		m := billing.Fine(ev.Cost, ev.Run.Cap())
+		line += fmt.Sprintf("  %s of %s held", m[0], m[1])
+	}
+	if !s.terminal {
+		// A plain line when what it says changes (the stage, the step,
+		// the state), not for each token written: amounts and the bar
+		// are not part of the key.
+		key := progressNoise.ReplaceAllString(line, "")
 		if key == s.lastKey {
 			return
 		}
@@ -418,9 +474,18 @@ func (s *oneShotSink) Publish(ev research.Event) {
 		return
 	}
 	s.last = time.Now()
+	// One terminal row: a longer line would wrap, and \r redraws only
+	// its last row.
+	if r := []rune(line); len(r) > 79 {
+		line = string(r[:78]) + "…"
+	}
 	fmt.Fprintf(s.progress, "\r\033[K%s", line)
 	s.open = true
 }
+
+// progressNoise is what changes in a progress line with every token: the
+// amounts, the bar and its percentage.
+var progressNoise = regexp.MustCompile(`\$[0-9]+\.[0-9]+|\[[░█]*\]|[0-9]+%`)
 
 // endLine ends a redrawn progress line, so what follows starts on its own.
 func (s *oneShotSink) endLine() {

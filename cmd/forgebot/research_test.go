@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,5 +241,102 @@ func TestResearchPrintsNoRawEscape(t *testing.T) {
 				t.Errorf("json=%v: output has %q:\n%q", asJSON, bad, all)
 			}
 		}
+	}
+}
+
+// TestResearchInterruptedWhileQuoting: market data that does not answer
+// holds up the quote; Ctrl-C (or SIGTERM, which arrives the same way) ends
+// the command within seconds, not at the fetch's 30 s timeout: exit 3,
+// nothing held.
+func TestResearchInterruptedWhileQuoting(t *testing.T) {
+	t.Parallel()
+	db, c := fundedAnn(t)
+	asked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	yahoo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		select { // never answers
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer yahoo.Close()
+	env := func(k string) string {
+		switch k {
+		case "FORGE_MARKET":
+			return "yahoo"
+		case "FORGE_YAHOO_URL":
+			return yahoo.URL
+		}
+		return researchEnv(db)(k)
+	}
+	before := c.ok("wallet", "ledger", "--user", "cli:ann", "--json")
+	out, errb := newScreen(), newScreen()
+	sig := make(chan os.Signal, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"research", "AAPL", "--yes", "--user", "cli:ann"}, env,
+			stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: sig})
+	}()
+	select {
+	case <-asked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the quote never asked for market data")
+	}
+	sig <- syscall.SIGTERM
+	start := time.Now()
+	select {
+	case code := <-done:
+		if code != exitCancelled || !strings.Contains(errb.String(), "interrupted while the quote was being made; nothing was held") {
+			t.Fatalf("exit %d\n%s", code, errb.String())
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("stopping took %s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a signal while quoting did not end the command")
+	}
+	if after := c.ok("wallet", "ledger", "--user", "cli:ann", "--json"); after != before {
+		t.Fatalf("the interrupted quote moved money:\n%s\n%s", before, after)
+	}
+}
+
+// TestResearchErrorReferenceIsLogged: an error shown by reference (market
+// data down) says where the reference is, and the log there has it with
+// the cause.
+func TestResearchErrorReferenceIsLogged(t *testing.T) {
+	t.Parallel()
+	db, _ := fundedAnn(t)
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream down", http.StatusBadGateway)
+	}))
+	defer down.Close()
+	env := func(k string) string {
+		switch k {
+		case "FORGE_MARKET":
+			return "yahoo"
+		case "FORGE_YAHOO_URL":
+			return down.URL
+		}
+		return researchEnv(db)(k)
+	}
+	out, errb := newScreen(), newScreen()
+	code := run(t.Context(), []string{"research", "AAPL", "--yes", "--user", "cli:ann"}, env,
+		stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: make(chan os.Signal)})
+	msg := errb.String()
+	logPath := filepath.Join(filepath.Dir(sqlitePath(db)), "cli.log")
+	i := strings.Index(msg, "(ref ")
+	if code != exitFailure || i < 0 || !strings.Contains(msg, "; the reference is in "+logPath) {
+		t.Fatalf("exit %d: %s", code, msg)
+	}
+	ref := strings.Fields(msg[i+len("(ref "):])[0]
+	ref = strings.TrimSuffix(strings.TrimSuffix(ref, ";"), ")")
+	log, err := os.ReadFile(logPath)
+	if err != nil || !strings.Contains(string(log), "ref="+ref) || !strings.Contains(string(log), "502") {
+		t.Fatalf("the log lacks ref %s with its cause (%v):\n%s", ref, err, log)
 	}
 }

@@ -34,18 +34,30 @@ type ChartOptions struct {
 	Title string
 }
 
-// chartColors are distinct on white and survive being shrunk in a chat client.
+// chartColors are distinct on white and survive being shrunk in a chat client. The first five lines are
+// solid, the next five dashed (lineStyle), and the colours are split so that within each group no two
+// are close (brown and grey, red and brown, blue and cyan are in different groups): ten lines can be
+// told apart.
 var chartColors = []color.RGBA{
-	{R: 31, G: 119, B: 180, A: 255},
-	{R: 255, G: 127, B: 14, A: 255},
-	{R: 44, G: 160, B: 44, A: 255},
-	{R: 214, G: 39, B: 40, A: 255},
-	{R: 148, G: 103, B: 189, A: 255},
-	{R: 140, G: 86, B: 75, A: 255},
-	{R: 227, G: 119, B: 194, A: 255},
-	{R: 127, G: 127, B: 127, A: 255},
-	{R: 188, G: 189, B: 34, A: 255},
-	{R: 23, G: 190, B: 207, A: 255},
+	{R: 31, G: 119, B: 180, A: 255},  // blue
+	{R: 255, G: 127, B: 14, A: 255},  // orange
+	{R: 44, G: 160, B: 44, A: 255},   // green
+	{R: 148, G: 103, B: 189, A: 255}, // purple
+	{R: 140, G: 86, B: 75, A: 255},   // brown
+	{R: 214, G: 39, B: 40, A: 255},   // red, dashed
+	{R: 227, G: 119, B: 194, A: 255}, // pink, dashed
+	{R: 127, G: 127, B: 127, A: 255}, // grey, dashed
+	{R: 188, G: 189, B: 34, A: 255},  // olive, dashed
+	{R: 23, G: 190, B: 207, A: 255},  // cyan, dashed
+}
+
+// lineStyle is the colour and dash pattern of a performance chart's i-th line (nil dashes: solid).
+func lineStyle(i int) (color.RGBA, []vg.Length) {
+	i %= len(chartColors)
+	if i < 5 {
+		return chartColors[i], nil
+	}
+	return chartColors[i], []vg.Length{vg.Points(7), vg.Points(3.5)}
 }
 
 // Chart draws series as a PNG. One series is drawn as four panels sharing a date axis (see panelChart);
@@ -130,7 +142,8 @@ func Chart(series []Series, opts ChartOptions) ([]byte, error) {
 			if s.Synthetic {
 				name += " (synthetic)"
 			}
-			if err := addLine(p, xys, name, 2.2, chartColors[i%len(chartColors)]); err != nil {
+			col, dashes := lineStyle(i)
+			if err := addLine(p, xys, name, 2.2, col, dashes...); err != nil {
 				return nil, err
 			}
 		}
@@ -190,13 +203,14 @@ func windowXYs(bars []Bar, ys []float64, from time.Time) plotter.XYs {
 	return xys
 }
 
-func addLine(p *plot.Plot, xys plotter.XYs, name string, width vg.Length, col color.Color) error {
+func addLine(p *plot.Plot, xys plotter.XYs, name string, width vg.Length, col color.Color, dashes ...vg.Length) error {
 	l, err := plotter.NewLine(xys)
 	if err != nil {
 		return fmt.Errorf("chart: %s: %w", name, err)
 	}
 	l.LineStyle.Width = vg.Points(float64(width))
 	l.LineStyle.Color = col
+	l.LineStyle.Dashes = dashes
 	p.Add(l)
 	p.Legend.Add(name, l)
 	return nil

@@ -3,6 +3,7 @@ package market
 import (
 	"bytes"
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -106,5 +107,25 @@ func TestChartCacheDrawsOnceForConcurrentCallers(t *testing.T) {
 	}
 	if len(c.drawing) != 0 {
 		t.Fatalf("%d drawings left in flight", len(c.drawing))
+	}
+}
+
+// TestTenLinesToldApart: on a 10-symbol performance chart any two lines differ in dash pattern or
+// are far apart in colour (RGB distance 100 or more): issue 15's chart had colours that could not be
+// told apart (brown next to grey is 67 apart, red next to brown 94).
+func TestTenLinesToldApart(t *testing.T) {
+	t.Parallel()
+	for i := range 10 {
+		for j := i + 1; j < 10; j++ {
+			ci, di := lineStyle(i)
+			cj, dj := lineStyle(j)
+			if (di == nil) != (dj == nil) {
+				continue
+			}
+			dr, dg, db := float64(ci.R)-float64(cj.R), float64(ci.G)-float64(cj.G), float64(ci.B)-float64(cj.B)
+			if d := math.Sqrt(dr*dr + dg*dg + db*db); d < 100 {
+				t.Errorf("lines %d and %d: same dashes, colours %v and %v only %.0f apart", i, j, ci, cj, d)
+			}
+		}
 	}
 }

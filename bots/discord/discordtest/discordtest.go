@@ -75,7 +75,8 @@ const (
 	RouteFollowup        = "POST /webhooks/{app}/{token}"
 	RouteChannelMessage  = "POST /channels/{channel}/messages"
 	RouteChannelEdit     = "PATCH /channels/{channel}/messages/{message}"
-	RouteHTTPInteraction = "HTTP interaction" // an interaction posted by Post; its answer is the callback
+	RouteUserChannel     = "POST /users/@me/channels" // opens a DM: its channel id is DMChannel(user)
+	RouteHTTPInteraction = "HTTP interaction"         // an interaction posted by Post; its answer is the callback
 )
 
 // TokenLife is how long an interaction token works.
@@ -697,8 +698,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.webhook(w, &req, parts)
 	case RouteChannelMessage, RouteChannelEdit:
 		s.channel(w, &req, parts)
+	case RouteUserChannel:
+		var body struct {
+			RecipientID string `json:"recipient_id"`
+		}
+		if !req.Bot {
+			req.Status, req.Code = apiError(w, 401, 0, "401: Unauthorized")
+			return
+		}
+		if json.Unmarshal(payload, &body) != nil || body.RecipientID == "" {
+			req.Status, req.Code = apiError(w, 400, 50035, "Invalid Form Body")
+			return
+		}
+		req.Status, req.Code = writeJSON(w, 200, map[string]any{"id": DMChannel(body.RecipientID), "type": 1,
+			"recipients": []map[string]any{{"id": body.RecipientID, "username": "user" + body.RecipientID}}})
 	}
 }
+
+// DMChannel is the id of the DM channel the fake opens with a user.
+func DMChannel(userID string) string { return "dm-" + userID }
 
 func (s *Server) record(req Request) {
 	s.mu.Lock()
@@ -731,6 +749,8 @@ func routeOf(method string, p []string) (route, major string) {
 		return RouteChannelMessage, p[1]
 	case method == "PATCH" && n == 4 && p[0] == "channels" && p[2] == "messages":
 		return RouteChannelEdit, p[1]
+	case method == "POST" && n == 3 && p[0] == "users" && p[1] == "@me" && p[2] == "channels":
+		return RouteUserChannel, ""
 	}
 	return "", ""
 }

@@ -920,8 +920,9 @@ func checkMarkup(raw string) (string, *apiError) {
 	return string(canon), nil
 }
 
-// invoice handles sendInvoice as Telegram documents it for Stars: currency
-// XTR, no provider token, exactly one price.
+// invoice handles sendInvoice as Telegram documents it: for Stars currency
+// XTR, no provider token, exactly one price; any other currency needs a
+// payment provider's token.
 func (s *Server) invoice(c *Call) (any, *apiError) {
 	f := c.Fields
 	chat, err := strconv.ParseInt(f["chat_id"], 10, 64)
@@ -951,6 +952,8 @@ func (s *Server) invoice(c *Call) (any, *apiError) {
 		return nil, bad("INVOICE_PAYLOAD_INVALID")
 	case inv.Currency == "XTR" && (inv.ProviderToken != "" || len(prices) != 1):
 		return nil, bad("a Stars invoice takes no provider token and exactly one price")
+	case inv.Currency != "XTR" && inv.ProviderToken == "":
+		return nil, bad("PAYMENT_PROVIDER_INVALID")
 	case inv.Currency == "":
 		return nil, bad("CURRENCY_INVALID")
 	}
@@ -1016,14 +1019,22 @@ func (s *Server) Repay(chat Chat, from User, payload, currency string, total int
 		s.charges[chargeID] = &charge{user: from.ID}
 	}
 	id := s.store(&Message{Chat: chat.ID, Kind: "payment"})
+	provider := "" // Stars have no payment provider
+	if currency != "XTR" {
+		provider = ProviderCharge(chargeID)
+	}
 	s.nextUpd++
 	raw, _ := json.Marshal(map[string]any{"update_id": s.nextUpd, "message": map[string]any{
 		"message_id": id, "date": time.Now().Unix(), "chat": chat, "from": from,
 		"successful_payment": map[string]any{"currency": currency, "total_amount": total, "invoice_payload": payload,
-			"telegram_payment_charge_id": chargeID, "provider_payment_charge_id": ""}}})
+			"telegram_payment_charge_id": chargeID, "provider_payment_charge_id": provider}}})
 	s.updates = append(s.updates, update{s.nextUpd, raw})
 	s.signal()
 }
+
+// ProviderCharge is the payment provider's charge id the fake reports for a
+// payment in a currency other than Stars.
+func ProviderCharge(chargeID string) string { return "prov_" + chargeID }
 
 // Refunded reports whether the fake refunded a charge.
 func (s *Server) Refunded(chargeID string) bool {
