@@ -101,7 +101,10 @@ func BenchmarkMarketOpen(b *testing.B) {
 
 func marketOpen(b *testing.B, scans, instances int) {
 	watch := newOpenWatch()
-	bed := testbed.New(b, testbed.Options{Postgres: true, Sink: watch, MaxWorkers: 100})
+	// 100 run workers in all, split between the instances: each instance's
+	// pool is a quarter of its workers, and PostgreSQL's 100 connections are
+	// shared with every other test on the machine.
+	bed := testbed.New(b, testbed.Options{Postgres: true, Sink: watch, MaxWorkers: 100 / instances})
 	ctx := context.Background()
 	svcs := []*scheduler.Service{{Store: bed.Store, Engine: bed.Engine, Now: bed.Clock.Now}}
 	bed.Store.SetFirer(watchedFirer{next: svcs[0], w: watch})
