@@ -270,12 +270,19 @@ func fallbackPolicy(chain []llm.Route, consent bool) string {
 	return strings.Join(parts, "; ")
 }
 
+// runOverhead is what a run spends besides its model calls: market data,
+// indicators, the store's writes and the settle. The top of a runtime
+// estimated from the calls alone adds it (issue 15: estimates from token
+// rates alone came out below most runs before a route's runs calibrated
+// them).
+const runOverhead = time.Second
+
 // runtime estimates the run's duration from the route's recent health when
 // known, else from the plan.
 func (e *Engine) runtime(route llm.Route, q Quote, plan Plan) (time.Duration, time.Duration) {
 	if q.Offline {
 		if a, ok := e.Offline.(*OfflineAnalyst); ok && a.Pace > 0 {
-			return time.Duration(q.OutLow) * a.Pace, time.Duration(q.OutHigh) * a.Pace
+			return time.Duration(q.OutLow) * a.Pace, time.Duration(q.OutHigh)*a.Pace + runOverhead
 		}
 	}
 	if e.Health != nil {
@@ -284,7 +291,7 @@ func (e *Engine) runtime(route llm.Route, q Quote, plan Plan) (time.Duration, ti
 			per := func(out int64) time.Duration {
 				return time.Duration(q.Calls)*st.P50FirstToken + time.Duration(float64(out)/st.TokensPerSecond*float64(time.Second))
 			}
-			return per(q.OutLow), per(q.OutHigh)
+			return per(q.OutLow), per(q.OutHigh) + runOverhead
 		}
 	}
 	return plan.RuntimeLow, plan.RuntimeHigh

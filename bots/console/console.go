@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,6 +163,10 @@ func (c *Console) entered() {
 	c.atPrompt, c.owed, c.above = false, false, nil
 }
 
+// runKeyRE matches a run's progress key as typed: an action's letter and
+// the run's number (c1, p2, r1, m1, w1).
+var runKeyRE = regexp.MustCompile(`^([cprmw])([0-9]{1,4})$`)
+
 // tooLong stands for a line over MaxLine, skipped to its end.
 const tooLong = "\x00too long"
 
@@ -210,6 +215,21 @@ func (c *Console) Handle(ctx context.Context, line string) {
 		inc.Text, inc.Button = "", c.choices[n-1]
 	} else if p, ok := c.runKeys[strings.ToLower(line)]; ok {
 		inc.Text, inc.Button = "", p
+	} else if m := runKeyRE.FindStringSubmatch(strings.ToLower(line)); m != nil {
+		// A run's key that is not (or no longer) offered: say so, rather
+		// than "Commands start with /".
+		n, _ := strconv.Atoi(m[2])
+		known := false
+		for _, tag := range c.runTags {
+			known = known || tag == n
+		}
+		c.mu.Unlock()
+		if known {
+			c.write(fmt.Sprintf("Run %d offers no %s now (it has ended, or that action is not open to it); see its last line.\n", n, line))
+		} else {
+			c.write(fmt.Sprintf("No run %d in this session: keys like c1 (cancel) and p1 (pause) act on the run numbered on its progress line.\n", n))
+		}
+		return
 	}
 	c.mu.Unlock()
 	for _, r := range c.Conv.Handle(ctx, inc) {

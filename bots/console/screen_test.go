@@ -78,6 +78,16 @@ func TestProgressDoesNotRebindChoices(t *testing.T) {
 	if ev := r.b.Events.WaitFinal(t, deep, 30*time.Second); ev.Run.State != research.Cancelled {
 		t.Fatalf("c1 left the deep run %s", ev.Run.State)
 	}
+	// A key of a run that ended, or of no run, is answered as such, not
+	// as a command without its slash.
+	r.screen.WaitFor(t, ": cancelled ==", 1)
+	r.con.Handle(t.Context(), "p1")
+	r.screen.WaitFor(t, "Run 1 offers no p1 now", 1)
+	r.con.Handle(t.Context(), "c7")
+	r.screen.WaitFor(t, "No run 7 in this session", 1)
+	if strings.Contains(r.screen.String(), "Commands start with /") {
+		t.Errorf("a run key was taken for a command:\n%s", r.screen.String())
+	}
 	r.b.Events.WaitFinal(t, rs[0].ID, 30*time.Second)
 	r.b.CheckLedger()
 }

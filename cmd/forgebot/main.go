@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -95,7 +96,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, io_ std
 	}
 	// Every message passes the one redaction: no form of the database
 	// password is printed, whichever error path carried it.
-	fmt.Fprintln(io_.err, "forgebot: "+oneLine(redactSecret(err.Error(), getenv("DATABASE_URL"))))
+	msg := oneLine(redactSecret(err.Error(), getenv("DATABASE_URL")))
+	if strings.Contains(msg, "(ref ") && (args[0] == "research" || args[0] == "ask") && strings.HasPrefix(cfg.DatabaseURL, "sqlite:") {
+		// The reference is a line of the command's log: say where it is.
+		msg += "; the reference is in " + filepath.Join(filepath.Dir(sqlitePath(cfg.DatabaseURL)), "cli.log")
+	}
+	fmt.Fprintln(io_.err, "forgebot: "+msg)
 	if ce := (*cliError)(nil); errors.As(err, &ce) {
 		return ce.code
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -127,7 +129,16 @@ func parseCap(cmd, s string) (billing.Money, error) {
 func oneShot(ctx context.Context, cfg Config, io_ stdio, name string, req research.Request, yes, asJSON bool) error {
 	who := req.Owner
 	cfg.localRuns = true // the run reports to this terminal: no serve may take it
-	a, err := newApp(ctx, cfg, "yahoo", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// The log (and so the references in error messages) goes to a file
+	// next to a SQLite database; elsewhere it is not kept.
+	var logTo io.Writer = io.Discard
+	if strings.HasPrefix(cfg.DatabaseURL, "sqlite:") {
+		if f, err := os.OpenFile(filepath.Join(filepath.Dir(sqlitePath(cfg.DatabaseURL)), "cli.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640); err == nil {
+			defer f.Close()
+			logTo = f
+		}
+	}
+	a, err := newApp(ctx, cfg, "yahoo", false, slog.New(slog.NewTextHandler(logTo, nil)))
 	if err != nil {
 		return err
 	}

@@ -304,3 +304,39 @@ func TestResearchInterruptedWhileQuoting(t *testing.T) {
 		t.Fatalf("the interrupted quote moved money:\n%s\n%s", before, after)
 	}
 }
+
+// TestResearchErrorReferenceIsLogged: an error shown by reference (market
+// data down) says where the reference is, and the log there has it with
+// the cause.
+func TestResearchErrorReferenceIsLogged(t *testing.T) {
+	t.Parallel()
+	db, _ := fundedAnn(t)
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream down", http.StatusBadGateway)
+	}))
+	defer down.Close()
+	env := func(k string) string {
+		switch k {
+		case "FORGE_MARKET":
+			return "yahoo"
+		case "FORGE_YAHOO_URL":
+			return down.URL
+		}
+		return researchEnv(db)(k)
+	}
+	out, errb := newScreen(), newScreen()
+	code := run(t.Context(), []string{"research", "AAPL", "--yes", "--user", "cli:ann"}, env,
+		stdio{in: strings.NewReader(""), out: out, err: errb, interrupts: make(chan os.Signal)})
+	msg := errb.String()
+	logPath := filepath.Join(filepath.Dir(sqlitePath(db)), "cli.log")
+	i := strings.Index(msg, "(ref ")
+	if code != exitFailure || i < 0 || !strings.Contains(msg, "; the reference is in "+logPath) {
+		t.Fatalf("exit %d: %s", code, msg)
+	}
+	ref := strings.Fields(msg[i+len("(ref "):])[0]
+	ref = strings.TrimSuffix(strings.TrimSuffix(ref, ";"), ")")
+	log, err := os.ReadFile(logPath)
+	if err != nil || !strings.Contains(string(log), "ref="+ref) || !strings.Contains(string(log), "502") {
+		t.Fatalf("the log lacks ref %s with its cause (%v):\n%s", ref, err, log)
+	}
+}
