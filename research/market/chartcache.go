@@ -2,6 +2,7 @@ package market
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -15,6 +16,16 @@ import (
 type ChartCache struct {
 	mu     sync.Mutex
 	charts map[uint64][]byte
+	// drawing holds the charts being drawn: a caller wanting one waits for
+	// it instead of drawing it again (at the market open a hundred scans of
+	// one watchlist end at once, and each drew the same chart).
+	drawing map[uint64]*drawn
+}
+
+type drawn struct {
+	done chan struct{}
+	png  []byte
+	err  error
 }
 
 const chartCacheSize = 32
@@ -24,14 +35,35 @@ const chartCacheSize = 32
 func (c *ChartCache) Chart(series []Series, opts ChartOptions) ([]byte, error) {
 	key := chartKey(series, opts)
 	c.mu.Lock()
-	png, ok := c.charts[key]
-	c.mu.Unlock()
-	if ok {
+	if png, ok := c.charts[key]; ok {
+		c.mu.Unlock()
 		return png, nil
 	}
-	png, err := Chart(series, opts)
-	if err != nil {
-		return nil, err
+	if d, ok := c.drawing[key]; ok {
+		c.mu.Unlock()
+		<-d.done
+		return d.png, d.err
+	}
+	if c.drawing == nil {
+		c.drawing = map[uint64]*drawn{}
+	}
+	d := &drawn{done: make(chan struct{})}
+	c.drawing[key] = d
+	c.mu.Unlock()
+
+	d.err = errors.New("chart: the drawing panicked") // unless Chart returns
+	func() {
+		// Waiters are let go even if Chart panics (River recovers a job's panic).
+		defer func() {
+			c.mu.Lock()
+			delete(c.drawing, key)
+			close(d.done)
+			c.mu.Unlock()
+		}()
+		d.png, d.err = Chart(series, opts)
+	}()
+	if d.err != nil {
+		return nil, d.err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -44,8 +76,8 @@ func (c *ChartCache) Chart(series []Series, opts ChartOptions) ([]byte, error) {
 			break
 		}
 	}
-	c.charts[key] = png
-	return png, nil
+	c.charts[key] = d.png
+	return d.png, nil
 }
 
 // chartKey hashes every input of a chart. A 64-bit FNV-1a over the full data makes a collision between two

@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -68,6 +69,44 @@ func TestStepTicks(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("ticks over [%g, %g] = %v, want %v", c.lo, c.hi, got, c.want)
 		}
+	}
+}
+
+// TestChartCacheDrawsOnceForConcurrentCallers: callers asking at once for a
+// chart not yet drawn wait for the one drawing and get its very bytes, not
+// one picture each (a hundred scans of one watchlist end at the same time).
+func TestChartCacheDrawsOnceForConcurrentCallers(t *testing.T) {
+	t.Parallel()
+	series, errs := FetchAll(context.Background(), NewDemo(fixedClock(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC))),
+		[]string{"MSFT"}, 400*dayDur)
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	in := []Series{series["MSFT"]}
+	opts := ChartOptions{Window: 90 * dayDur, Width: 400, Height: 300}
+	var c ChartCache
+	start := make(chan struct{})
+	got := make([][]byte, 8)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() {
+			<-start
+			png, err := c.Chart(in, opts)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = png
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, png := range got {
+		if len(png) == 0 || &png[0] != &got[0][0] {
+			t.Fatalf("caller %d got a chart of its own: drawn more than once", i)
+		}
+	}
+	if len(c.drawing) != 0 {
+		t.Fatalf("%d drawings left in flight", len(c.drawing))
 	}
 }
 
