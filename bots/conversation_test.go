@@ -49,10 +49,15 @@ func (s *screen) Edit(_ context.Context, d research.Destination, v bots.View) er
 	return nil
 }
 
+// finalWait bounds a wait for a run's final view: generous, because a quick
+// run draws a chart, which under -race with every package's tests sharing
+// two cores can take tens of seconds; a run that hangs still fails.
+const finalWait = time.Minute
+
 // waitFinal waits for the final view of a message.
 func (s *screen) waitFinal(t *testing.T, msg string) bots.View {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(finalWait)
 	for {
 		s.mu.Lock()
 		for _, v := range s.views[msg] {
@@ -404,7 +409,7 @@ func TestWatchlistsAndScan(t *testing.T) {
 // runButtonOf finds a button on the latest view the screen shows for m1.
 func runButtonOf(t *testing.T, c *chat, label string) string {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(finalWait)
 	for {
 		c.screen.mu.Lock()
 		views := c.screen.views["m1"]

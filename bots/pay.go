@@ -733,10 +733,11 @@ func (c *Conversation) lowBalance(v *View, r research.Run) {
 	}
 	// No figure: a run's final may be read by a whole group; /balance
 	// answers the owner alone.
-	v.Text = strings.TrimSpace(v.Text + fmt.Sprintf("\n\nThe %s of this run's owner is now below %s (/balance shows it). Top up:", bucketName(r.Bucket), c.Pay.LowBalance))
+	how := "Top up:"
 	if !c.canPay(r.Owner.Platform) {
-		v.Text += " " + c.TopUpHint
+		how = c.TopUpHint
 	}
+	v.Text = strings.TrimSpace(v.Text + fmt.Sprintf("\n\nThe %s of this run's owner is now below %s (/balance shows it). %s", bucketName(r.Bucket), c.Pay.LowBalance, how))
 	v.Buttons = append(v.Buttons, c.topupButtons(r.Owner.Platform, r.Bucket)...)
 }
 

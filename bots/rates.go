@@ -13,6 +13,12 @@ type RateStore interface {
 	// it in each, atomically; otherwise it records nothing and returns how
 	// long until they may (the longest of the rules' waits).
 	TakeRate(ctx context.Context, now time.Time, rules []RateRule) (wait time.Duration, ok bool, err error)
+	// PruneRates deletes the budgets idle since before: a bucket full
+	// again by then (it is the same as no row) and a window with no call
+	// since then, with its calls older than before. A budget is one row per
+	// chat ever posted to, so without this the table grows with every chat.
+	// before must lie further back than the longest window and burst.
+	PruneRates(ctx context.Context, before time.Time) (int64, error)
 }
 
 // RateRule is one budget a call must fit: a token bucket (Every > 0: a token

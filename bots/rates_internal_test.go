@@ -35,6 +35,8 @@ func (m *memRates) TakeRate(_ context.Context, now time.Time, rules []RateRule) 
 	return 0, true, nil
 }
 
+func (m *memRates) PruneRates(context.Context, time.Time) (int64, error) { return 0, nil }
+
 // TestSharedOutboxBudget: two outboxes (two instances) sharing their
 // budgets send to one channel together as one would: the second send of
 // the second to the channel at once waits for the channel's interval, and

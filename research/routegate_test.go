@@ -202,3 +202,50 @@ func TestCatalogRouteLimits(t *testing.T) {
 		t.Fatal("a negative limit was accepted")
 	}
 }
+
+// TestQuoteIncludesRouteWait: a quote on a route allowing one call at once,
+// with that call taken by a run streaming, says how long a call joining the
+// line now would wait, and its runtime range is the idle route's range moved
+// by that wait. The wait is what the line predicts (one average call: the
+// 10 s assumed before any call ended); with the route idle again it is 0.
+func TestQuoteIncludesRouteWait(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := testbed.New(t, testbed.Options{Postgres: pg, RoutesFor: limited(llm.Limits{Concurrent: 1})})
+		gate := make(chan struct{})
+		b.LLM.SetDefault(llmtest.Stream("a ", "b ").WithGate(gate))
+		b.Fund(alice, billing.BucketCredit, billing.Micro)
+		bob := billing.Identity{Platform: "telegram", ExternalID: "43"}
+		b.Fund(bob, billing.BucketCredit, billing.Micro)
+		req := research.Request{Symbols: []string{"AAPL"}, Depth: research.Quick, Model: "gpt-test"}
+		idle := quote(t, b, req)
+		if idle.QueueWait != 0 {
+			t.Fatalf("an idle route's quote waits %s", idle.QueueWait)
+		}
+		busyReq := req
+		busyReq.Owner = bob
+		busy, _, err := b.Engine.Confirm(t.Context(), quote(t, b, busyReq).ID, bob, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-b.LLM.Received(1):
+		case <-time.After(time.Minute):
+			t.Fatal("the busy run never called the route")
+		}
+		waiting := quote(t, b, req)
+		if waiting.QueueWait != 10*time.Second {
+			t.Fatalf("quote behind one call in flight waits %s, want 10s (one call of unknown length)", waiting.QueueWait)
+		}
+		if waiting.RuntimeLow != idle.RuntimeLow+waiting.QueueWait || waiting.RuntimeHigh != idle.RuntimeHigh+waiting.QueueWait {
+			t.Fatalf("runtime %s-%s while queued, %s-%s idle: not moved by the %s wait",
+				waiting.RuntimeLow, waiting.RuntimeHigh, idle.RuntimeLow, idle.RuntimeHigh, waiting.QueueWait)
+		}
+		close(gate)
+		b.Events.WaitFinal(t, busy.ID, time.Minute)
+		if after := quote(t, b, req); after.QueueWait != 0 {
+			t.Fatalf("after the call ended the quote still waits %s", after.QueueWait)
+		}
+		b.CheckSettled()
+	})
+}

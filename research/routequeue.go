@@ -134,10 +134,10 @@ func (r *memRoute) line(t *memTicket, now time.Time) RouteLine {
 			if o.leftAt.IsZero() && o.until.After(now) {
 				l.InFlight++
 			}
-			if now.Sub(o.admittedAt) < routeWindow {
+			if now.Sub(o.admittedAt) < routeWindow+RouteMargin {
 				l.Started++
 				l.Tokens += o.tokens
-				if now.Sub(o.admittedAt) < routeSlice {
+				if now.Sub(o.admittedAt) < routeSlice+RouteMargin {
 					l.Started10++
 					l.Tokens10 += o.tokens
 				}
@@ -160,7 +160,7 @@ func (r *memRoute) prune(now time.Time) {
 	keep := r.tickets[:0]
 	for _, t := range r.tickets {
 		ended := !t.leftAt.IsZero() || !t.until.After(now)
-		recent := !t.admittedAt.IsZero() && now.Sub(t.admittedAt) < routeWindow ||
+		recent := !t.admittedAt.IsZero() && now.Sub(t.admittedAt) < routeWindow+RouteMargin ||
 			!t.leftAt.IsZero() && now.Sub(t.leftAt) < routeWindow
 		if !ended || recent {
 			keep = append(keep, t)

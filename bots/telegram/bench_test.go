@@ -1,15 +1,20 @@
 package telegram_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokensforge/forgebot/billing"
+	"github.com/tokensforge/forgebot/bots"
+	"github.com/tokensforge/forgebot/bots/telegram"
 	"github.com/tokensforge/forgebot/bots/telegram/telegramtest"
 	"github.com/tokensforge/forgebot/internal/testbed"
 	"github.com/tokensforge/forgebot/research"
@@ -174,4 +179,133 @@ func replies(c telegramtest.Call, id int) bool {
 		MessageID int `json:"message_id"`
 	}
 	return json.Unmarshal([]byte(c.Fields["reply_parameters"]), &p) == nil && p.MessageID == id
+}
+
+// BenchmarkDeliveryTwoInstances: two instances of the bot on one PostgreSQL
+// (each its own engine, River workers, outbox and adapter; one of them
+// polls the fake), sharing the chat budget in the database, deliver runs of
+// members of one group. Per iteration two members start standard runs at
+// once, and whichever instance's worker takes a run edits its message. It
+// reports Telegram's 429s the fake would have answered, how the runs split
+// between the instances, and the time from a run's final event to its
+// final message: p50, p99 (the maximum at these counts) over every run, and
+// p50 over the runs whose group minute had room (the steady state; a run
+// whose calls do not fit the group's 20 a minute waits for the minute by
+// design, see BenchmarkDelivery's one-group case).
+//
+//	go test -run '^$' -bench DeliveryTwoInstances -benchtime 6x ./bots/telegram/
+func BenchmarkDeliveryTwoInstances(b *testing.B) {
+	var (
+		mu    sync.Mutex
+		ended = map[string]time.Time{}
+		by    = map[string]int{} // run id -> instance that delivered its final event
+		runAt = map[string]string{}
+	)
+	record := func(inst int, ev research.Event) {
+		if ev.Final {
+			mu.Lock()
+			ended[ev.Run.ID] = time.Now()
+			by[ev.Run.ID] = inst
+			runAt[ev.Run.Request.Dest.ChatID+"/"+ev.Run.Request.Dest.MessageID] = ev.Run.ID
+			mu.Unlock()
+		}
+	}
+	bd := setup(b, options{bed: testbed.Options{Postgres: true, Pace: 15 * time.Millisecond}, start: true, shared: true,
+		sink: func(next research.Sink) research.Sink {
+			return research.SinkFunc(func(ev research.Event) { record(1, ev); next.Publish(ev) })
+		}})
+	bd.wait = 3 * time.Minute
+
+	// The second instance: its own engine and workers on the same database,
+	// its own outbox and adapter (not polling: the first takes the updates).
+	log := slog.New(slog.DiscardHandler)
+	ob2 := bots.NewOutbox(log)
+	var conv2 atomic.Pointer[bots.Conversation]
+	st2, e2 := bd.bed.InstanceWithSink(research.SinkFunc(func(ev research.Event) {
+		record(2, ev)
+		bd.events.Publish(ev)
+		conv2.Load().Publish(ev)
+	}))
+	conv2.Store(&bots.Conversation{Engine: e2, Ledger: st2, Runs: st2, Outbox: ob2, Log: log})
+	ad2, err := telegram.New(telegram.Config{Token: telegramtest.Token, APIURL: bd.fake.URL, Log: log, Rates: st2.(bots.RateStore)}, conv2.Load())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ob2.Register(telegram.Platform, ad2, telegram.Limits)
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	go ob2.Run(ctx)
+
+	members := []telegramtest.User{{ID: 1003, FirstName: "C"}, {ID: 1004, FirstName: "D"}}
+	for _, u := range members {
+		bd.bed.Fund(who(u), billing.BucketCredit, 100*billing.Micro)
+	}
+	symbols := []string{"NVDA,AMD", "AAPL,MSFT"}
+	var latencies []time.Duration
+	var steady []time.Duration
+	runs := 0
+	before := bd.fake.TooManyAnswered()
+	last := make([]int, len(members))
+	for b.Loop() {
+		quotes := make([]telegramtest.Message, len(members))
+		for j, u := range members {
+			bd.fake.SendText(group, u, fmt.Sprintf("/research %s standard", symbols[j]))
+		}
+		for j := range members {
+			quotes[j] = bd.replyAfter(b, group.ID, "Quote: standard research on "+strings.ReplaceAll(symbols[j], ",", ", "), last[j])
+			last[j] = quotes[j].ID
+		}
+		for j, u := range members {
+			bd.fake.WaitAnswer(b, bd.fake.Press(group, u, quotes[j].ID, button(b, quotes[j], "Confirm")))
+		}
+		for j := range members {
+			bd.final(b, group.ID, quotes[j].ID)
+		}
+		for j := range members {
+			mu.Lock()
+			runID := runAt[fmt.Sprintf("%d/%d", group.ID, quotes[j].ID)]
+			end := ended[runID]
+			mu.Unlock()
+			var finalAt time.Time
+			for _, c := range bd.edits(group.ID, quotes[j].ID) {
+				if c.Fields["parse_mode"] != "" {
+					finalAt = c.At
+					break
+				}
+			}
+			// The group's calls in the minute before the run ended: below
+			// the limit less what its final needs, the minute had room.
+			n := 0
+			for _, c := range bd.fake.Calls("") {
+				if c.Method != "getUpdates" && c.Int("chat_id") == group.ID && c.OK() && c.At.After(end.Add(-time.Minute)) && c.At.Before(end) {
+					n++
+				}
+			}
+			d := finalAt.Sub(end)
+			latencies = append(latencies, d)
+			if n <= telegram.GroupPerMinute-2 {
+				steady = append(steady, d)
+			}
+			runs++
+		}
+	}
+	mu.Lock()
+	n2 := 0
+	for _, inst := range by {
+		if inst == 2 {
+			n2++
+		}
+	}
+	mu.Unlock()
+	slices.Sort(latencies)
+	slices.Sort(steady)
+	b.ReportMetric(float64(bd.fake.TooManyAnswered()-before), "429s")
+	b.ReportMetric(float64(n2)/float64(runs), "share_on_2nd")
+	b.ReportMetric(float64(latencies[len(latencies)/2].Milliseconds()), "final-p50-ms")
+	b.ReportMetric(float64(latencies[(len(latencies)*99)/100].Milliseconds()), "final-p99-ms")
+	b.ReportMetric(float64(len(steady)), "steady-runs")
+	if len(steady) > 0 {
+		b.ReportMetric(float64(steady[len(steady)/2].Milliseconds()), "steady-final-p50-ms")
+		b.ReportMetric(float64(steady[len(steady)-1].Milliseconds()), "steady-final-max-ms")
+	}
 }

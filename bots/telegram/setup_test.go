@@ -45,6 +45,9 @@ type options struct {
 	conv   func(*bots.Conversation) telegram.Conversation // wraps the conversation
 	sink   func(next research.Sink) research.Sink         // wraps the engine's sink
 	start  bool                                           // false: do not Start
+	// shared keeps the chat budget in the bed's store (a PostgreSQL bed),
+	// as instances of one bot on one database do.
+	shared bool
 }
 
 // setup wires a bundle; the fake enforces Telegram's rate limits, and no
@@ -73,6 +76,9 @@ func setup(t testing.TB, o options) *bundle {
 	// under -race on a loaded machine can take longer, and tests that read the press's note would then see
 	// the empty answer. Tests of the safety net set their own.
 	cfg := telegram.Config{Token: telegramtest.Token, APIURL: b.fake.URL, PollTimeout: 2 * time.Second, Log: log, AnswerWithin: 10 * time.Second}
+	if o.shared {
+		cfg.Rates = b.bed.Store.(bots.RateStore)
+	}
 	if o.config != nil {
 		o.config(&cfg)
 	}

@@ -241,7 +241,7 @@ func (a *app) start(ctx context.Context) error {
 
 // prune deletes, every interval, quotes expired for an hour that never
 // became runs, schedule proposals left unconfirmed past their time, and
-// outbox rows delivered a day ago, so no table grows with every quote asked
+// outbox rows delivered a day ago, and chat budgets idle for an hour, so no table grows with every quote asked
 // for or every message sent. Failures are logged
 // once per interval, not retried in a loop.
 func (a *app) prune(ctx context.Context, every time.Duration) {
@@ -263,6 +263,14 @@ func (a *app) prune(ctx context.Context, every time.Duration) {
 			a.log.Warn("prune delivered messages", "err", err)
 		} else if n > 0 {
 			a.log.Info("pruned delivered messages", "count", n)
+		}
+		// Chat budgets idle for an hour are full again: as good as no row.
+		if r := a.sharedRates(); r != nil {
+			if n, err := r.PruneRates(ctx, time.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+				a.log.Warn("prune chat budgets", "err", err)
+			} else if n > 0 {
+				a.log.Info("pruned idle chat budgets", "count", n)
+			}
 		}
 		if n, err := a.schedules.Prune(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("prune schedule proposals", "err", err)

@@ -253,7 +253,6 @@ func TestResearchInterruptedWhileQuoting(t *testing.T) {
 	db, c := fundedAnn(t)
 	asked := make(chan struct{}, 1)
 	release := make(chan struct{})
-	defer close(release)
 	yahoo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case asked <- struct{}{}:
@@ -265,6 +264,7 @@ func TestResearchInterruptedWhileQuoting(t *testing.T) {
 		}
 	}))
 	defer yahoo.Close()
+	defer close(release) // first: a fetch the market cache kept going ends before Close waits for it
 	env := func(k string) string {
 		switch k {
 		case "FORGE_MARKET":

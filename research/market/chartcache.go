@@ -14,14 +14,15 @@ import (
 // chart once. Drawing is most of a quick run's CPU; scans of one watchlist on one day all share a chart.
 // The zero value is ready to use and safe for concurrent use; it holds at most chartCacheSize charts.
 type ChartCache struct {
-	mu       sync.Mutex
-	charts   map[uint64][]byte
-	drawing  map[uint64]*drawing // charts being drawn: a run asking for one waits for it
-	drawings int                 // charts drawn, for tests
+	mu     sync.Mutex
+	charts map[uint64][]byte
+	// drawing holds the charts being drawn: a caller wanting one waits for
+	// it instead of drawing it again (at the market open a hundred scans of
+	// one watchlist end at once, and each drew the same chart).
+	drawing map[uint64]*drawn
 }
 
-// drawing is a chart being drawn once for everyone asking for it meanwhile.
-type drawing struct {
+type drawn struct {
 	done chan struct{}
 	png  []byte
 	err  error
@@ -30,8 +31,7 @@ type drawing struct {
 const chartCacheSize = 32
 
 // Chart is Chart(series, opts), from the cache when the same picture was drawn before. The bytes returned
-// are shared: callers must not change them. Concurrent calls for one picture draw it once (a thousand runs
-// starting at the market open on one watchlist wait for one drawing, not draw a thousand).
+// are shared: callers must not change them.
 func (c *ChartCache) Chart(series []Series, opts ChartOptions) ([]byte, error) {
 	key := chartKey(series, opts)
 	c.mu.Lock()
@@ -45,20 +45,23 @@ func (c *ChartCache) Chart(series []Series, opts ChartOptions) ([]byte, error) {
 		return d.png, d.err
 	}
 	if c.drawing == nil {
-		c.drawing = map[uint64]*drawing{}
+		c.drawing = map[uint64]*drawn{}
 	}
-	d := &drawing{done: make(chan struct{})}
+	d := &drawn{done: make(chan struct{})}
 	c.drawing[key] = d
-	c.drawings++
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.drawing, key)
-		c.mu.Unlock()
-		close(d.done) // after a panic too: the waiters get the error
+
+	d.err = errors.New("chart: the drawing panicked") // unless Chart returns
+	func() {
+		// Waiters are let go even if Chart panics (River recovers a job's panic).
+		defer func() {
+			c.mu.Lock()
+			delete(c.drawing, key)
+			close(d.done)
+			c.mu.Unlock()
+		}()
+		d.png, d.err = Chart(series, opts)
 	}()
-	d.err = errors.New("chart: drawing failed")
-	d.png, d.err = Chart(series, opts)
 	if d.err != nil {
 		return nil, d.err
 	}

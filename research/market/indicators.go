@@ -163,16 +163,16 @@ func Compute(s Series, window time.Duration) Indicators {
 	c, h, l, v := s.Closes(), s.Highs(), s.Lows(), s.Volumes()
 	ind.Close = c[n-1]
 
-	ind.SMA20 = last(SMA(c, 20))
-	ind.SMA50 = last(SMA(c, 50))
-	ind.SMA200 = last(SMA(c, 200))
+	ind.SMA20 = last(smaLast(c, 20, 1))
+	ind.SMA50 = last(smaLast(c, 50, 1))
+	ind.SMA200 = last(smaLast(c, 200, 1))
 	ind.EMA12 = last(EMA(c, 12))
 	ind.EMA26 = last(EMA(c, 26))
 	line, sig, hist := MACD(c, 12, 26, 9)
 	ind.MACD, ind.MACDSignal, ind.MACDHist = last(line), last(sig), last(hist)
 	ind.RSI14 = last(RSI(c, 14))
 	ind.ATR14 = last(ATR(h, l, c, 14))
-	ind.Volatility20 = last(VolatilityPerYear(c, 20, ind.DaysPerYear))
+	ind.Volatility20 = last(VolatilityPerYear(c[max(0, n-21):], 20, ind.DaysPerYear)) // the last 20 returns: the same figure
 
 	from, ok := 0, true
 	if window > 0 {

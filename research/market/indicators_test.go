@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -358,5 +359,62 @@ func TestValueJSON(t *testing.T) {
 	// Indicators marshal whole, with nulls, never NaN (which encoding/json refuses).
 	if _, err := json.Marshal(Compute(bars("X", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), 1, 2, 3), 0)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLatestOnlyIsBitIdentical: the shortcuts Compute and Signals take for
+// the figures they read only at the end (smaLast, volatility of the last
+// returns, each log return once) give the full computations' numbers to
+// the bit, on the AAPL fixture and on demo walks of every length up to a
+// few hundred bars, so no report changes.
+func TestLatestOnlyIsBitIdentical(t *testing.T) {
+	t.Parallel()
+	// The volatility before the log returns were computed once.
+	oldVol := func(closes []float64, n, perYear int) []float64 {
+		out := nans(len(closes))
+		for i := n; i < len(closes); i++ {
+			mean := 0.0
+			for j := i - n + 1; j <= i; j++ {
+				mean += math.Log(closes[j] / closes[j-1])
+			}
+			mean /= float64(n)
+			ss := 0.0
+			for j := i - n + 1; j <= i; j++ {
+				d := math.Log(closes[j]/closes[j-1]) - mean
+				ss += d * d
+			}
+			out[i] = math.Sqrt(ss/float64(n-1)) * math.Sqrt(float64(perYear)) * 100
+		}
+		return out
+	}
+	same := func(a, b float64) bool {
+		return math.Float64bits(a) == math.Float64bits(b) || math.IsNaN(a) && math.IsNaN(b)
+	}
+	series := [][]float64{loadAAPL(t).Closes()}
+	walk := demoWalk("NVDA", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC))
+	full := make([]float64, len(walk))
+	for i, b := range walk {
+		full[i] = b.Close
+	}
+	for n := 0; n <= 260 && n <= len(full); n += 13 {
+		series = append(series, full[:n])
+	}
+	for _, c := range series {
+		n := len(c)
+		for _, p := range []int{20, 50, 200} {
+			want, got := SMA(c, p), smaLast(c, p, 6)
+			for i := max(0, n-6); i < n; i++ {
+				if !same(got[i], want[i]) {
+					t.Fatalf("smaLast(%d bars, %d)[%d] = %v, SMA %v", n, p, i, got[i], want[i])
+				}
+			}
+		}
+		want := oldVol(c, 20, 252)
+		if got := VolatilityPerYear(c, 20, 252); n > 0 && !slices.EqualFunc(got, want, same) {
+			t.Fatalf("VolatilityPerYear of %d bars changed", n)
+		}
+		if n > 0 && !same(last(VolatilityPerYear(c[max(0, n-21):], 20, 252)).V, last(want).V) {
+			t.Fatalf("volatility of the last returns of %d bars differs", n)
+		}
 	}
 }

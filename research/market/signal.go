@@ -60,7 +60,7 @@ func Signals(s Series, ind Indicators) []Signal {
 		add(KindRSIOversold, 1+(30-r.V)/10, "RSI 14 is %.1f, below 30", r.V)
 	}
 
-	fast, slow := SMA(c, 50), SMA(c, 200)
+	fast, slow := smaLast(c, 50, 6), smaLast(c, 200, 6) // the loop reads the last six bars
 	for i := n - 1; i >= max(n-5, 1); i-- {
 		if math.IsNaN(slow[i-1]) {
 			break

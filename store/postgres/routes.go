@@ -27,7 +27,7 @@ func (s *Store) EnterRoute(ctx context.Context, route string, tokens int64, lim 
 		}
 		// What ended more than a minute ago counts for nothing: dropped.
 		if _, err := tx.Exec(ctx, `DELETE FROM route_tickets WHERE route = $1 AND (seen_until < $2 OR left_at IS NOT NULL)
-			AND coalesce(admitted_at, created_at) < $3 AND coalesce(left_at, seen_until) < $3`, route, now, now.Add(-time.Minute)); err != nil {
+			AND coalesce(admitted_at, created_at) < $3 AND coalesce(left_at, seen_until) < $3`, route, now, now.Add(-time.Minute-research.RouteMargin)); err != nil {
 			return fmt.Errorf("prune route line: %w", err)
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO route_tickets (route, tokens, created_at, seen_until) VALUES ($1, $2, $3, $4) RETURNING id`,
@@ -174,7 +174,8 @@ func readLine(ctx context.Context, q rowQuerier, line *research.RouteLine, route
 			coalesce(sum(tokens) FILTER (WHERE admitted_at > $4), 0),
 			coalesce(avg(extract(epoch FROM left_at - admitted_at)) FILTER (WHERE left_at > $3), 0)
 		FROM route_tickets WHERE route = $1 AND admitted_at IS NOT NULL AND (left_at IS NULL OR left_at > $3 OR admitted_at > $3)`,
-		route, now, now.Add(-time.Minute), now.Add(-10*time.Second)).
+		// An admission counts RouteMargin longer than the window it is in.
+		route, now, now.Add(-time.Minute-research.RouteMargin), now.Add(-10*time.Second-research.RouteMargin)).
 		Scan(&line.InFlight, &line.Started, &line.Started10, &line.Tokens, &line.Tokens10, &avg)
 	if err != nil {
 		return fmt.Errorf("read route admissions: %w", err)

@@ -78,3 +78,58 @@ func testRates(t *testing.T, h Harness) {
 		t.Fatalf("%d of 10 concurrent calls went on a bucket of 3", n.Load())
 	}
 }
+
+// testRatePrune: budgets idle for the hour go (a full bucket is the same as
+// none), with their old calls; a window with a recent call keeps its row and
+// its call, which still counts; a second prune finds nothing.
+func testRatePrune(t *testing.T, h Harness) {
+	b := setup(t, h)
+	t0 := b.clock.Now()
+	take := func(at time.Time, r bots.RateRule) bool {
+		t.Helper()
+		_, ok, err := b.store.TakeRate(b.ctx, at, []bots.RateRule{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	idleBucket := bots.RateRule{Key: "p:chat:idle", Every: time.Second, Burst: 3, Need: 1}
+	idleWindow := bots.RateRule{Key: "p:group:idle", Window: time.Minute, Max: 2}
+	busyWindow := bots.RateRule{Key: "p:group:busy", Window: time.Minute, Max: 2}
+	busyBucket := bots.RateRule{Key: "p:chat:busy", Every: time.Second, Burst: 1, Need: 1}
+	for range 2 {
+		take(t0, idleBucket)
+		take(t0, idleWindow)
+	}
+	take(t0, busyWindow) // the row is made now; its call leaves the window
+	later := t0.Add(2 * time.Hour)
+	if !take(later, busyWindow) || !take(later, busyBucket) {
+		t.Fatal("calls on fresh budgets refused")
+	}
+	// The busy window's first call (t0) was dropped by its later take.
+	n, err := b.store.PruneRates(b.ctx, later.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The idle window's two calls and row, the idle bucket's row.
+	if n != 4 {
+		t.Fatalf("pruned %d rows, want 4", n)
+	}
+	if n, err := b.store.PruneRates(b.ctx, later.Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("a second prune took %d rows (%v)", n, err)
+	}
+	// What was kept still counts: one more call fits the busy window, not two;
+	// the busy bucket is empty until a second after its call.
+	if !take(later, busyWindow) || take(later, busyWindow) {
+		t.Fatal("the busy window lost its call in the prune")
+	}
+	if take(later, busyBucket) {
+		t.Fatal("the busy bucket was refilled by the prune")
+	}
+	// A pruned bucket is as good as new.
+	for i := range 3 {
+		if !take(later, idleBucket) {
+			t.Fatalf("call %d of a pruned bucket's burst refused", i+1)
+		}
+	}
+}

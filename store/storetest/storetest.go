@@ -143,6 +143,7 @@ func Run(t *testing.T, h Harness) {
 		{"ContinueRunExtends", testContinueRunExtends},
 		{"RunStages", testRunStages},
 		{"Rates", testRates},
+		{"RatePrune", testRatePrune},
 		{"Payments", testPayments},
 		{"RefundDebt", testRefundDebt},
 		{"WelcomeGrant", testWelcomeGrant},

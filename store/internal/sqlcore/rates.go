@@ -89,3 +89,28 @@ func (c *Core) rateCalls(ctx context.Context, tx Querier, key string, since time
 	}
 	return out, rows.Err()
 }
+
+// PruneRates implements bots.RateStore. A bucket whose theoretical arrival
+// time passed is full, as a missing row would be; a window's row is only the
+// lock its calls take (its tat is when it was made), so it goes once none of
+// its calls is left. tat is checked on the row deleted, not only in the
+// batch's select: a bucket a call took meanwhile (PostgreSQL re-reads the
+// locked row) is kept. The cells go in batches (pruneBatch), so SQLite's one
+// writer is not held for long.
+func (c *Core) PruneRates(ctx context.Context, before time.Time) (int64, error) {
+	total, err := c.DB.Exec(ctx, `DELETE FROM rate_calls WHERE at < $1`, c.t(before))
+	if err != nil {
+		return 0, fmt.Errorf("prune rate calls: %w", err)
+	}
+	for {
+		n, err := c.DB.Exec(ctx, `DELETE FROM rate_cells WHERE tat < $1 AND key IN (SELECT c.key FROM rate_cells c WHERE c.tat < $1
+			AND NOT EXISTS (SELECT 1 FROM rate_calls r WHERE r.key = c.key) ORDER BY c.key LIMIT $2)`, c.t(before), pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune rate cells: %w", err)
+		}
+		total += n
+		if n < pruneBatch || ctx.Err() != nil {
+			return total, nil
+		}
+	}
+}
