@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,4 +406,69 @@ func TestQuoteSaysWhatTheCapDoes(t *testing.T) {
 	if q.FailedCost != 0 {
 		t.Errorf("a failed request costs %s", q.FailedCost)
 	}
+}
+
+// failingWrites is a store whose stage writes fail after the first ok
+// stages' text was written, as a database that went away mid-run would fail
+// them.
+type failingWrites struct {
+	research.Store
+	ok atomic.Int64
+}
+
+func (s *failingWrites) AdvanceRun(ctx context.Context, id string, version int64, p research.Progress, stage int, output string) error {
+	if stage >= 0 && s.ok.Add(-1) < 0 {
+		return errors.New("write stage: connection reset by peer")
+	}
+	return s.Store.AdvanceRun(ctx, id, version, p, stage, output)
+}
+
+// TestLastAttemptSettlesTheRun: a run whose job fails on its last attempt
+// (the queue discards the job after it) is settled by that attempt, not left
+// holding its money until the reaper's hour: with nothing written it fails
+// at $0; with a stage written it ends partial, charging that stage only. An
+// earlier attempt's failure leaves the run for the queue's retry.
+func TestLastAttemptSettlesTheRun(t *testing.T) {
+	t.Parallel()
+	both(t, func(t *testing.T, pg bool) {
+		b := soloBed(t, pg, false)
+		b.Fund(alice, billing.BucketCredit, billing.Micro)
+		writer := b.Engine.LLM
+		b.Engine.LLM = panicWriter{}
+		run := confirm(t, b, soloQuote(t, b, research.Quick, "AAPL"))
+		if err := b.Engine.Execute(t.Context(), run.ID, 1, 3); err == nil {
+			t.Fatal("execute with a broken writer succeeded")
+		}
+		if cur, _ := b.Store.Run(t.Context(), run.ID); cur.State.Terminal() {
+			t.Fatalf("the first of three attempts ended the run: %s", cur.State)
+		}
+		if err := b.Engine.Execute(t.Context(), run.ID, 3, 3); err == nil {
+			t.Fatal("execute with a broken writer succeeded")
+		}
+		r, err := b.Store.Run(t.Context(), run.ID)
+		if err != nil || r.State != research.Failed || r.Captured != 0 {
+			t.Fatalf("after the last attempt: %s captured %s, %v", r.State, r.Captured, err)
+		}
+		checkEnd(t, b, r)
+
+		// A stage written, then the store fails: partial, that stage paid.
+		b.Engine.LLM = writer
+		store := &failingWrites{Store: b.Engine.Store}
+		store.ok.Store(1)
+		b.Engine.Store = store
+		run = confirm(t, b, soloQuote(t, b, research.Standard, "AAPL", "NVDA"))
+		b.LLM.Enqueue(llmtest.Stream("AAPL is firm.").WithUsage(900, 5), llmtest.Stream("NVDA is hot.").WithUsage(900, 5))
+		if err := b.Engine.Execute(t.Context(), run.ID, 3, 3); err == nil {
+			t.Fatal("execute with failing writes succeeded")
+		}
+		final := b.Events.WaitFinal(t, run.ID, wait)
+		r = final.Run
+		if r.State != research.Partial || final.Report == nil || !strings.Contains(final.Report.Sections[0].Text, "AAPL is firm.") {
+			t.Fatalf("run %s (%q), report %+v", r.State, r.Error, final.Report)
+		}
+		if want := soloPrice.Cost(900, 5); r.Captured != want {
+			t.Fatalf("captured %s, want %s: the written stage only", r.Captured, want)
+		}
+		checkEnd(t, b, r)
+	})
 }

@@ -26,7 +26,13 @@ import (
 // Resume or the pause's expiry. A panic is recovered, logged with a
 // reference and returned as an error, so no input takes the process down.
 func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts int) (err error) {
-	defer e.recoverPanic("execute run", runID, &err)
+	outer := ctx // without the lease, which is released by then
+	defer func() {
+		if err != nil && !errors.Is(err, ErrLeaseHeld) {
+			e.giveUp(outer, runID, attempt, maxAttempts, err)
+		}
+	}()
+	defer e.recoverPanic("execute run", runID, &err) // runs first: a panic is an error like any other
 	if e.isActive(runID) {
 		return nil // a second delivery of the job while this process runs it
 	}
@@ -46,6 +52,36 @@ func (e *Engine) Execute(ctx context.Context, runID string, attempt, maxAttempts
 		return nil // the instance that took the run over finishes it
 	}
 	return err
+}
+
+// giveUp ends a run whose job failed its last attempt (the queue discards
+// the job after it, so nothing would run it again): it is settled at once as
+// the reaper would settle it — what was written delivered and charged, the
+// rest released — instead of keeping its hold until the reaper's hour. When
+// even that fails (the database still down), the reaper ends it later.
+func (e *Engine) giveUp(ctx context.Context, runID string, attempt, maxAttempts int, cause error) {
+	if maxAttempts <= 0 || attempt < maxAttempts {
+		return // the queue tries again
+	}
+	db := context.WithoutCancel(ctx)
+	r, err := e.Store.Run(db, runID)
+	if err != nil {
+		e.log().Error("give up on run: read", "run_id", runID, "err", err, "cause", cause)
+		return
+	}
+	switch r.State {
+	case Queued, Running, Pausing, Cancelling:
+	default:
+		return // ended or paused: its hold is settled or kept on purpose
+	}
+	to, why := Failed, "interrupted: the run failed on every attempt"
+	if r.CancelRequested || r.State == Cancelling {
+		to, why = Cancelled, "cancelled"
+	}
+	e.log().Warn("run failed on its last attempt: settling it", "run_id", runID, "attempt", attempt, "cause", cause)
+	if !e.reapOne(db, r, to, why) {
+		e.log().Error("give up on run: settle failed; the reaper will end it", "run_id", runID)
+	}
 }
 
 // execute runs a claimed run. It and the functions on the stack while a

@@ -328,12 +328,33 @@ func (c *Console) show(id string, v bots.View) {
 	c.leavePrompt()
 	// A final view ends a run's choices (Cancel, Pause); its links are not
 	// choices. Choices of a quote or a schedule on screen stay: a run that
-	// ends meanwhile must not take away the Confirm being read.
-	if choices := c.render(c.Out, v); len(choices) > 0 {
-		c.choices = choices
-	}
+	// ends meanwhile must not take away the Confirm being read. So a run's
+	// final offers its own choices (a low balance's top-ups) under keys
+	// named for its run, "1.1", "1.2" for run 1, never the numbers.
+	tag := 0
 	if v.Final {
+		run := c.msgRun[id]
+		if run == "" {
+			run = runOf(v)
+		}
+		tag = c.tagOf(run)
 		c.endRun(id, v)
+	}
+	prefix := ""
+	if tag > 0 {
+		prefix = strconv.Itoa(tag) + "."
+	}
+	choices := c.render(c.Out, v, prefix)
+	switch {
+	case prefix != "":
+		if c.runKeys == nil {
+			c.runKeys = map[string]string{}
+		}
+		for i, p := range choices {
+			c.runKeys[prefix+strconv.Itoa(i+1)] = p
+		}
+	case len(choices) > 0:
+		c.choices = choices
 	}
 	c.above = nil
 	c.restorePrompt()
@@ -461,10 +482,10 @@ func fit(s string, n int) string {
 // Render writes a view as terminal text, without numbering-state: buttons are
 // listed with their numbers.
 func Render(w io.Writer, v bots.View) {
-	(&Console{}).render(w, v)
+	(&Console{}).render(w, v, "")
 }
 
-func (c *Console) render(w io.Writer, v bots.View) []string {
+func (c *Console) render(w io.Writer, v bots.View, prefix string) []string {
 	v = bots.CleanView(v) // no escape sequence from a model reaches the terminal
 	if v.Kind == bots.KindProgress {
 		line := []string{v.Title, strings.ReplaceAll(v.Text, "\n", " | ")}
@@ -500,7 +521,7 @@ func (c *Console) render(w io.Writer, v bots.View) []string {
 				continue
 			}
 			choices = append(choices, b.Data)
-			cells = append(cells, fmt.Sprintf("[%d] %s", len(choices), b.Label))
+			cells = append(cells, fmt.Sprintf("[%s%d] %s", prefix, len(choices), b.Label))
 		}
 		fmt.Fprintf(w, "  %s\n", strings.Join(cells, "   "))
 	}
