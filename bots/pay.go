@@ -600,9 +600,14 @@ func (c *Conversation) grant(ctx context.Context, in Incoming, args []string) ([
 	if note == "" {
 		return nil, sayf("Say why in a note: /grant %s %s %s NOTE", who, args[1], bucket)
 	}
-	// The command's message keys the grant: a redelivered update grants once.
+	// The command's message (or its delivery) keys the grant: a redelivered
+	// update or interaction grants once.
 	key := fmt.Sprintf("grant:%s:%s:%s", in.Identity, in.Chat.ID, in.MessageID)
-	if in.MessageID == "" {
+	switch {
+	case in.MessageID != "":
+	case in.Delivery != "":
+		key = fmt.Sprintf("grant:%s:%s:d:%s", in.Identity, in.Chat.ID, in.Delivery)
+	default:
 		key = "grant:" + in.Identity.String() + ":" + newNonce()
 	}
 	e, err := c.Pay.Store.Post(ctx, billing.PostRequest{Identity: who, Bucket: bucket, Kind: billing.KindGrant, Amount: amount,

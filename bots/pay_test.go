@@ -126,3 +126,33 @@ func TestTopupButtonsOnlyWherePayable(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantOncePerDelivery: a /grant with no message id (a Discord slash
+// command) is keyed by its delivery, so the same interaction delivered twice
+// grants once, and a second command grants again.
+func TestGrantOncePerDelivery(t *testing.T) {
+	t.Parallel()
+	c := payChat(t)
+	c.conv.Pay.Welcome = billing.Welcome{}
+	c.b.Engine.Admins = []billing.Identity{bob}
+	grant := func(delivery string) {
+		t.Helper()
+		r := one(t, c.conv.Handle(t.Context(), bots.Incoming{Identity: bob, Chat: group, Text: "/grant telegram:42 1.00 credit beta", Delivery: delivery}))
+		if r.Refused || r.View.Kind == bots.KindError || !strings.Contains(r.View.Text, "1.00") {
+			t.Fatalf("grant %s = %+v", delivery, r)
+		}
+	}
+	grant("i-1")
+	grant("i-1") // the same interaction again
+	acc, _ := c.b.Store.AccountOf(t.Context(), alice)
+	bal, _ := c.b.Store.Balances(t.Context(), acc)
+	if got := bal[billing.BucketCredit].Posted; got != billing.Micro {
+		t.Fatalf("credit after one interaction delivered twice = %s, want $1.00", got)
+	}
+	grant("i-2")
+	bal, _ = c.b.Store.Balances(t.Context(), acc)
+	if got := bal[billing.BucketCredit].Posted; got != 2*billing.Micro {
+		t.Fatalf("credit after a second interaction = %s, want $2.00", got)
+	}
+	c.b.CheckLedger()
+}

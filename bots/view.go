@@ -14,6 +14,10 @@ type Incoming struct {
 	Text      string // a command line, e.g. "/research NVDA quick"
 	Button    string // an opaque button payload; untrusted
 	MessageID string // the message the button was on (for edits)
+	// Delivery is the platform's id of this delivery when no message names
+	// it (a Discord interaction's id): it keys what a redelivered command
+	// must not do twice.
+	Delivery string
 	// Token and At carry a platform credential for editing later (a
 	// Discord interaction token) and when it was issued.
 	Token string

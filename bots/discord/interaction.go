@@ -165,6 +165,7 @@ func (t *turn) converse(ctx context.Context) {
 	} else {
 		data, _ := t.i.Data.(discordgo.ApplicationCommandInteractionData)
 		in.Text, public = commandText(data)
+		in.Delivery = t.i.ID // an interaction delivered twice does its command once
 	}
 
 	done := make(chan []bots.Reply, 1)
