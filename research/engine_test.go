@@ -421,7 +421,10 @@ func TestCancelAcrossInstances(t *testing.T) {
 		t.Fatalf("state %s, cancel latency %s", final.Run.State, final.CancelLatency)
 	}
 	t.Logf("cancel across instances settled in %s", time.Since(start))
-	if took := time.Since(start); took > time.Second {
+	// Latency is measured by BenchmarkCancelLatency (milliseconds); this
+	// bound only says the cancel did not wait for the run to end, and is
+	// wide for a loaded machine running the race detector.
+	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("cross-instance cancel took %s", took)
 	}
 	b.CheckSettled()
