@@ -262,7 +262,10 @@ func build(pg *pgxpool.Config, sqlPath string, opts Options, mkt market.Provider
 	gate := &research.Gate{Queue: s, Now: now}
 	e := &research.Engine{
 		Store: s, Ledger: s, Catalog: cat, Market: mkt, Health: health, Sink: sink, Gate: gate,
-		LLM: &llm.Client{HTTPClient: hc, Health: health, Gate: gate, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		// A test holds a stream on its gate for as long as it needs, however
+		// loaded the machine: the idle timeout (tested in research/llm) must
+		// not end it first and let a retry change what the test sees.
+		LLM: &llm.Client{HTTPClient: hc, Health: health, Gate: gate, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, IdleTimeout: 5 * time.Minute,
 			Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }},
 		Offline:       &research.OfflineAnalyst{Pace: opts.Pace},
 		Now:           now,
