@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,17 +143,39 @@ func (c *Console) Run(ctx context.Context, in io.Reader) error {
 				if err := <-errc; err != io.EOF {
 					return err
 				}
+				c.sayUnfinished()
 				return nil
 			}
 			line = strings.TrimSpace(l)
 		}
 		if line == "quit" || line == "exit" {
+			c.sayUnfinished()
 			return nil
 		}
 		if line != "" {
 			c.Handle(ctx, line)
 		}
 	}
+}
+
+// sayUnfinished tells a user who quits which of their runs have not ended:
+// they are not lost, the next start of this process's store goes on with them.
+func (c *Console) sayUnfinished() {
+	c.mu.Lock()
+	var tags []int
+	for _, run := range c.msgRun {
+		tags = append(tags, c.tagOf(run))
+	}
+	c.mu.Unlock()
+	if len(tags) == 0 {
+		return
+	}
+	slices.Sort(tags)
+	names := make([]string, len(tags))
+	for i, n := range tags {
+		names[i] = "run " + strconv.Itoa(n)
+	}
+	c.write(fmt.Sprintf("* Not finished: %s. Nothing is lost: the next start here goes on with it and shows its result; its hold stays until then (to stop a run instead, cancel it before you quit).\n", strings.Join(names, ", ")))
 }
 
 // entered notes that the user's Enter moved the screen: the prompt and the

@@ -71,3 +71,33 @@ func TestFinalChoicesKeyedByRun(t *testing.T) {
 		t.Fatal("the ended run's cancel key is still offered")
 	}
 }
+
+// TestQuitNamesUnfinishedRuns: quitting while a run is still going says so,
+// and that it is not lost; after its final, quitting says nothing of it.
+func TestQuitNamesUnfinishedRuns(t *testing.T) {
+	var out bytes.Buffer
+	c := &Console{Out: &out}
+	d := research.Destination{Platform: Platform}
+	id, err := c.Send(t.Context(), d, bots.View{Kind: bots.KindProgress, Title: "Research AAPL: queued",
+		Buttons: [][]bots.Button{{{Label: "Cancel", Data: "r:run1:cancel"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(t.Context(), strings.NewReader("quit\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Not finished: run 1. Nothing is lost") {
+		t.Fatalf("quit with a run going:\n%s", out.String())
+	}
+	d.MessageID = id
+	if err := c.Edit(t.Context(), d, bots.View{Kind: bots.KindFinal, Final: true, Title: "Research AAPL: succeeded"}); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := c.Run(t.Context(), strings.NewReader("")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "Not finished") {
+		t.Fatalf("quit after the run's final:\n%s", out.String())
+	}
+}
