@@ -8,9 +8,6 @@ import (
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots"
 	"github.com/tokensforge/forgebot/internal/testbed"
-	"github.com/tokensforge/forgebot/research"
-	"github.com/tokensforge/forgebot/research/llm"
-	"github.com/tokensforge/forgebot/research/llm/llmtest"
 )
 
 // TestQueuedRunCard: on a route allowing one call at once, busy with
@@ -20,27 +17,9 @@ import (
 // nothing is charged), before the busy call ends.
 func TestQueuedRunCard(t *testing.T) {
 	t.Parallel()
-	c := newChat(t, testbed.Options{RoutesFor: func(url string) []llm.Route {
-		return []llm.Route{{ID: "api-a", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-aaaa1111",
-			Price: billing.Price{InputPerM: billing.Micro, OutputPerM: 4 * billing.Micro}, Enabled: true, Limits: llm.Limits{Concurrent: 1}}}
-	}})
-	gate := make(chan struct{})
-	c.b.LLM.SetDefault(llmtest.Stream("a ", "b ").WithGate(gate))
+	c := newChat(t, testbed.Options{RoutesFor: testbed.OneCallRoute})
 	c.b.Fund(alice, billing.BucketCredit, billing.Micro)
-	c.b.Fund(bob, billing.BucketCredit, billing.Micro)
-	q, err := c.b.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"MSFT"}, Depth: research.Quick, Model: "gpt-test", Owner: bob})
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy, _, err := c.b.Engine.Confirm(t.Context(), q.ID, bob, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-c.b.LLM.Received(1):
-	case <-time.After(time.Minute):
-		t.Fatal("the busy run never called the route")
-	}
+	busy, release := c.b.BusyRoute(t, bob, "gpt-test")
 
 	quote := one(t, c.say(t, alice, "/research AAPL quick gpt-test"))
 	var runtime string
@@ -70,7 +49,7 @@ func TestQueuedRunCard(t *testing.T) {
 	if n := c.b.OpenHolds(); n != 1 || len(c.b.LLM.Requests()) != 1 {
 		t.Fatalf("%d holds open (want Bob's only), %d requests reached the route (want 1)", n, len(c.b.LLM.Requests()))
 	}
-	close(gate)
+	release()
 	deadline := time.Now().Add(time.Minute)
 	for r, err := c.b.Store.Run(t.Context(), busy.ID); !r.State.Terminal(); r, err = c.b.Store.Run(t.Context(), busy.ID) {
 		if err != nil || time.Now().After(deadline) {

@@ -7,9 +7,6 @@ import (
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/internal/testbed"
-	"github.com/tokensforge/forgebot/research"
-	"github.com/tokensforge/forgebot/research/llm"
-	"github.com/tokensforge/forgebot/research/llm/llmtest"
 )
 
 // TestQueuedRunCancel: on a route allowing one call at once, busy with
@@ -19,39 +16,9 @@ import (
 // hold back at once, while the other call still streams.
 func TestQueuedRunCancel(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, testbed.Options{RoutesFor: func(url string) []llm.Route {
-		return []llm.Route{{ID: "api-a", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-aaaa1111",
-			Price: billing.Price{InputPerM: billing.Micro, OutputPerM: 4 * billing.Micro}, Enabled: true, Limits: llm.Limits{Concurrent: 1}}}
-	}}, false)
-	gate := make(chan struct{})
-	r.b.LLM.SetDefault(llmtest.Stream("a ", "b ").WithGate(gate))
-	bob := billing.Identity{Platform: "telegram", ExternalID: "77"}
-	r.b.Fund(bob, billing.BucketCredit, billing.Micro)
-	q, err := r.b.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"MSFT"}, Depth: research.Quick, Model: "gpt-test", Owner: bob})
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy, _, err := r.b.Engine.Confirm(t.Context(), q.ID, bob, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-r.b.LLM.Received(1):
-	case <-time.After(time.Minute):
-		t.Fatal("the busy run never called the route")
-	}
-	balance := func() billing.Money {
-		t.Helper()
-		acc, err := r.b.Store.EnsureAccount(t.Context(), you)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bal, err := r.b.Store.Balances(t.Context(), acc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bal[billing.BucketCredit].Available
-	}
+	r := newRig(t, testbed.Options{RoutesFor: testbed.OneCallRoute}, false)
+	busy, release := r.b.BusyRoute(t, billing.Identity{Platform: "telegram", ExternalID: "77"}, "gpt-test")
+	balance := func() billing.Money { return r.b.Available(t, you, billing.BucketCredit) }
 	before := balance()
 
 	r.con.Handle(t.Context(), "/research AAPL quick gpt-test")
@@ -81,7 +48,7 @@ func TestQueuedRunCancel(t *testing.T) {
 	if n := r.b.OpenHolds(); n != 1 || len(r.b.LLM.Requests()) != 1 {
 		t.Fatalf("%d holds open (want Bob's only), %d requests reached the route (want 1)", n, len(r.b.LLM.Requests()))
 	}
-	close(gate)
+	release()
 	r.b.Events.WaitFinal(t, busy.ID, time.Minute)
 	r.b.CheckSettled()
 }

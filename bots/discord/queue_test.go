@@ -3,14 +3,11 @@ package discord_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots/discord/discordtest"
 	"github.com/tokensforge/forgebot/internal/testbed"
-	"github.com/tokensforge/forgebot/research"
 	"github.com/tokensforge/forgebot/research/llm"
-	"github.com/tokensforge/forgebot/research/llm/llmtest"
 )
 
 // TestQueuedRunCancel: on a route allowing one call at once, busy with
@@ -25,35 +22,9 @@ func TestQueuedRunCancel(t *testing.T) {
 		r[0].Limits = llm.Limits{Concurrent: 1}
 		return r
 	}}})
-	gate := make(chan struct{})
-	b.bed.LLM.SetDefault(llmtest.Stream("a ", "b ").WithGate(gate))
 	b.bed.Fund(identity(alice), billing.BucketCredit, billing.Micro)
-	b.bed.Fund(identity(bob), billing.BucketCredit, billing.Micro)
-	q, err := b.bed.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"MSFT"}, Depth: research.Quick, Model: "gpt-test", Owner: identity(bob)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy, _, err := b.bed.Engine.Confirm(t.Context(), q.ID, identity(bob), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-b.bed.LLM.Received(1):
-	case <-time.After(wait):
-		t.Fatal("the busy run never called the route")
-	}
-	available := func() billing.Money {
-		t.Helper()
-		acc, err := b.bed.Store.EnsureAccount(t.Context(), identity(alice))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bal, err := b.bed.Store.Balances(t.Context(), acc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bal[billing.BucketCredit].Available
-	}
+	busy, release := b.bed.BusyRoute(t, identity(bob), "gpt-test")
+	available := func() billing.Money { return b.bed.Available(t, identity(alice), billing.BucketCredit) }
 	before := available()
 
 	qin, _ := b.command(t, alice, "research", discordtest.String("symbols", "AAPL"), discordtest.String("model", "gpt-test"))
@@ -85,7 +56,7 @@ func TestQueuedRunCancel(t *testing.T) {
 	if n := b.bed.OpenHolds(); n != 1 || len(b.bed.LLM.Requests()) != 1 {
 		t.Fatalf("%d holds open (want Bob's only), %d requests reached the route (want 1)", n, len(b.bed.LLM.Requests()))
 	}
-	close(gate)
+	release()
 	b.bed.Events.WaitFinal(t, busy.ID, wait)
 	if err := b.ob.Flush(t.Context()); err != nil {
 		t.Fatal(err)

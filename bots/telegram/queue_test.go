@@ -7,9 +7,6 @@ import (
 	"github.com/tokensforge/forgebot/billing"
 	"github.com/tokensforge/forgebot/bots/telegram/telegramtest"
 	"github.com/tokensforge/forgebot/internal/testbed"
-	"github.com/tokensforge/forgebot/research"
-	"github.com/tokensforge/forgebot/research/llm"
-	"github.com/tokensforge/forgebot/research/llm/llmtest"
 )
 
 // TestQueuedRunCancel: on a route allowing one call at once, busy with
@@ -19,35 +16,10 @@ import (
 // hold back at once, while the other call still streams; no call drew a 429.
 func TestQueuedRunCancel(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{bed: testbed.Options{RoutesFor: func(url string) []llm.Route {
-		return []llm.Route{{ID: "api-a", Kind: billing.RouteOfficial, Model: "gpt-test", BaseURL: url, APIKey: "sk-test-aaaa1111",
-			Price: billing.Price{InputPerM: billing.Micro, OutputPerM: 4 * billing.Micro}, Enabled: true, Limits: llm.Limits{Concurrent: 1}}}
-	}}, start: true})
-	gate := make(chan struct{})
-	b.bed.LLM.SetDefault(llmtest.Stream("a ", "b ").WithGate(gate))
+	b := setup(t, options{bed: testbed.Options{RoutesFor: testbed.OneCallRoute}, start: true})
 	b.bed.Fund(who(alice), billing.BucketCredit, billing.Micro)
-	b.bed.Fund(who(bob), billing.BucketCredit, billing.Micro)
-	q, err := b.bed.Engine.Quote(t.Context(), research.Request{Kind: research.KindResearch, Symbols: []string{"MSFT"}, Depth: research.Quick, Model: "gpt-test", Owner: who(bob)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy, _, err := b.bed.Engine.Confirm(t.Context(), q.ID, who(bob), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.fake.Wait(t, wait, "the busy run's call", func() bool { return len(b.bed.LLM.Requests()) == 1 })
-	available := func() billing.Money {
-		t.Helper()
-		acc, err := b.bed.Store.EnsureAccount(t.Context(), who(alice))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bal, err := b.bed.Store.Balances(t.Context(), acc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bal[billing.BucketCredit].Available
-	}
+	busy, release := b.bed.BusyRoute(t, who(bob), "gpt-test")
+	available := func() billing.Money { return b.bed.Available(t, who(alice), billing.BucketCredit) }
 	before := available()
 
 	dm := telegramtest.Private(alice)
@@ -81,7 +53,7 @@ func TestQueuedRunCancel(t *testing.T) {
 	if n := b.bed.OpenHolds(); n != 1 || len(b.bed.LLM.Requests()) != 1 {
 		t.Fatalf("%d holds open (want Bob's only), %d requests reached the route (want 1)", n, len(b.bed.LLM.Requests()))
 	}
-	close(gate)
+	release()
 	b.events.WaitFinal(t, busy.ID, wait)
 	b.bed.CheckSettled()
 	if n := b.fake.TooManyAnswered(); n != 0 {
