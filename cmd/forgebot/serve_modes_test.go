@@ -24,6 +24,7 @@ import (
 // served is a `forgebot serve` running in the test.
 type served struct {
 	addr string
+	db   string
 	logs *testbed.Screen
 	sig  chan os.Signal
 	done chan int
@@ -41,7 +42,7 @@ func startServe(t *testing.T, env func(addr string) map[string]string) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &served{addr: ln.Addr().String(), logs: newScreen(), sig: make(chan os.Signal, 1), done: make(chan int, 1)}
+	s := &served{addr: ln.Addr().String(), db: db, logs: newScreen(), sig: make(chan os.Signal, 1), done: make(chan int, 1)}
 	ln.Close()
 	vars := env(s.addr)
 	vars["DATABASE_URL"], vars["FORGE_HTTP_ADDR"], vars["FORGE_MARKET"] = db, s.addr, "demo"

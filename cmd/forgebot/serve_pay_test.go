@@ -1,12 +1,8 @@
 package main
 
 import (
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,35 +19,20 @@ import (
 // nothing of it.
 func TestServeStripeToldInChat(t *testing.T) {
 	t.Parallel()
-	db := "sqlite:" + filepath.Join(t.TempDir(), "forgebot.db")
-	cli{t, db}.ok("migrate")
 	tg := telegramtest.New(t)
 	dc := discordtest.New(t, discordtest.Options{})
 	st := stripetest.New(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	env := map[string]string{
-		"DATABASE_URL": db, "FORGE_HTTP_ADDR": addr, "FORGE_PUBLIC_URL": "http://" + addr, "FORGE_MARKET": "demo",
-		"TELEGRAM_BOT_TOKEN": telegramtest.Token, "TELEGRAM_API_URL": tg.URL, "FORGE_STARS_PER_USD": "0",
-		"DISCORD_BOT_TOKEN": dc.BotToken, "DISCORD_APP_ID": dc.AppID, "DISCORD_API_URL": dc.URL,
-		"STRIPE_SECRET_KEY": stripetest.SecretKey, "STRIPE_WEBHOOK_SECRET": stripetest.WebhookSecret, "STRIPE_API_URL": st.URL,
-	}
-	logs := newScreen()
-	sig := make(chan os.Signal, 1)
-	done := make(chan int, 1)
-	go func() {
-		done <- run(t.Context(), []string{"serve", "--grace", "2s"}, func(k string) string { return env[k] },
-			stdio{in: strings.NewReader(""), out: logs, err: logs, interrupts: sig})
-	}()
-	logs.WaitFor(t, "configured=\"discord, telegram\"", 1)
+	s := startServe(t, func(addr string) map[string]string {
+		return map[string]string{"FORGE_PUBLIC_URL": "http://" + addr,
+			"TELEGRAM_BOT_TOKEN": telegramtest.Token, "TELEGRAM_API_URL": tg.URL, "FORGE_STARS_PER_USD": "0",
+			"DISCORD_BOT_TOKEN": dc.BotToken, "DISCORD_APP_ID": dc.AppID, "DISCORD_API_URL": dc.URL,
+			"STRIPE_SECRET_KEY": stripetest.SecretKey, "STRIPE_WEBHOOK_SECRET": stripetest.WebhookSecret, "STRIPE_API_URL": st.URL}
+	})
+	s.logs.WaitFor(t, "configured=\"discord, telegram\"", 1)
 	dc.Wait(t, "gateway connected and commands registered", 10*time.Second, func() bool {
 		return dc.Connected() && len(dc.Commands("global")) > 0
 	})
-	hook := "http://" + addr + "/stripe/webhook"
+	hook := "http://" + s.addr + "/stripe/webhook"
 
 	// Discord, in a guild channel.
 	du := discordtest.User{ID: "400000000000000077"}
@@ -94,21 +75,8 @@ func TestServeStripeToldInChat(t *testing.T) {
 		}
 	}
 
-	sig <- syscall.SIGTERM
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exited %d:\n%s", code, logs.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not drain")
-	}
-	for _, secret := range []string{telegramtest.Token, dc.BotToken, stripetest.SecretKey, stripetest.WebhookSecret} {
-		if strings.Contains(logs.String(), secret) {
-			t.Fatal("a secret reached the log")
-		}
-	}
-	if r := (cli{t, db}).run("ledger", "check"); r.code != 0 {
+	s.stop(t, telegramtest.Token, dc.BotToken, stripetest.SecretKey, stripetest.WebhookSecret)
+	if r := (cli{t, s.db}).run("ledger", "check"); r.code != 0 {
 		t.Fatalf("ledger check: %+v", r)
 	}
 }
